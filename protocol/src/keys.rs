@@ -1,0 +1,149 @@
+//! Signing keys and public keys (ed25519).
+//!
+//! A node's libp2p ed25519 identity key is its signing key: the 32-byte seed of a libp2p
+//! `ed25519::SecretKey` is exactly the seed [`Keypair::from_seed`] takes, and [`PublicKey`]
+//! holds the same 32 bytes libp2p puts in the peer id.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+
+use crate::error::ProtocolError;
+
+/// An ed25519 public key, the identity of a signer. Displayed as 64 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey(pub [u8; 32]);
+
+impl PublicKey {
+    /// The raw 32 bytes (the compressed Edwards point).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The key as an ed25519-dalek verifying key; fails for bytes that are not a curve point or
+    /// that are a weak (small-order) key, which pvl never accepts as a signer.
+    pub fn verifying_key(&self) -> Result<VerifyingKey, ProtocolError> {
+        let key = VerifyingKey::from_bytes(&self.0)
+            .map_err(|_| ProtocolError::field("signer", "not a valid ed25519 public key"))?;
+        if key.is_weak() {
+            return Err(ProtocolError::field(
+                "signer",
+                "weak (small-order) ed25519 key",
+            ));
+        }
+        Ok(key)
+    }
+
+    /// The first 8 hex digits, for logs and human-readable output.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({self})")
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = ProtocolError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out)
+            .map_err(|e| ProtocolError::field("public_key", format!("not 64 hex digits: {e}")))?;
+        Ok(PublicKey(out))
+    }
+}
+
+impl serde::Serialize for PublicKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// An ed25519 signing key. Its `Debug` output never shows the secret.
+#[derive(Clone)]
+pub struct Keypair {
+    signing: SigningKey,
+}
+
+impl Keypair {
+    /// The keypair whose secret seed is `seed` (RFC 8032 private key).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Keypair {
+            signing: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// A new random keypair from the operating system's random source.
+    pub fn generate() -> Result<Self, ProtocolError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| ProtocolError::Encode(format!("no system randomness: {e}")))?;
+        Ok(Self::from_seed(seed))
+    }
+
+    /// The secret seed. Handle with care: whoever has it can sign as this node.
+    pub fn seed(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.signing.verifying_key().to_bytes())
+    }
+
+    /// A raw ed25519 signature over `message`.
+    pub(crate) fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        self.signing.sign(message).to_bytes()
+    }
+}
+
+impl fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Keypair {{ public: {}, secret: <redacted> }}",
+            self.public()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_the_secret() {
+        let key = Keypair::from_seed([7; 32]);
+        let shown = format!("{key:?}");
+        assert!(shown.contains("redacted"));
+        assert!(!shown.contains(&hex::encode(key.seed())));
+    }
+
+    #[test]
+    fn seed_round_trip_and_public_key_parse() {
+        let key = Keypair::generate().unwrap();
+        assert_eq!(Keypair::from_seed(key.seed()).public(), key.public());
+        let text = key.public().to_string();
+        assert_eq!(text.parse::<PublicKey>().unwrap(), key.public());
+    }
+
+    #[test]
+    fn weak_and_invalid_keys_are_refused() {
+        // The identity point (small order) is a weak key.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert!(PublicKey(identity).verifying_key().is_err());
+        assert!(Keypair::from_seed([1; 32]).public().verifying_key().is_ok());
+    }
+}

@@ -1,0 +1,95 @@
+//! # pvl-protocol: the Pervasive.link wire agreement
+//!
+//! This crate is the byte-for-byte agreement between pvl nodes (and any other implementation):
+//! what each coordination object is, how it is encoded, how it is signed, how its id is derived
+//! and which objects a node must refuse. It performs no I/O.
+//!
+//! ## Design
+//!
+//! Every object travels in one signed envelope:
+//!
+//! ```text
+//! wire    = [ content: bstr, signature: bstr(64) (, countersignature: bstr(64))? ]
+//! content = [ version, kind, trace / null, [parents..], signer, timestamp_ms, body ]
+//! ```
+//!
+//! * The `content` bytes are deterministic CBOR (arrays only, shortest-form integers, definite
+//!   lengths). They are produced once, by the signer, and from then on they are what is signed,
+//!   sent, hashed and stored. Decoding re-encodes the parsed value only to *refuse* non-canonical
+//!   input; signature checks always run over the received bytes.
+//! * The signature is ed25519 over a domain-separated input: a fixed tag, the protocol version and
+//!   the object kind, then the content ([`signing_input`]). A signature made for one kind can
+//!   never verify as another kind.
+//! * The id of an object is SHA-256 of its content bytes ([`ObjectId`]). The trace id of a
+//!   conversation is the id of its root intent; the root itself carries `null` as trace.
+//! * A [`Receipt`] is signed by the provider and may carry a countersignature by the requester
+//!   named in its body, so verifying it needs nothing but its bytes.
+//!
+//! Decoding ([`SignedObject::decode`]) is total: any byte string yields a verified object or a
+//! typed [`ProtocolError`], never a panic. Time-dependent rules (expiry, clock skew, replay) are
+//! applied separately by [`LiveValidator`], because stored evidence must stay verifiable long
+//! after it expired.
+//!
+//! `SPEC.md` next to this crate describes the format field by field for other implementations.
+
+mod body;
+mod cbor;
+mod envelope;
+mod error;
+mod ids;
+mod keys;
+mod validate;
+
+pub mod fixtures;
+
+pub use body::{
+    Body, CapabilityAd, Committee, Constraints, Event, Intent, Kind, Offer, PatternHint, Payload,
+    PriceModel, Proposal, QuorumCert, Receipt, Reject, RejectCode, Resources, Strategy, TaskDone,
+    TaskProgress, TaskStart, TaskStatus, Vote, Weights,
+};
+pub use envelope::{Envelope, SignedObject, countersigning_input, signing_input};
+pub use error::ProtocolError;
+pub use ids::{ObjectId, TraceId, sha256};
+pub use keys::{Keypair, PublicKey};
+pub use validate::{
+    LiveValidator, ReplayGuard, check_fresh, check_parent, check_signer, expiry_of,
+};
+
+/// The protocol version this crate speaks; the first field of every envelope.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Largest encoded object (wire bytes) a decoder accepts, in bytes.
+pub const MAX_OBJECT_SIZE: usize = 1024 * 1024;
+
+/// Largest inline payload (task input or output) in bytes; bigger data travels as a hash.
+pub const MAX_INLINE_PAYLOAD: usize = 768 * 1024;
+
+/// Largest free-text field (messages, reasons, descriptions) in bytes of UTF-8.
+pub const MAX_TEXT_LEN: usize = 4096;
+
+/// Largest capability name in bytes; names are ASCII `[A-Za-z0-9._:/-]`.
+pub const MAX_CAPABILITY_LEN: usize = 64;
+
+/// Most parent ids one object may list.
+pub const MAX_PARENTS: usize = 32;
+
+/// Most members of an approval committee (and so most votes in a quorum certificate).
+pub const MAX_COMMITTEE: usize = 64;
+
+/// Most entries in an event's `about` list and in its `attrs` list.
+pub const MAX_EVENT_ITEMS: usize = 256;
+
+/// Deepest CBOR nesting a decoder follows before giving up.
+pub const MAX_CBOR_DEPTH: usize = 16;
+
+/// How far in the future an object's timestamp may be (clock skew between nodes), in ms.
+pub const MAX_CLOCK_SKEW_MS: u64 = 30_000;
+
+/// How long an object without its own expiry stays acceptable on the live path, in ms.
+pub const MAX_MESSAGE_AGE_MS: u64 = 10 * 60 * 1000;
+
+/// Longest lifetime (`expires_at_ms - timestamp_ms`) an object may declare, in ms (7 days).
+pub const MAX_LIFETIME_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Reliability and progress are integers in basis points: 10,000 means 100 %.
+pub const BASIS_POINTS: u16 = 10_000;
