@@ -1,0 +1,1 @@
+//! pvl-trace: the sled-backed trace graph store (being built; see issue 3).

@@ -1,0 +1,3 @@
+//! The `pvl` binary (being built; see issue 4).
+
+fn main() {}
