@@ -1,0 +1,260 @@
+//! Exports: JSON, Graphviz DOT and Mermaid for people; a CBOR bundle for offline verification.
+//!
+//! # Bundle format (version 1)
+//!
+//! A bundle is one CBOR item, a definite-length array of four elements:
+//!
+//! ```text
+//! bundle = [
+//!   magic:   "pvl-trace-bundle",   ; text string, exactly this
+//!   version: 1,                    ; unsigned integer, BUNDLE_VERSION
+//!   trace:   bstr(32),             ; the trace id (id of the root intent)
+//!   objects: [* bstr],             ; each element: the exact wire bytes of one signed object,
+//!                                  ; oldest first (order is not significant)
+//! ]
+//! ```
+//!
+//! Each object carries its own signature (and a receipt its countersignature), its id is the
+//! SHA-256 of its signed content, and its parents are ids: so anyone can check a bundle with
+//! nothing but its bytes and the protocol crate ([`verify_bundle`]): every object decodes and
+//! verifies, states the bundle's trace, and every parent and body reference resolves inside
+//! the bundle. At most [`MAX_BUNDLE_OBJECTS`] objects, each at most
+//! [`pvl_protocol::MAX_OBJECT_SIZE`] bytes.
+
+use std::fmt::Write as _;
+
+use ciborium::value::Value;
+use pvl_protocol::{ObjectId, SignedObject, TraceId};
+use serde::Serialize;
+
+use crate::analyse::label_of;
+use crate::error::{Result, TraceError};
+use crate::verify::{VerifyReport, verify_objects};
+
+/// The first element of every bundle.
+pub const BUNDLE_MAGIC: &str = "pvl-trace-bundle";
+/// The bundle format version this code writes and reads.
+pub const BUNDLE_VERSION: u64 = 1;
+/// Most objects a bundle may hold.
+pub const MAX_BUNDLE_OBJECTS: usize = 1_000_000;
+
+/// The JSON export of a trace.
+#[derive(Debug, Serialize)]
+pub struct JsonExport<'a> {
+    /// The trace id.
+    pub trace: TraceId,
+    /// The objects (JSON view of the protocol crate).
+    pub objects: &'a [SignedObject],
+    /// `[parent, child]` edges.
+    pub edges: Vec<[ObjectId; 2]>,
+}
+
+fn trace_of(objects: &[SignedObject]) -> TraceId {
+    objects
+        .iter()
+        .find(|o| o.is_root())
+        .or_else(|| objects.first())
+        .map(SignedObject::trace_id)
+        .unwrap_or(ObjectId([0; 32]))
+}
+
+fn edges(objects: &[SignedObject]) -> Vec<[ObjectId; 2]> {
+    objects
+        .iter()
+        .flat_map(|o| o.parents().iter().map(move |p| [*p, o.id()]))
+        .collect()
+}
+
+/// The trace as pretty JSON: `{"trace", "objects": [...], "edges": [[parent, child]..]}`.
+pub fn to_json(objects: &[SignedObject]) -> Result<String> {
+    let export = JsonExport {
+        trace: trace_of(objects),
+        objects,
+        edges: edges(objects),
+    };
+    serde_json::to_string_pretty(&export).map_err(|e| TraceError::Export(e.to_string()))
+}
+
+fn escape_dot(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', " ")
+}
+
+/// The trace as a Graphviz `digraph` (render with `dot -Tsvg`). Parents not in `objects` are
+/// drawn dashed.
+pub fn to_dot(objects: &[SignedObject]) -> String {
+    let mut out = String::new();
+    let trace = trace_of(objects);
+    let _ = writeln!(out, "digraph \"trace_{}\" {{", trace.short());
+    let _ = writeln!(out, "  rankdir=TB;");
+    let _ = writeln!(out, "  node [shape=box, fontname=\"monospace\"];");
+    let known: std::collections::HashSet<ObjectId> = objects.iter().map(|o| o.id()).collect();
+    for o in objects {
+        let _ = writeln!(
+            out,
+            "  \"{}\" [label=\"{}\\n{}\\n{}\\nby {}\"];",
+            o.id(),
+            o.kind(),
+            escape_dot(&label_of(o)),
+            o.id().short(),
+            o.signer().short()
+        );
+    }
+    for o in objects {
+        for p in o.parents() {
+            if !known.contains(p) {
+                let _ = writeln!(
+                    out,
+                    "  \"{p}\" [label=\"missing\\n{}\", style=dashed];",
+                    p.short()
+                );
+            }
+            let _ = writeln!(out, "  \"{p}\" -> \"{}\";", o.id());
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn escape_mermaid(s: &str) -> String {
+    s.replace('"', "#quot;")
+        .replace('<', "#lt;")
+        .replace('>', "#gt;")
+        .replace('\n', " ")
+}
+
+/// The trace as a Mermaid `flowchart` (renders in Markdown viewers that support Mermaid).
+pub fn to_mermaid(objects: &[SignedObject]) -> String {
+    let mut out = String::from("flowchart TD\n");
+    let mut names: std::collections::HashMap<ObjectId, String> = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.id(), format!("n{i}")))
+        .collect();
+    for o in objects {
+        let name = names.get(&o.id()).cloned().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {name}[\"{}<br/>{}<br/>{}\"]",
+            o.kind(),
+            escape_mermaid(&label_of(o)),
+            o.id().short()
+        );
+    }
+    let mut extra = objects.len();
+    for o in objects {
+        let child = names.get(&o.id()).cloned().unwrap_or_default();
+        for p in o.parents() {
+            let parent = match names.get(p) {
+                Some(n) => n.clone(),
+                None => {
+                    let n = format!("n{extra}");
+                    extra += 1;
+                    let _ = writeln!(out, "  {n}[/\"missing<br/>{}\"/]", p.short());
+                    names.insert(*p, n.clone());
+                    n
+                }
+            };
+            let _ = writeln!(out, "  {parent} --> {child}");
+        }
+    }
+    out
+}
+
+/// Encodes a bundle (see the module docs) of `objects`, which must be one trace.
+pub fn to_bundle(objects: &[SignedObject]) -> Result<Vec<u8>> {
+    let trace = trace_of(objects);
+    let value = Value::Array(vec![
+        Value::Text(BUNDLE_MAGIC.into()),
+        Value::Integer(BUNDLE_VERSION.into()),
+        Value::Bytes(trace.0.to_vec()),
+        Value::Array(
+            objects
+                .iter()
+                .map(|o| Value::Bytes(o.bytes().to_vec()))
+                .collect(),
+        ),
+    ]);
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(&value, &mut out).map_err(|e| TraceError::Export(e.to_string()))?;
+    Ok(out)
+}
+
+/// A bundle checked offline.
+#[derive(Debug)]
+pub struct VerifiedBundle {
+    /// The trace id the bundle states.
+    pub trace: TraceId,
+    /// The objects that decoded and verified.
+    pub objects: Vec<SignedObject>,
+    /// The verification report (signatures, trace membership, links).
+    pub report: VerifyReport,
+}
+
+impl VerifiedBundle {
+    /// Whether every object verified and every link resolved inside the bundle.
+    pub fn is_ok(&self) -> bool {
+        self.report.is_ok()
+    }
+}
+
+fn bad(reason: impl Into<String>) -> TraceError {
+    TraceError::Bundle(reason.into())
+}
+
+/// Reads and verifies a bundle with nothing but its bytes. Fails if the bundle itself is
+/// malformed; problems with individual objects are listed in the report.
+pub fn verify_bundle(bytes: &[u8]) -> Result<VerifiedBundle> {
+    let max = MAX_BUNDLE_OBJECTS.saturating_mul(pvl_protocol::MAX_OBJECT_SIZE);
+    if bytes.len() > max {
+        return Err(bad("bundle too large"));
+    }
+    let value: Value = ciborium::de::from_reader_with_recursion_limit(bytes, 8)
+        .map_err(|e| bad(format!("not CBOR: {e}")))?;
+    let Value::Array(items) = value else {
+        return Err(bad("not an array"));
+    };
+    let [magic, version, trace, objects]: [Value; 4] =
+        items.try_into().map_err(|_| bad("expected 4 elements"))?;
+    if magic.as_text() != Some(BUNDLE_MAGIC) {
+        return Err(bad("wrong magic"));
+    }
+    let version = version
+        .as_integer()
+        .and_then(|i| u64::try_from(i).ok())
+        .ok_or_else(|| bad("version is not an integer"))?;
+    if version != BUNDLE_VERSION {
+        return Err(bad(format!("unsupported bundle version {version}")));
+    }
+    let trace = trace
+        .as_bytes()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .map(ObjectId)
+        .ok_or_else(|| bad("trace is not 32 bytes"))?;
+    let Value::Array(objects) = objects else {
+        return Err(bad("objects is not an array"));
+    };
+    if objects.len() > MAX_BUNDLE_OBJECTS {
+        return Err(bad("too many objects"));
+    }
+    let wires: Vec<Vec<u8>> = objects
+        .into_iter()
+        .map(|v| match v {
+            Value::Bytes(b) => Ok(b),
+            _ => Err(bad("an object is not a byte string")),
+        })
+        .collect::<Result<_>>()?;
+    let items: Vec<(Option<ObjectId>, &[u8])> =
+        wires.iter().map(|w| (None, w.as_slice())).collect();
+    let report = verify_objects(trace, &items, &|_| None);
+    let objects = wires
+        .iter()
+        .filter_map(|w| SignedObject::decode(w).ok())
+        .collect();
+    Ok(VerifiedBundle {
+        trace,
+        objects,
+        report,
+    })
+}

@@ -1,0 +1,511 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Store behaviour: inserts, idempotence, orphans, indexes, queries, verify, corruption.
+
+use pvl_protocol::fixtures::requester;
+use pvl_protocol::{Kind, SignedObject};
+use pvl_trace::{
+    InsertOutcome, Pattern, ProblemKind, SCHEMA_VERSION, StoreConfig, TraceError, TraceStatus,
+    TraceStore, object_key, testkit,
+};
+
+fn open() -> (tempfile::TempDir, TraceStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path().join("db")).unwrap();
+    (dir, store)
+}
+
+fn bare(receipt: &SignedObject) -> SignedObject {
+    // Rebuild the bare receipt from the countersigned one: same envelope, one signature.
+    pvl_protocol::Envelope::clone(receipt.envelope())
+        .sign(&testkit::provider_key(0))
+        .unwrap()
+}
+
+#[test]
+fn insert_and_read_back_a_trace_as_a_dag() {
+    let (_d, store) = open();
+    let objects = testkit::consensus().unwrap();
+    let outcomes = store.insert_batch(&objects).unwrap();
+    assert!(outcomes.iter().all(|o| *o == InsertOutcome::Inserted));
+    assert_eq!(store.object_count().unwrap(), objects.len() as u64);
+    let trace = objects[0].trace_id();
+    let dag = store.trace(&trace).unwrap();
+    assert_eq!(dag.len(), objects.len());
+    assert!(dag.missing.is_empty());
+    assert_eq!(dag.roots().len(), 1);
+    assert_eq!(dag.roots()[0].id, trace);
+    for o in &objects {
+        let node = dag.node(&o.id()).unwrap();
+        assert_eq!(node.parents, o.parents());
+        assert_eq!(node.bytes, o.bytes());
+        for p in o.parents() {
+            assert!(dag.node(p).unwrap().children.contains(&o.id()));
+            assert!(store.children(p).unwrap().contains(&o.id()));
+        }
+        assert_eq!(store.get(&o.id()).unwrap().unwrap(), *o);
+    }
+    // Time order.
+    assert!(
+        dag.nodes
+            .windows(2)
+            .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms)
+    );
+    assert_eq!(dag.objects().unwrap().len(), objects.len());
+}
+
+#[test]
+fn idempotent_insert_and_countersigned_receipt_upgrade() {
+    let (_d, store) = open();
+    let objects = testkit::contract_net().unwrap();
+    let receipt = objects.iter().find(|o| o.kind() == Kind::Receipt).unwrap();
+    assert!(receipt.is_countersigned());
+    let bare = bare(receipt);
+    assert_eq!(bare.id(), receipt.id());
+    assert!(!bare.is_countersigned());
+
+    let without: Vec<_> = objects
+        .iter()
+        .filter(|o| o.id() != receipt.id())
+        .cloned()
+        .collect();
+    store.insert_batch(&without).unwrap();
+    assert_eq!(store.insert(&bare).unwrap(), InsertOutcome::Inserted);
+    let n = store.object_count().unwrap();
+    // Same objects again: nothing changes.
+    assert!(
+        store
+            .insert_batch(&without)
+            .unwrap()
+            .iter()
+            .all(|o| *o == InsertOutcome::Duplicate)
+    );
+    assert_eq!(store.insert(&bare).unwrap(), InsertOutcome::Duplicate);
+    // The countersigned copy replaces the bare one...
+    assert_eq!(store.insert(receipt).unwrap(), InsertOutcome::Upgraded);
+    assert!(
+        store
+            .get(&receipt.id())
+            .unwrap()
+            .unwrap()
+            .is_countersigned()
+    );
+    // ...and a late bare copy does not downgrade it.
+    assert_eq!(store.insert(&bare).unwrap(), InsertOutcome::Duplicate);
+    assert!(
+        store
+            .get(&receipt.id())
+            .unwrap()
+            .unwrap()
+            .is_countersigned()
+    );
+    assert_eq!(store.object_count().unwrap(), n);
+    // The same id twice in one batch is stored once.
+    let (_d2, other) = open();
+    let twice = vec![objects[0].clone(), objects[0].clone()];
+    assert_eq!(
+        other.insert_batch(&twice).unwrap(),
+        vec![InsertOutcome::Inserted, InsertOutcome::Duplicate]
+    );
+    assert_eq!(other.object_count().unwrap(), 1);
+    assert_eq!(other.check_integrity().unwrap(), 1);
+    assert_eq!(store.check_integrity().unwrap(), n);
+}
+
+#[test]
+fn out_of_order_children_are_kept_and_linked_when_parents_arrive() {
+    let (_d, store) = open();
+    let objects = testkit::workflow().unwrap();
+    let trace = objects[0].trace_id();
+    // Everything in reverse, one object at a time: every child arrives before its parent.
+    for o in objects.iter().skip(1).rev() {
+        store.insert(o).unwrap();
+    }
+    let orphans = store.orphans().unwrap();
+    assert!(!orphans.is_empty());
+    assert!(orphans.iter().all(|(_, parent)| *parent == trace));
+    let dag = store.trace(&trace).unwrap();
+    assert_eq!(dag.len(), objects.len() - 1);
+    assert!(dag.missing.iter().all(|(_, p)| *p == trace));
+    assert!(store.check_integrity().is_ok());
+    // The root arrives: the graph is complete.
+    store.insert(&objects[0]).unwrap();
+    assert!(store.orphans().unwrap().is_empty());
+    let dag = store.trace(&trace).unwrap();
+    assert!(dag.missing.is_empty());
+    assert_eq!(dag.len(), objects.len());
+    assert!(!dag.node(&trace).unwrap().children.is_empty());
+    assert!(store.verify_trace(&trace).unwrap().is_ok());
+    assert_eq!(store.check_integrity().unwrap(), objects.len() as u64);
+}
+
+#[test]
+fn orphan_and_parent_in_the_same_batch() {
+    let (_d, store) = open();
+    let mut objects = testkit::contract_net().unwrap();
+    objects.reverse();
+    store.insert_batch(&objects).unwrap();
+    assert!(store.orphans().unwrap().is_empty());
+    assert_eq!(store.check_integrity().unwrap(), objects.len() as u64);
+}
+
+#[test]
+fn indexes_by_signer_kind_and_time() {
+    let (_d, store) = open();
+    let objects = testkit::consensus().unwrap();
+    store.insert_batch(&objects).unwrap();
+    let by_req = store.by_signer(&requester().public(), usize::MAX).unwrap();
+    let expected: Vec<_> = objects
+        .iter()
+        .filter(|o| o.signer() == requester().public())
+        .collect();
+    assert_eq!(by_req.len(), expected.len());
+    assert_eq!(store.by_signer(&requester().public(), 2).unwrap().len(), 2);
+    let votes = store.by_kind(Kind::Vote, 0, u64::MAX).unwrap();
+    assert_eq!(votes.len(), 2);
+    let t0 = pvl_protocol::fixtures::T0;
+    let early = store.by_time(t0, t0 + 500).unwrap();
+    assert_eq!(
+        early.len(),
+        objects
+            .iter()
+            .filter(|o| o.timestamp_ms() < t0 + 500)
+            .count()
+    );
+    assert!(
+        store
+            .by_kind(Kind::CapabilityAd, 0, u64::MAX)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn bytes_batch_verifies_and_reports_each_input() {
+    let (_d, store) = open();
+    let objects = testkit::auction().unwrap();
+    let mut inputs: Vec<Vec<u8>> = objects.iter().map(|o| o.bytes().to_vec()).collect();
+    let bad = inputs.len() - 2;
+    let last = inputs[bad].len() - 1;
+    inputs[bad][last] ^= 1; // signature byte
+    inputs.push(b"garbage".to_vec());
+    let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let results = store.insert_bytes_batch(&refs).unwrap();
+    assert_eq!(results.len(), inputs.len());
+    assert!(matches!(results[bad], Err(TraceError::Invalid(_))));
+    assert!(matches!(
+        results.last().unwrap(),
+        Err(TraceError::Invalid(_))
+    ));
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        objects.len() - 1
+    );
+    assert!(!store.contains(&objects[bad].id()).unwrap());
+    assert!(matches!(
+        store.insert_bytes(b"nope"),
+        Err(TraceError::Invalid(_))
+    ));
+}
+
+#[test]
+fn recent_traces_with_status() {
+    let (_d, store) = open();
+    let done = testkit::contract_net().unwrap();
+    let failed = testkit::failed().unwrap();
+    // An open trace: an intent only; an awarded one: cut after the award.
+    let open_only = vec![
+        testkit::intent(
+            "open-cap",
+            pvl_protocol::PatternHint::ContractNet,
+            pvl_protocol::Strategy::LowestCost,
+            None,
+            &[],
+            pvl_protocol::fixtures::T0 + 50_000,
+            77,
+        )
+        .unwrap(),
+    ];
+    let auction = testkit::auction().unwrap();
+    let cut = auction
+        .iter()
+        .position(|o| o.kind() == Kind::TaskStart)
+        .unwrap();
+    let awarded = auction[..=cut].to_vec();
+    for t in [&done, &failed, &open_only, &awarded] {
+        store.insert_batch(t).unwrap();
+    }
+    // A capability ad root is not a conversation.
+    let ad = pvl_protocol::fixtures::sample_objects()
+        .unwrap()
+        .pop()
+        .unwrap();
+    store.insert(&ad).unwrap();
+    let recent = store.recent_traces(10).unwrap();
+    assert_eq!(recent.len(), 4, "{recent:?}");
+    let status = |t: &[SignedObject]| {
+        recent
+            .iter()
+            .find(|s| s.trace == t[0].trace_id())
+            .map(|s| s.status)
+    };
+    assert_eq!(status(&done), Some(TraceStatus::Done));
+    assert_eq!(status(&failed), Some(TraceStatus::Failed));
+    assert_eq!(status(&open_only), Some(TraceStatus::Open));
+    assert_eq!(status(&awarded), Some(TraceStatus::Awarded));
+    // Newest first: the open intent is the latest activity.
+    assert_eq!(recent[0].trace, open_only[0].id());
+    assert_eq!(store.recent_traces(1).unwrap().len(), 1);
+    let (_d2, clean) = open();
+    clean
+        .insert_batch(&testkit::contract_net().unwrap())
+        .unwrap();
+    let s = clean.recent_traces(5).unwrap();
+    assert_eq!(s[0].status, TraceStatus::Done);
+    assert_eq!(s[0].pattern, Pattern::ContractNet);
+    assert_eq!(s[0].capability.as_deref(), Some("sha256"));
+}
+
+#[test]
+fn provider_history_from_receipts() {
+    let (_d, store) = open();
+    store.insert_batch(&testkit::parallel(3).unwrap()).unwrap();
+    store
+        .insert_batch(&testkit::contract_net().unwrap())
+        .unwrap();
+    let p0 = testkit::provider_key(0).public();
+    let h = store.provider_history(&p0).unwrap();
+    // shard-0 of the parallel trace and the contract-net task.
+    assert_eq!(h.tasks.len(), 2);
+    assert_eq!(h.success_rate, 1.0);
+    assert_eq!(h.countersigned, 2);
+    // Only the contract-net award had a deadline (T0+5000; finished T0+1600).
+    assert_eq!(h.on_time_rate, Some(1.0));
+    // Latencies 500 (shard-0) and 1000 (contract-net): median 750.
+    assert_eq!(h.median_latency_ms, Some(750));
+    assert!(
+        h.tasks
+            .iter()
+            .any(|t| t.capability.as_deref() == Some("transcode"))
+    );
+    let p2 = store
+        .provider_history(&testkit::provider_key(2).public())
+        .unwrap();
+    assert_eq!(p2.tasks.len(), 1);
+    assert_eq!(p2.median_latency_ms, Some(1000));
+    assert_eq!(p2.on_time_rate, None);
+    let nobody = store.provider_history(&requester().public()).unwrap();
+    assert!(nobody.tasks.is_empty());
+    assert_eq!(nobody.median_latency_ms, None);
+}
+
+#[test]
+fn provider_history_counts_failures_and_late_tasks() {
+    let (_d, store) = open();
+    store.insert_batch(&testkit::failed().unwrap()).unwrap();
+    let h = store
+        .provider_history(&testkit::provider_key(0).public())
+        .unwrap();
+    assert_eq!(h.tasks.len(), 1);
+    assert_eq!(h.success_rate, 0.0);
+    assert!(!h.tasks[0].ok);
+}
+
+#[test]
+fn capability_stats_per_pattern() {
+    let (_d, store) = open();
+    store.insert_batch(&testkit::parallel(4).unwrap()).unwrap();
+    store.insert_batch(&testkit::auction().unwrap()).unwrap();
+    store.insert_batch(&testkit::workflow().unwrap()).unwrap();
+    let stats = store.capability_stats(None).unwrap();
+    let find = |c: &str| stats.iter().find(|s| s.capability == c).unwrap();
+    let t = find("transcode");
+    assert_eq!(
+        (t.pattern, t.count, t.success_rate),
+        (Pattern::Parallel, 4, 1.0)
+    );
+    // Latencies 500, 750, 1000, 1250.
+    assert_eq!(t.median_latency_ms, 875);
+    assert_eq!(t.mean_latency_ms, 875.0);
+    assert_eq!(find("render").pattern, Pattern::Auction);
+    assert_eq!(find("resize").pattern, Pattern::Workflow);
+    assert_eq!(find("compress").median_latency_ms, 3000);
+    let only = store.capability_stats(Some("render")).unwrap();
+    assert_eq!(only.len(), 1);
+}
+
+#[test]
+fn verify_names_a_tampered_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let objects = testkit::contract_net().unwrap();
+    let trace = objects[0].trace_id();
+    let victim = objects.iter().find(|o| o.kind() == Kind::TaskDone).unwrap();
+    {
+        let store = TraceStore::open(&path).unwrap();
+        store.insert_batch(&objects).unwrap();
+        assert!(store.verify_trace(&trace).unwrap().is_ok());
+        // Flip a signature byte in the stored value via the raw path.
+        let mut bytes = victim.bytes().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        store
+            .put_raw_for_tests(&object_key(&trace, &victim.id()), &bytes)
+            .unwrap();
+        let report = store.verify_trace(&trace).unwrap();
+        assert_eq!(report.bad_objects(), vec![victim.id()], "{report:?}");
+        assert_eq!(report.problems[0].kind, ProblemKind::BadSignature);
+        assert_eq!(report.checked, objects.len());
+    }
+    // Now tamper with the content on disk, through sled directly: the id no longer matches.
+    {
+        let db = sled::open(&path).unwrap();
+        let tree = db.open_tree("pvl-trace").unwrap();
+        let key = object_key(&trace, &victim.id());
+        let original = victim.bytes().to_vec();
+        let mut bytes = original.clone();
+        // A byte inside the content (the task's finished_at_ms region is near the end of it).
+        let pos = bytes.len() - 70;
+        bytes[pos] ^= 0x01;
+        tree.insert(&key, bytes).unwrap();
+        db.flush().unwrap();
+    }
+    let store = TraceStore::open(&path).unwrap();
+    let report = store.verify_trace(&trace).unwrap();
+    assert!(report.bad_objects().contains(&victim.id()), "{report:?}");
+    // Reading the object or the DAG is an error naming the key, never a panic.
+    let err = store.get(&victim.id()).unwrap_err();
+    let key_text = format!("t/{}{}", hex::encode(trace.0), hex::encode(victim.id().0));
+    assert!(
+        matches!(&err, TraceError::Corrupt { key, .. } if *key == key_text),
+        "{err}"
+    );
+    let err = store.trace(&trace).unwrap_err();
+    assert!(err.to_string().contains(&key_text), "{err}");
+    assert!(store.check_integrity().is_err());
+}
+
+#[test]
+fn verify_reports_broken_links() {
+    let (_d, store) = open();
+    let objects = testkit::contract_net().unwrap();
+    let trace = objects[0].trace_id();
+    // Leave out the award: progress, done and receipt name a task that is not there.
+    let start = objects
+        .iter()
+        .find(|o| o.kind() == Kind::TaskStart)
+        .unwrap();
+    let rest: Vec<_> = objects
+        .iter()
+        .filter(|o| o.id() != start.id())
+        .cloned()
+        .collect();
+    store.insert_batch(&rest).unwrap();
+    let report = store.verify_trace(&trace).unwrap();
+    assert!(!report.is_ok());
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::MissingParent)
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::DanglingReference)
+    );
+    let progress = objects
+        .iter()
+        .find(|o| o.kind() == Kind::TaskProgress)
+        .unwrap();
+    assert!(report.bad_objects().contains(&progress.id()));
+}
+
+#[test]
+fn garbage_values_on_disk_are_errors_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let objects = testkit::contract_net().unwrap();
+    let trace = objects[0].trace_id();
+    {
+        let store = TraceStore::open(&path).unwrap();
+        store.insert_batch(&objects).unwrap();
+    }
+    let key = object_key(&trace, &objects[1].id());
+    {
+        let db = sled::open(&path).unwrap();
+        let tree = db.open_tree("pvl-trace").unwrap();
+        tree.insert(&key, &b"\xff\x00garbage"[..]).unwrap();
+        // The object index points at a trace value that is too short.
+        let mut okey = vec![b'o'];
+        okey.extend_from_slice(&objects[2].id().0);
+        tree.insert(okey, &b"short"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let store = TraceStore::open(&path).unwrap();
+    for err in [
+        store.get(&objects[1].id()).unwrap_err(),
+        store.get_bytes(&objects[1].id()).unwrap_err(),
+        store.trace(&trace).unwrap_err(),
+        store.trace_objects(&trace).unwrap_err(),
+        store.get(&objects[2].id()).unwrap_err(),
+    ] {
+        match err {
+            TraceError::Corrupt { key, .. } => {
+                assert!(key.starts_with("t/") || key.starts_with("o/"))
+            }
+            other => panic!("expected Corrupt, got {other}"),
+        }
+    }
+    let report = store.verify_trace(&trace).unwrap();
+    assert_eq!(report.bad_objects(), vec![objects[1].id()]);
+    assert_eq!(report.problems[0].kind, ProblemKind::Undecodable);
+}
+
+#[test]
+fn schema_version_mismatch_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(TraceStore::open(&path).unwrap());
+    {
+        let db = sled::open(&path).unwrap();
+        let tree = db.open_tree("pvl-trace").unwrap();
+        assert_eq!(
+            tree.get("vschema").unwrap().unwrap().as_ref(),
+            SCHEMA_VERSION.to_be_bytes()
+        );
+        tree.insert("vschema", &(SCHEMA_VERSION + 1).to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    match TraceStore::open(&path) {
+        Err(TraceError::SchemaMismatch { found, expected }) => {
+            assert_eq!((found, expected), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+        }
+        other => panic!("expected a schema mismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn data_survives_close_and_reopen_with_a_small_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let config = StoreConfig {
+        cache_capacity: 1 << 20,
+        ..StoreConfig::default()
+    };
+    let objects = testkit::synthetic(1, 200).unwrap();
+    {
+        let store = TraceStore::open_with(&path, config.clone()).unwrap();
+        store.insert_batch(&objects).unwrap();
+        store.close().unwrap();
+    }
+    let store = TraceStore::open_with(&path, config).unwrap();
+    assert_eq!(store.object_count().unwrap(), 200);
+    assert_eq!(store.trace(&objects[0].id()).unwrap().len(), 200);
+    assert!(matches!(
+        store.trace(&objects[1].id()),
+        Err(TraceError::UnknownTrace(_))
+    ));
+    assert!(store.size_on_disk().unwrap() > 0);
+}
