@@ -1,1 +1,103 @@
-//! pvl-patterns: coordination patterns as sans-I/O state machines (being built; see issue 5).
+//! # pvl-patterns: coordination patterns as sans-I/O state machines
+//!
+//! A pattern is a state machine over [`pvl_protocol`] objects. It never touches the network,
+//! the clock or a store: the driver (the node's event loop, a test, a simulation) feeds it
+//! **inputs** with an explicit `now_ms` and carries out the **actions** it returns. Tests
+//! therefore run with a fake clock and real signatures, and thousands of state machines can
+//! run in one process.
+//!
+//! This crate implements contract-net with auction-style selection:
+//!
+//! * [`Requester`]: one intent, from publication to a countersigned receipt (or a clear
+//!   failure);
+//! * [`Provider`]: one node's bidding and task execution over any number of intents;
+//! * [`select`]: constraint checks, scoring and ranking of offers, and the `selection` events
+//!   that explain a choice;
+//! * [`sim`]: an in-memory driver (simulated clock and network) for tests, examples and
+//!   simulations at scale.
+//!
+//! ## Inputs
+//!
+//! | input | requester | provider |
+//! |---|---|---|
+//! | [`Input::Received`] (an object of the trace, decoded and checked by the node) | offer, progress, done, receipt | intent, award (`TaskStart`), reject, countersigned receipt |
+//! | [`Input::Timer`] (a [`TimerToken`] it asked for) | window close, watchdog, receipt wait | none |
+//! | executor calls | | [`Provider::report_progress`], [`Provider::on_executed`] |
+//!
+//! `handle`/`on_*` return `Result<Vec<Action>, PatternError>`. An `Err` means the input was
+//! refused and nothing changed (wrong trace, wrong signer, unknown task, ...): the node logs it
+//! and may count it against the sender.
+//!
+//! ## Actions
+//!
+//! [`Action::Publish`] (gossip an intent), [`Action::Send`] (an object to one peer, by its
+//! public key), [`Action::Execute`] (start a task), [`Action::SetTimer`] (deliver a token back
+//! at a time; timers are never cancelled, stale tokens are ignored), [`Action::Record`] (store
+//! an object: every object a pattern creates or accepts is recorded exactly once) and
+//! [`Action::Finished`] (the intent's [`Outcome`]). Actions must be carried out in order.
+//!
+//! ## Timers
+//!
+//! The requester sets three kinds of timers, all keyed by its trace id so the driver can
+//! route them: [`TimerKind::OfferWindow`] (close the offer window of a round),
+//! [`TimerKind::TaskWatchdog`] (the awarded provider must deliver within its eta plus a grace,
+//! must not stay silent longer than the silence limit, and must not pass the deadline; the
+//! watchdog re-arms itself when progress moved the limit) and [`TimerKind::ReceiptWait`]
+//! (how long a successful `TaskDone` may wait for its receipt).
+//!
+//! ## A requester round
+//!
+//! ```text
+//!                 start(now)
+//!                     |  sign + Publish intent, SetTimer(window)
+//!                     v
+//!    +-------> COLLECTING --- offer --> check constraints --bad--> Reject(code)
+//!    |                |   (dup provider, wrong intent, expired, over budget,
+//!    |                |    too slow, low reliability, resources, over the cap)
+//!    |                | window timer | k acceptable offers | deadline
+//!    |                v
+//!    |            SELECT -- none acceptable --> FINISHED(Failed: no-offers / no-valid-offers)
+//!    |                |  rank, Record selection Event(s),
+//!    |                |  Reject(NotSelected, scores) to the others
+//!    |                v
+//!    |             AWARDED -- TaskStart to winner, SetTimer(watchdog)
+//!    |                |   progress: record, extends the silence limit
+//!    |                |   done(ok) + receipt (any order): verify, countersign,
+//!    |                |      Send back, FINISHED(Completed)
+//!    |                |   done(ok), no receipt in time: FINISHED(Completed, receipt-missing)
+//!    |                |   done(failed) | watchdog | bad receipt:
+//!    |                v
+//!    |            REASSIGN -- next standby offer still acceptable --> Event `reassigned`,
+//!    |                |                                                AWARDED (next-best)
+//!    |                | none left, time left, re-publications left
+//!    +-- Event `reassigned` (to = republish), new intent in the same trace
+//!                     | otherwise
+//!                     v
+//!                 FINISHED(Failed: all-providers-failed / deadline-passed)
+//! ```
+//!
+//! A re-published intent stays in the original trace (its parents are the previous intent
+//! and the `reassigned` event); providers who failed are refused in later rounds.
+//!
+//! ## Bounds
+//!
+//! Everything kept per network input is capped: a requester processes at most
+//! [`RequestSpec::max_offers`] offers per round (the rest are refused unread and not stored);
+//! a provider holds at most a configurable number of outstanding offers and runs at most
+//! `max_concurrent` tasks, declining to bid when it has no free slot.
+
+pub mod action;
+mod error;
+pub mod provider;
+pub mod requester;
+pub mod select;
+pub mod sim;
+mod util;
+
+pub use action::{
+    Action, Completion, Failure, FailureReason, Input, Outcome, TimerKind, TimerToken,
+};
+pub use error::{PatternError, Result};
+pub use provider::{BidDecision, OfferPolicy, Provider};
+pub use requester::{RequestSpec, Requester, RequesterState, RequesterStats};
+pub use select::{Candidate, NoHistory, Ranking, ReliabilitySource, Scored, Violation};

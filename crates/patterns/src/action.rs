@@ -1,0 +1,188 @@
+//! What the state machines ask their driver to do, and the timers they ask for.
+
+use std::fmt;
+
+use pvl_protocol::{ObjectId, Payload, PublicKey, SignedObject, TraceId};
+
+/// One thing the driver (the node's event loop, or a simulation) must do for a state machine.
+///
+/// Actions are returned in the order they must be carried out. Every object a state machine
+/// creates or accepts appears once in a [`Action::Record`], before or after the action that
+/// sends it, so that the trace store sees everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Broadcast the object on the capability's topic (intents).
+    Publish(SignedObject),
+    /// Send the object directly to one peer (offers, awards, rejects, progress, done, receipts).
+    Send {
+        /// The peer, by its signing key.
+        to: PublicKey,
+        /// The object to send.
+        object: SignedObject,
+    },
+    /// Start executing a task (provider side). When it ends, call
+    /// [`crate::Provider::on_executed`]; while it runs, [`crate::Provider::report_progress`].
+    Execute {
+        /// The task id (the id of its `TaskStart`).
+        task: ObjectId,
+        /// The capability to run.
+        capability: String,
+        /// The input for the task.
+        input: Payload,
+        /// When the task must be done, unix ms, if the requester set a deadline.
+        deadline_ms: Option<u64>,
+    },
+    /// Deliver `token` back to the state machine (as a timer input) at `at_ms` or later.
+    /// Timers are never cancelled: a state machine ignores a token that no longer applies.
+    SetTimer {
+        /// When, unix ms.
+        at_ms: u64,
+        /// What to deliver.
+        token: TimerToken,
+    },
+    /// Store the object in the trace store.
+    Record(SignedObject),
+    /// The intent is over; no further action will come from this state machine.
+    Finished(Outcome),
+}
+
+/// A timer a state machine asked for; routed back to it by its trace id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimerToken {
+    /// The trace of the state machine that set the timer.
+    pub trace: TraceId,
+    /// What the timer is for.
+    pub kind: TimerKind,
+}
+
+/// What a timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TimerKind {
+    /// The offer window of collection round `round` (1 for the first intent, 2 after the first
+    /// re-publication, ...) closes.
+    OfferWindow {
+        /// The round.
+        round: u32,
+    },
+    /// Check that the awarded provider of `task` is neither late nor silent.
+    TaskWatchdog {
+        /// The task id.
+        task: ObjectId,
+    },
+    /// Stop waiting for the receipt of a task whose `TaskDone` arrived.
+    ReceiptWait {
+        /// The task id.
+        task: ObjectId,
+    },
+}
+
+impl fmt::Display for TimerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TimerKind::OfferWindow { round } => write!(f, "offer-window#{round}"),
+            TimerKind::TaskWatchdog { task } => write!(f, "watchdog:{}", task.short()),
+            TimerKind::ReceiptWait { task } => write!(f, "receipt-wait:{}", task.short()),
+        }
+    }
+}
+
+/// How an intent ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A provider did the work.
+    Completed(Completion),
+    /// Nobody did the work.
+    Failed(Failure),
+}
+
+impl Outcome {
+    /// Whether the work was done.
+    pub fn is_completed(&self) -> bool {
+        matches!(self, Outcome::Completed(_))
+    }
+
+    /// The trace of the intent.
+    pub fn trace(&self) -> TraceId {
+        match self {
+            Outcome::Completed(c) => c.trace,
+            Outcome::Failed(f) => f.trace,
+        }
+    }
+}
+
+/// The successful end of an intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The trace (id of the root intent).
+    pub trace: TraceId,
+    /// The task that did the work (id of its `TaskStart`).
+    pub task: ObjectId,
+    /// The offer that won the task.
+    pub offer: ObjectId,
+    /// The provider who did the work.
+    pub provider: PublicKey,
+    /// The output as reported in `TaskDone`.
+    pub output: Option<Payload>,
+    /// The cost of the winning offer.
+    pub cost: u64,
+    /// The receipt countersigned by the requester; `None` if the provider never sent a valid
+    /// one within the receipt wait (an `Event` `receipt-missing` is recorded then).
+    pub receipt: Option<SignedObject>,
+    /// How many tasks were awarded in total (1 when the first winner delivered).
+    pub awards: u32,
+}
+
+/// The unsuccessful end of an intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The trace (id of the root intent).
+    pub trace: TraceId,
+    /// Why, as a category.
+    pub reason: FailureReason,
+    /// Why, in words.
+    pub detail: String,
+}
+
+/// Why an intent failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// No offer at all arrived in the offer window.
+    NoOffers,
+    /// Offers arrived, but none satisfied the constraints.
+    NoValidOffers,
+    /// Every awarded provider failed or went silent, and no re-publication was possible.
+    AllProvidersFailed,
+    /// The deadline passed before any provider delivered.
+    DeadlinePassed,
+    /// The requester cancelled the intent.
+    Cancelled,
+}
+
+impl FailureReason {
+    /// A short machine-readable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureReason::NoOffers => "no-offers",
+            FailureReason::NoValidOffers => "no-valid-offers",
+            FailureReason::AllProvidersFailed => "all-providers-failed",
+            FailureReason::DeadlinePassed => "deadline-passed",
+            FailureReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An input from the driver to a state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// An object arrived (from the network, already decoded and checked for freshness and
+    /// replay by the node's `LiveValidator`).
+    Received(SignedObject),
+    /// A timer the state machine asked for fired.
+    Timer(TimerToken),
+}

@@ -1,0 +1,591 @@
+//! The provider side of contract-net: bid on intents it can serve, accept awards for its own
+//! offers, run tasks through the driver, report progress, done and a signed receipt.
+
+use std::collections::{BTreeMap, HashMap};
+
+use pvl_protocol::{
+    Body, Event, Intent, Keypair, Kind, ObjectId, Offer, Payload, PriceModel, PublicKey, Receipt,
+    Resources, SignedObject, TaskDone, TaskProgress, TaskStatus,
+};
+use tracing::{debug, info, warn};
+
+use crate::action::{Action, Input};
+use crate::error::{PatternError, Result};
+use crate::util::{sign, text};
+
+/// How a provider bids on one capability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferPolicy {
+    /// What a task costs.
+    pub price: PriceModel,
+    /// Estimated completion time of any task, ms.
+    pub eta_ms: u64,
+    /// Estimated extra time per KiB of input, ms.
+    pub eta_per_kib_ms: u64,
+    /// The reliability it claims, basis points.
+    pub reliability_bps: u16,
+    /// The resources it promises not to exceed.
+    pub resources: Resources,
+    /// How long its offers stay valid, ms.
+    pub offer_ttl_ms: u64,
+}
+
+impl OfferPolicy {
+    /// A fixed-price policy with the given eta and reliability, no stated resources and
+    /// offers valid for 30 s.
+    pub fn fixed(price: u64, eta_ms: u64, reliability_bps: u16) -> Self {
+        OfferPolicy {
+            price: PriceModel::Fixed(price),
+            eta_ms,
+            eta_per_kib_ms: 0,
+            reliability_bps,
+            resources: Resources::default(),
+            offer_ttl_ms: 30_000,
+        }
+    }
+
+    /// The price of a task whose input is `input_size` bytes.
+    pub fn price_for(&self, input_size: u64) -> u64 {
+        match self.price {
+            PriceModel::Fixed(p) => p,
+            PriceModel::PerKib { base, per_kib } => {
+                base.saturating_add(per_kib.saturating_mul(input_size.div_ceil(1024)))
+            }
+        }
+    }
+
+    /// The estimated completion time of a task whose input is `input_size` bytes.
+    pub fn eta_for(&self, input_size: u64) -> u64 {
+        self.eta_ms.saturating_add(
+            self.eta_per_kib_ms
+                .saturating_mul(input_size.div_ceil(1024)),
+        )
+    }
+}
+
+/// Whether and how a provider answers an intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BidDecision {
+    /// Offer on these terms.
+    Bid(Offer),
+    /// Do not offer, for this reason.
+    Decline(String),
+}
+
+/// An offer this provider made and that can still be awarded.
+#[derive(Debug, Clone)]
+struct MadeOffer {
+    offer: SignedObject,
+    intent: ObjectId,
+    requester: PublicKey,
+    capability: String,
+    cost: u64,
+    expires_at_ms: u64,
+}
+
+/// A task this provider runs.
+#[derive(Debug, Clone)]
+struct Task {
+    start: SignedObject,
+    intent: ObjectId,
+    requester: PublicKey,
+    cost: u64,
+    started_at_ms: u64,
+    /// The last object of this task this provider signed or accepted (parent of the next).
+    last: ObjectId,
+}
+
+/// Default cap on outstanding (not yet awarded or expired) offers.
+pub const DEFAULT_MAX_OPEN_OFFERS: usize = 1024;
+
+/// The provider side of contract-net for one node, over any number of intents and tasks.
+/// Sans-I/O: feed it objects with the current time, carry out the [`Action`]s it returns;
+/// call [`Provider::report_progress`] and [`Provider::on_executed`] for the tasks it asked to
+/// [`Action::Execute`].
+pub struct Provider {
+    key: Keypair,
+    policies: BTreeMap<String, OfferPolicy>,
+    max_concurrent: usize,
+    max_open_offers: usize,
+    /// Outstanding offers by offer id.
+    offers: HashMap<ObjectId, MadeOffer>,
+    /// Intents already answered (intent id -> expiry), to bid at most once per intent.
+    answered: HashMap<ObjectId, u64>,
+    /// Running tasks by task id.
+    tasks: HashMap<ObjectId, Task>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("signer", &self.key.public())
+            .field("capabilities", &self.policies.keys().collect::<Vec<_>>())
+            .field("max_concurrent", &self.max_concurrent)
+            .field("open_offers", &self.offers.len())
+            .field("tasks", &self.tasks.len())
+            .finish()
+    }
+}
+
+impl Provider {
+    /// A provider signing with `key` that runs at most `max_concurrent` tasks at once and
+    /// serves nothing until [`Provider::serve`] is called.
+    pub fn new(key: Keypair, max_concurrent: usize) -> Self {
+        Provider {
+            key,
+            policies: BTreeMap::new(),
+            max_concurrent,
+            max_open_offers: DEFAULT_MAX_OPEN_OFFERS,
+            offers: HashMap::new(),
+            answered: HashMap::new(),
+            tasks: HashMap::new(),
+        }
+    }
+
+    /// Serves `capability` with `policy` (replacing an earlier policy for it).
+    pub fn serve(mut self, capability: impl Into<String>, policy: OfferPolicy) -> Self {
+        self.policies.insert(capability.into(), policy);
+        self
+    }
+
+    /// Caps the number of outstanding offers (default [`DEFAULT_MAX_OPEN_OFFERS`]).
+    pub fn with_max_open_offers(mut self, max: usize) -> Self {
+        self.max_open_offers = max;
+        self
+    }
+
+    /// This provider's public key.
+    pub fn public(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    /// Tasks running now.
+    pub fn active_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Offers made that are neither awarded nor known to be expired.
+    pub fn open_offers(&self) -> usize {
+        self.offers.len()
+    }
+
+    /// The ids of the running tasks.
+    pub fn task_ids(&self) -> Vec<ObjectId> {
+        self.tasks.keys().copied().collect()
+    }
+
+    /// Feeds one input. Providers set no timers, so a timer input is refused.
+    pub fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>> {
+        match input {
+            Input::Received(object) => self.on_object(object, now_ms),
+            Input::Timer(token) => Err(PatternError::Invalid(format!(
+                "a provider sets no timers, got {}",
+                token.kind
+            ))),
+        }
+    }
+
+    /// An object arrived: an intent (maybe bid), an award, a reject of one of its offers, or
+    /// its countersigned receipt.
+    pub fn on_object(&mut self, object: SignedObject, now_ms: u64) -> Result<Vec<Action>> {
+        let _span = tracing::info_span!(
+            "provider",
+            me = %self.key.public().short(),
+            trace = %object.trace_id().short()
+        )
+        .entered();
+        self.forget_expired(now_ms);
+        match object.kind() {
+            Kind::Intent => self.on_intent(object, now_ms),
+            Kind::TaskStart => self.on_award(object, now_ms),
+            Kind::Reject => self.on_reject(object),
+            Kind::Receipt => self.on_countersigned(object),
+            kind => Err(PatternError::Unexpected {
+                kind,
+                id: object.id(),
+                state: "serving",
+            }),
+        }
+    }
+
+    /// Decides whether to bid on `intent` at `now_ms`, without changing anything.
+    pub fn evaluate(&self, intent: &SignedObject, now_ms: u64) -> BidDecision {
+        let Body::Intent(body) = intent.body() else {
+            return BidDecision::Decline(format!("a {} is not an intent", intent.kind()));
+        };
+        self.evaluate_intent(intent.id(), body, now_ms)
+    }
+
+    fn evaluate_intent(&self, id: ObjectId, intent: &Intent, now_ms: u64) -> BidDecision {
+        let decline = BidDecision::Decline;
+        let Some(policy) = self.policies.get(&intent.capability) else {
+            return decline(format!("capability `{}` not served", intent.capability));
+        };
+        if intent.expires_at_ms < now_ms {
+            return decline("the intent no longer accepts offers".into());
+        }
+        if self.answered.contains_key(&id) {
+            return decline("already offered on this intent".into());
+        }
+        if self.tasks.len() >= self.max_concurrent {
+            return decline(format!(
+                "no free slot: {} of {} tasks running",
+                self.tasks.len(),
+                self.max_concurrent
+            ));
+        }
+        if self.offers.len().max(self.answered.len()) >= self.max_open_offers {
+            return decline(format!(
+                "{} offers outstanding, the limit",
+                self.offers.len().max(self.answered.len())
+            ));
+        }
+        let size = intent.input.size();
+        let cost = policy.price_for(size);
+        let eta_ms = policy.eta_for(size);
+        let c = &intent.constraints;
+        if let Some(max) = c.max_cost
+            && cost > max
+        {
+            return decline(format!("price {cost} is above the budget {max}"));
+        }
+        if let Some(deadline) = c.deadline_ms
+            && now_ms.saturating_add(eta_ms) > deadline
+        {
+            return decline(format!("eta {eta_ms} ms cannot meet the deadline"));
+        }
+        if let Some(min) = c.min_reliability_bps
+            && policy.reliability_bps < min
+        {
+            return decline(format!(
+                "reliability {} bps is below the minimum {min} bps",
+                policy.reliability_bps
+            ));
+        }
+        if !policy.resources.fits_within(&c.resources) {
+            return decline("the resources it needs exceed the intent's limits".into());
+        }
+        let mut expires_at_ms = now_ms.saturating_add(policy.offer_ttl_ms.max(1));
+        if let Some(deadline) = c.deadline_ms {
+            expires_at_ms = expires_at_ms.min(deadline.max(now_ms));
+        }
+        BidDecision::Bid(Offer {
+            intent: id,
+            cost,
+            eta_ms,
+            reliability_bps: policy.reliability_bps,
+            resources: policy.resources.clone(),
+            expires_at_ms,
+        })
+    }
+
+    fn on_intent(&mut self, intent: SignedObject, now_ms: u64) -> Result<Vec<Action>> {
+        let Body::Intent(body) = intent.body() else {
+            return Err(PatternError::Invalid("not an intent".into()));
+        };
+        let offer = match self.evaluate_intent(intent.id(), body, now_ms) {
+            BidDecision::Bid(offer) => offer,
+            BidDecision::Decline(reason) => {
+                debug!(intent = %intent.id().short(), %reason, "not bidding");
+                return Ok(Vec::new());
+            }
+        };
+        let capability = body.capability.clone();
+        let signed = sign(
+            &self.key,
+            Some(intent.trace_id()),
+            &[intent.id()],
+            now_ms,
+            Body::Offer(offer.clone()),
+        )?;
+        debug!(intent = %intent.id().short(), cost = offer.cost, eta = offer.eta_ms, "offer sent");
+        self.answered.insert(intent.id(), body.expires_at_ms);
+        self.offers.insert(
+            signed.id(),
+            MadeOffer {
+                offer: signed.clone(),
+                intent: intent.id(),
+                requester: intent.signer(),
+                capability,
+                cost: offer.cost,
+                expires_at_ms: offer.expires_at_ms,
+            },
+        );
+        Ok(vec![
+            Action::Record(intent.clone()),
+            Action::Record(signed.clone()),
+            Action::Send {
+                to: intent.signer(),
+                object: signed,
+            },
+        ])
+    }
+
+    fn on_award(&mut self, start: SignedObject, now_ms: u64) -> Result<Vec<Action>> {
+        let Body::TaskStart(award) = start.body() else {
+            return Err(PatternError::Invalid("not a task start".into()));
+        };
+        let task = start.id();
+        if self.tasks.contains_key(&task) {
+            debug!(task = %task.short(), "award delivered twice");
+            return Ok(Vec::new());
+        }
+        // Awards this provider never agreed to are refused with an event back to the sender.
+        let refusal = if award.provider != self.key.public() {
+            Some(format!(
+                "the award names provider {}, not this provider {}",
+                award.provider.short(),
+                self.key.public().short()
+            ))
+        } else {
+            match self.offers.get(&award.offer) {
+                None => Some(format!(
+                    "this provider never made (or no longer holds) offer {}",
+                    award.offer.short()
+                )),
+                Some(made) if made.requester != start.signer() => Some(format!(
+                    "the award is signed by {}, but the intent was requested by {}",
+                    start.signer().short(),
+                    made.requester.short()
+                )),
+                Some(made) if made.offer.trace_id() != start.trace_id() => {
+                    Some("the award belongs to another trace than the offer".to_string())
+                }
+                Some(_) => None,
+            }
+        };
+        if let Some(reason) = refusal {
+            warn!(task = %task.short(), %reason, "award refused");
+            let event = sign(
+                &self.key,
+                Some(start.trace_id()),
+                &[task],
+                now_ms,
+                Body::Event(Event {
+                    event_type: "award-refused".into(),
+                    about: vec![task, award.offer],
+                    message: text(format!("award {} refused: {reason}", task.short())),
+                    attrs: vec![("reason".into(), text(&reason))],
+                }),
+            )?;
+            return Ok(vec![
+                Action::Record(start.clone()),
+                Action::Record(event.clone()),
+                Action::Send {
+                    to: start.signer(),
+                    object: event,
+                },
+            ]);
+        }
+        let Some(made) = self.offers.remove(&award.offer) else {
+            return Err(PatternError::Invalid("offer vanished".into()));
+        };
+        let mut actions = vec![Action::Record(start.clone())];
+        // A genuine award this provider cannot honour: report failure so that the requester
+        // reassigns at once instead of waiting for a timeout.
+        let cannot = if made.expires_at_ms < now_ms {
+            Some(format!(
+                "the offer expired at {} ms before the award arrived",
+                made.expires_at_ms
+            ))
+        } else if self.tasks.len() >= self.max_concurrent {
+            Some(format!(
+                "no free slot: {} of {} tasks running",
+                self.tasks.len(),
+                self.max_concurrent
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = cannot {
+            warn!(task = %task.short(), %reason, "cannot take the award");
+            let done = sign(
+                &self.key,
+                Some(start.trace_id()),
+                &[task],
+                now_ms,
+                Body::TaskDone(TaskDone {
+                    task,
+                    status: TaskStatus::Failed(text(reason)),
+                    output: None,
+                    started_at_ms: now_ms,
+                    finished_at_ms: now_ms,
+                }),
+            )?;
+            actions.push(Action::Record(done.clone()));
+            actions.push(Action::Send {
+                to: start.signer(),
+                object: done,
+            });
+            return Ok(actions);
+        }
+        info!(task = %task.short(), capability = %made.capability, "award accepted, executing");
+        actions.push(Action::Execute {
+            task,
+            capability: made.capability.clone(),
+            input: award.input.clone(),
+            deadline_ms: award.deadline_ms,
+        });
+        self.tasks.insert(
+            task,
+            Task {
+                start: start.clone(),
+                intent: made.intent,
+                requester: made.requester,
+                cost: made.cost,
+                started_at_ms: now_ms,
+                last: task,
+            },
+        );
+        Ok(actions)
+    }
+
+    fn on_reject(&mut self, reject: SignedObject) -> Result<Vec<Action>> {
+        let Body::Reject(body) = reject.body() else {
+            return Err(PatternError::Invalid("not a reject".into()));
+        };
+        let Some(made) = self.offers.get(&body.offer) else {
+            return Err(PatternError::Mismatch(format!(
+                "reject for offer {} that this provider does not hold",
+                body.offer.short()
+            )));
+        };
+        if made.requester != reject.signer() {
+            return Err(PatternError::WrongSigner {
+                kind: Kind::Reject,
+                id: reject.id(),
+                expected: made.requester,
+                actual: reject.signer(),
+            });
+        }
+        debug!(offer = %body.offer.short(), code = ?body.code, "offer rejected");
+        // A "not selected" offer stays open: the requester may award it if its winner fails.
+        if body.code != pvl_protocol::RejectCode::NotSelected {
+            self.offers.remove(&body.offer);
+        }
+        Ok(vec![Action::Record(reject)])
+    }
+
+    fn on_countersigned(&mut self, receipt: SignedObject) -> Result<Vec<Action>> {
+        let Body::Receipt(body) = receipt.body() else {
+            return Err(PatternError::Invalid("not a receipt".into()));
+        };
+        if receipt.signer() != self.key.public() {
+            return Err(PatternError::WrongSigner {
+                kind: Kind::Receipt,
+                id: receipt.id(),
+                expected: self.key.public(),
+                actual: receipt.signer(),
+            });
+        }
+        if !receipt.is_countersigned() {
+            return Err(PatternError::Mismatch(format!(
+                "receipt {} for task {} is not countersigned",
+                receipt.id().short(),
+                body.task.short()
+            )));
+        }
+        info!(task = %body.task.short(), "countersigned receipt received");
+        Ok(vec![Action::Record(receipt)])
+    }
+
+    /// Reports progress of a running task to its requester.
+    pub fn report_progress(
+        &mut self,
+        task: ObjectId,
+        fraction_bps: Option<u16>,
+        message: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Action>> {
+        let Some(t) = self.tasks.get_mut(&task) else {
+            return Err(PatternError::UnknownTask(task));
+        };
+        let progress = sign(
+            &self.key,
+            Some(t.start.trace_id()),
+            &[t.last],
+            now_ms,
+            Body::TaskProgress(TaskProgress {
+                task,
+                fraction_bps: fraction_bps.map(|f| f.min(pvl_protocol::BASIS_POINTS)),
+                message: text(message),
+            }),
+        )?;
+        t.last = progress.id();
+        Ok(vec![
+            Action::Record(progress.clone()),
+            Action::Send {
+                to: t.requester,
+                object: progress,
+            },
+        ])
+    }
+
+    /// The driver finished executing `task`: `Ok(output)` or `Err(reason)`. Sends `TaskDone`
+    /// and a signed `Receipt` to the requester and frees the slot.
+    pub fn on_executed(
+        &mut self,
+        task: ObjectId,
+        result: std::result::Result<Payload, String>,
+        now_ms: u64,
+    ) -> Result<Vec<Action>> {
+        let Some(t) = self.tasks.remove(&task) else {
+            return Err(PatternError::UnknownTask(task));
+        };
+        let _span = tracing::info_span!("provider", trace = %t.start.trace_id().short()).entered();
+        let (status, output) = match result {
+            Ok(output) => (TaskStatus::Ok, Some(output)),
+            Err(reason) => (TaskStatus::Failed(text(reason)), None),
+        };
+        let finished_at_ms = now_ms.max(t.started_at_ms);
+        let trace = Some(t.start.trace_id());
+        let done = sign(
+            &self.key,
+            trace,
+            &[t.last],
+            now_ms,
+            Body::TaskDone(TaskDone {
+                task,
+                status: status.clone(),
+                output: output.clone(),
+                started_at_ms: t.started_at_ms,
+                finished_at_ms,
+            }),
+        )?;
+        let receipt = sign(
+            &self.key,
+            trace,
+            &[done.id()],
+            now_ms,
+            Body::Receipt(Receipt {
+                task,
+                intent: t.intent,
+                requester: t.requester,
+                status: status.clone(),
+                output_sha256: output.as_ref().map(Payload::sha256),
+                output_size: output.as_ref().map_or(0, Payload::size),
+                cost: t.cost,
+                started_at_ms: t.started_at_ms,
+                finished_at_ms,
+            }),
+        )?;
+        info!(task = %task.short(), ok = status.is_ok(), "task finished");
+        Ok(vec![
+            Action::Record(done.clone()),
+            Action::Send {
+                to: t.requester,
+                object: done,
+            },
+            Action::Record(receipt.clone()),
+            Action::Send {
+                to: t.requester,
+                object: receipt,
+            },
+        ])
+    }
+
+    fn forget_expired(&mut self, now_ms: u64) {
+        self.offers.retain(|_, o| o.expires_at_ms >= now_ms);
+        self.answered.retain(|_, expires| *expires >= now_ms);
+    }
+}

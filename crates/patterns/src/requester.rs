@@ -1,0 +1,1267 @@
+//! The requester side of contract-net: publish an intent, collect offers, select, award,
+//! follow the task, verify and countersign the receipt; reassign when the winner fails.
+//!
+//! See the crate documentation for the state diagram.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use pvl_protocol::{
+    Body, Constraints, Event, Intent, Keypair, Kind, ObjectId, Offer, PatternHint, Payload,
+    PublicKey, Receipt, Reject, RejectCode, SignedObject, Strategy, TaskDone, TaskStart,
+    TaskStatus, TraceId,
+};
+use tracing::{debug, info, warn};
+
+use crate::action::{
+    Action, Completion, Failure, FailureReason, Input, Outcome, TimerKind, TimerToken,
+};
+use crate::error::{PatternError, Result};
+use crate::select::{
+    self, Candidate, NoHistory, ReliabilitySource, Scored, check_offer, fmt_score, rank,
+};
+use crate::util::{sign, text};
+
+/// Everything the requester needs to run one intent: what is wanted and how to coordinate it.
+///
+/// [`RequestSpec::new`] fills in sensible defaults for the coordination knobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSpec {
+    /// The capability wanted.
+    pub capability: String,
+    /// The task input.
+    pub input: Payload,
+    /// What an acceptable offer must satisfy.
+    pub constraints: Constraints,
+    /// How the winner is selected.
+    pub strategy: Strategy,
+    /// The pattern hint carried in the intent.
+    pub pattern: PatternHint,
+    /// The intent's nonce (the caller supplies randomness; re-publications add the round).
+    pub nonce: u64,
+    /// The task label in the `TaskStart`.
+    pub label: String,
+    /// How long offers are collected after the intent is published, ms. The window closes
+    /// earlier at the deadline.
+    pub offer_window_ms: u64,
+    /// Close the window as soon as this many acceptable offers are held (`0`: always wait for
+    /// the window timer).
+    pub min_offers: usize,
+    /// Time added to the winning offer's eta before the task counts as late, ms.
+    pub grace_ms: u64,
+    /// Longest silence (no progress, done or receipt) tolerated from the awarded provider, ms;
+    /// `None` only applies the eta-plus-grace and deadline limits.
+    pub silence_ms: Option<u64>,
+    /// How long to wait for the receipt after a successful `TaskDone`, ms.
+    pub receipt_wait_ms: u64,
+    /// Most offers processed per collection round; further offers are refused unread.
+    pub max_offers: usize,
+    /// How many times the intent may be re-published when every offer is used up.
+    pub max_republish: u32,
+}
+
+impl RequestSpec {
+    /// A spec for `capability` on `input` with no constraints, the lowest-cost strategy, a
+    /// 2 s offer window, 2 s grace, 5 s receipt wait, at most 1024 offers and one
+    /// re-publication.
+    pub fn new(capability: impl Into<String>, input: Payload) -> Self {
+        RequestSpec {
+            capability: capability.into(),
+            input,
+            constraints: Constraints::default(),
+            strategy: Strategy::LowestCost,
+            pattern: PatternHint::ContractNet,
+            nonce: 0,
+            label: "main".to_string(),
+            offer_window_ms: 2_000,
+            min_offers: 0,
+            grace_ms: 2_000,
+            silence_ms: None,
+            receipt_wait_ms: 5_000,
+            max_offers: 1024,
+            max_republish: 1,
+        }
+    }
+}
+
+/// Counters of one requester, for reports and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequesterStats {
+    /// Offers received and processed (over all rounds).
+    pub offers_received: usize,
+    /// Offers that satisfied the constraints when they arrived.
+    pub offers_valid: usize,
+    /// Rejects sent, indexed by `RejectCode as usize`.
+    pub rejects: [usize; 8],
+    /// Offers refused unread because the per-round cap was reached.
+    pub offers_over_cap: usize,
+    /// Tasks awarded (1 + reassignments).
+    pub awards: u32,
+    /// Intents published (1 + re-publications).
+    pub rounds: u32,
+}
+
+impl RequesterStats {
+    /// Rejects sent with `code`.
+    pub fn rejected(&self, code: RejectCode) -> usize {
+        self.rejects[code as usize]
+    }
+
+    /// Rejects sent for any reason other than "not selected".
+    pub fn rejected_invalid(&self) -> usize {
+        self.rejects.iter().sum::<usize>() - self.rejected(RejectCode::NotSelected)
+    }
+}
+
+/// What the requester is doing, as seen from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequesterState {
+    /// Created, [`Requester::start`] not called yet.
+    Idle,
+    /// Collecting offers in round `round` until `closes_at_ms`.
+    Collecting {
+        /// The round (1 for the first intent).
+        round: u32,
+        /// When the window closes at the latest, unix ms.
+        closes_at_ms: u64,
+    },
+    /// A task is awarded and being followed.
+    Awarded {
+        /// The task id.
+        task: ObjectId,
+        /// The provider.
+        provider: PublicKey,
+    },
+    /// The intent is over; see [`Requester::outcome`].
+    Finished,
+}
+
+/// An acceptable offer held for selection.
+#[derive(Debug, Clone)]
+struct Held {
+    object: SignedObject,
+    offer: Offer,
+    candidate: Candidate,
+}
+
+/// The task being followed.
+#[derive(Debug, Clone)]
+struct Running {
+    start: SignedObject,
+    held: Held,
+    /// The round's intent the task serves.
+    intent: ObjectId,
+    awarded_at_ms: u64,
+    last_heard_ms: u64,
+    done: Option<SignedObject>,
+    receipt: Option<SignedObject>,
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Idle,
+    Collecting { closes_at_ms: u64 },
+    Running(Box<Running>),
+    Finished(Box<Outcome>),
+}
+
+impl Phase {
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Collecting { .. } => "collecting offers",
+            Phase::Running(_) => "following a task",
+            Phase::Finished(_) => "finished",
+        }
+    }
+}
+
+/// The requester side of contract-net for one intent. Sans-I/O: feed it inputs with the
+/// current time, carry out the [`Action`]s it returns.
+pub struct Requester {
+    key: Keypair,
+    spec: RequestSpec,
+    history: Arc<dyn ReliabilitySource + Send + Sync>,
+    trace: Option<TraceId>,
+    /// The intent of the current round.
+    intent: Option<SignedObject>,
+    round: u32,
+    phase: Phase,
+    /// Acceptable offers of the current round (until selection).
+    held: Vec<Held>,
+    /// Offer ids processed in the current round.
+    seen: HashSet<ObjectId>,
+    /// Providers who offered in the current round.
+    bidders: HashSet<PublicKey>,
+    received_this_round: usize,
+    /// Ranked runners-up of the last selection, best first.
+    standby: VecDeque<Scored>,
+    /// Held offers by id for the standby list.
+    standby_held: Vec<Held>,
+    /// Providers who failed a task of this intent.
+    excluded: HashSet<PublicKey>,
+    republished: u32,
+    stats: RequesterStats,
+}
+
+impl std::fmt::Debug for Requester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requester")
+            .field("signer", &self.key.public())
+            .field("trace", &self.trace)
+            .field("round", &self.round)
+            .field("phase", &self.phase.name())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl Requester {
+    /// A requester that will sign with `key` and run `spec`. Nothing happens until
+    /// [`Requester::start`].
+    pub fn new(key: Keypair, spec: RequestSpec) -> Self {
+        Requester {
+            key,
+            spec,
+            history: Arc::new(NoHistory),
+            trace: None,
+            intent: None,
+            round: 0,
+            phase: Phase::Idle,
+            held: Vec::new(),
+            seen: HashSet::new(),
+            bidders: HashSet::new(),
+            received_this_round: 0,
+            standby: VecDeque::new(),
+            standby_held: Vec::new(),
+            excluded: HashSet::new(),
+            republished: 0,
+            stats: RequesterStats::default(),
+        }
+    }
+
+    /// Uses observed reliabilities from `history` instead of providers' claims where known.
+    pub fn with_history(mut self, history: Arc<dyn ReliabilitySource + Send + Sync>) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// The trace id (the id of the first intent), once started.
+    pub fn trace(&self) -> Option<TraceId> {
+        self.trace
+    }
+
+    /// The intent of the current round (the root intent in round 1).
+    pub fn intent(&self) -> Option<&SignedObject> {
+        self.intent.as_ref()
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &RequestSpec {
+        &self.spec
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &RequesterStats {
+        &self.stats
+    }
+
+    /// What the requester is doing.
+    pub fn state(&self) -> RequesterState {
+        match &self.phase {
+            Phase::Idle => RequesterState::Idle,
+            Phase::Collecting { closes_at_ms } => RequesterState::Collecting {
+                round: self.round,
+                closes_at_ms: *closes_at_ms,
+            },
+            Phase::Running(r) => RequesterState::Awarded {
+                task: r.start.id(),
+                provider: r.held.candidate.provider,
+            },
+            Phase::Finished(_) => RequesterState::Finished,
+        }
+    }
+
+    /// How the intent ended, once it has.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.phase {
+            Phase::Finished(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Whether the intent is over.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Finished(_))
+    }
+
+    /// Signs and publishes the intent and opens the offer window.
+    pub fn start(&mut self, now_ms: u64) -> Result<Vec<Action>> {
+        if !matches!(self.phase, Phase::Idle) {
+            return Err(PatternError::Invalid(
+                "the requester was already started".into(),
+            ));
+        }
+        if self.spec.offer_window_ms == 0 {
+            return Err(PatternError::Invalid(
+                "the offer window must be positive".into(),
+            ));
+        }
+        if self.spec.max_offers == 0 {
+            return Err(PatternError::Invalid("max_offers must be positive".into()));
+        }
+        if let Some(deadline) = self.spec.constraints.deadline_ms
+            && deadline <= now_ms
+        {
+            return Err(PatternError::Invalid(format!(
+                "the deadline {deadline} ms is not after now ({now_ms} ms)"
+            )));
+        }
+        let mut actions = Vec::new();
+        self.open_round(None, &[], now_ms, &mut actions)?;
+        Ok(actions)
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>> {
+        match input {
+            Input::Received(object) => self.on_object(object, now_ms),
+            Input::Timer(token) => self.on_timer(token, now_ms),
+        }
+    }
+
+    /// An object of this trace arrived: an offer, progress, done or receipt.
+    pub fn on_object(&mut self, object: SignedObject, now_ms: u64) -> Result<Vec<Action>> {
+        let Some(trace) = self.trace else {
+            return Err(self.unexpected(&object));
+        };
+        let _span = tracing::info_span!("requester", trace = %trace.short()).entered();
+        if object.trace_id() != trace {
+            return Err(PatternError::WrongTrace {
+                id: object.id(),
+                expected: trace,
+                actual: object.trace_id(),
+            });
+        }
+        let mut actions = Vec::new();
+        match object.kind() {
+            Kind::Offer => self.on_offer(object, now_ms, &mut actions)?,
+            Kind::TaskProgress | Kind::TaskDone | Kind::Receipt => {
+                self.on_task_report(object, now_ms, &mut actions)?
+            }
+            _ => return Err(self.unexpected(&object)),
+        }
+        Ok(actions)
+    }
+
+    /// A timer this requester set fired.
+    pub fn on_timer(&mut self, token: TimerToken, now_ms: u64) -> Result<Vec<Action>> {
+        if Some(token.trace) != self.trace {
+            return Err(PatternError::Invalid(format!(
+                "timer {} belongs to another trace",
+                token.kind
+            )));
+        }
+        let _span = tracing::info_span!("requester", trace = %token.trace.short()).entered();
+        let mut actions = Vec::new();
+        match (token.kind, &self.phase) {
+            (TimerKind::OfferWindow { round }, Phase::Collecting { .. }) if round == self.round => {
+                debug!(round, "offer window closed by its timer");
+                self.select(now_ms, &mut actions)?;
+            }
+            (TimerKind::TaskWatchdog { task }, Phase::Running(r))
+                if r.start.id() == task && r.done.is_none() =>
+            {
+                let (limit, why) = self.watchdog_limit(r);
+                if now_ms >= limit {
+                    let reason = format!("{why} (checked at {now_ms} ms)");
+                    self.fail_winner(reason, now_ms, &mut actions)?;
+                } else {
+                    actions.push(self.timer(limit, TimerKind::TaskWatchdog { task }));
+                }
+            }
+            (TimerKind::ReceiptWait { task }, Phase::Running(r))
+                if r.start.id() == task && r.done.is_some() && r.receipt.is_none() =>
+            {
+                self.complete_without_receipt(now_ms, &mut actions)?;
+            }
+            _ => debug!(timer = %token.kind, "stale timer ignored"),
+        }
+        Ok(actions)
+    }
+
+    /// Gives up on the intent: held offers are rejected as cancelled and the outcome is a
+    /// `Cancelled` failure. A running task cannot be stopped (the protocol has no cancel
+    /// object); its late reports are refused.
+    pub fn cancel(&mut self, reason: &str, now_ms: u64) -> Result<Vec<Action>> {
+        let mut actions = Vec::new();
+        if matches!(self.phase, Phase::Idle | Phase::Finished(_)) {
+            return Ok(actions);
+        }
+        for held in std::mem::take(&mut self.held) {
+            self.reject(
+                &held.object,
+                RejectCode::Cancelled,
+                format!("the intent was cancelled: {reason}"),
+                now_ms,
+                &mut actions,
+            )?;
+        }
+        self.fail(
+            FailureReason::Cancelled,
+            reason.to_string(),
+            now_ms,
+            &mut actions,
+        )?;
+        Ok(actions)
+    }
+
+    // ----- rounds and offers -------------------------------------------------------------
+
+    /// Signs and publishes the intent of a new round (round 1: the root).
+    fn open_round(
+        &mut self,
+        trace: Option<TraceId>,
+        parents: &[ObjectId],
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        let mut closes_at = now_ms.saturating_add(self.spec.offer_window_ms);
+        if let Some(deadline) = self.spec.constraints.deadline_ms {
+            closes_at = closes_at.min(deadline);
+        }
+        let round = self.round + 1;
+        let intent = sign(
+            &self.key,
+            trace,
+            parents,
+            now_ms,
+            Body::Intent(Intent {
+                capability: self.spec.capability.clone(),
+                input: self.spec.input.clone(),
+                constraints: self.spec.constraints.clone(),
+                strategy: self.spec.strategy,
+                pattern: self.spec.pattern,
+                committee: None,
+                nonce: self.spec.nonce.wrapping_add(u64::from(round - 1)),
+                expires_at_ms: closes_at,
+            }),
+        )?;
+        let trace = intent.trace_id();
+        self.trace = Some(trace);
+        self.round = round;
+        self.stats.rounds = round;
+        self.held.clear();
+        self.seen.clear();
+        self.bidders.clear();
+        self.received_this_round = 0;
+        info!(
+            trace = %trace.short(), round, intent = %intent.id().short(),
+            capability = %self.spec.capability, closes_at, "intent published"
+        );
+        actions.push(Action::Record(intent.clone()));
+        actions.push(Action::Publish(intent.clone()));
+        actions.push(self.timer(closes_at, TimerKind::OfferWindow { round }));
+        self.intent = Some(intent);
+        self.phase = Phase::Collecting {
+            closes_at_ms: closes_at,
+        };
+        Ok(())
+    }
+
+    fn on_offer(
+        &mut self,
+        object: SignedObject,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        let Body::Offer(offer) = object.body() else {
+            return Err(self.unexpected(&object));
+        };
+        let offer = offer.clone();
+        if self.seen.contains(&object.id()) {
+            debug!(offer = %object.id().short(), "duplicate delivery ignored");
+            return Ok(());
+        }
+        if matches!(self.phase, Phase::Finished(_)) {
+            return Err(self.unexpected(&object));
+        }
+        if self.received_this_round >= self.spec.max_offers {
+            self.stats.offers_over_cap += 1;
+            warn!(offer = %object.id().short(), cap = self.spec.max_offers, "offer cap reached");
+            let detail = format!(
+                "this intent already received its limit of {} offers",
+                self.spec.max_offers
+            );
+            // Refused unread and not stored, so that a flood costs no memory.
+            let reject = self.sign_reject(&object, RejectCode::Other, detail, now_ms)?;
+            actions.push(Action::Send {
+                to: object.signer(),
+                object: reject,
+            });
+            return Ok(());
+        }
+        self.seen.insert(object.id());
+        self.received_this_round += 1;
+        self.stats.offers_received += 1;
+        actions.push(Action::Record(object.clone()));
+
+        let current = self.intent.as_ref().map(SignedObject::id);
+        if !matches!(self.phase, Phase::Collecting { .. }) {
+            return self.reject(
+                &object,
+                RejectCode::Other,
+                "the offer window is closed: the task was already awarded".into(),
+                now_ms,
+                actions,
+            );
+        }
+        if Some(offer.intent) != current {
+            return self.reject(
+                &object,
+                RejectCode::Other,
+                format!(
+                    "the offer answers intent {}, not the current intent {}",
+                    offer.intent.short(),
+                    current.map(|c| c.short()).unwrap_or_default()
+                ),
+                now_ms,
+                actions,
+            );
+        }
+        if self.excluded.contains(&object.signer()) {
+            return self.reject(
+                &object,
+                RejectCode::Other,
+                "this provider already failed a task of this intent".into(),
+                now_ms,
+                actions,
+            );
+        }
+        if !self.bidders.insert(object.signer()) {
+            return self.reject(
+                &object,
+                RejectCode::Other,
+                "duplicate: this provider already made an offer for this intent".into(),
+                now_ms,
+                actions,
+            );
+        }
+        let candidate = Candidate::new(object.id(), object.signer(), &offer, &*self.history);
+        if let Err(v) = check_offer(
+            &offer,
+            candidate.reliability_bps,
+            &self.spec.constraints,
+            now_ms,
+        ) {
+            return self.reject(&object, v.code, v.detail, now_ms, actions);
+        }
+        self.stats.offers_valid += 1;
+        debug!(
+            offer = %object.id().short(), provider = %object.signer().short(),
+            cost = offer.cost, eta = offer.eta_ms, "offer accepted for selection"
+        );
+        self.held.push(Held {
+            object,
+            offer,
+            candidate,
+        });
+        if self.spec.min_offers > 0 && self.held.len() >= self.spec.min_offers {
+            debug!(
+                k = self.spec.min_offers,
+                "offer window closed: enough offers"
+            );
+            self.select(now_ms, actions)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the window: re-checks the held offers, ranks them, explains the ranking, rejects
+    /// the losers and awards the winner.
+    fn select(&mut self, now_ms: u64, actions: &mut Vec<Action>) -> Result<()> {
+        let intent_id = self.current_intent_id()?;
+        let mut valid = Vec::new();
+        for held in std::mem::take(&mut self.held) {
+            // Time passed since the offer arrived: it may have expired or become too slow.
+            match check_offer(
+                &held.offer,
+                held.candidate.reliability_bps,
+                &self.spec.constraints,
+                now_ms,
+            ) {
+                Ok(()) => valid.push(held),
+                Err(v) => self.reject(&held.object, v.code, v.detail, now_ms, actions)?,
+            }
+        }
+        if valid.is_empty() {
+            let (reason, detail) = if self.stats.awards > 0 {
+                (
+                    FailureReason::AllProvidersFailed,
+                    format!(
+                        "every awarded provider failed and the re-published intent (round {}) got no acceptable offer",
+                        self.round
+                    ),
+                )
+            } else if self.received_this_round == 0 {
+                (
+                    FailureReason::NoOffers,
+                    format!(
+                        "no provider offered to do `{}` within the offer window",
+                        self.spec.capability
+                    ),
+                )
+            } else {
+                (
+                    FailureReason::NoValidOffers,
+                    format!(
+                        "{} offer(s) arrived but none satisfied the constraints ({})",
+                        self.received_this_round,
+                        self.reject_summary()
+                    ),
+                )
+            };
+            return self.fail(reason, detail, now_ms, actions);
+        }
+        let candidates: Vec<Candidate> = valid.iter().map(|h| h.candidate.clone()).collect();
+        let ranking = rank(self.spec.strategy, &candidates);
+        let rejected: Vec<(RejectCode, usize)> = [
+            RejectCode::OverBudget,
+            RejectCode::TooSlow,
+            RejectCode::LowReliability,
+            RejectCode::Expired,
+            RejectCode::ResourceLimits,
+            RejectCode::Other,
+        ]
+        .into_iter()
+        .map(|c| (c, self.stats.rejected(c)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+        let mut first_event = None;
+        for body in select::selection_events(&ranking, &rejected) {
+            let event = sign(
+                &self.key,
+                self.trace,
+                &[intent_id],
+                now_ms,
+                Body::Event(body),
+            )?;
+            first_event.get_or_insert(event.id());
+            actions.push(Action::Record(event));
+        }
+        let mut ranked = ranking.ranked.into_iter();
+        let Some(winner) = ranked.next() else {
+            return Err(PatternError::Invalid("ranking lost the offers".into()));
+        };
+        info!(
+            winner = %winner.candidate.offer.short(), provider = %winner.candidate.provider.short(),
+            score = %fmt_score(winner.score), valid = candidates.len(), "offer selected"
+        );
+        let total = candidates.len();
+        let standby: VecDeque<Scored> = ranked.collect();
+        for (i, loser) in standby.iter().enumerate() {
+            let Some(held) = valid
+                .iter()
+                .find(|h| h.object.id() == loser.candidate.offer)
+            else {
+                continue;
+            };
+            let detail = format!(
+                "not selected under {}: score {} (rank {} of {total}) vs winner {} with score {}; the offer may still be awarded if the winner fails before it expires",
+                self.spec.strategy,
+                fmt_score(loser.score),
+                i + 2,
+                winner.candidate.offer.short(),
+                fmt_score(winner.score),
+            );
+            self.reject(
+                &held.object,
+                RejectCode::NotSelected,
+                detail,
+                now_ms,
+                actions,
+            )?;
+        }
+        let Some(winner_held) = valid
+            .iter()
+            .position(|h| h.object.id() == winner.candidate.offer)
+            .map(|i| valid.swap_remove(i))
+        else {
+            return Err(PatternError::Invalid(
+                "the winning offer went missing".into(),
+            ));
+        };
+        self.standby = standby;
+        self.standby_held = valid;
+        let parents: Vec<ObjectId> = first_event.into_iter().collect();
+        self.award(winner_held, &parents, now_ms, actions)
+    }
+
+    /// Sends the `TaskStart` for `held` and starts watching the task.
+    fn award(
+        &mut self,
+        held: Held,
+        extra_parents: &[ObjectId],
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        let intent = self.current_intent_id()?;
+        let mut parents = vec![held.object.id()];
+        parents.extend_from_slice(extra_parents);
+        let start = sign(
+            &self.key,
+            self.trace,
+            &parents,
+            now_ms,
+            Body::TaskStart(TaskStart {
+                offer: held.object.id(),
+                provider: held.object.signer(),
+                label: self.spec.label.clone(),
+                input: self.spec.input.clone(),
+                deadline_ms: self.spec.constraints.deadline_ms,
+                quorum: None,
+            }),
+        )?;
+        self.stats.awards += 1;
+        info!(
+            task = %start.id().short(), provider = %held.object.signer().short(),
+            award = self.stats.awards, "task awarded"
+        );
+        actions.push(Action::Record(start.clone()));
+        actions.push(Action::Send {
+            to: held.object.signer(),
+            object: start.clone(),
+        });
+        let running = Running {
+            start,
+            held,
+            intent,
+            awarded_at_ms: now_ms,
+            last_heard_ms: now_ms,
+            done: None,
+            receipt: None,
+        };
+        let (limit, _) = self.watchdog_limit(&running);
+        actions.push(self.timer(
+            limit,
+            TimerKind::TaskWatchdog {
+                task: running.start.id(),
+            },
+        ));
+        self.phase = Phase::Running(Box::new(running));
+        Ok(())
+    }
+
+    /// When the running task counts as failed if nothing more is heard, and why.
+    fn watchdog_limit(&self, r: &Running) -> (u64, String) {
+        let eta = r
+            .awarded_at_ms
+            .saturating_add(r.held.offer.eta_ms)
+            .saturating_add(self.spec.grace_ms);
+        let mut limit = (
+            eta,
+            format!(
+                "no TaskDone within the offer's eta {} ms plus {} ms grace",
+                r.held.offer.eta_ms, self.spec.grace_ms
+            ),
+        );
+        if let Some(silence) = self.spec.silence_ms {
+            let quiet = r.last_heard_ms.saturating_add(silence);
+            if quiet < limit.0 {
+                limit = (
+                    quiet,
+                    format!("provider silent for {silence} ms (no progress or done)"),
+                );
+            }
+        }
+        if let Some(deadline) = self.spec.constraints.deadline_ms
+            && deadline < limit.0
+        {
+            limit = (deadline, format!("the deadline {deadline} ms passed"));
+        }
+        limit
+    }
+
+    // ----- the running task --------------------------------------------------------------
+
+    fn on_task_report(
+        &mut self,
+        object: SignedObject,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        let task = match object.body() {
+            Body::TaskProgress(p) => p.task,
+            Body::TaskDone(d) => d.task,
+            Body::Receipt(r) => r.task,
+            _ => return Err(self.unexpected(&object)),
+        };
+        let Phase::Running(running) = &mut self.phase else {
+            return Err(PatternError::UnknownTask(task));
+        };
+        if running.start.id() != task {
+            return Err(PatternError::UnknownTask(task));
+        }
+        let provider = running.held.candidate.provider;
+        if object.signer() != provider {
+            return Err(PatternError::WrongSigner {
+                kind: object.kind(),
+                id: object.id(),
+                expected: provider,
+                actual: object.signer(),
+            });
+        }
+        running.last_heard_ms = now_ms;
+        match object.body() {
+            Body::TaskProgress(p) => {
+                debug!(task = %task.short(), fraction = ?p.fraction_bps, "progress");
+                actions.push(Action::Record(object));
+                Ok(())
+            }
+            Body::TaskDone(done) => {
+                if running.done.is_some() {
+                    debug!(task = %task.short(), "second TaskDone ignored");
+                    return Ok(());
+                }
+                actions.push(Action::Record(object.clone()));
+                match &done.status {
+                    TaskStatus::Failed(reason) => {
+                        let reason = format!("the provider reported failure: {reason}");
+                        self.fail_winner(reason, now_ms, actions)
+                    }
+                    TaskStatus::Ok => {
+                        running.done = Some(object);
+                        if running.receipt.is_some() {
+                            self.try_complete(now_ms, actions)
+                        } else {
+                            let at = now_ms.saturating_add(self.spec.receipt_wait_ms);
+                            actions.push(self.timer(at, TimerKind::ReceiptWait { task }));
+                            Ok(())
+                        }
+                    }
+                }
+            }
+            Body::Receipt(_) => {
+                if running.receipt.is_some() {
+                    debug!(task = %task.short(), "second receipt ignored");
+                    return Ok(());
+                }
+                actions.push(Action::Record(object.clone()));
+                running.receipt = Some(object);
+                if running.done.is_some() {
+                    self.try_complete(now_ms, actions)
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Err(self.unexpected(&object)),
+        }
+    }
+
+    /// Done and receipt are both in: verify the receipt, countersign, finish.
+    fn try_complete(&mut self, now_ms: u64, actions: &mut Vec<Action>) -> Result<()> {
+        let Phase::Running(running) = &self.phase else {
+            return Ok(());
+        };
+        let (Some(done), Some(receipt)) = (&running.done, &running.receipt) else {
+            return Ok(());
+        };
+        if let Err(problem) = self.verify_receipt(running, done, receipt) {
+            warn!(%problem, "receipt refused");
+            return self.fail_winner(format!("invalid receipt: {problem}"), now_ms, actions);
+        }
+        let cosigned = receipt.countersign(&self.key)?;
+        let output = match done.body() {
+            Body::TaskDone(d) => d.output.clone(),
+            _ => None,
+        };
+        let completion = Completion {
+            trace: running.start.trace_id(),
+            task: running.start.id(),
+            offer: running.held.object.id(),
+            provider: running.held.candidate.provider,
+            output,
+            cost: running.held.offer.cost,
+            receipt: Some(cosigned.clone()),
+            awards: self.stats.awards,
+        };
+        info!(task = %completion.task.short(), "receipt countersigned, intent completed");
+        actions.push(Action::Record(cosigned.clone()));
+        actions.push(Action::Send {
+            to: completion.provider,
+            object: cosigned,
+        });
+        self.finish(Outcome::Completed(completion), actions);
+        Ok(())
+    }
+
+    fn verify_receipt(
+        &self,
+        running: &Running,
+        done: &SignedObject,
+        receipt: &SignedObject,
+    ) -> std::result::Result<(), String> {
+        let (Body::TaskDone(d), Body::Receipt(r)) = (done.body(), receipt.body()) else {
+            return Err("not a done and a receipt".into());
+        };
+        let r: &Receipt = r;
+        let d: &TaskDone = d;
+        if r.task != running.start.id() {
+            return Err(format!("receipt is for task {}", r.task.short()));
+        }
+        if r.intent != running.intent {
+            return Err(format!(
+                "receipt names intent {}, the task served {}",
+                r.intent.short(),
+                running.intent.short()
+            ));
+        }
+        if r.requester != self.key.public() {
+            return Err(format!("receipt names requester {}", r.requester.short()));
+        }
+        if r.status != d.status {
+            return Err("receipt status differs from the TaskDone status".into());
+        }
+        let (sha, size) = match &d.output {
+            Some(p) => (Some(p.sha256()), p.size()),
+            None => (None, 0),
+        };
+        if r.output_sha256 != sha || r.output_size != size {
+            return Err("receipt output hash or size differs from the TaskDone output".into());
+        }
+        if r.cost > running.held.offer.cost {
+            return Err(format!(
+                "receipt charges {}, the offer said {}",
+                r.cost, running.held.offer.cost
+            ));
+        }
+        if r.started_at_ms != d.started_at_ms || r.finished_at_ms != d.finished_at_ms {
+            return Err("receipt timings differ from the TaskDone timings".into());
+        }
+        Ok(())
+    }
+
+    fn complete_without_receipt(&mut self, now_ms: u64, actions: &mut Vec<Action>) -> Result<()> {
+        let Phase::Running(running) = &self.phase else {
+            return Ok(());
+        };
+        let Some(done) = &running.done else {
+            return Ok(());
+        };
+        let output = match done.body() {
+            Body::TaskDone(d) => d.output.clone(),
+            _ => None,
+        };
+        let completion = Completion {
+            trace: running.start.trace_id(),
+            task: running.start.id(),
+            offer: running.held.object.id(),
+            provider: running.held.candidate.provider,
+            output,
+            cost: running.held.offer.cost,
+            receipt: None,
+            awards: self.stats.awards,
+        };
+        let event = self.event(
+            "receipt-missing",
+            vec![completion.task, done.id()],
+            &[done.id()],
+            format!(
+                "the task was reported done but no valid receipt arrived within {} ms",
+                self.spec.receipt_wait_ms
+            ),
+            vec![("provider".into(), completion.provider.to_string())],
+            now_ms,
+        )?;
+        warn!("completed without a receipt");
+        actions.push(Action::Record(event));
+        self.finish(Outcome::Completed(completion), actions);
+        Ok(())
+    }
+
+    /// The awarded provider failed (reported failure, late, silent, bad receipt): award the
+    /// next-best offer, re-publish, or fail the intent.
+    fn fail_winner(
+        &mut self,
+        reason: String,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        let Phase::Running(running) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            return Ok(());
+        };
+        let failed_task = running.start.id();
+        let failed_provider = running.held.candidate.provider;
+        self.excluded.insert(failed_provider);
+        warn!(task = %failed_task.short(), provider = %failed_provider.short(), %reason, "awarded provider failed");
+        let mut parents = vec![failed_task];
+        parents.extend(running.done.as_ref().map(SignedObject::id));
+
+        // The next standby offer still acceptable now.
+        let mut next = None;
+        while let Some(scored) = self.standby.pop_front() {
+            let Some(pos) = self
+                .standby_held
+                .iter()
+                .position(|h| h.object.id() == scored.candidate.offer)
+            else {
+                continue;
+            };
+            let held = self.standby_held.swap_remove(pos);
+            if self.excluded.contains(&held.candidate.provider) {
+                continue;
+            }
+            match check_offer(
+                &held.offer,
+                held.candidate.reliability_bps,
+                &self.spec.constraints,
+                now_ms,
+            ) {
+                Ok(()) => {
+                    next = Some((held, scored));
+                    break;
+                }
+                Err(v) => {
+                    debug!(offer = %held.object.id().short(), detail = %v.detail, "standby offer no longer acceptable")
+                }
+            }
+        }
+        let base_attrs = vec![
+            ("from-task".to_string(), failed_task.to_string()),
+            ("from-provider".to_string(), failed_provider.to_string()),
+            ("reason".to_string(), text(&reason)),
+        ];
+        if let Some((held, scored)) = next {
+            let mut attrs = base_attrs;
+            attrs.push(("to-offer".into(), held.object.id().to_string()));
+            attrs.push(("to-provider".into(), held.candidate.provider.to_string()));
+            attrs.push(("to-score".into(), fmt_score(scored.score)));
+            let event = self.event(
+                "reassigned",
+                vec![failed_task, held.object.id()],
+                &parents,
+                format!(
+                    "task {} by {} failed ({reason}); reassigned to the next-best offer {} by {} (score {})",
+                    failed_task.short(),
+                    failed_provider.short(),
+                    held.object.id().short(),
+                    held.candidate.provider.short(),
+                    fmt_score(scored.score)
+                ),
+                attrs,
+                now_ms,
+            )?;
+            let event_id = event.id();
+            actions.push(Action::Record(event));
+            return self.award(held, &[event_id], now_ms, actions);
+        }
+        let time_left = self
+            .spec
+            .constraints
+            .deadline_ms
+            .is_none_or(|deadline| now_ms < deadline);
+        if self.republished < self.spec.max_republish && time_left {
+            self.republished += 1;
+            let mut attrs = base_attrs;
+            attrs.push(("to".into(), "republish".into()));
+            attrs.push(("round".into(), (self.round + 1).to_string()));
+            let event = self.event(
+                "reassigned",
+                vec![failed_task],
+                &parents,
+                format!(
+                    "task {} by {} failed ({reason}); no acceptable offer left, re-publishing the intent (round {})",
+                    failed_task.short(),
+                    failed_provider.short(),
+                    self.round + 1
+                ),
+                attrs,
+                now_ms,
+            )?;
+            let mut parents = vec![self.current_intent_id()?, event.id()];
+            parents.dedup();
+            actions.push(Action::Record(event));
+            return self.open_round(self.trace, &parents, now_ms, actions);
+        }
+        let reason_kind = if time_left {
+            FailureReason::AllProvidersFailed
+        } else {
+            FailureReason::DeadlinePassed
+        };
+        let detail = format!(
+            "{} task(s) awarded, the last ({} by {}) failed: {reason}; no acceptable offer left{}",
+            self.stats.awards,
+            failed_task.short(),
+            failed_provider.short(),
+            if time_left {
+                " and no re-publication left"
+            } else {
+                " and the deadline passed"
+            }
+        );
+        self.fail(reason_kind, detail, now_ms, actions)
+    }
+
+    // ----- endings -----------------------------------------------------------------------
+
+    fn fail(
+        &mut self,
+        reason: FailureReason,
+        detail: String,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        let trace = self.trace.unwrap_or(ObjectId([0; 32]));
+        let intent = self.current_intent_id()?;
+        let event = self.event(
+            "intent-failed",
+            vec![intent],
+            &[intent],
+            format!("{reason}: {detail}"),
+            vec![
+                ("reason".into(), reason.name().into()),
+                (
+                    "offers-received".into(),
+                    self.stats.offers_received.to_string(),
+                ),
+                ("awards".into(), self.stats.awards.to_string()),
+            ],
+            now_ms,
+        )?;
+        warn!(%reason, %detail, "intent failed");
+        actions.push(Action::Record(event));
+        self.finish(
+            Outcome::Failed(Failure {
+                trace,
+                reason,
+                detail: text(detail),
+            }),
+            actions,
+        );
+        Ok(())
+    }
+
+    fn finish(&mut self, outcome: Outcome, actions: &mut Vec<Action>) {
+        self.standby.clear();
+        self.standby_held.clear();
+        self.held.clear();
+        actions.push(Action::Finished(outcome.clone()));
+        self.phase = Phase::Finished(Box::new(outcome));
+    }
+
+    // ----- helpers -----------------------------------------------------------------------
+
+    fn current_intent_id(&self) -> Result<ObjectId> {
+        self.intent
+            .as_ref()
+            .map(SignedObject::id)
+            .ok_or_else(|| PatternError::Invalid("the requester was not started".into()))
+    }
+
+    fn timer(&self, at_ms: u64, kind: TimerKind) -> Action {
+        Action::SetTimer {
+            at_ms,
+            token: TimerToken {
+                trace: self.trace.unwrap_or(ObjectId([0; 32])),
+                kind,
+            },
+        }
+    }
+
+    fn unexpected(&self, object: &SignedObject) -> PatternError {
+        PatternError::Unexpected {
+            kind: object.kind(),
+            id: object.id(),
+            state: self.phase.name(),
+        }
+    }
+
+    fn sign_reject(
+        &mut self,
+        offer: &SignedObject,
+        code: RejectCode,
+        detail: String,
+        now_ms: u64,
+    ) -> Result<SignedObject> {
+        self.stats.rejects[code as usize] += 1;
+        sign(
+            &self.key,
+            self.trace,
+            &[offer.id()],
+            now_ms,
+            Body::Reject(Reject {
+                offer: offer.id(),
+                code,
+                detail: text(detail),
+            }),
+        )
+    }
+
+    /// Signs a `Reject` for `offer`, sends it to its provider and records it.
+    fn reject(
+        &mut self,
+        offer: &SignedObject,
+        code: RejectCode,
+        detail: String,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        debug!(offer = %offer.id().short(), code = select::code_name(code), %detail, "offer rejected");
+        let reject = self.sign_reject(offer, code, detail, now_ms)?;
+        actions.push(Action::Record(reject.clone()));
+        actions.push(Action::Send {
+            to: offer.signer(),
+            object: reject,
+        });
+        Ok(())
+    }
+
+    fn event(
+        &self,
+        event_type: &str,
+        about: Vec<ObjectId>,
+        parents: &[ObjectId],
+        message: String,
+        attrs: Vec<(String, String)>,
+        now_ms: u64,
+    ) -> Result<SignedObject> {
+        sign(
+            &self.key,
+            self.trace,
+            parents,
+            now_ms,
+            Body::Event(Event {
+                event_type: event_type.to_string(),
+                about,
+                message: text(message),
+                attrs: attrs.into_iter().map(|(k, v)| (k, text(v))).collect(),
+            }),
+        )
+    }
+
+    fn reject_summary(&self) -> String {
+        let parts: Vec<String> = self
+            .stats
+            .rejects
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .filter_map(|(i, n)| {
+                ALL_CODES
+                    .get(i)
+                    .map(|c| format!("{} {n}", select::code_name(*c)))
+            })
+            .collect();
+        parts.join(", ")
+    }
+}
+
+const ALL_CODES: [RejectCode; 8] = [
+    RejectCode::NotSelected,
+    RejectCode::OverBudget,
+    RejectCode::TooSlow,
+    RejectCode::LowReliability,
+    RejectCode::Expired,
+    RejectCode::ResourceLimits,
+    RejectCode::Cancelled,
+    RejectCode::Other,
+];
