@@ -1,0 +1,309 @@
+//! Provider-side contract-net: bidding, awards, concurrency, progress, done and receipts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use pvl_patterns::{Action, BidDecision, OfferPolicy, Provider, Requester};
+use pvl_protocol::{
+    Body, Envelope, Keypair, Payload, PriceModel, SignedObject, Strategy, TaskStart,
+};
+
+fn provider(max_concurrent: usize) -> Provider {
+    let mut policy = OfferPolicy::fixed(40, 1_000, 9_500);
+    policy.resources = fitting_resources();
+    Provider::new(key(11), max_concurrent).serve("sha256", policy)
+}
+
+/// A started requester with its intent, nonce `n`.
+fn intent(n: u64) -> (Requester, SignedObject) {
+    let mut s = spec(Strategy::LowestCost);
+    s.nonce = n;
+    s.min_offers = 1;
+    let mut r = Requester::new(key(1), s);
+    let i = published(&r.start(T0).unwrap()).pop().unwrap();
+    (r, i)
+}
+
+fn award(
+    intent: &SignedObject,
+    offer: pvl_protocol::ObjectId,
+    to: &Keypair,
+    signer: &Keypair,
+) -> SignedObject {
+    Envelope {
+        trace: Some(intent.trace_id()),
+        parents: vec![intent.id()],
+        signer: signer.public(),
+        timestamp_ms: T0 + 200,
+        body: Body::TaskStart(TaskStart {
+            offer,
+            provider: to.public(),
+            label: "main".into(),
+            input: Payload::Inline(b"hello".to_vec()),
+            deadline_ms: None,
+            quorum: None,
+        }),
+    }
+    .sign(signer)
+    .unwrap()
+}
+
+fn refusal(actions: &[Action]) -> Option<String> {
+    sends(actions)
+        .into_iter()
+        .find_map(|(_, o)| match o.body() {
+            Body::Event(e) if e.event_type == "award-refused" => Some(e.message.clone()),
+            _ => None,
+        })
+}
+
+#[test]
+fn bids_only_when_it_can_meet_the_constraints() {
+    let (_, i) = intent(1);
+    let p = provider(1);
+    let BidDecision::Bid(o) = p.evaluate(&i, T0 + 10) else {
+        panic!()
+    };
+    assert_eq!((o.cost, o.eta_ms, o.reliability_bps), (40, 1_000, 9_500));
+    assert_eq!(o.intent, i.id());
+
+    let expensive =
+        Provider::new(key(12), 1).serve("sha256", OfferPolicy::fixed(500, 1_000, 9_500));
+    let BidDecision::Decline(why) = expensive.evaluate(&i, T0 + 10) else {
+        panic!()
+    };
+    assert!(why.contains("budget"), "{why}");
+    // No stated resources while the intent sets limits.
+    let vague = Provider::new(key(12), 1).serve("sha256", OfferPolicy::fixed(10, 1_000, 9_500));
+    assert!(matches!(
+        vague.evaluate(&i, T0 + 10),
+        BidDecision::Decline(_)
+    ));
+    let other = Provider::new(key(12), 1).serve("resize", OfferPolicy::fixed(10, 1_000, 9_500));
+    let BidDecision::Decline(why) = other.evaluate(&i, T0 + 10) else {
+        panic!()
+    };
+    assert!(why.contains("not served"), "{why}");
+    // An expired intent gets no offer.
+    assert!(matches!(
+        p.evaluate(&i, T0 + 5_000),
+        BidDecision::Decline(_)
+    ));
+}
+
+#[test]
+fn per_kib_price_and_eta() {
+    let mut policy = OfferPolicy::fixed(0, 100, 9_000);
+    policy.price = PriceModel::PerKib {
+        base: 10,
+        per_kib: 2,
+    };
+    policy.eta_per_kib_ms = 5;
+    assert_eq!(policy.price_for(0), 10);
+    assert_eq!(policy.price_for(1), 12);
+    assert_eq!(policy.price_for(2_049), 16);
+    assert_eq!(policy.eta_for(2_048), 110);
+}
+
+#[test]
+fn an_intent_is_answered_once_with_a_recorded_offer() {
+    let (_, i) = intent(1);
+    let mut p = provider(4);
+    let actions = p.on_object(i.clone(), T0 + 10).unwrap();
+    let sent = sends(&actions);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].0,
+        key(1).public(),
+        "the offer goes to the requester"
+    );
+    assert_eq!(recorded(&actions).len(), 2, "intent and offer recorded");
+    assert_eq!(sent[0].1.trace_id(), i.trace_id());
+    assert!(
+        p.on_object(i, T0 + 20).unwrap().is_empty(),
+        "no second offer"
+    );
+    assert_eq!(p.open_offers(), 1);
+}
+
+#[test]
+fn refuses_awards_it_never_offered_on() {
+    let (_, i) = intent(1);
+    let mut p = provider(4);
+    // An award naming this provider for an offer someone else made.
+    let foreign = offer(&i, &key(13), 10, 100, 9_900, T0 + 50);
+    let a = award(&i, foreign.id(), &key(11), &key(1));
+    let actions = p.on_object(a.clone(), T0 + 200).unwrap();
+    let why = refusal(&actions).unwrap();
+    assert!(why.contains("never made"), "{why}");
+    assert!(!actions.iter().any(|x| matches!(x, Action::Execute { .. })));
+    assert_decodes(&recorded(&actions));
+
+    // Its own offer, but the award is addressed to another provider.
+    let bid = sends(&p.on_object(i.clone(), T0 + 10).unwrap())[0]
+        .1
+        .clone();
+    let a = award(&i, bid.id(), &key(12), &key(1));
+    let why = refusal(&p.on_object(a, T0 + 200).unwrap()).unwrap();
+    assert!(why.contains("names provider"), "{why}");
+
+    // Its own offer, but the award is signed by someone other than the requester.
+    let a = award(&i, bid.id(), &key(11), &key(66));
+    let why = refusal(&p.on_object(a, T0 + 200).unwrap()).unwrap();
+    assert!(why.contains("requested by"), "{why}");
+
+    // The genuine award is executed.
+    let a = award(&i, bid.id(), &key(11), &key(1));
+    let actions = p.on_object(a.clone(), T0 + 200).unwrap();
+    assert!(refusal(&actions).is_none());
+    assert!(
+        actions
+            .iter()
+            .any(|x| matches!(x, Action::Execute { task, .. } if *task == a.id()))
+    );
+    assert_eq!(p.active_tasks(), 1);
+    assert_eq!(p.open_offers(), 0, "an offer is awarded once");
+}
+
+#[test]
+fn respects_max_concurrent_tasks() {
+    let mut p = provider(1);
+    let (_, i1) = intent(1);
+    let (_, i2) = intent(2);
+    let bid = sends(&p.on_object(i1.clone(), T0 + 10).unwrap())[0]
+        .1
+        .clone();
+    let task = award(&i1, bid.id(), &key(11), &key(1));
+    p.on_object(task.clone(), T0 + 20).unwrap();
+    assert_eq!(p.active_tasks(), 1);
+    // The only slot is taken: no bid on the second intent.
+    let BidDecision::Decline(why) = p.evaluate(&i2, T0 + 30) else {
+        panic!()
+    };
+    assert!(why.contains("no free slot"), "{why}");
+    assert!(p.on_object(i2.clone(), T0 + 30).unwrap().is_empty());
+    // Progress and completion free the slot.
+    let progress = p
+        .report_progress(task.id(), Some(5_000), "half", T0 + 40)
+        .unwrap();
+    assert_eq!(sends(&progress)[0].0, key(1).public());
+    let done = p
+        .on_executed(task.id(), Ok(Payload::Inline(b"out".to_vec())), T0 + 50)
+        .unwrap();
+    let kinds: Vec<_> = sends(&done).iter().map(|(_, o)| o.kind()).collect();
+    assert_eq!(
+        kinds,
+        vec![pvl_protocol::Kind::TaskDone, pvl_protocol::Kind::Receipt]
+    );
+    assert_eq!(p.active_tasks(), 0);
+    assert!(matches!(p.evaluate(&i2, T0 + 60), BidDecision::Bid(_)));
+    assert!(
+        p.on_executed(task.id(), Err("again".into()), T0 + 70)
+            .is_err()
+    );
+}
+
+#[test]
+fn an_award_beyond_capacity_is_reported_as_a_failed_task() {
+    let mut p = provider(1);
+    let (_, i1) = intent(1);
+    let (_, i2) = intent(2);
+    // Bid on both while a slot is free, then both are awarded.
+    let b1 = sends(&p.on_object(i1.clone(), T0 + 10).unwrap())[0]
+        .1
+        .clone();
+    let b2 = sends(&p.on_object(i2.clone(), T0 + 10).unwrap())[0]
+        .1
+        .clone();
+    p.on_object(award(&i1, b1.id(), &key(11), &key(1)), T0 + 20)
+        .unwrap();
+    let actions = p
+        .on_object(award(&i2, b2.id(), &key(11), &key(1)), T0 + 20)
+        .unwrap();
+    let done = sends(&actions)
+        .into_iter()
+        .find_map(|(_, o)| match o.body() {
+            Body::TaskDone(d) => Some(d.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        matches!(done.status, pvl_protocol::TaskStatus::Failed(ref r) if r.contains("no free slot"))
+    );
+    assert_eq!(p.active_tasks(), 1);
+}
+
+#[test]
+fn a_direct_round_between_requester_and_provider_state_machines() {
+    let (mut r, i) = intent(3);
+    let mut p = provider(2);
+    let offer = sends(&p.on_object(i, T0 + 10).unwrap())[0].1.clone();
+    // k = 1: the offer closes the window at once.
+    let start = task_starts(&r.on_object(offer, T0 + 20).unwrap())
+        .pop()
+        .unwrap();
+    let task = start.id();
+    p.on_object(start, T0 + 30).unwrap();
+    let progress = sends(
+        &p.report_progress(task, Some(2_500), "working", T0 + 40)
+            .unwrap(),
+    );
+    assert!(r.on_object(progress[0].1.clone(), T0 + 41).unwrap().len() == 1);
+    let reports = sends(
+        &p.on_executed(task, Ok(Payload::Inline(b"digest".to_vec())), T0 + 90)
+            .unwrap(),
+    );
+    // The receipt may overtake the done: deliver it first.
+    let mut actions = r.on_object(reports[1].1.clone(), T0 + 95).unwrap();
+    actions.extend(r.on_object(reports[0].1.clone(), T0 + 96).unwrap());
+    let Some(pvl_patterns::Outcome::Completed(c)) = finished(&actions) else {
+        panic!("{actions:?}")
+    };
+    let cosigned = c.receipt.unwrap();
+    assert!(
+        SignedObject::decode(cosigned.bytes())
+            .unwrap()
+            .is_countersigned()
+    );
+    // The provider records its countersigned receipt; an unsigned copy is refused.
+    let back = sends(&actions)
+        .into_iter()
+        .find(|(_, o)| o.is_countersigned())
+        .unwrap();
+    assert_eq!(back.0, key(11).public());
+    assert_eq!(p.on_object(back.1, T0 + 100).unwrap().len(), 1);
+    assert!(p.on_object(reports[1].1.clone(), T0 + 100).is_err());
+}
+
+#[test]
+fn a_report_from_the_wrong_signer_is_refused() {
+    let (mut r, i) = intent(4);
+    let mut p = provider(2);
+    let offer = sends(&p.on_object(i.clone(), T0 + 10).unwrap())[0]
+        .1
+        .clone();
+    let start = task_starts(&r.on_object(offer, T0 + 20).unwrap())
+        .pop()
+        .unwrap();
+    // Another key claims the task is done.
+    let forged = Envelope {
+        trace: Some(i.trace_id()),
+        parents: vec![start.id()],
+        signer: key(66).public(),
+        timestamp_ms: T0 + 30,
+        body: Body::TaskDone(pvl_protocol::TaskDone {
+            task: start.id(),
+            status: pvl_protocol::TaskStatus::Ok,
+            output: None,
+            started_at_ms: T0 + 25,
+            finished_at_ms: T0 + 30,
+        }),
+    }
+    .sign(&key(66))
+    .unwrap();
+    assert!(matches!(
+        r.on_object(forged, T0 + 31),
+        Err(pvl_patterns::PatternError::WrongSigner { .. })
+    ));
+}
