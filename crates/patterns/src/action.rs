@@ -87,6 +87,9 @@ impl fmt::Display for TimerKind {
 }
 
 /// How an intent ended.
+// Produced once per intent: the size difference does not matter, boxing would only make
+// matching clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A provider did the work.
@@ -178,6 +181,9 @@ impl fmt::Display for FailureReason {
 }
 
 /// An input from the driver to a state machine.
+// Objects are the common input; boxing them would cost an allocation per message to save
+// space in the rare timer input.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     /// An object arrived (from the network, already decoded and checked for freshness and

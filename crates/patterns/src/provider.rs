@@ -445,10 +445,9 @@ impl Provider {
             return Err(PatternError::Invalid("not a reject".into()));
         };
         let Some(made) = self.offers.get(&body.offer) else {
-            return Err(PatternError::Mismatch(format!(
-                "reject for offer {} that this provider does not hold",
-                body.offer.short()
-            )));
+            // The offer lapsed (or was awarded) here already; the reject is still evidence.
+            debug!(offer = %body.offer.short(), code = ?body.code, "reject for an offer no longer held");
+            return Ok(vec![Action::Record(reject)]);
         };
         if made.requester != reject.signer() {
             return Err(PatternError::WrongSigner {

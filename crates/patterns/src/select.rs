@@ -344,11 +344,8 @@ pub fn rank(strategy: Strategy, candidates: &[Candidate]) -> Ranking {
                     let sum = u128::from(w.cost) * u128::from(normalised.cost)
                         + u128::from(w.latency) * u128::from(normalised.latency)
                         + u128::from(w.reliability) * u128::from(normalised.reliability);
-                    if total == 0 {
-                        0
-                    } else {
-                        u64::try_from(sum / total).unwrap_or(SCORE_SCALE)
-                    }
+                    sum.checked_div(total)
+                        .map_or(0, |v| u64::try_from(v).unwrap_or(SCORE_SCALE))
                 }
             };
             Scored {
