@@ -191,4 +191,20 @@ pub enum Input {
     Received(SignedObject),
     /// A timer the state machine asked for fired.
     Timer(TimerToken),
+    /// The executor reports progress on a task it runs (provider side).
+    Progress {
+        /// The task.
+        task: ObjectId,
+        /// Fraction done, basis points.
+        fraction_bps: Option<u16>,
+        /// A note for the requester.
+        message: String,
+    },
+    /// The executor finished a task (provider side): the output, or why it failed.
+    Executed {
+        /// The task.
+        task: ObjectId,
+        /// The output, or the failure reason.
+        result: Result<Payload, String>,
+    },
 }

@@ -22,7 +22,7 @@
 //! |---|---|---|
 //! | [`Input::Received`] (an object of the trace, decoded and checked by the node) | offer, progress, done, receipt | intent, award (`TaskStart`), reject, countersigned receipt |
 //! | [`Input::Timer`] (a [`TimerToken`] it asked for) | window close, watchdog, receipt wait | none |
-//! | executor calls | | [`Provider::report_progress`], [`Provider::on_executed`] |
+//! | [`Input::Progress`], [`Input::Executed`] (from the executor) | refused | progress, done + receipt |
 //!
 //! `handle`/`on_*` return `Result<Vec<Action>, PatternError>`. An `Err` means the input was
 //! refused and nothing changed (wrong trace, wrong signer, unknown task, ...): the node logs it

@@ -178,6 +178,12 @@ impl Provider {
     pub fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>> {
         match input {
             Input::Received(object) => self.on_object(object, now_ms),
+            Input::Progress {
+                task,
+                fraction_bps,
+                message,
+            } => self.report_progress(task, fraction_bps, &message, now_ms),
+            Input::Executed { task, result } => self.on_executed(task, result, now_ms),
             Input::Timer(token) => Err(PatternError::Invalid(format!(
                 "a provider sets no timers, got {}",
                 token.kind
@@ -265,7 +271,8 @@ impl Provider {
         if !policy.resources.fits_within(&c.resources) {
             return decline("the resources it needs exceed the intent's limits".into());
         }
-        let mut expires_at_ms = now_ms.saturating_add(policy.offer_ttl_ms.max(1));
+        let ttl = policy.offer_ttl_ms.clamp(1, pvl_protocol::MAX_LIFETIME_MS);
+        let mut expires_at_ms = now_ms.saturating_add(ttl);
         if let Some(deadline) = c.deadline_ms {
             expires_at_ms = expires_at_ms.min(deadline.max(now_ms));
         }

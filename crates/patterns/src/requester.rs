@@ -327,6 +327,12 @@ impl Requester {
         match input {
             Input::Received(object) => self.on_object(object, now_ms),
             Input::Timer(token) => self.on_timer(token, now_ms),
+            Input::Progress { task, .. } | Input::Executed { task, .. } => {
+                Err(PatternError::Invalid(format!(
+                    "a requester executes nothing (executor input for task {})",
+                    task.short()
+                )))
+            }
         }
     }
 

@@ -307,3 +307,115 @@ fn a_report_from_the_wrong_signer_is_refused() {
         Err(pvl_patterns::PatternError::WrongSigner { .. })
     ));
 }
+
+/// A requester with an awarded task at provider 11: (requester, provider, intent, task start).
+fn awarded(n: u64) -> (Requester, Provider, SignedObject, SignedObject) {
+    let (mut r, i) = intent(n);
+    let mut p = provider(2);
+    let offer = sends(&p.on_object(i.clone(), T0 + 10).unwrap())[0]
+        .1
+        .clone();
+    let start = task_starts(&r.on_object(offer, T0 + 20).unwrap())
+        .pop()
+        .unwrap();
+    p.handle(pvl_patterns::Input::Received(start.clone()), T0 + 30)
+        .unwrap();
+    (r, p, i, start)
+}
+
+#[test]
+fn done_without_a_receipt_completes_after_the_receipt_wait() {
+    let (mut r, mut p, _, start) = awarded(5);
+    let reports = sends(
+        &p.handle(
+            pvl_patterns::Input::Executed {
+                task: start.id(),
+                result: Ok(Payload::Inline(b"x".to_vec())),
+            },
+            T0 + 100,
+        )
+        .unwrap(),
+    );
+    let actions = r.on_object(reports[0].1.clone(), T0 + 110).unwrap();
+    let wait = timers(&actions);
+    assert_eq!(
+        wait,
+        vec![(
+            T0 + 5_110,
+            pvl_patterns::TimerKind::ReceiptWait { task: start.id() }
+        )]
+    );
+    let token = pvl_patterns::TimerToken {
+        trace: r.trace().unwrap(),
+        kind: wait[0].1,
+    };
+    let actions = r.on_timer(token, T0 + 5_110).unwrap();
+    let Some(pvl_patterns::Outcome::Completed(c)) = finished(&actions) else {
+        panic!()
+    };
+    assert!(c.receipt.is_none());
+    assert_eq!(c.output, Some(Payload::Inline(b"x".to_vec())));
+    assert_eq!(events_in(&recorded(&actions), "receipt-missing").len(), 1);
+}
+
+#[test]
+fn a_receipt_that_does_not_match_the_done_is_refused() {
+    let (mut r, mut p, i, start) = awarded(6);
+    let reports = sends(
+        &p.on_executed(start.id(), Ok(Payload::Inline(b"x".to_vec())), T0 + 100)
+            .unwrap(),
+    );
+    let Body::Receipt(mut bad) = reports[1].1.body().clone() else {
+        panic!()
+    };
+    bad.cost += 1; // charges more than offered
+    let forged = Envelope {
+        trace: Some(i.trace_id()),
+        parents: vec![reports[0].1.id()],
+        signer: key(11).public(),
+        timestamp_ms: T0 + 101,
+        body: Body::Receipt(bad),
+    }
+    .sign(&key(11))
+    .unwrap();
+    r.on_object(reports[0].1.clone(), T0 + 110).unwrap();
+    let actions = r.on_object(forged, T0 + 111).unwrap();
+    // The only bidder is out: re-publication.
+    let moved = events_in(&recorded(&actions), "reassigned");
+    assert!(
+        attr(&moved[0], "reason")
+            .unwrap()
+            .contains("invalid receipt"),
+        "{moved:?}"
+    );
+    assert_eq!(published(&actions).len(), 1, "the intent is re-published");
+    assert_eq!(r.stats().rounds, 2);
+}
+
+#[test]
+fn the_deadline_ends_a_task_that_never_finishes() {
+    let mut s = spec(Strategy::LowestCost);
+    s.constraints.deadline_ms = Some(T0 + 4_000);
+    s.grace_ms = 30_000;
+    s.min_offers = 1;
+    let mut r = Requester::new(key(1), s);
+    let i = published(&r.start(T0).unwrap()).pop().unwrap();
+    let mut p = provider(2);
+    let offer = sends(&p.on_object(i, T0 + 10).unwrap())[0].1.clone();
+    let actions = r.on_object(offer, T0 + 20).unwrap();
+    let watchdog = timers(&actions).pop().unwrap();
+    assert_eq!(
+        watchdog.0,
+        T0 + 4_000,
+        "the watchdog is capped by the deadline"
+    );
+    let token = pvl_patterns::TimerToken {
+        trace: r.trace().unwrap(),
+        kind: watchdog.1,
+    };
+    let actions = r.on_timer(token, T0 + 4_000).unwrap();
+    let Some(pvl_patterns::Outcome::Failed(f)) = finished(&actions) else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(f.reason, pvl_patterns::FailureReason::DeadlinePassed);
+}
