@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::analyse::{Pattern, TraceStatus, analyse};
 use crate::error::{Result, TraceError};
-use crate::store::{TraceStore, check_light, id_from, key_name};
+use crate::store::{TraceStore, check_light, key_name};
 
 /// One object of a [`TraceDag`]: its envelope fields and its stored wire bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -212,12 +212,12 @@ impl TraceStore {
             return Err(TraceError::UnknownTrace(*trace));
         }
         let mut nodes = Vec::with_capacity(entries.len());
-        for (key, value) in &entries {
-            let id = id_from(key.get(33..65).unwrap_or(&[]), key)?;
-            let light = check_light(key, value, &id)?;
+        for e in entries {
+            let id = e.id;
+            let light = check_light(&e.key, &e.bytes, &id)?;
             if light.trace_id() != *trace {
                 return Err(TraceError::Corrupt {
-                    key: key_name(key),
+                    key: key_name(&e.key),
                     reason: format!("object belongs to trace {}", light.trace_id()),
                 });
             }
@@ -229,7 +229,7 @@ impl TraceStore {
                 parents: light.parents,
                 children: Vec::new(),
                 countersigned: light.countersigned,
-                bytes: value.to_vec(),
+                bytes: e.bytes,
             });
         }
         nodes.sort_by_key(|n| (n.timestamp_ms, n.id));
@@ -283,14 +283,11 @@ impl TraceStore {
     pub fn recent_traces(&self, limit: usize) -> Result<Vec<TraceSummary>> {
         let mut seen: HashSet<TraceId> = HashSet::new();
         let mut out = Vec::new();
-        for id in self.time_index_rev() {
+        for trace in self.recent_trace_ids() {
             if out.len() >= limit {
                 break;
             }
-            let id = id?;
-            let Some(trace) = self.trace_of(&id)? else {
-                continue;
-            };
+            let trace = trace?;
             if !seen.insert(trace) {
                 continue;
             }
@@ -385,7 +382,7 @@ impl TraceStore {
         let mut intents: HashMap<ObjectId, Option<String>> = HashMap::new();
         // (capability, pattern) -> (count, ok, latencies)
         let mut acc: HashMap<(String, Pattern), (usize, usize, Vec<u64>)> = HashMap::new();
-        let receipts: Vec<ObjectId> = self.kind_index(Kind::Receipt).collect::<Result<_>>()?;
+        let receipts: Vec<ObjectId> = self.by_kind(Kind::Receipt, 0, u64::MAX)?;
         for id in receipts {
             let Some(receipt) = self.get(&id)? else {
                 continue;

@@ -20,7 +20,6 @@ const TREE: &str = "pvl-trace";
 
 pub(crate) const P_OBJECT: u8 = b'o';
 pub(crate) const P_TRACE: u8 = b't';
-pub(crate) const P_EDGE: u8 = b'e';
 pub(crate) const P_MISSING: u8 = b'x';
 pub(crate) const P_SIGNER: u8 = b's';
 pub(crate) const P_KIND: u8 = b'k';
@@ -28,6 +27,12 @@ pub(crate) const P_TIME: u8 = b'm';
 
 const META_SCHEMA: &[u8] = b"vschema";
 const META_COUNT: &[u8] = b"vcount";
+const META_CHUNK: &[u8] = b"vchunk";
+
+/// Most objects in one chunk (a chunk is one sled value holding several objects of a trace).
+pub const MAX_CHUNK_OBJECTS: usize = 256;
+/// A chunk is closed once it holds this many bytes (a single larger object gets its own).
+pub const MAX_CHUNK_BYTES: usize = 256 * 1024;
 
 /// Flag bit in the `o/` value: the stored object is a countersigned receipt.
 const FLAG_COUNTERSIGNED: u8 = 1;
@@ -134,10 +139,109 @@ fn key3(prefix: u8, a: &[u8], b: &[u8], c: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The key under which the wire bytes of object `id` of trace `trace` are stored
-/// (`t/<trace><id>`). Public so that tests and tools can reach the raw value.
-pub fn object_key(trace: &TraceId, id: &ObjectId) -> Vec<u8> {
-    key2(P_TRACE, &trace.0, &id.0)
+/// The key of chunk `chunk` of trace `trace`: `t/<trace><chunk u64 BE>`.
+pub(crate) fn chunk_key(trace: &TraceId, chunk: u64) -> Vec<u8> {
+    key2(P_TRACE, &trace.0, &chunk.to_be_bytes())
+}
+
+/// Where an object is stored (the `o/` value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub trace: TraceId,
+    pub chunk: u64,
+    pub countersigned: bool,
+}
+
+impl Location {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(41);
+        v.extend_from_slice(&self.trace.0);
+        v.extend_from_slice(&self.chunk.to_be_bytes());
+        v.push(if self.countersigned {
+            FLAG_COUNTERSIGNED
+        } else {
+            0
+        });
+        v
+    }
+
+    fn decode(key: &[u8], v: &[u8]) -> Result<Self> {
+        if v.len() != 41 {
+            return Err(TraceError::Corrupt {
+                key: key_name(key),
+                reason: format!("object location of {} bytes, expected 41", v.len()),
+            });
+        }
+        let trace = id_from(&v[..32], key)?;
+        let chunk = u64::from_be_bytes(v[32..40].try_into().map_err(|_| TraceError::Corrupt {
+            key: key_name(key),
+            reason: "bad chunk number".into(),
+        })?);
+        Ok(Location {
+            trace,
+            chunk,
+            countersigned: v[40] & FLAG_COUNTERSIGNED != 0,
+        })
+    }
+}
+
+/// One stored object as read back from a chunk.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// The chunk key it was read from (for error messages).
+    pub key: IVec,
+    /// The id it is stored under.
+    pub id: ObjectId,
+    /// Its wire bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A chunk that could not be split into entries: its key and why.
+pub(crate) type BrokenChunk = (IVec, TraceError);
+
+/// Encodes a chunk: for each object, `id(32) length(u32 BE) wire bytes`.
+fn encode_chunk(objects: &[&SignedObject]) -> Vec<u8> {
+    let size = objects.iter().map(|o| 36 + o.bytes().len()).sum();
+    let mut v = Vec::with_capacity(size);
+    for o in objects {
+        v.extend_from_slice(&o.id().0);
+        v.extend_from_slice(&(o.bytes().len() as u32).to_be_bytes());
+        v.extend_from_slice(o.bytes());
+    }
+    v
+}
+
+/// Splits a chunk value into `(stored id, wire bytes)` entries.
+pub(crate) fn parse_chunk<'a>(key: &[u8], value: &'a [u8]) -> Result<Vec<(ObjectId, &'a [u8])>> {
+    let corrupt = |reason: &str| TraceError::Corrupt {
+        key: key_name(key),
+        reason: reason.into(),
+    };
+    let mut out = Vec::new();
+    let mut rest = value;
+    while !rest.is_empty() {
+        if rest.len() < 36 {
+            return Err(corrupt("truncated chunk entry header"));
+        }
+        let (head, tail) = rest.split_at(36);
+        let id = id_from(&head[..32], key)?;
+        let len = u32::from_be_bytes(head[32..36].try_into().map_err(|_| corrupt("bad length"))?)
+            as usize;
+        if len > tail.len() || len > pvl_protocol::MAX_OBJECT_SIZE {
+            return Err(corrupt("chunk entry length beyond the value"));
+        }
+        let (bytes, tail) = tail.split_at(len);
+        out.push((id, bytes));
+        rest = tail;
+    }
+    if out.is_empty() {
+        return Err(corrupt("empty chunk"));
+    }
+    Ok(out)
+}
+
+fn is_countersigned_wire(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&0x83)
 }
 
 pub(crate) fn id_from(bytes: &[u8], key: &[u8]) -> Result<ObjectId> {
@@ -246,46 +350,39 @@ impl TraceStore {
     ///
     /// Idempotent: an id already stored is a [`InsertOutcome::Duplicate`], except that a
     /// countersigned receipt replaces a stored bare receipt ([`InsertOutcome::Upgraded`]).
-    /// Parents need not be stored yet: the edge is written anyway and the missing parent is
-    /// recorded under `x/`; when the parent arrives its `x/` entries are removed.
+    /// Parents need not be stored yet: the missing parent is recorded under `x/` and the
+    /// entry is removed when the parent arrives. New objects are written as chunks (several
+    /// objects of one trace in one sled value, see the crate docs).
     pub fn insert_batch(&self, objects: &[SignedObject]) -> Result<Vec<InsertOutcome>> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut batch = sled::Batch::default();
         let mut outcomes = Vec::with_capacity(objects.len());
-        // id -> countersigned, for objects written earlier in this batch.
+        // id -> countersigned, for objects accepted earlier in this batch.
         let mut in_batch: HashMap<ObjectId, bool> = HashMap::new();
         let mut missing: Vec<(ObjectId, ObjectId)> = Vec::new();
+        let mut groups: Vec<(TraceId, Vec<&SignedObject>)> = Vec::new();
+        let mut group_of: HashMap<TraceId, usize> = HashMap::new();
         let mut new_count = 0u64;
         for object in objects {
             let id = object.id();
-            let trace = object.trace_id();
             let okey = key2(P_OBJECT, &id.0, &[]);
             let existing = match in_batch.get(&id) {
                 Some(cs) => Some(*cs),
-                None => self
-                    .tree
-                    .get(&okey)?
-                    .map(|v| v.get(32).is_some_and(|f| f & FLAG_COUNTERSIGNED != 0)),
+                None => match self.tree.get(&okey)? {
+                    Some(v) => Some(Location::decode(&okey, &v)?.countersigned),
+                    None => None,
+                },
             };
             let cs = object.is_countersigned();
-            let mut ovalue = Vec::with_capacity(33);
-            ovalue.extend_from_slice(&trace.0);
-            ovalue.push(if cs { FLAG_COUNTERSIGNED } else { 0 });
-            match existing {
-                Some(true) => outcomes.push(InsertOutcome::Duplicate),
-                Some(false) if !cs => outcomes.push(InsertOutcome::Duplicate),
+            let outcome = match existing {
+                Some(true) => InsertOutcome::Duplicate,
+                Some(false) if !cs => InsertOutcome::Duplicate,
                 Some(false) => {
-                    batch.insert(object_key(&trace, &id), object.bytes());
-                    batch.insert(okey, ovalue);
-                    in_batch.insert(id, true);
                     debug!(%id, "bare receipt upgraded to countersigned");
-                    outcomes.push(InsertOutcome::Upgraded);
+                    InsertOutcome::Upgraded
                 }
                 None => {
-                    batch.insert(object_key(&trace, &id), object.bytes());
-                    batch.insert(okey, ovalue);
                     for parent in object.parents() {
-                        batch.insert(key2(P_EDGE, &parent.0, &id.0), &[][..]);
                         if !in_batch.contains_key(parent)
                             && !self.tree.contains_key(key2(P_OBJECT, &parent.0, &[]))?
                         {
@@ -297,13 +394,62 @@ impl TraceStore {
                         let (k, _) = entry?;
                         batch.remove(k);
                     }
-                    let ts = object.timestamp_ms().to_be_bytes();
-                    batch.insert(key3(P_SIGNER, &object.signer().0, &ts, &id.0), &[][..]);
-                    batch.insert(key3(P_KIND, &[object.kind().code()], &ts, &id.0), &[][..]);
-                    batch.insert(key2(P_TIME, &ts, &id.0), &[][..]);
-                    in_batch.insert(id, cs);
                     new_count += 1;
-                    outcomes.push(InsertOutcome::Inserted);
+                    InsertOutcome::Inserted
+                }
+            };
+            if outcome != InsertOutcome::Duplicate {
+                in_batch.insert(id, cs);
+                let trace = object.trace_id();
+                let g = *group_of.entry(trace).or_insert_with(|| {
+                    groups.push((trace, Vec::new()));
+                    groups.len() - 1
+                });
+                if let Some((_, members)) = groups.get_mut(g) {
+                    // An upgrade within the batch replaces the earlier bare copy.
+                    members.retain(|m| m.id() != id);
+                    members.push(object);
+                }
+            }
+            outcomes.push(outcome);
+        }
+        let mut next_chunk = self.meta_u64(META_CHUNK)?;
+        for (trace, members) in &groups {
+            for part in split_chunks(members) {
+                let chunk = next_chunk;
+                next_chunk += 1;
+                batch.insert(chunk_key(trace, chunk), encode_chunk(part));
+                let tail = key2(0, &trace.0, &chunk.to_be_bytes());
+                let tail = &tail[1..];
+                let mut span: Option<(u64, u64)> = None;
+                let mut by_signer: HashMap<PublicKey, (u64, u64)> = HashMap::new();
+                let mut by_kind: HashMap<u8, (u64, u64)> = HashMap::new();
+                for o in part {
+                    let loc = Location {
+                        trace: *trace,
+                        chunk,
+                        countersigned: o.is_countersigned(),
+                    };
+                    batch.insert(key2(P_OBJECT, &o.id().0, &[]), loc.encode());
+                    let ts = o.timestamp_ms();
+                    widen(&mut span, ts);
+                    widen_map(&mut by_signer, o.signer(), ts);
+                    widen_map(&mut by_kind, o.kind().code(), ts);
+                }
+                if let Some((lo, hi)) = span {
+                    batch.insert(key2(P_TIME, &lo.to_be_bytes(), tail), &hi.to_be_bytes());
+                }
+                for (signer, (lo, hi)) in by_signer {
+                    batch.insert(
+                        key3(P_SIGNER, &signer.0, &lo.to_be_bytes(), tail),
+                        &hi.to_be_bytes(),
+                    );
+                }
+                for (kind, (lo, hi)) in by_kind {
+                    batch.insert(
+                        key3(P_KIND, &[kind], &lo.to_be_bytes(), tail),
+                        &hi.to_be_bytes(),
+                    );
                 }
             }
         }
@@ -316,6 +462,9 @@ impl TraceStore {
         if new_count > 0 {
             let count = self.object_count()? + new_count;
             batch.insert(META_COUNT, &count.to_be_bytes());
+        }
+        if !groups.is_empty() {
+            batch.insert(META_CHUNK, &next_chunk.to_be_bytes());
         }
         self.tree.apply_batch(batch)?;
         if self.durability.flush_each_batch {
@@ -335,17 +484,21 @@ impl TraceStore {
         Ok(())
     }
 
-    /// Number of distinct objects stored.
-    pub fn object_count(&self) -> Result<u64> {
-        match self.tree.get(META_COUNT)? {
+    fn meta_u64(&self, key: &[u8]) -> Result<u64> {
+        match self.tree.get(key)? {
             None => Ok(0),
             Some(v) => <[u8; 8]>::try_from(v.as_ref())
                 .map(u64::from_be_bytes)
                 .map_err(|_| TraceError::Corrupt {
-                    key: key_name(META_COUNT),
+                    key: key_name(key),
                     reason: format!("{} bytes, expected 8", v.len()),
                 }),
         }
+    }
+
+    /// Number of distinct objects stored.
+    pub fn object_count(&self) -> Result<u64> {
+        self.meta_u64(META_COUNT)
     }
 
     /// Bytes the database occupies on disk (as reported by sled).
@@ -358,51 +511,144 @@ impl TraceStore {
         Ok(self.tree.contains_key(key2(P_OBJECT, &id.0, &[]))?)
     }
 
-    /// The trace object `id` belongs to, if stored.
-    pub fn trace_of(&self, id: &ObjectId) -> Result<Option<TraceId>> {
+    pub(crate) fn location(&self, id: &ObjectId) -> Result<Option<Location>> {
         let key = key2(P_OBJECT, &id.0, &[]);
         match self.tree.get(&key)? {
             None => Ok(None),
-            Some(v) => Ok(Some(id_from(v.get(..32).unwrap_or(&[]), &key)?)),
+            Some(v) => Location::decode(&key, &v).map(Some),
+        }
+    }
+
+    /// The trace object `id` belongs to, if stored.
+    pub fn trace_of(&self, id: &ObjectId) -> Result<Option<TraceId>> {
+        Ok(self.location(id)?.map(|l| l.trace))
+    }
+
+    /// The sled key of the chunk holding object `id` (for tools and tests that inspect the
+    /// raw store; see the key layout in the crate docs).
+    pub fn chunk_key_of(&self, id: &ObjectId) -> Result<Option<Vec<u8>>> {
+        Ok(self.location(id)?.map(|l| chunk_key(&l.trace, l.chunk)))
+    }
+
+    /// The stored entry of `id`: read from its chunk, parsed and checked to hash to `id`.
+    fn entry(&self, id: &ObjectId) -> Result<Option<Entry>> {
+        let Some(loc) = self.location(id)? else {
+            return Ok(None);
+        };
+        let key = chunk_key(&loc.trace, loc.chunk);
+        let Some(value) = self.tree.get(&key)? else {
+            return Err(TraceError::Corrupt {
+                key: key_name(&key),
+                reason: format!("object {id} is indexed in a chunk that is missing"),
+            });
+        };
+        let found = parse_chunk(&key, &value)?
+            .into_iter()
+            .find(|(eid, _)| eid == id)
+            .map(|(_, b)| b.to_vec());
+        match found {
+            Some(bytes) => Ok(Some(Entry {
+                key: IVec::from(key),
+                id: *id,
+                bytes,
+            })),
+            None => Err(TraceError::Corrupt {
+                key: key_name(&key),
+                reason: format!("chunk does not hold object {id}"),
+            }),
         }
     }
 
     /// The stored wire bytes of `id`, checked to parse and hash to `id` (signature not checked).
     pub fn get_bytes(&self, id: &ObjectId) -> Result<Option<Vec<u8>>> {
-        let Some(trace) = self.trace_of(id)? else {
-            return Ok(None);
-        };
-        let key = object_key(&trace, id);
-        let Some(value) = self.tree.get(&key)? else {
-            return Err(TraceError::Corrupt {
-                key: key_name(&key),
-                reason: "index names an object whose value is missing".into(),
-            });
-        };
-        check_light(&key, &value, id)?;
-        Ok(Some(value.to_vec()))
+        match self.entry(id)? {
+            None => Ok(None),
+            Some(e) => {
+                check_light(&e.key, &e.bytes, id)?;
+                Ok(Some(e.bytes))
+            }
+        }
     }
 
     /// The object `id`, fully decoded and signature-verified.
     pub fn get(&self, id: &ObjectId) -> Result<Option<SignedObject>> {
-        let Some(trace) = self.trace_of(id)? else {
-            return Ok(None);
-        };
-        let key = object_key(&trace, id);
-        match self.tree.get(&key)? {
-            None => Err(TraceError::Corrupt {
-                key: key_name(&key),
-                reason: "index names an object whose value is missing".into(),
-            }),
-            Some(value) => decode_checked(&key, &value, id).map(Some),
+        match self.entry(id)? {
+            None => Ok(None),
+            Some(e) => decode_checked(&e.key, &e.bytes, id).map(Some),
         }
     }
 
-    /// Raw `(key, value)` pairs of one trace's objects.
-    pub(crate) fn trace_entries(&self, trace: &TraceId) -> Result<Vec<(IVec, IVec)>> {
+    /// Raw chunks of one trace, in chunk order.
+    pub(crate) fn trace_chunks(&self, trace: &TraceId) -> Result<Vec<(IVec, IVec)>> {
         let mut out = Vec::new();
         for entry in self.tree.scan_prefix(key2(P_TRACE, &trace.0, &[])) {
             out.push(entry?);
+        }
+        Ok(out)
+    }
+
+    /// One trace's stored objects, one entry per id (a countersigned copy wins over a bare
+    /// one left in an older chunk). Fails on a chunk whose framing is broken.
+    pub(crate) fn trace_entries(&self, trace: &TraceId) -> Result<Vec<Entry>> {
+        let (entries, broken) = self.trace_entries_lenient(trace)?;
+        match broken.into_iter().next() {
+            Some((_, err)) => Err(err),
+            None => Ok(entries),
+        }
+    }
+
+    /// Like `trace_entries`, but chunks whose framing is broken are returned apart, with the
+    /// error, instead of failing the whole read.
+    pub(crate) fn trace_entries_lenient(
+        &self,
+        trace: &TraceId,
+    ) -> Result<(Vec<Entry>, Vec<BrokenChunk>)> {
+        let mut out: Vec<Entry> = Vec::new();
+        let mut broken = Vec::new();
+        let mut index: HashMap<ObjectId, usize> = HashMap::new();
+        for (key, value) in self.trace_chunks(trace)? {
+            let list = match parse_chunk(&key, &value) {
+                Ok(list) => list,
+                Err(e) => {
+                    broken.push((key.clone(), e));
+                    continue;
+                }
+            };
+            for (id, bytes) in list {
+                match index.get(&id).and_then(|&i| out.get_mut(i)) {
+                    Some(existing) => {
+                        if is_countersigned_wire(bytes) && !is_countersigned_wire(&existing.bytes) {
+                            existing.bytes = bytes.to_vec();
+                            existing.key = key.clone();
+                        }
+                    }
+                    None => {
+                        index.insert(id, out.len());
+                        out.push(Entry {
+                            key: key.clone(),
+                            id,
+                            bytes: bytes.to_vec(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok((out, broken))
+    }
+
+    /// Ids whose object index points to chunk `key` (a full scan of the object index: only
+    /// used to name the objects of an unreadable chunk).
+    pub(crate) fn ids_in_chunk(&self, key: &[u8]) -> Result<Vec<ObjectId>> {
+        let mut out = Vec::new();
+        for entry in self.tree.scan_prefix([P_OBJECT]) {
+            let (k, v) = entry?;
+            // A broken location is reported when that object is read; skip it here.
+            let Ok(loc) = Location::decode(&k, &v) else {
+                continue;
+            };
+            if chunk_key(&loc.trace, loc.chunk) == key {
+                out.push(suffix_id(&k)?);
+            }
         }
         Ok(out)
     }
@@ -413,19 +659,18 @@ impl TraceStore {
         if entries.is_empty() {
             return Err(TraceError::UnknownTrace(*trace));
         }
-        let inputs: Vec<&[u8]> = entries.iter().map(|(_, v)| v.as_ref()).collect();
+        let inputs: Vec<&[u8]> = entries.iter().map(|e| e.bytes.as_slice()).collect();
         let decoded = SignedObject::decode_batch(&inputs);
         let mut out = Vec::with_capacity(entries.len());
-        for ((key, _), result) in entries.iter().zip(decoded) {
-            let object = result.map_err(|e| TraceError::Corrupt {
-                key: key_name(key),
-                reason: e.to_string(),
+        for (e, result) in entries.iter().zip(decoded) {
+            let object = result.map_err(|err| TraceError::Corrupt {
+                key: key_name(&e.key),
+                reason: format!("object {}: {err}", e.id),
             })?;
-            let expected = id_from(key.get(33..65).unwrap_or(&[]), key)?;
-            if object.id() != expected {
+            if object.id() != e.id {
                 return Err(TraceError::Corrupt {
-                    key: key_name(key),
-                    reason: format!("value has id {}", object.id()),
+                    key: key_name(&e.key),
+                    reason: format!("object stored as {} has id {}", e.id, object.id()),
                 });
             }
             out.push(object);
@@ -434,10 +679,33 @@ impl TraceStore {
         Ok(out)
     }
 
-    /// Ids of the stored children of `parent` (edges `parent -> child`), whether or not the
-    /// parent itself is stored.
+    /// Ids of the children of `parent` (objects naming it as a parent), whether or not the
+    /// parent itself is stored. Edges are kept inside traces (the protocol requires a parent
+    /// to be in its child's trace): the parent's trace, or for a missing parent the traces of
+    /// the children waiting for it, is read back and its parent lists inverted.
     pub fn children(&self, parent: &ObjectId) -> Result<Vec<ObjectId>> {
-        self.scan_suffix_ids(key2(P_EDGE, &parent.0, &[]))
+        let mut traces: Vec<TraceId> = Vec::new();
+        if let Some(t) = self.trace_of(parent)? {
+            traces.push(t);
+        }
+        for entry in self.tree.scan_prefix(key2(P_MISSING, &parent.0, &[])) {
+            let (k, _) = entry?;
+            if let Some(t) = self.trace_of(&suffix_id(&k)?)?
+                && !traces.contains(&t)
+            {
+                traces.push(t);
+            }
+        }
+        let mut out = Vec::new();
+        for t in traces {
+            for e in self.trace_entries(&t)? {
+                let light = check_light(&e.key, &e.bytes, &e.id)?;
+                if light.parents.contains(parent) {
+                    out.push(e.id);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Objects whose parents are not (yet) stored, as `(child, missing parent)` pairs.
@@ -452,141 +720,227 @@ impl TraceStore {
         Ok(out)
     }
 
+    /// Objects of the chunks named by index keys in `entries`, filtered by `keep`, as
+    /// `(timestamp, id)` sorted oldest first without duplicates.
+    fn collect_from_chunks(
+        &self,
+        entries: impl Iterator<Item = sled::Result<(IVec, IVec)>>,
+        from_ms: u64,
+        mut keep: impl FnMut(&Light) -> bool,
+    ) -> Result<Vec<ObjectId>> {
+        let mut found: Vec<(u64, ObjectId)> = Vec::new();
+        let mut seen: HashSet<ObjectId> = HashSet::new();
+        let mut chunks_seen: HashSet<Vec<u8>> = HashSet::new();
+        for entry in entries {
+            let (k, v) = entry?;
+            let max_ts = <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| TraceError::Corrupt {
+                    key: key_name(&k),
+                    reason: "index value is not a u64".into(),
+                })?;
+            if max_ts < from_ms || k.len() < 40 {
+                continue;
+            }
+            let mut ckey = vec![P_TRACE];
+            ckey.extend_from_slice(&k[k.len() - 40..]);
+            if !chunks_seen.insert(ckey.clone()) {
+                continue;
+            }
+            let Some(value) = self.tree.get(&ckey)? else {
+                return Err(TraceError::Corrupt {
+                    key: key_name(&k),
+                    reason: "index entry names a missing chunk".into(),
+                });
+            };
+            for (id, bytes) in parse_chunk(&ckey, &value)? {
+                let light = check_light(&ckey, bytes, &id)?;
+                if keep(&light) && seen.insert(id) {
+                    found.push((light.timestamp_ms, id));
+                }
+            }
+        }
+        found.sort();
+        Ok(found.into_iter().map(|(_, id)| id).collect())
+    }
+
     /// Ids of objects signed by `signer`, oldest first, at most `limit`.
     pub fn by_signer(&self, signer: &PublicKey, limit: usize) -> Result<Vec<ObjectId>> {
-        self.scan_ids_limited(key2(P_SIGNER, &signer.0, &[]), limit)
+        let mut ids = self.collect_from_chunks(
+            self.tree.scan_prefix(key2(P_SIGNER, &signer.0, &[])),
+            0,
+            |l| l.signer == *signer,
+        )?;
+        ids.truncate(limit);
+        Ok(ids)
     }
 
     /// Ids of objects of `kind` with `from_ms <= timestamp < to_ms`, oldest first.
     pub fn by_kind(&self, kind: Kind, from_ms: u64, to_ms: u64) -> Result<Vec<ObjectId>> {
-        let lo = key2(P_KIND, &[kind.code()], &from_ms.to_be_bytes());
+        let lo = key2(P_KIND, &[kind.code()], &[]);
         let hi = key2(P_KIND, &[kind.code()], &to_ms.to_be_bytes());
-        self.range_ids(lo, hi)
+        self.collect_from_chunks(self.tree.range(lo..hi), from_ms, |l| {
+            l.kind == kind && l.timestamp_ms >= from_ms && l.timestamp_ms < to_ms
+        })
     }
 
     /// Ids of objects with `from_ms <= timestamp < to_ms`, oldest first.
     pub fn by_time(&self, from_ms: u64, to_ms: u64) -> Result<Vec<ObjectId>> {
-        let lo = key2(P_TIME, &from_ms.to_be_bytes(), &[]);
+        let lo = vec![P_TIME];
         let hi = key2(P_TIME, &to_ms.to_be_bytes(), &[]);
-        self.range_ids(lo, hi)
+        self.collect_from_chunks(self.tree.range(lo..hi), from_ms, |l| {
+            l.timestamp_ms >= from_ms && l.timestamp_ms < to_ms
+        })
     }
 
-    fn range_ids(&self, lo: Vec<u8>, hi: Vec<u8>) -> Result<Vec<ObjectId>> {
-        let mut out = Vec::new();
-        for entry in self.tree.range(lo..hi) {
-            let (k, _) = entry?;
-            out.push(suffix_id(&k)?);
-        }
-        Ok(out)
-    }
-
-    fn scan_suffix_ids(&self, prefix: Vec<u8>) -> Result<Vec<ObjectId>> {
-        self.scan_ids_limited(prefix, usize::MAX)
-    }
-
-    fn scan_ids_limited(&self, prefix: Vec<u8>, limit: usize) -> Result<Vec<ObjectId>> {
-        let mut out = Vec::new();
-        for entry in self.tree.scan_prefix(prefix).take(limit) {
-            let (k, _) = entry?;
-            out.push(suffix_id(&k)?);
-        }
-        Ok(out)
-    }
-
-    /// Ids of the most recent objects (newest first), walking the time index backwards.
-    pub(crate) fn time_index_rev(&self) -> impl Iterator<Item = Result<ObjectId>> + '_ {
+    /// Trace ids of the most recently started chunks, newest first (may repeat a trace).
+    pub(crate) fn recent_trace_ids(&self) -> impl Iterator<Item = Result<TraceId>> + '_ {
         self.tree.scan_prefix([P_TIME]).rev().map(|entry| {
             let (k, _) = entry?;
-            suffix_id(&k)
+            // m ts(8) trace(32) chunk(8)
+            id_from(k.get(9..41).unwrap_or(&[]), &k)
         })
     }
 
-    /// Ids of objects of `kind`, oldest first.
-    pub(crate) fn kind_index(&self, kind: Kind) -> impl Iterator<Item = Result<ObjectId>> + '_ {
-        self.tree.scan_prefix([P_KIND, kind.code()]).map(|entry| {
-            let (k, _) = entry?;
-            suffix_id(&k)
-        })
-    }
-
-    /// Walks the whole store and checks it: every object parses, hashes to its key and
-    /// verifies; every index entry and edge names a stored object; every edge's parent is
-    /// stored or recorded as missing. Returns the number of objects checked, or the first
-    /// problem found. Meant for recovery checks and tests (it verifies every signature).
+    /// Walks the whole store and checks it: every chunk parses, every object in it hashes to
+    /// its stored id and verifies; every object index entry points to a chunk holding the
+    /// object; every index entry names a stored chunk; every parent is stored or recorded as
+    /// missing; the counter matches. Returns the number of objects, or the first problem.
+    /// Meant for recovery checks and tests (it verifies every signature).
     pub fn check_integrity(&self) -> Result<u64> {
-        let mut objects: HashSet<ObjectId> = HashSet::new();
-        let mut checked = 0u64;
+        let corrupt = |k: &[u8], reason: String| TraceError::Corrupt {
+            key: key_name(k),
+            reason,
+        };
+        let mut held: HashSet<(ObjectId, Vec<u8>)> = HashSet::new();
+        let mut parents: Vec<(ObjectId, ObjectId)> = Vec::new();
+        let mut chunks: HashSet<Vec<u8>> = HashSet::new();
         for entry in self.tree.scan_prefix([P_TRACE]) {
             let (k, v) = entry?;
-            let id = id_from(k.get(33..65).unwrap_or(&[]), &k)?;
-            let object = decode_checked(&k, &v, &id)?;
-            let okey = key2(P_OBJECT, &id.0, &[]);
-            if self.trace_of(&id)? != Some(object.trace_id()) {
-                return Err(TraceError::Corrupt {
-                    key: key_name(&okey),
-                    reason: "object index does not name the object's trace".into(),
-                });
+            for (id, bytes) in parse_chunk(&k, &v)? {
+                let object = decode_checked(&k, bytes, &id)?;
+                if k.get(1..33) != Some(&object.trace_id().0[..]) {
+                    return Err(corrupt(
+                        &k,
+                        format!("object {id} is in another trace's chunk"),
+                    ));
+                }
+                parents.extend(object.parents().iter().map(|p| (id, *p)));
+                held.insert((id, k.to_vec()));
+            }
+            chunks.insert(k.to_vec());
+        }
+        let mut objects: HashSet<ObjectId> = HashSet::new();
+        for entry in self.tree.scan_prefix([P_OBJECT]) {
+            let (k, v) = entry?;
+            let id = suffix_id(&k)?;
+            let loc = Location::decode(&k, &v)?;
+            if !held.contains(&(id, chunk_key(&loc.trace, loc.chunk))) {
+                return Err(corrupt(
+                    &k,
+                    "object index points to a chunk without it".into(),
+                ));
             }
             objects.insert(id);
-            checked += 1;
         }
-        let corrupt = |k: &[u8], reason: &str| TraceError::Corrupt {
-            key: key_name(k),
-            reason: reason.into(),
-        };
-        for entry in self.tree.scan_prefix([P_OBJECT]) {
-            let (k, _) = entry?;
-            if !objects.contains(&suffix_id(&k)?) {
-                return Err(corrupt(&k, "object index names a missing object"));
-            }
+        if let Some((id, k)) = held.iter().find(|(id, _)| !objects.contains(id)) {
+            return Err(corrupt(k, format!("object {id} is stored but not indexed")));
         }
         for prefix in [P_SIGNER, P_KIND, P_TIME] {
             for entry in self.tree.scan_prefix([prefix]) {
                 let (k, _) = entry?;
-                if !objects.contains(&suffix_id(&k)?) {
-                    return Err(corrupt(&k, "index entry names a missing object"));
+                let mut ckey = vec![P_TRACE];
+                ckey.extend_from_slice(k.get(k.len().saturating_sub(40)..).unwrap_or(&[]));
+                if !chunks.contains(&ckey) {
+                    return Err(corrupt(&k, "index entry names a missing chunk".into()));
                 }
             }
         }
-        for entry in self.tree.scan_prefix([P_EDGE]) {
-            let (k, _) = entry?;
-            let parent = id_from(k.get(1..33).unwrap_or(&[]), &k)?;
-            let child = suffix_id(&k)?;
-            if !objects.contains(&child) {
-                return Err(corrupt(&k, "edge from a missing child"));
-            }
+        for (child, parent) in parents {
             if !objects.contains(&parent)
                 && !self
                     .tree
                     .contains_key(key2(P_MISSING, &parent.0, &child.0))?
             {
                 return Err(corrupt(
-                    &k,
-                    "edge to a missing parent not recorded as missing",
+                    &key2(P_MISSING, &parent.0, &child.0),
+                    format!("parent {parent} of {child} is neither stored nor recorded missing"),
                 ));
             }
         }
+        for entry in self.tree.scan_prefix([P_MISSING]) {
+            let (k, _) = entry?;
+            let parent = id_from(k.get(1..33).unwrap_or(&[]), &k)?;
+            if objects.contains(&parent) || !objects.contains(&suffix_id(&k)?) {
+                return Err(corrupt(&k, "stale missing-parent entry".into()));
+            }
+        }
         let count = self.object_count()?;
-        if count != checked {
+        let stored = objects.len() as u64;
+        if count != stored {
             warn!(
                 count,
-                checked, "object counter disagrees with the objects stored"
+                stored, "object counter disagrees with the objects stored"
             );
             return Err(corrupt(
                 META_COUNT,
-                &format!("counter says {count}, {checked} objects stored"),
+                format!("counter says {count}, {stored} objects stored"),
             ));
         }
-        Ok(checked)
+        Ok(stored)
     }
 
-    /// Writes raw bytes under a trace key, bypassing verification. Only for tests of the
-    /// verify and corruption paths; never use it in a node.
+    /// Replaces the stored bytes of object `id` inside its chunk, bypassing verification;
+    /// returns the chunk key. Only for tests of the verify and corruption paths.
     #[doc(hidden)]
-    pub fn put_raw_for_tests(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.tree.insert(key, value)?;
-        Ok(())
+    pub fn replace_raw_for_tests(&self, id: &ObjectId, bytes: &[u8]) -> Result<Vec<u8>> {
+        let loc = self.location(id)?.ok_or(TraceError::UnknownTrace(*id))?;
+        let key = chunk_key(&loc.trace, loc.chunk);
+        let value = self.tree.get(&key)?.unwrap_or_default();
+        let mut out = Vec::new();
+        for (eid, b) in parse_chunk(&key, &value)? {
+            let b = if eid == *id { bytes } else { b };
+            out.extend_from_slice(&eid.0);
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
+        }
+        self.tree.insert(&key, out)?;
+        Ok(key)
     }
+}
+
+fn widen(span: &mut Option<(u64, u64)>, ts: u64) {
+    *span = Some(match *span {
+        None => (ts, ts),
+        Some((lo, hi)) => (lo.min(ts), hi.max(ts)),
+    });
+}
+
+fn widen_map<K: std::hash::Hash + Eq>(map: &mut HashMap<K, (u64, u64)>, k: K, ts: u64) {
+    let e = map.entry(k).or_insert((ts, ts));
+    e.0 = e.0.min(ts);
+    e.1 = e.1.max(ts);
+}
+
+/// Splits the objects of one trace into chunks of at most [`MAX_CHUNK_OBJECTS`] objects and
+/// about [`MAX_CHUNK_BYTES`] bytes.
+fn split_chunks<'a, 'b>(members: &'b [&'a SignedObject]) -> Vec<&'b [&'a SignedObject]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, o) in members.iter().enumerate() {
+        let n = i - start;
+        if n > 0 && (n >= MAX_CHUNK_OBJECTS || bytes + o.bytes().len() > MAX_CHUNK_BYTES) {
+            out.push(&members[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += o.bytes().len() + 36;
+    }
+    if start < members.len() {
+        out.push(&members[start..]);
+    }
+    out
 }
 
 impl Drop for TraceStore {

@@ -6,7 +6,7 @@ use pvl_protocol::{Body, Kind, ObjectId, ProtocolError, PublicKey, SignedObject,
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::store::{TraceStore, id_from};
+use crate::store::TraceStore;
 
 /// What is wrong with an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -254,15 +254,30 @@ impl TraceStore {
     /// link (parents present and in the trace; body references to intents, offers, tasks and
     /// proposals; who must sign what). Problems are reported, naming the object at fault.
     pub fn verify_trace(&self, trace: &TraceId) -> Result<VerifyReport> {
-        let entries = self.trace_entries(trace)?;
-        if entries.is_empty() {
+        let (entries, broken) = self.trace_entries_lenient(trace)?;
+        if entries.is_empty() && broken.is_empty() {
             return Err(crate::TraceError::UnknownTrace(*trace));
         }
-        let mut items = Vec::with_capacity(entries.len());
-        for (k, v) in &entries {
-            items.push((Some(id_from(k.get(33..65).unwrap_or(&[]), k)?), v.as_ref()));
+        let mut items: Vec<(Option<ObjectId>, &[u8])> = entries
+            .iter()
+            .map(|e| (Some(e.id), e.bytes.as_slice()))
+            .collect();
+        let mut unreadable = Vec::new();
+        for (key, err) in &broken {
+            for id in self.ids_in_chunk(key)? {
+                unreadable.push((id, err.to_string()));
+            }
         }
+        // Objects of an unreadable chunk are checked as empty input: reported undecodable,
+        // named by their id, and not reported again as missing parents of their children.
+        items.extend(unreadable.iter().map(|(id, _)| (Some(*id), &[][..])));
         let outside = |id: &ObjectId| self.trace_of(id).ok().flatten();
-        Ok(verify_objects(*trace, &items, &outside))
+        let mut report = verify_objects(*trace, &items, &outside);
+        for p in &mut report.problems {
+            if let Some((_, detail)) = unreadable.iter().find(|(id, _)| *id == p.object) {
+                p.detail = detail.clone();
+            }
+        }
+        Ok(report)
     }
 }

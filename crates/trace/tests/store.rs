@@ -5,7 +5,7 @@ use pvl_protocol::fixtures::requester;
 use pvl_protocol::{Kind, SignedObject};
 use pvl_trace::{
     InsertOutcome, Pattern, ProblemKind, SCHEMA_VERSION, StoreConfig, TraceError, TraceStatus,
-    TraceStore, object_key, testkit,
+    TraceStore, testkit,
 };
 
 fn open() -> (tempfile::TempDir, TraceStore) {
@@ -333,6 +333,10 @@ fn capability_stats_per_pattern() {
     assert_eq!(only.len(), 1);
 }
 
+fn key_text(chunk_key: &[u8]) -> String {
+    format!("t/{}", hex::encode(&chunk_key[1..]))
+}
+
 #[test]
 fn verify_names_a_tampered_object() {
     let dir = tempfile::tempdir().unwrap();
@@ -340,6 +344,7 @@ fn verify_names_a_tampered_object() {
     let objects = testkit::contract_net().unwrap();
     let trace = objects[0].trace_id();
     let victim = objects.iter().find(|o| o.kind() == Kind::TaskDone).unwrap();
+    let chunk_key;
     {
         let store = TraceStore::open(&path).unwrap();
         store.insert_batch(&objects).unwrap();
@@ -348,39 +353,45 @@ fn verify_names_a_tampered_object() {
         let mut bytes = victim.bytes().to_vec();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
-        store
-            .put_raw_for_tests(&object_key(&trace, &victim.id()), &bytes)
-            .unwrap();
+        chunk_key = store.replace_raw_for_tests(&victim.id(), &bytes).unwrap();
+        assert_eq!(
+            store.chunk_key_of(&victim.id()).unwrap(),
+            Some(chunk_key.clone())
+        );
         let report = store.verify_trace(&trace).unwrap();
         assert_eq!(report.bad_objects(), vec![victim.id()], "{report:?}");
         assert_eq!(report.problems[0].kind, ProblemKind::BadSignature);
         assert_eq!(report.checked, objects.len());
+        // Put the original back.
+        store
+            .replace_raw_for_tests(&victim.id(), victim.bytes())
+            .unwrap();
+        assert!(store.verify_trace(&trace).unwrap().is_ok());
     }
-    // Now tamper with the content on disk, through sled directly: the id no longer matches.
+    // Now flip a content byte on disk, through sled directly: the id no longer matches.
     {
         let db = sled::open(&path).unwrap();
         let tree = db.open_tree("pvl-trace").unwrap();
-        let key = object_key(&trace, &victim.id());
-        let original = victim.bytes().to_vec();
-        let mut bytes = original.clone();
-        // A byte inside the content (the task's finished_at_ms region is near the end of it).
-        let pos = bytes.len() - 70;
-        bytes[pos] ^= 0x01;
-        tree.insert(&key, bytes).unwrap();
+        let mut value = tree.get(&chunk_key).unwrap().unwrap().to_vec();
+        let pos = value
+            .windows(victim.bytes().len())
+            .position(|w| w == victim.bytes())
+            .unwrap();
+        value[pos + victim.bytes().len() - 70] ^= 0x01;
+        tree.insert(&chunk_key, value).unwrap();
         db.flush().unwrap();
     }
     let store = TraceStore::open(&path).unwrap();
     let report = store.verify_trace(&trace).unwrap();
-    assert!(report.bad_objects().contains(&victim.id()), "{report:?}");
+    assert_eq!(report.bad_objects(), vec![victim.id()], "{report:?}");
     // Reading the object or the DAG is an error naming the key, never a panic.
     let err = store.get(&victim.id()).unwrap_err();
-    let key_text = format!("t/{}{}", hex::encode(trace.0), hex::encode(victim.id().0));
     assert!(
-        matches!(&err, TraceError::Corrupt { key, .. } if *key == key_text),
+        matches!(&err, TraceError::Corrupt { key, .. } if *key == key_text(&chunk_key)),
         "{err}"
     );
     let err = store.trace(&trace).unwrap_err();
-    assert!(err.to_string().contains(&key_text), "{err}");
+    assert!(err.to_string().contains(&key_text(&chunk_key)), "{err}");
     assert!(store.check_integrity().is_err());
 }
 
@@ -427,39 +438,71 @@ fn garbage_values_on_disk_are_errors_naming_the_key() {
     let path = dir.path().join("db");
     let objects = testkit::contract_net().unwrap();
     let trace = objects[0].trace_id();
+    let other = testkit::parallel(2).unwrap();
+    let (one_key, whole_key);
     {
         let store = TraceStore::open(&path).unwrap();
         store.insert_batch(&objects).unwrap();
+        store.insert_batch(&other).unwrap();
+        // One entry of a chunk replaced by garbage (framing intact).
+        one_key = store
+            .replace_raw_for_tests(&objects[1].id(), b"\xff\x00garbage")
+            .unwrap();
+        whole_key = store.chunk_key_of(&other[0].id()).unwrap().unwrap();
     }
-    let key = object_key(&trace, &objects[1].id());
     {
         let db = sled::open(&path).unwrap();
         let tree = db.open_tree("pvl-trace").unwrap();
-        tree.insert(&key, &b"\xff\x00garbage"[..]).unwrap();
-        // The object index points at a trace value that is too short.
+        // A whole chunk replaced by garbage.
+        tree.insert(&whole_key, &b"\x01\x02garbage"[..]).unwrap();
+        // The object index of another object holds a value that is too short.
         let mut okey = vec![b'o'];
         okey.extend_from_slice(&objects[2].id().0);
         tree.insert(okey, &b"short"[..]).unwrap();
         db.flush().unwrap();
     }
     let store = TraceStore::open(&path).unwrap();
-    for err in [
+    let named = |err: TraceError, expected: &str| match err {
+        TraceError::Corrupt { key, .. } => assert!(key.starts_with(expected), "{key}"),
+        other => panic!("expected Corrupt, got {other}"),
+    };
+    named(
         store.get(&objects[1].id()).unwrap_err(),
+        &key_text(&one_key),
+    );
+    named(
         store.get_bytes(&objects[1].id()).unwrap_err(),
-        store.trace(&trace).unwrap_err(),
+        &key_text(&one_key),
+    );
+    named(store.trace(&trace).unwrap_err(), &key_text(&one_key));
+    named(
         store.trace_objects(&trace).unwrap_err(),
-        store.get(&objects[2].id()).unwrap_err(),
-    ] {
-        match err {
-            TraceError::Corrupt { key, .. } => {
-                assert!(key.starts_with("t/") || key.starts_with("o/"))
-            }
-            other => panic!("expected Corrupt, got {other}"),
-        }
-    }
+        &key_text(&one_key),
+    );
+    named(store.get(&objects[2].id()).unwrap_err(), "o/");
+    named(
+        store.get(&other[3].id()).unwrap_err(),
+        &key_text(&whole_key),
+    );
+    named(
+        store.trace(&other[0].id()).unwrap_err(),
+        &key_text(&whole_key),
+    );
     let report = store.verify_trace(&trace).unwrap();
-    assert_eq!(report.bad_objects(), vec![objects[1].id()]);
+    assert_eq!(report.bad_objects(), vec![objects[1].id()], "{report:?}");
     assert_eq!(report.problems[0].kind, ProblemKind::Undecodable);
+    let report = store.verify_trace(&other[0].id()).unwrap();
+    let mut all: Vec<_> = other.iter().map(|o| o.id()).collect();
+    all.sort();
+    assert_eq!(report.bad_objects(), all);
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|p| p.kind == ProblemKind::Undecodable)
+    );
+    assert!(report.problems[0].detail.contains(&key_text(&whole_key)));
+    assert!(store.check_integrity().is_err());
 }
 
 #[test]
