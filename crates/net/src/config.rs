@@ -1,0 +1,186 @@
+//! Network configuration, swarm keys and topic names.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use libp2p::pnet::PreSharedKey;
+use libp2p::{Multiaddr, PeerId, identity::Keypair};
+
+use crate::event_loop::NetError;
+
+/// The catch-all gossip topic: every intent and capability ad is published here too.
+pub const TOPIC_ALL: &str = "pvl/1/all";
+
+/// The gossip topic of one capability.
+pub fn capability_topic(capability: &str) -> String {
+    format!("pvl/1/cap/{capability}")
+}
+
+/// A private network's pre-shared key, in the usual libp2p swarm-key file format:
+///
+/// ```text
+/// /key/swarm/psk/1.0.0/
+/// /base16/
+/// <64 hex digits>
+/// ```
+#[derive(Clone)]
+pub struct SwarmKey(pub(crate) PreSharedKey);
+
+impl SwarmKey {
+    /// A new random key.
+    pub fn generate() -> Result<Self, NetError> {
+        let mut bytes = [0u8; 32];
+        getrandom_fill(&mut bytes)?;
+        Ok(SwarmKey(PreSharedKey::new(bytes)))
+    }
+
+    /// Parses the swarm-key file format.
+    pub fn parse(text: &str) -> Result<Self, NetError> {
+        text.parse::<PreSharedKey>()
+            .map(SwarmKey)
+            .map_err(|e| NetError::Config(format!("not a swarm key file: {e}")))
+    }
+
+    /// The file contents (this is the secret itself).
+    pub fn to_file_contents(&self) -> String {
+        format!("{}\n", self.0)
+    }
+
+    /// A fingerprint that identifies the key without revealing it.
+    pub fn fingerprint(&self) -> String {
+        self.0.fingerprint().to_string()
+    }
+}
+
+impl std::fmt::Debug for SwarmKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SwarmKey(fingerprint {})", self.fingerprint())
+    }
+}
+
+fn getrandom_fill(bytes: &mut [u8]) -> Result<(), NetError> {
+    getrandom::fill(bytes).map_err(|e| NetError::Config(format!("no system randomness: {e}")))
+}
+
+/// Everything the network layer needs to start.
+#[derive(Clone)]
+pub struct NetConfig {
+    /// The node identity (ed25519); also its protocol signing key.
+    pub keypair: Keypair,
+    /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/4001` and `/ip4/0.0.0.0/udp/4001/quic-v1`.
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap peers, each ending in `/p2p/<peer id>`. None: this node is a bootstrap node.
+    pub bootstrap: Vec<Multiaddr>,
+    /// The private network key; `Some` turns private mode on (TCP only).
+    pub swarm_key: Option<SwarmKey>,
+    /// In private mode, the only peers allowed to stay connected (the node itself is implied).
+    pub allow: Option<HashSet<PeerId>>,
+    /// Capabilities this node serves: it subscribes to their topics and provides them in the DHT.
+    pub capabilities: Vec<String>,
+    /// Whether to subscribe to the catch-all topic and so see every intent.
+    pub observe_all: bool,
+    /// Connections kept at most, in total.
+    pub max_connections: u32,
+    /// Discovered peers are dialled while fewer than this many are connected.
+    pub target_peers: usize,
+    /// How long a publish waits for subscribed peers before it is reported as not sent.
+    pub publish_timeout: Duration,
+    /// Gossipsub heartbeat (mesh maintenance) interval.
+    pub heartbeat: Duration,
+    /// Capacity of the command and event channels.
+    pub channel_capacity: usize,
+    /// How many object ids the replay guard remembers.
+    pub replay_capacity: usize,
+    /// Lifetime of provider records in the DHT.
+    pub provider_record_ttl: Duration,
+}
+
+impl NetConfig {
+    /// Defaults for `keypair`: listen on all interfaces on random ports, no bootstrap peers.
+    pub fn new(keypair: Keypair) -> Self {
+        NetConfig {
+            keypair,
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            swarm_key: None,
+            allow: None,
+            capabilities: Vec::new(),
+            observe_all: true,
+            max_connections: 128,
+            target_peers: 16,
+            publish_timeout: Duration::from_secs(10),
+            heartbeat: Duration::from_millis(500),
+            channel_capacity: 1024,
+            replay_capacity: 100_000,
+            provider_record_ttl: Duration::from_secs(60 * 60),
+        }
+    }
+
+    /// Whether this node runs in private (pre-shared key) mode.
+    pub fn is_private(&self) -> bool {
+        self.swarm_key.is_some()
+    }
+
+    /// Checks the configuration, naming the first problem.
+    pub(crate) fn check(&self) -> Result<Vec<(PeerId, Multiaddr)>, NetError> {
+        if self.keypair.clone().try_into_ed25519().is_err() {
+            return Err(NetError::Config(
+                "the node identity must be an ed25519 key".into(),
+            ));
+        }
+        for addr in &self.listen {
+            let is_quic = addr
+                .iter()
+                .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1));
+            if is_quic && self.is_private() {
+                return Err(NetError::Config(format!(
+                    "cannot listen on {addr}: QUIC is off in a private network (pnet protects TCP \
+                     streams only)"
+                )));
+            }
+        }
+        for capability in &self.capabilities {
+            if capability.is_empty() || capability.contains(char::is_whitespace) {
+                return Err(NetError::Config(format!(
+                    "bad capability name `{capability}`"
+                )));
+            }
+        }
+        self.bootstrap
+            .iter()
+            .map(|addr| match addr.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(peer)) => Ok((peer, addr.clone())),
+                _ => Err(NetError::Config(format!(
+                    "bootstrap address {addr} must end in /p2p/<peer id>"
+                ))),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swarm_key_round_trips_through_its_file_format() {
+        let key = SwarmKey::generate().unwrap();
+        let text = key.to_file_contents();
+        assert!(text.starts_with("/key/swarm/psk/1.0.0/\n/base16/\n"));
+        let again = SwarmKey::parse(&text).unwrap();
+        assert_eq!(again.fingerprint(), key.fingerprint());
+        assert!(SwarmKey::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn bootstrap_addresses_need_a_peer_id_and_private_mode_refuses_quic() {
+        let mut config = NetConfig::new(Keypair::generate_ed25519());
+        config.bootstrap = vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()];
+        assert!(matches!(config.check(), Err(NetError::Config(_))));
+        config.bootstrap.clear();
+        config.swarm_key = Some(SwarmKey::generate().unwrap());
+        config.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()];
+        let err = config.check().unwrap_err().to_string();
+        assert!(err.contains("QUIC is off"), "{err}");
+    }
+}

@@ -1,0 +1,1179 @@
+//! The event loop that owns the swarm, the client handle that drives it, and the events it
+//! reports.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::core::upgrade;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::multiaddr::Protocol;
+use libp2p::pnet::PnetConfig;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts, dial_opts::PeerCondition};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, Transport, connection_limits, identify,
+    noise, ping, tcp, yamux,
+};
+use pvl_protocol::{Body, Kind, ProtocolError, ReplayGuard, SignedObject, check_fresh};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::codec::{Ack, DIRECT_PROTOCOL, DirectCodec};
+use crate::config::{NetConfig, TOPIC_ALL, capability_topic};
+use crate::now_ms;
+
+const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/pvl/kad/1.0.0");
+const IDENTIFY_PROTOCOL: &str = "/pvl/id/1.0.0";
+const TICK: Duration = Duration::from_millis(250);
+const BOOTSTRAP_EVERY: Duration = Duration::from_secs(30);
+
+/// Errors of the network layer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// The configuration is unusable.
+    #[error("network configuration: {0}")]
+    Config(String),
+    /// A transport or listener could not be set up.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The event loop has stopped.
+    #[error("the network event loop has stopped")]
+    Stopped,
+    /// Publishing failed.
+    #[error("publish failed: {0}")]
+    Publish(#[from] PublishError),
+    /// No address is known for the peer, even after a DHT lookup.
+    #[error("peer {0} is unknown: no address found through Kademlia")]
+    UnknownPeer(PeerId),
+    /// The peer received the object and refused it.
+    #[error("peer refused the object: {0}")]
+    Refused(String),
+    /// The direct message could not be delivered.
+    #[error("direct message not delivered: {0}")]
+    SendFailed(String),
+    /// A dial failed.
+    #[error("dial failed: {0}")]
+    Dial(String),
+}
+
+/// Why a publish did not go out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// No subscribed peer appeared before the publish deadline.
+    #[error("no peer subscribed to {topics:?} within {waited_ms} ms")]
+    NoPeers {
+        /// The topics tried.
+        topics: Vec<String>,
+        /// How long it waited.
+        waited_ms: u64,
+    },
+    /// Only intents and capability ads are gossiped; the rest travel directly.
+    #[error("a {0} is sent directly to a peer, never gossiped")]
+    NotGossiped(&'static str),
+    /// The object is larger than the gossip limit.
+    #[error("the object is too large to gossip")]
+    TooLarge,
+    /// Another gossipsub failure.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// How an object arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// Through gossipsub, on this topic.
+    Gossip {
+        /// The topic it came on.
+        topic: String,
+    },
+    /// As a direct request-response message.
+    Direct,
+}
+
+/// What the network layer reports to the node.
+#[derive(Debug, Clone)]
+pub enum NetEvent {
+    /// A valid, fresh object arrived for the first time.
+    Object {
+        /// The peer that delivered it (for gossip: the one that forwarded it).
+        from: PeerId,
+        /// How it came.
+        via: Via,
+        /// The verified object.
+        object: Box<SignedObject>,
+    },
+    /// An incoming object was refused (and, for gossip, not forwarded).
+    Refused {
+        /// The peer that delivered it.
+        from: PeerId,
+        /// How it came.
+        via: Via,
+        /// Why.
+        reason: String,
+    },
+    /// A connection to a peer was established (its first one).
+    PeerConnected(PeerId),
+    /// The last connection to a peer closed.
+    PeerDisconnected(PeerId),
+    /// A connection attempt failed or was cut for a network-membership reason.
+    ConnectionRefused {
+        /// The peer, when known.
+        peer: Option<PeerId>,
+        /// What happened, in words (handshake failure, not on the allow-list, ...).
+        reason: String,
+    },
+    /// The node listens on a new address.
+    Listening(Multiaddr),
+}
+
+/// A snapshot of the node's network state.
+#[derive(Debug, Clone)]
+pub struct NetStatus {
+    /// This node's peer id.
+    pub peer_id: PeerId,
+    /// Addresses it listens on, each ending in `/p2p/<peer id>`.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers with at least one open connection.
+    pub connected: Vec<PeerId>,
+    /// Peers in the Kademlia routing table.
+    pub routing_table: usize,
+    /// Whether the node runs in private mode.
+    pub private: bool,
+    /// Gossip topics subscribed to.
+    pub topics: Vec<String>,
+    /// Publishes waiting for subscribed peers.
+    pub queued_publishes: usize,
+}
+
+/// What the node knows about one peer.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The peer id.
+    pub peer_id: PeerId,
+    /// Whether a connection is open now.
+    pub connected: bool,
+    /// Known addresses.
+    pub addresses: Vec<Multiaddr>,
+}
+
+/// The outcome of a publish that went out.
+#[derive(Debug, Clone)]
+pub struct PublishReport {
+    /// The topics it was published on.
+    pub topics: Vec<String>,
+    /// How long it waited for peers, in ms (0 when peers were there already).
+    pub waited_ms: u64,
+}
+
+enum Command {
+    Publish {
+        object: SignedObject,
+        reply: oneshot::Sender<Result<PublishReport, NetError>>,
+    },
+    Send {
+        peer: PeerId,
+        object: SignedObject,
+        reply: oneshot::Sender<Result<Ack, NetError>>,
+    },
+    Status {
+        reply: oneshot::Sender<NetStatus>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    FindProviders {
+        capability: String,
+        reply: oneshot::Sender<Result<Vec<PeerId>, NetError>>,
+    },
+    PublishUnchecked {
+        topic: String,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A cloneable handle to the event loop.
+#[derive(Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+impl Client {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetError> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        response.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Gossips an intent or capability ad. Waits (up to the configured publish timeout) for a
+    /// subscribed peer if there is none yet, and says whether it went out.
+    pub async fn publish(&self, object: SignedObject) -> Result<PublishReport, NetError> {
+        self.call(|reply| Command::Publish { object, reply })
+            .await?
+    }
+
+    /// Sends an object directly to `peer` and waits for its acknowledgement. A duplicate is
+    /// fine; a refusal is an error carrying the peer's reason.
+    pub async fn send(&self, peer: PeerId, object: SignedObject) -> Result<(), NetError> {
+        match self
+            .call(|reply| Command::Send {
+                peer,
+                object,
+                reply,
+            })
+            .await??
+        {
+            Ack::Accepted | Ack::Duplicate => Ok(()),
+            Ack::Refused(reason) => Err(NetError::Refused(reason)),
+        }
+    }
+
+    /// The node's network state.
+    pub async fn status(&self) -> Result<NetStatus, NetError> {
+        self.call(|reply| Command::Status { reply }).await
+    }
+
+    /// Every peer the node knows (connected or in the routing table).
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NetError> {
+        self.call(|reply| Command::Peers { reply }).await
+    }
+
+    /// Dials an address.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        self.call(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Peers that announced `capability` in the DHT.
+    pub async fn find_providers(&self, capability: &str) -> Result<Vec<PeerId>, NetError> {
+        let capability = capability.to_owned();
+        self.call(|reply| Command::FindProviders { capability, reply })
+            .await?
+    }
+
+    /// Publishes `data` on `topic` exactly as given, without any check. Only for tests and
+    /// tools that must behave like a faulty or hostile peer; a node never calls it.
+    #[doc(hidden)]
+    pub async fn publish_unchecked(&self, topic: &str, data: Vec<u8>) -> Result<(), NetError> {
+        let topic = topic.to_owned();
+        self.call(|reply| Command::PublishUnchecked { topic, data, reply })
+            .await?
+    }
+
+    /// Stops the event loop (connections are closed).
+    pub async fn shutdown(&self) -> Result<(), NetError> {
+        self.call(|reply| Command::Shutdown { reply }).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    kad: kad::Behaviour<MemoryStore>,
+    direct: request_response::Behaviour<DirectCodec>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+struct QueuedPublish {
+    object: SignedObject,
+    topics: Vec<String>,
+    since: Instant,
+    reply: oneshot::Sender<Result<PublishReport, NetError>>,
+}
+
+/// Providers found so far for one DHT query, and who is waiting for them.
+type ProviderQuery = (
+    HashSet<PeerId>,
+    oneshot::Sender<Result<Vec<PeerId>, NetError>>,
+);
+
+/// A direct message waiting for its peer's address to be found in the DHT.
+struct PendingLookup {
+    peer: PeerId,
+    sends: Vec<(SignedObject, oneshot::Sender<Result<Ack, NetError>>)>,
+    /// Lookups made so far; a peer that joined a moment ago may only show up on a later one.
+    attempts: u32,
+    retry_at: Instant,
+}
+
+const LOOKUP_ATTEMPTS: u32 = 4;
+const LOOKUP_RETRY: Duration = Duration::from_millis(750);
+
+/// Owns the swarm; run it with [`EventLoop::run`] on a tokio runtime.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetEvent>,
+    config: NetConfig,
+    bootstrap: Vec<(PeerId, Multiaddr)>,
+    replay: ReplayGuard,
+    listen_addrs: Vec<Multiaddr>,
+    topics: Vec<String>,
+    queued: Vec<QueuedPublish>,
+    pending_sends: HashMap<OutboundRequestId, oneshot::Sender<Result<Ack, NetError>>>,
+    lookups: HashMap<kad::QueryId, PendingLookup>,
+    lookup_retries: Vec<PendingLookup>,
+    provider_queries: HashMap<kad::QueryId, ProviderQuery>,
+    known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    last_bootstrap: Option<Instant>,
+    announced: bool,
+}
+
+/// Builds the swarm, starts listening, and returns the client, the event stream and the loop
+/// (which the caller spawns).
+pub fn new(config: NetConfig) -> Result<(Client, mpsc::Receiver<NetEvent>, EventLoop), NetError> {
+    let bootstrap = config.check()?;
+    let mut swarm = build_swarm(&config)?;
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Transport(format!("cannot listen on {addr}: {e}")))?;
+    }
+    let mut topics = Vec::new();
+    if config.observe_all {
+        topics.push(TOPIC_ALL.to_owned());
+    }
+    topics.extend(config.capabilities.iter().map(|c| capability_topic(c)));
+    for topic in &topics {
+        subscribe(&mut swarm, topic)?;
+    }
+    for (peer, addr) in &bootstrap {
+        swarm.behaviour_mut().kad.add_address(peer, addr.clone());
+        if let Err(e) = swarm.dial(addr.clone()) {
+            warn!(%addr, "cannot dial bootstrap peer: {e}");
+        }
+    }
+    let (command_tx, command_rx) = mpsc::channel(config.channel_capacity);
+    let (event_tx, event_rx) = mpsc::channel(config.channel_capacity);
+    let client = Client {
+        commands: command_tx,
+        peer_id: *swarm.local_peer_id(),
+    };
+    let event_loop = EventLoop {
+        swarm,
+        commands: command_rx,
+        events: event_tx,
+        replay: ReplayGuard::new(config.replay_capacity),
+        bootstrap,
+        config,
+        listen_addrs: Vec::new(),
+        topics,
+        queued: Vec::new(),
+        pending_sends: HashMap::new(),
+        lookups: HashMap::new(),
+        lookup_retries: Vec::new(),
+        provider_queries: HashMap::new(),
+        known_addrs: HashMap::new(),
+        last_bootstrap: None,
+        announced: false,
+    };
+    Ok((client, event_rx, event_loop))
+}
+
+fn subscribe(swarm: &mut Swarm<Behaviour>, topic: &str) -> Result<(), NetError> {
+    let topic = IdentTopic::new(topic);
+    let gossip = &mut swarm.behaviour_mut().gossipsub;
+    gossip
+        .subscribe(&topic)
+        .map_err(|e| NetError::Config(format!("cannot subscribe to {topic}: {e}")))?;
+    gossip
+        .set_topic_params(topic, topic_score_params())
+        .map_err(|e| NetError::Config(format!("topic score parameters: {e}")))
+}
+
+/// Score parameters: a sender of invalid messages is penalised hard; nothing else counts
+/// against a peer (quiet topics are normal for pvl, so mesh delivery quotas are off).
+fn topic_score_params() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.5,
+        ..Default::default()
+    }
+}
+
+fn build_behaviour(config: &NetConfig) -> Result<Behaviour, NetError> {
+    let keypair = &config.keypair;
+    let peer_id = keypair.public().to_peer_id();
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(config.heartbeat)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(pvl_protocol::MAX_OBJECT_SIZE + 8 * 1024)
+        .message_id_fn(|message: &gossipsub::Message| {
+            let mut hashed = message.topic.as_str().as_bytes().to_vec();
+            hashed.push(0);
+            hashed.extend_from_slice(&message.data);
+            gossipsub::MessageId::from(hex::encode(pvl_protocol::sha256(&hashed)))
+        })
+        .build()
+        .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+    let mut gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+        gossip_config,
+    )
+    .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+    let score = gossipsub::PeerScoreParams {
+        // Local testnets put every peer on 127.0.0.1: same-IP peers are not suspicious here.
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
+    gossipsub
+        .with_peer_score(score, gossipsub::PeerScoreThresholds::default())
+        .map_err(|e| NetError::Config(format!("gossipsub scoring: {e}")))?;
+
+    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+    kad_config
+        .set_query_timeout(Duration::from_secs(20))
+        .set_provider_record_ttl(Some(config.provider_record_ttl))
+        .set_provider_publication_interval(Some(config.provider_record_ttl / 2));
+    let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+    kad.set_mode(Some(kad::Mode::Server));
+
+    let direct = request_response::Behaviour::with_codec(
+        DirectCodec,
+        [(DIRECT_PROTOCOL, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(15)),
+    );
+    let identify = identify::Behaviour::new(identify::Config::new(
+        IDENTIFY_PROTOCOL.to_owned(),
+        keypair.public(),
+    ));
+    let limits = connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(config.max_connections))
+            .with_max_established_per_peer(Some(4))
+            .with_max_pending_incoming(Some(64)),
+    );
+    Ok(Behaviour {
+        limits,
+        gossipsub,
+        kad,
+        direct,
+        identify,
+        ping: ping::Behaviour::new(ping::Config::new()),
+    })
+}
+
+fn build_swarm(config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
+    let behaviour = build_behaviour(config)?;
+    let transport_err = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
+    let builder = SwarmBuilder::with_existing_identity(config.keypair.clone()).with_tokio();
+    let swarm = match &config.swarm_key {
+        None => builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| transport_err(&e))?
+            .with_quic()
+            .with_behaviour(|_| behaviour)
+            .map_err(|e| transport_err(&e))?
+            .with_swarm_config(idle)
+            .build(),
+        Some(key) => {
+            let psk = key.0;
+            builder
+                .with_other_transport(|keypair| {
+                    let noise = noise::Config::new(keypair)
+                        .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })?;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+                            .upgrade(upgrade::Version::V1Lazy)
+                            .authenticate(noise)
+                            .multiplex(yamux::Config::default())
+                            .timeout(Duration::from_secs(20)),
+                    )
+                })
+                .map_err(|e| transport_err(&e))?
+                .with_behaviour(|_| behaviour)
+                .map_err(|e| transport_err(&e))?
+                .with_swarm_config(idle)
+                .build()
+        }
+    };
+    Ok(swarm)
+}
+
+impl EventLoop {
+    /// Runs until shut down through the client or until every client handle is dropped.
+    pub async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        info!("network event loop stopped");
+    }
+
+    async fn emit(&mut self, event: NetEvent) {
+        // The node consumes events promptly; waiting here is back-pressure, not loss.
+        if self.events.send(event).await.is_err() {
+            debug!("event receiver dropped");
+        }
+    }
+
+    fn allowed(&self, peer: &PeerId) -> bool {
+        match &self.config.allow {
+            Some(allow) => allow.contains(peer) || peer == self.swarm.local_peer_id(),
+            None => true,
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.retry_publishes();
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lookup_retries)
+            .into_iter()
+            .partition(|l| l.retry_at <= now);
+        self.lookup_retries = later;
+        for lookup in due {
+            self.start_lookup(lookup);
+        }
+        let due = self
+            .last_bootstrap
+            .is_none_or(|at| at.elapsed() >= BOOTSTRAP_EVERY);
+        if due && self.swarm.connected_peers().next().is_some() {
+            self.last_bootstrap = Some(Instant::now());
+            if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
+                debug!("kademlia bootstrap not possible yet: {e}");
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish { object, reply } => {
+                let topics = match gossip_topics(&object) {
+                    Ok(topics) => topics,
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let queued = QueuedPublish {
+                    object,
+                    topics,
+                    since: Instant::now(),
+                    reply,
+                };
+                if let Some(unsent) = self.try_publish(queued) {
+                    debug!("no subscribed peer yet: publish queued");
+                    self.queued.push(unsent);
+                }
+            }
+            Command::Send {
+                peer,
+                object,
+                reply,
+            } => self.send_direct(peer, object, reply),
+            Command::Status { reply } => {
+                let local = *self.swarm.local_peer_id();
+                let status = NetStatus {
+                    peer_id: local,
+                    listen_addrs: self.listen_addrs.clone(),
+                    connected: self.swarm.connected_peers().copied().collect(),
+                    routing_table: self.routing_table_peers().len(),
+                    private: self.config.is_private(),
+                    topics: self.topics.clone(),
+                    queued_publishes: self.queued.len(),
+                };
+                let _ = reply.send(status);
+            }
+            Command::Peers { reply } => {
+                let mut peers: HashMap<PeerId, PeerInfo> = HashMap::new();
+                for (peer, addresses) in self.routing_table_peers() {
+                    peers.insert(
+                        peer,
+                        PeerInfo {
+                            peer_id: peer,
+                            connected: false,
+                            addresses,
+                        },
+                    );
+                }
+                for peer in self.swarm.connected_peers() {
+                    peers
+                        .entry(*peer)
+                        .or_insert_with(|| PeerInfo {
+                            peer_id: *peer,
+                            connected: true,
+                            addresses: self.known_addrs.get(peer).cloned().unwrap_or_default(),
+                        })
+                        .connected = true;
+                }
+                let mut list: Vec<PeerInfo> = peers.into_values().collect();
+                list.sort_by_key(|p| p.peer_id.to_string());
+                let _ = reply.send(list);
+            }
+            Command::Dial { addr, reply } => {
+                let result = self
+                    .swarm
+                    .dial(addr.clone())
+                    .map_err(|e| NetError::Dial(format!("{addr}: {e}")));
+                let _ = reply.send(result);
+            }
+            Command::FindProviders { capability, reply } => {
+                let key = provider_key(&capability);
+                let id = self.swarm.behaviour_mut().kad.get_providers(key);
+                self.provider_queries.insert(id, (HashSet::new(), reply));
+            }
+            Command::PublishUnchecked { topic, data, reply } => {
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(IdentTopic::new(topic), data)
+                    .map(|_| ())
+                    .map_err(|e| PublishError::Other(e.to_string()).into());
+                let _ = reply.send(result);
+            }
+            Command::Shutdown { reply } => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn routing_table_peers(&mut self) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        let mut out = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                out.push((
+                    *entry.node.key.preimage(),
+                    entry.node.value.iter().cloned().collect(),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Publishes on every topic that has peers; returns the publish if none had any yet.
+    fn try_publish(&mut self, queued: QueuedPublish) -> Option<QueuedPublish> {
+        let mut sent = Vec::new();
+        for topic in &queued.topics {
+            let result = self.swarm.behaviour_mut().gossipsub.publish(
+                IdentTopic::new(topic.as_str()),
+                queued.object.bytes().to_vec(),
+            );
+            match result {
+                Ok(_) | Err(gossipsub::PublishError::Duplicate) => sent.push(topic.clone()),
+                Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
+                | Err(gossipsub::PublishError::AllQueuesFull(_)) => {}
+                Err(gossipsub::PublishError::MessageTooLarge) => {
+                    let _ = queued.reply.send(Err(PublishError::TooLarge.into()));
+                    return None;
+                }
+                Err(e) => {
+                    let _ = queued
+                        .reply
+                        .send(Err(PublishError::Other(e.to_string()).into()));
+                    return None;
+                }
+            }
+        }
+        if sent.is_empty() {
+            return Some(queued);
+        }
+        info!(id = %queued.object.id().short(), kind = %queued.object.kind(), ?sent, "published");
+        let report = PublishReport {
+            topics: sent,
+            waited_ms: queued.since.elapsed().as_millis() as u64,
+        };
+        let _ = queued.reply.send(Ok(report));
+        None
+    }
+
+    fn retry_publishes(&mut self) {
+        let timeout = self.config.publish_timeout;
+        for queued in std::mem::take(&mut self.queued) {
+            if queued.reply.is_closed() {
+                continue;
+            }
+            if let Some(unsent) = self.try_publish(queued) {
+                if unsent.since.elapsed() >= timeout {
+                    warn!(id = %unsent.object.id().short(), "publish gave up: no subscribed peer");
+                    let error = PublishError::NoPeers {
+                        topics: unsent.topics.clone(),
+                        waited_ms: unsent.since.elapsed().as_millis() as u64,
+                    };
+                    let _ = unsent.reply.send(Err(error.into()));
+                } else {
+                    self.queued.push(unsent);
+                }
+            }
+        }
+    }
+
+    fn send_direct(
+        &mut self,
+        peer: PeerId,
+        object: SignedObject,
+        reply: oneshot::Sender<Result<Ack, NetError>>,
+    ) {
+        if peer == *self.swarm.local_peer_id() {
+            let _ = reply.send(Err(NetError::SendFailed("cannot send to ourselves".into())));
+            return;
+        }
+        let reachable = self.swarm.is_connected(&peer)
+            || self.known_addrs.contains_key(&peer)
+            || self.routing_table_peers().iter().any(|(p, _)| *p == peer);
+        if reachable {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .direct
+                .send_request(&peer, object.into_bytes());
+            self.pending_sends.insert(id, reply);
+            return;
+        }
+        debug!(%peer, "peer address unknown: looking it up in the DHT");
+        self.start_lookup(PendingLookup {
+            peer,
+            sends: vec![(object, reply)],
+            attempts: 0,
+            retry_at: Instant::now(),
+        });
+    }
+
+    fn start_lookup(&mut self, mut lookup: PendingLookup) {
+        lookup.attempts += 1;
+        let query = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_closest_peers(lookup.peer);
+        self.lookups.insert(query, lookup);
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Direct(event)) => self.on_direct(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if !self.allowed(&peer_id) {
+                    return;
+                }
+                let serves_kad = info.protocols.contains(&KAD_PROTOCOL);
+                for addr in info.listen_addrs {
+                    if serves_kad {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, addr.clone());
+                    }
+                    let known = self.known_addrs.entry(peer_id).or_default();
+                    if !known.contains(&addr) {
+                        known.push(addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(_) => {}
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address.with(Protocol::P2p(*self.swarm.local_peer_id()));
+                info!(addr = %full, "listening");
+                self.listen_addrs.push(full.clone());
+                self.emit(NetEvent::Listening(full)).await;
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                endpoint,
+                ..
+            } => {
+                if !self.allowed(&peer_id) {
+                    warn!(
+                        peer = %peer_id,
+                        addr = %endpoint.get_remote_address(),
+                        "peer completed the pre-shared-key handshake but is not on the allow-list: disconnecting"
+                    );
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    self.emit(NetEvent::ConnectionRefused {
+                        peer: Some(peer_id),
+                        reason: "not on the allow-list".into(),
+                    })
+                    .await;
+                    return;
+                }
+                if num_established.get() == 1 {
+                    debug!(peer = %peer_id, "connected");
+                    self.emit(NetEvent::PeerConnected(peer_id)).await;
+                }
+                if self.bootstrap.iter().any(|(p, _)| *p == peer_id)
+                    && self.last_bootstrap.is_none()
+                {
+                    self.last_bootstrap = Some(Instant::now());
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+                self.announce_capabilities();
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } if self.allowed(&peer_id) => {
+                self.emit(NetEvent::PeerDisconnected(peer_id)).await;
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                let reason = self.handshake_failure(&error.to_string());
+                warn!(addr = %send_back_addr, "incoming connection failed: {reason}");
+                self.emit(NetEvent::ConnectionRefused { peer: None, reason })
+                    .await;
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                let reason = self.handshake_failure(&error.to_string());
+                debug!(peer = ?peer_id, "outgoing connection failed: {reason}");
+            }
+            _ => {}
+        }
+    }
+
+    fn handshake_failure(&self, error: &str) -> String {
+        if self.config.is_private() {
+            format!("{error} (in a private network this means the peer lacks our pre-shared key)")
+        } else {
+            error.to_owned()
+        }
+    }
+
+    /// Provides every served capability in the DHT once the node has a peer to tell.
+    fn announce_capabilities(&mut self) {
+        if self.announced {
+            return;
+        }
+        self.announced = true;
+        for capability in self.config.capabilities.clone() {
+            if let Err(e) = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .start_providing(provider_key(&capability))
+            {
+                warn!(%capability, "cannot provide capability: {e}");
+            }
+        }
+    }
+
+    async fn on_gossip(&mut self, event: gossipsub::Event) {
+        let gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        } = event
+        else {
+            if let gossipsub::Event::Subscribed { .. } = event {
+                self.retry_publishes();
+            }
+            return;
+        };
+        let topic = message.topic.as_str().to_owned();
+        let via = Via::Gossip {
+            topic: topic.clone(),
+        };
+        let verdict = if self.allowed(&propagation_source) {
+            validate_gossip(&message.data, &message.topic)
+        } else {
+            Err((
+                MessageAcceptance::Reject,
+                "sender is not on the allow-list".to_owned(),
+            ))
+        };
+        match verdict {
+            Ok(object) => {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        MessageAcceptance::Accept,
+                    );
+                // The same object arrives once per topic: hand it to the node once.
+                if self.replay.check_and_record(&object, now_ms()).is_ok() {
+                    debug!(id = %object.id().short(), kind = %object.kind(), from = %propagation_source, "gossip received");
+                    self.emit(NetEvent::Object {
+                        from: propagation_source,
+                        via,
+                        object: Box::new(object),
+                    })
+                    .await;
+                }
+            }
+            Err((acceptance, reason)) => {
+                if matches!(acceptance, MessageAcceptance::Reject) {
+                    warn!(from = %propagation_source, %topic, "invalid gossip rejected: {reason}");
+                } else {
+                    debug!(from = %propagation_source, %topic, "gossip ignored: {reason}");
+                }
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                self.emit(NetEvent::Refused {
+                    from: propagation_source,
+                    via,
+                    reason,
+                })
+                .await;
+            }
+        }
+    }
+
+    async fn on_direct(&mut self, event: request_response::Event<Vec<u8>, Ack>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let (ack, object) = self.accept_direct(&peer, &request);
+                    if let Ack::Refused(reason) = &ack {
+                        warn!(%peer, "direct message refused: {reason}");
+                        self.emit(NetEvent::Refused {
+                            from: peer,
+                            via: Via::Direct,
+                            reason: reason.clone(),
+                        })
+                        .await;
+                    }
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .direct
+                        .send_response(channel, ack)
+                        .is_err()
+                    {
+                        debug!(%peer, "could not acknowledge: the stream closed");
+                    }
+                    if let Some(object) = object {
+                        self.emit(NetEvent::Object {
+                            from: peer,
+                            via: Via::Direct,
+                            object: Box::new(object),
+                        })
+                        .await;
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.pending_sends.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
+                debug!(%peer, "direct message failed: {error}");
+                if let Some(reply) = self.pending_sends.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::SendFailed(error.to_string())));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, "inbound direct message failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn accept_direct(&mut self, peer: &PeerId, bytes: &[u8]) -> (Ack, Option<SignedObject>) {
+        if !self.allowed(peer) {
+            return (Ack::Refused("not on the allow-list".into()), None);
+        }
+        let object = match SignedObject::decode(bytes) {
+            Ok(object) => object,
+            Err(e) => return (Ack::Refused(e.to_string()), None),
+        };
+        let now = now_ms();
+        if let Err(e) = check_fresh(&object, now) {
+            return (Ack::Refused(e.to_string()), None);
+        }
+        match self.replay.check_and_record(&object, now) {
+            Ok(()) => (Ack::Accepted, Some(object)),
+            Err(ProtocolError::Replayed(_)) => (Ack::Duplicate, None),
+            Err(e) => (Ack::Refused(e.to_string()), None),
+        }
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            } => {
+                let connected = self.swarm.connected_peers().count();
+                if connected < self.config.target_peers
+                    && !self.swarm.is_connected(&peer)
+                    && self.allowed(&peer)
+                {
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(addresses.into_vec())
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    if let Err(e) = self.swarm.dial(opts) {
+                        debug!(%peer, "cannot dial discovered peer: {e}");
+                    }
+                }
+            }
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
+                kad::QueryResult::GetClosestPeers(result) => {
+                    let Some(lookup) = self.lookups.remove(&id) else {
+                        return;
+                    };
+                    let found = match result {
+                        Ok(ok) => ok.peers.into_iter().find(|p| p.peer_id == lookup.peer),
+                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => {
+                            peers.into_iter().find(|p| p.peer_id == lookup.peer)
+                        }
+                    };
+                    match found {
+                        Some(info) if !info.addrs.is_empty() => {
+                            for addr in &info.addrs {
+                                self.swarm
+                                    .behaviour_mut()
+                                    .kad
+                                    .add_address(&lookup.peer, addr.clone());
+                            }
+                            self.known_addrs.insert(lookup.peer, info.addrs);
+                            for (object, reply) in lookup.sends {
+                                let request = self
+                                    .swarm
+                                    .behaviour_mut()
+                                    .direct
+                                    .send_request(&lookup.peer, object.into_bytes());
+                                self.pending_sends.insert(request, reply);
+                            }
+                        }
+                        _ if lookup.attempts < LOOKUP_ATTEMPTS => {
+                            debug!(peer = %lookup.peer, attempt = lookup.attempts, "peer not found yet");
+                            self.lookup_retries.push(PendingLookup {
+                                retry_at: Instant::now() + LOOKUP_RETRY,
+                                ..lookup
+                            });
+                        }
+                        _ => {
+                            for (_, reply) in lookup.sends {
+                                let _ = reply.send(Err(NetError::UnknownPeer(lookup.peer)));
+                            }
+                        }
+                    }
+                }
+                kad::QueryResult::GetProviders(result) => {
+                    let finished = step.last;
+                    if let Some((found, _)) = self.provider_queries.get_mut(&id)
+                        && let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result
+                    {
+                        found.extend(providers);
+                    }
+                    if finished && let Some((found, reply)) = self.provider_queries.remove(&id) {
+                        let mut list: Vec<PeerId> = found.into_iter().collect();
+                        list.sort_by_key(|p| p.to_string());
+                        let _ = reply.send(Ok(list));
+                    }
+                }
+                kad::QueryResult::Bootstrap(result) => {
+                    debug!("kademlia bootstrap step: {result:?}")
+                }
+                kad::QueryResult::StartProviding(result) => debug!("provider record: {result:?}"),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
+
+fn provider_key(capability: &str) -> kad::RecordKey {
+    kad::RecordKey::new(&format!("pvl/cap/{capability}"))
+}
+
+fn capability_of(object: &SignedObject) -> Option<&str> {
+    match object.body() {
+        Body::Intent(intent) => Some(&intent.capability),
+        Body::CapabilityAd(ad) => Some(&ad.capability),
+        _ => None,
+    }
+}
+
+fn gossip_topics(object: &SignedObject) -> Result<Vec<String>, PublishError> {
+    match capability_of(object) {
+        Some(capability) => Ok(vec![TOPIC_ALL.to_owned(), capability_topic(capability)]),
+        None => Err(PublishError::NotGossiped(object.kind().name())),
+    }
+}
+
+/// Decides what gossipsub does with a message: accept (forward), reject (penalise the
+/// sender) or ignore (drop without penalty: stale or early, which honest peers can cause).
+fn validate_gossip(
+    data: &[u8],
+    topic: &TopicHash,
+) -> Result<SignedObject, (MessageAcceptance, String)> {
+    let object =
+        SignedObject::decode(data).map_err(|e| (MessageAcceptance::Reject, e.to_string()))?;
+    if !matches!(object.kind(), Kind::Intent | Kind::CapabilityAd) {
+        return Err((
+            MessageAcceptance::Reject,
+            format!("a {} is never gossiped", object.kind()),
+        ));
+    }
+    let on_right_topic = topic.as_str() == TOPIC_ALL
+        || capability_of(&object).is_some_and(|c| capability_topic(c) == topic.as_str());
+    if !on_right_topic {
+        return Err((
+            MessageAcceptance::Reject,
+            format!("object published on the wrong topic {topic}"),
+        ));
+    }
+    check_fresh(&object, now_ms()).map_err(|e| (MessageAcceptance::Ignore, e.to_string()))?;
+    Ok(object)
+}

@@ -1,0 +1,422 @@
+//! Real libp2p swarms on loopback: discovery, gossip, direct messages, private networks and
+//! invalid gossip. Every wait has a timeout; every node listens on port 0.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use pvl_net::{NetConfig, NetEvent, PeerId, SwarmKey, Via, identity::Keypair};
+use pvl_protocol::fixtures::{self};
+use pvl_protocol::{Body, Envelope, Intent, Payload, SignedObject};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Node {
+    client: pvl_net::Client,
+    events: mpsc::Receiver<NetEvent>,
+    addr: pvl_net::Multiaddr,
+    keypair: Keypair,
+    seen: Vec<NetEvent>,
+}
+
+impl Node {
+    async fn start(configure: impl FnOnce(&mut NetConfig)) -> Node {
+        let keypair = Keypair::generate_ed25519();
+        let mut config = NetConfig::new(keypair.clone());
+        config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+        configure(&mut config);
+        let (client, mut events, event_loop) = pvl_net::new(config).unwrap();
+        tokio::spawn(event_loop.run());
+        let addr = timeout(WAIT, async {
+            loop {
+                if let Some(NetEvent::Listening(addr)) = events.recv().await {
+                    return addr;
+                }
+            }
+        })
+        .await
+        .expect("node did not start listening");
+        Node {
+            client,
+            events,
+            addr,
+            keypair,
+            seen: Vec::new(),
+        }
+    }
+
+    fn peer_id(&self) -> PeerId {
+        self.client.peer_id()
+    }
+
+    /// Waits for an event matching `pred`, keeping every event seen in `self.seen`.
+    async fn wait_for(&mut self, what: &str, pred: impl Fn(&NetEvent) -> bool) -> NetEvent {
+        if let Some(e) = self.seen.iter().find(|e| pred(e)) {
+            return e.clone();
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what} on {}", self.peer_id()))
+                .expect("event channel closed");
+            self.seen.push(event.clone());
+            if pred(&event) {
+                return event;
+            }
+        }
+    }
+
+    fn protocol_key(&self) -> pvl_protocol::Keypair {
+        pvl_net::protocol_keypair(&self.keypair).unwrap()
+    }
+}
+
+fn intent_by(key: &pvl_protocol::Keypair, capability: &str, nonce: u64) -> SignedObject {
+    let now = pvl_net::now_ms();
+    Envelope {
+        trace: None,
+        parents: vec![],
+        signer: key.public(),
+        timestamp_ms: now,
+        body: Body::Intent(Intent {
+            capability: capability.into(),
+            input: Payload::Inline(b"input".to_vec()),
+            constraints: Default::default(),
+            strategy: Default::default(),
+            pattern: Default::default(),
+            committee: None,
+            nonce,
+            expires_at_ms: now + 60_000,
+        }),
+    }
+    .sign(key)
+    .unwrap()
+}
+
+fn is_object(id: pvl_protocol::ObjectId) -> impl Fn(&NetEvent) -> bool {
+    move |e| matches!(e, NetEvent::Object { object, .. } if object.id() == id)
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_discover_each_other_and_receive_an_intent() {
+    let boot = Node::start(|_| {}).await;
+    let boot_addr = boot.addr.clone();
+    let mut nodes = vec![boot];
+    for _ in 0..4 {
+        let addr = boot_addr.clone();
+        nodes.push(Node::start(move |c| c.bootstrap = vec![addr]).await);
+    }
+    let ids: Vec<PeerId> = nodes.iter().map(Node::peer_id).collect();
+    // Every node learns every other node through Kademlia (the bootstrap node only told them
+    // about itself at first).
+    for node in &nodes {
+        let client = node.client.clone();
+        let me = node.peer_id();
+        let others: HashSet<PeerId> = ids.iter().copied().filter(|p| *p != me).collect();
+        wait_until("kademlia discovery", || {
+            let client = client.clone();
+            let others = others.clone();
+            async move {
+                let known: HashSet<PeerId> = client
+                    .peers()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|p| p.peer_id)
+                    .collect();
+                others.is_subset(&known)
+            }
+        })
+        .await;
+    }
+    // An intent published on a non-bootstrap node reaches all the others.
+    let intent = intent_by(&nodes[3].protocol_key(), "sha256", 1);
+    nodes[3].client.publish(intent.clone()).await.unwrap();
+    for (i, node) in nodes.iter_mut().enumerate().filter(|(i, _)| *i != 3) {
+        let event = node.wait_for("the intent", is_object(intent.id())).await;
+        let NetEvent::Object { via, object, .. } = event else {
+            unreachable!()
+        };
+        assert_eq!(
+            object.bytes(),
+            intent.bytes(),
+            "node {i} got different bytes"
+        );
+        assert!(matches!(via, Via::Gossip { .. }));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_message_reaches_a_peer_found_only_through_kademlia() {
+    let boot = Node::start(|_| {}).await;
+    let addr = boot.addr.clone();
+    let mut target = Node::start({
+        let addr = addr.clone();
+        move |c| c.bootstrap = vec![addr]
+    })
+    .await;
+    // The sender is given only the bootstrap node's address and never dials discovered peers
+    // by itself: the target's address can only come from Kademlia.
+    let sender = Node::start(move |c| {
+        c.bootstrap = vec![addr];
+        c.target_peers = 0;
+    })
+    .await;
+    let offer = fixtures::offer_for(
+        &fixtures::intent().unwrap(),
+        &sender.protocol_key(),
+        5,
+        pvl_net::now_ms(),
+    )
+    .unwrap();
+    // The fixture intent is old; an offer answering it is fresh because it is dated now.
+    sender
+        .client
+        .send(target.peer_id(), offer.clone())
+        .await
+        .unwrap();
+    let event = target.wait_for("the offer", is_object(offer.id())).await;
+    let NetEvent::Object { from, via, .. } = event else {
+        unreachable!()
+    };
+    assert_eq!(from, sender.peer_id());
+    assert_eq!(via, Via::Direct);
+    // Sending it again is a harmless duplicate; an old object is refused with the reason.
+    sender.client.send(target.peer_id(), offer).await.unwrap();
+    let stale = fixtures::sample_objects().unwrap().remove(1);
+    let err = sender
+        .client
+        .send(target.peer_id(), stale)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+    // A peer nobody knows is an error, not a hang.
+    let nobody = Keypair::generate_ed25519().public().to_peer_id();
+    let offer = fixtures::offer_for(
+        &fixtures::intent().unwrap(),
+        &sender.protocol_key(),
+        6,
+        pvl_net::now_ms(),
+    )
+    .unwrap();
+    let err = sender.client.send(nobody, offer).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            pvl_net::NetError::UnknownPeer(_) | pvl_net::NetError::SendFailed(_)
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_network_keeps_out_both_kinds_of_outsider() {
+    let key = SwarmKey::generate().unwrap();
+    let member_keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
+    let allow: HashSet<PeerId> = member_keys
+        .iter()
+        .map(|k| k.public().to_peer_id())
+        .collect();
+    let private = |k: &SwarmKey, allow: &HashSet<PeerId>| {
+        let (k, allow) = (k.clone(), allow.clone());
+        move |c: &mut NetConfig| {
+            c.swarm_key = Some(k);
+            c.allow = Some(allow);
+        }
+    };
+    let mut members = Vec::new();
+    for (i, keypair) in member_keys.iter().enumerate() {
+        let boot = members.first().map(|m: &Node| m.addr.clone());
+        let keypair = keypair.clone();
+        let configure = private(&key, &allow);
+        members.push(
+            start_with_key(keypair, move |c| {
+                configure(c);
+                c.bootstrap = boot.into_iter().collect();
+                let _ = i;
+            })
+            .await,
+        );
+    }
+    // Outsider 1: a different swarm key. Outsider 2: the right key, not on the allow-list.
+    let wrong_key = SwarmKey::generate().unwrap();
+    let boot = members[0].addr.clone();
+    let outsider_without_key = Node::start({
+        let (k, boot) = (wrong_key.clone(), boot.clone());
+        move |c| {
+            c.swarm_key = Some(k);
+            c.bootstrap = vec![boot];
+        }
+    })
+    .await;
+    let outsider_not_listed = Node::start({
+        let (k, boot) = (key.clone(), boot.clone());
+        move |c| {
+            c.swarm_key = Some(k);
+            c.bootstrap = vec![boot];
+        }
+    })
+    .await;
+    // The bootstrap member logs and reports both refusals, each for its own reason.
+    members[0]
+        .wait_for("a refused handshake", |e| {
+            matches!(e, NetEvent::ConnectionRefused { peer: None, reason } if reason.contains("pre-shared key"))
+        })
+        .await;
+    let listed = outsider_not_listed.peer_id();
+    members[0]
+        .wait_for("an allow-list refusal", |e| {
+            matches!(e, NetEvent::ConnectionRefused { peer: Some(p), reason } if *p == listed && reason.contains("allow-list"))
+        })
+        .await;
+    // Members keep working: an intent from member 2 reaches member 1, and a direct message
+    // goes through; the outsiders receive nothing.
+    let intent = intent_by(&members[2].protocol_key(), "echo", 7);
+    members[2].client.publish(intent.clone()).await.unwrap();
+    members[1]
+        .wait_for("the intent", is_object(intent.id()))
+        .await;
+    let offer =
+        fixtures::offer_for(&intent, &members[1].protocol_key(), 3, pvl_net::now_ms()).unwrap();
+    members[1]
+        .client
+        .send(members[2].peer_id(), offer.clone())
+        .await
+        .unwrap();
+    members[2]
+        .wait_for("the offer", is_object(offer.id()))
+        .await;
+    for outsider in [&outsider_without_key, &outsider_not_listed] {
+        let status = outsider.client.status().await.unwrap();
+        for member in &members {
+            assert!(
+                !status.connected.contains(&member.peer_id()),
+                "an outsider is connected"
+            );
+        }
+    }
+    // And private mode refuses QUIC outright.
+    let mut quic = NetConfig::new(Keypair::generate_ed25519());
+    quic.swarm_key = Some(key);
+    quic.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()];
+    assert!(pvl_net::new(quic).is_err());
+}
+
+async fn start_with_key(keypair: Keypair, configure: impl FnOnce(&mut NetConfig)) -> Node {
+    let mut config = NetConfig::new(keypair.clone());
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    configure(&mut config);
+    let (client, mut events, event_loop) = pvl_net::new(config).unwrap();
+    tokio::spawn(event_loop.run());
+    let addr = timeout(WAIT, async {
+        loop {
+            if let Some(NetEvent::Listening(addr)) = events.recv().await {
+                return addr;
+            }
+        }
+    })
+    .await
+    .expect("node did not start listening");
+    Node {
+        client,
+        events,
+        addr,
+        keypair,
+        seen: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_with_a_bad_signature_is_rejected_and_not_forwarded() {
+    // A line: sender - relay - receiver. Sender and receiver allow only the relay, so even
+    // connections Kademlia opens between them are cut at once.
+    let relay_key = Keypair::generate_ed25519();
+    let sender_key = Keypair::generate_ed25519();
+    let receiver_key = Keypair::generate_ed25519();
+    let only_relay = |me: &Keypair| -> HashSet<PeerId> {
+        [relay_key.public().to_peer_id(), me.public().to_peer_id()].into()
+    };
+    let mut relay = start_with_key(relay_key.clone(), |_| {}).await;
+    let relay_addr = relay.addr.clone();
+    let sender = start_with_key(sender_key.clone(), {
+        let (a, allow) = (relay_addr.clone(), only_relay(&sender_key));
+        move |c| {
+            c.bootstrap = vec![a];
+            c.allow = Some(allow);
+        }
+    })
+    .await;
+    let mut receiver = start_with_key(receiver_key.clone(), {
+        let allow = only_relay(&receiver_key);
+        move |c| {
+            c.bootstrap = vec![relay_addr];
+            c.allow = Some(allow);
+        }
+    })
+    .await;
+    // Warm the path up: publish valid intents until one makes it through the relay (the
+    // gossip mesh forms over a few heartbeats).
+    let deadline = Instant::now() + WAIT;
+    for nonce in 100.. {
+        assert!(Instant::now() < deadline, "the gossip path never formed");
+        let probe = intent_by(&sender.protocol_key(), "sha256", nonce);
+        if sender.client.publish(probe.clone()).await.is_err() {
+            continue;
+        }
+        let arrived = timeout(
+            Duration::from_secs(1),
+            receiver.wait_for("a probe", is_object(probe.id())),
+        )
+        .await;
+        if arrived.is_ok() {
+            break;
+        }
+    }
+
+    // A forged copy: valid CBOR, signature bit flipped.
+    let forged_source = intent_by(&sender.protocol_key(), "sha256", 2);
+    let mut forged = forged_source.bytes().to_vec();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    sender
+        .client
+        .publish_unchecked(pvl_net::TOPIC_ALL, forged)
+        .await
+        .unwrap();
+    relay
+        .wait_for(
+            "the rejection",
+            |e| matches!(e, NetEvent::Refused { reason, .. } if reason.contains("bad signature")),
+        )
+        .await;
+    // The sender's peer score is now below the graylist threshold at the relay, so the relay
+    // ignores it from now on. A valid intent published by the relay itself after the forged
+    // one arrives; the forged one, had it been forwarded on that same connection, would have
+    // arrived first.
+    let after = intent_by(&relay.protocol_key(), "sha256", 3);
+    relay.client.publish(after.clone()).await.unwrap();
+    receiver
+        .wait_for("the later valid intent", is_object(after.id()))
+        .await;
+    assert!(
+        !receiver.seen.iter().any(|e| matches!(e, NetEvent::Refused { .. })
+            || matches!(e, NetEvent::Object { object, .. } if object.id() == forged_source.id())),
+        "the forged intent reached the receiver: {:?}",
+        receiver.seen
+    );
+}
