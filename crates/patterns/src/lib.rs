@@ -54,7 +54,7 @@
 //!    +-------> COLLECTING --- offer --> check constraints --bad--> Reject(code)
 //!    |                |   (dup provider, wrong intent, expired, over budget,
 //!    |                |    too slow, low reliability, resources, over the cap)
-//!    |                | window timer | k acceptable offers | deadline
+//!    |                | window timer | k acceptable offers | deadline - eta of a held offer
 //!    |                v
 //!    |            SELECT -- none acceptable --> FINISHED(Failed: no-offers / no-valid-offers)
 //!    |                |  rank, Record selection Event(s),

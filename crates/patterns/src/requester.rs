@@ -3,7 +3,7 @@
 //!
 //! See the crate documentation for the state diagram.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use pvl_protocol::{
@@ -195,9 +195,7 @@ pub struct Requester {
     bidders: HashSet<PublicKey>,
     received_this_round: usize,
     /// Ranked runners-up of the last selection, best first.
-    standby: VecDeque<Scored>,
-    /// Held offers by id for the standby list.
-    standby_held: Vec<Held>,
+    standby: VecDeque<(Scored, Held)>,
     /// Providers who failed a task of this intent.
     excluded: HashSet<PublicKey>,
     republished: u32,
@@ -233,7 +231,6 @@ impl Requester {
             bidders: HashSet::new(),
             received_this_round: 0,
             standby: VecDeque::new(),
-            standby_held: Vec::new(),
             excluded: HashSet::new(),
             republished: 0,
             stats: RequesterStats::default(),
@@ -371,7 +368,9 @@ impl Requester {
         let _span = tracing::info_span!("requester", trace = %token.trace.short()).entered();
         let mut actions = Vec::new();
         match (token.kind, &self.phase) {
-            (TimerKind::OfferWindow { round }, Phase::Collecting { .. }) if round == self.round => {
+            (TimerKind::OfferWindow { round }, Phase::Collecting { closes_at_ms })
+                if round == self.round && now_ms >= *closes_at_ms =>
+            {
                 debug!(round, "offer window closed by its timer");
                 self.select(now_ms, &mut actions)?;
             }
@@ -567,6 +566,22 @@ impl Requester {
             offer = %object.id().short(), provider = %object.signer().short(),
             cost = offer.cost, eta = offer.eta_ms, "offer accepted for selection"
         );
+        // Waiting past `deadline - eta` would make this offer too slow: the deadline forces
+        // the choice by then at the latest.
+        if let (Some(deadline), Phase::Collecting { closes_at_ms }) =
+            (self.spec.constraints.deadline_ms, &mut self.phase)
+        {
+            let latest = deadline.saturating_sub(offer.eta_ms).max(now_ms);
+            if latest < *closes_at_ms {
+                *closes_at_ms = latest;
+                debug!(
+                    closes_at = latest,
+                    "the deadline moves the window close earlier"
+                );
+                let round = self.round;
+                actions.push(self.timer(latest, TimerKind::OfferWindow { round }));
+            }
+        }
         self.held.push(Held {
             object,
             offer,
@@ -663,12 +678,16 @@ impl Requester {
             score = %fmt_score(winner.score), valid = candidates.len(), "offer selected"
         );
         let total = candidates.len();
-        let standby: VecDeque<Scored> = ranked.collect();
-        for (i, loser) in standby.iter().enumerate() {
-            let Some(held) = valid
-                .iter()
-                .find(|h| h.object.id() == loser.candidate.offer)
-            else {
+        let mut by_id: HashMap<ObjectId, Held> =
+            valid.into_iter().map(|h| (h.object.id(), h)).collect();
+        let Some(winner_held) = by_id.remove(&winner.candidate.offer) else {
+            return Err(PatternError::Invalid(
+                "the winning offer went missing".into(),
+            ));
+        };
+        let mut standby = VecDeque::with_capacity(total.saturating_sub(1));
+        for (i, loser) in ranked.enumerate() {
+            let Some(held) = by_id.remove(&loser.candidate.offer) else {
                 continue;
             };
             let detail = format!(
@@ -686,18 +705,9 @@ impl Requester {
                 now_ms,
                 actions,
             )?;
+            standby.push_back((loser, held));
         }
-        let Some(winner_held) = valid
-            .iter()
-            .position(|h| h.object.id() == winner.candidate.offer)
-            .map(|i| valid.swap_remove(i))
-        else {
-            return Err(PatternError::Invalid(
-                "the winning offer went missing".into(),
-            ));
-        };
         self.standby = standby;
-        self.standby_held = valid;
         let parents: Vec<ObjectId> = first_event.into_iter().collect();
         self.award(winner_held, &parents, now_ms, actions)
     }
@@ -1004,15 +1014,7 @@ impl Requester {
 
         // The next standby offer still acceptable now.
         let mut next = None;
-        while let Some(scored) = self.standby.pop_front() {
-            let Some(pos) = self
-                .standby_held
-                .iter()
-                .position(|h| h.object.id() == scored.candidate.offer)
-            else {
-                continue;
-            };
-            let held = self.standby_held.swap_remove(pos);
+        while let Some((scored, held)) = self.standby.pop_front() {
             if self.excluded.contains(&held.candidate.provider) {
                 continue;
             }
@@ -1148,7 +1150,6 @@ impl Requester {
 
     fn finish(&mut self, outcome: Outcome, actions: &mut Vec<Action>) {
         self.standby.clear();
-        self.standby_held.clear();
         self.held.clear();
         actions.push(Action::Finished(outcome.clone()));
         self.phase = Phase::Finished(Box::new(outcome));

@@ -433,3 +433,45 @@ fn cancel_rejects_held_offers() {
     };
     assert_eq!(f.reason, FailureReason::Cancelled);
 }
+
+#[test]
+fn the_deadline_forces_the_choice_before_a_held_offer_becomes_too_slow() {
+    let mut s = spec(Strategy::LowestCost);
+    s.offer_window_ms = 10_000;
+    s.constraints.deadline_ms = Some(T0 + 5_000);
+    let mut r = Requester::new(key(1), s);
+    let intent = published(&r.start(T0).unwrap()).pop().unwrap();
+    // Eta 3 s: awarding after T0 + 2 s would miss the deadline.
+    let a = r
+        .on_object(
+            offer(&intent, &key(11), 30, 3_000, 9_500, T0 + 100),
+            T0 + 100,
+        )
+        .unwrap();
+    assert_eq!(
+        timers(&a),
+        vec![(T0 + 2_000, TimerKind::OfferWindow { round: 1 })]
+    );
+    assert_eq!(
+        r.state(),
+        RequesterState::Collecting {
+            round: 1,
+            closes_at_ms: T0 + 2_000
+        }
+    );
+    // A faster offer does not move the close later.
+    let b = r
+        .on_object(offer(&intent, &key(12), 40, 500, 9_500, T0 + 200), T0 + 200)
+        .unwrap();
+    assert!(timers(&b).is_empty());
+    // The original window timer (T0 + 5 s) is not what closes it: the forced one is.
+    let actions = r.on_timer(window_timer(&r, 1), T0 + 2_000).unwrap();
+    let Body::TaskStart(start) = task_starts(&actions)[0].body().clone() else {
+        unreachable!()
+    };
+    assert_eq!(
+        start.provider,
+        key(11).public(),
+        "the cheap slow offer still made it"
+    );
+}

@@ -127,3 +127,115 @@ proptest! {
         prop_assert_eq!(ranking, again);
     }
 }
+
+mod through_the_requester {
+    use super::*;
+    use pvl_patterns::{Action, RequestSpec, Requester, TimerKind, TimerToken};
+    use pvl_protocol::{Body, Envelope, Keypair, Payload, SignedObject};
+
+    const T0: u64 = pvl_protocol::fixtures::T0;
+
+    fn requester(strategy: Auction) -> (Requester, SignedObject) {
+        let mut spec = RequestSpec::new("sha256", Payload::Inline(b"x".to_vec()));
+        spec.strategy = strategy;
+        spec.constraints = Constraints {
+            max_cost: Some(80),
+            deadline_ms: Some(T0 + 30_000),
+            min_reliability_bps: Some(9_000),
+            resources: Resources {
+                cpu_millicores: Some(2_000),
+                memory_bytes: None,
+                disk_bytes: None,
+            },
+        };
+        let mut r = Requester::new(Keypair::from_seed([1; 32]), spec);
+        let intent = r
+            .start(T0)
+            .unwrap()
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Publish(o) => Some(o),
+                _ => None,
+            })
+            .unwrap();
+        (r, intent)
+    }
+
+    /// Feeds `offers` (signed for `intent`'s trace) and closes the window; returns the
+    /// awarded offer id, if any.
+    fn award(mut r: Requester, offers: &[SignedObject]) -> Option<ObjectId> {
+        for o in offers {
+            r.on_object(o.clone(), T0 + 100).unwrap();
+        }
+        let token = TimerToken {
+            trace: r.trace().unwrap(),
+            kind: TimerKind::OfferWindow { round: 1 },
+        };
+        r.on_timer(token, T0 + 2_000)
+            .unwrap()
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Send { object, .. } => match object.body() {
+                    Body::TaskStart(s) => Some(s.offer),
+                    _ => None,
+                },
+                _ => None,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        #[test]
+        fn the_award_is_acceptable_and_order_free(
+            strategy in strategy(),
+            raw in proptest::collection::vec((0u64..120, 0u64..40_000, 8_500u16..=10_000, 500u32..3_000), 0..8),
+            seed in any::<u64>(),
+        ) {
+            let (r1, intent) = requester(strategy);
+            let (r2, intent2) = requester(strategy);
+            prop_assert_eq!(intent.id(), intent2.id());
+            let offers: Vec<SignedObject> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, (cost, eta, rel, cpu))| {
+                    let key = Keypair::from_seed([u8::try_from(i).unwrap() + 10; 32]);
+                    Envelope {
+                        trace: Some(intent.trace_id()),
+                        parents: vec![intent.id()],
+                        signer: key.public(),
+                        timestamp_ms: T0 + 50,
+                        body: Body::Offer(Offer {
+                            intent: intent.id(),
+                            cost: *cost,
+                            eta_ms: *eta,
+                            reliability_bps: *rel,
+                            resources: Resources { cpu_millicores: Some(*cpu), memory_bytes: None, disk_bytes: None },
+                            expires_at_ms: T0 + 20_000,
+                        }),
+                    }
+                    .sign(&key)
+                    .unwrap()
+                })
+                .collect();
+            let mut rotated = offers.clone();
+            if !rotated.is_empty() {
+                let k = usize::try_from(seed % rotated.len() as u64).unwrap();
+                rotated.rotate_left(k);
+                rotated.reverse();
+            }
+            let a = award(r1, &offers);
+            let b = award(r2, &rotated);
+            prop_assert_eq!(a, b);
+            let acceptable = |o: &SignedObject| match o.body() {
+                Body::Offer(b) => b.cost <= 80 && T0 + 2_000 + b.eta_ms <= T0 + 30_000
+                    && b.reliability_bps >= 9_000 && b.resources.cpu_millicores <= Some(2_000),
+                _ => false,
+            };
+            match a {
+                Some(id) => prop_assert!(acceptable(offers.iter().find(|o| o.id() == id).unwrap())),
+                None => prop_assert!(!offers.iter().any(acceptable)),
+            }
+        }
+    }
+}
