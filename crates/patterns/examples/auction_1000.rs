@@ -156,8 +156,9 @@ fn main() {
     let stats = sim.requester().stats().clone();
     println!("auction among {n} simulated providers (seed {seed})");
     println!(
-        "offers: {} received, {} valid on arrival, {} rejected for constraints (on arrival or, when expired by then, at selection) (over-budget {}, too-slow {}, low-reliability {}, expired {}, resource-limits {}, other {}), {} told not-selected",
+        "offers: {} received ({} providers did not bid: capability not served or constraints they cannot meet), {} valid on arrival, {} rejected for constraints [over-budget {}, too-slow {}, low-reliability {}, expired {}, resource-limits {}, other {}], {} told not-selected",
         stats.offers_received,
+        n - stats.offers_received,
         stats.offers_valid,
         stats.rejected_invalid(),
         stats.rejected(RejectCode::OverBudget),

@@ -20,7 +20,7 @@
 //!
 //! | input | requester | provider |
 //! |---|---|---|
-//! | [`Input::Received`] (an object of the trace, decoded and checked by the node) | offer, progress, done, receipt | intent, award (`TaskStart`), reject, countersigned receipt |
+//! | [`Input::Received`] (an object of the trace, decoded and checked by the node) | offer, progress, done, receipt, the winner's `award-refused` event | intent, award (`TaskStart`), reject, countersigned receipt |
 //! | [`Input::Timer`] (a [`TimerToken`] it asked for) | window close, watchdog, receipt wait | none |
 //! | [`Input::Progress`], [`Input::Executed`] (from the executor) | refused | progress, done + receipt |
 //!
@@ -65,7 +65,7 @@
 //!    |                |   done(ok) + receipt (any order): verify, countersign,
 //!    |                |      Send back, FINISHED(Completed)
 //!    |                |   done(ok), no receipt in time: FINISHED(Completed, receipt-missing)
-//!    |                |   done(failed) | watchdog | bad receipt:
+//!    |                |   done(failed) | award-refused | watchdog | bad receipt:
 //!    |                v
 //!    |            REASSIGN -- next standby offer still acceptable --> Event `reassigned`,
 //!    |                |                                                AWARDED (next-best)

@@ -352,6 +352,7 @@ impl Requester {
             Kind::TaskProgress | Kind::TaskDone | Kind::Receipt => {
                 self.on_task_report(object, now_ms, &mut actions)?
             }
+            Kind::Event => self.on_refusal(object, now_ms, &mut actions)?,
             _ => return Err(self.unexpected(&object)),
         }
         Ok(actions)
@@ -871,6 +872,38 @@ impl Requester {
             }
             _ => Err(self.unexpected(&object)),
         }
+    }
+
+    /// The awarded provider refused the award (an `award-refused` event about the task, see
+    /// [`crate::Provider`]): reassign at once instead of waiting for the watchdog.
+    fn on_refusal(
+        &mut self,
+        object: SignedObject,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        let Body::Event(event) = object.body() else {
+            return Err(self.unexpected(&object));
+        };
+        let Phase::Running(running) = &self.phase else {
+            return Err(self.unexpected(&object));
+        };
+        let task = running.start.id();
+        if event.event_type != "award-refused" || !event.about.contains(&task) {
+            return Err(self.unexpected(&object));
+        }
+        let provider = running.held.candidate.provider;
+        if object.signer() != provider {
+            return Err(PatternError::WrongSigner {
+                kind: object.kind(),
+                id: object.id(),
+                expected: provider,
+                actual: object.signer(),
+            });
+        }
+        let reason = format!("the provider refused the award: {}", event.message);
+        actions.push(Action::Record(object));
+        self.fail_winner(reason, now_ms, actions)
     }
 
     /// Done and receipt are both in: verify the receipt, countersign, finish.

@@ -419,3 +419,43 @@ fn the_deadline_ends_a_task_that_never_finishes() {
     };
     assert_eq!(f.reason, pvl_patterns::FailureReason::DeadlinePassed);
 }
+
+#[test]
+fn a_refused_award_is_reassigned_at_once() {
+    // Two bidders; the requester's winner (12, cheaper) refuses because it lost its offer state.
+    let mut s = spec(Strategy::LowestCost);
+    s.nonce = 9;
+    let mut r = Requester::new(key(1), s);
+    let i = published(&r.start(T0).unwrap()).pop().unwrap();
+    let cheap = offer(&i, &key(12), 10, 1_000, 9_500, T0 + 10);
+    let mut p = provider(2);
+    let fair = sends(&p.on_object(i.clone(), T0 + 10).unwrap())[0]
+        .1
+        .clone();
+    r.on_object(cheap, T0 + 20).unwrap();
+    r.on_object(fair.clone(), T0 + 20).unwrap();
+    let token = pvl_patterns::TimerToken {
+        trace: r.trace().unwrap(),
+        kind: pvl_patterns::TimerKind::OfferWindow { round: 1 },
+    };
+    let start = task_starts(&r.on_timer(token, T0 + 1_000).unwrap())
+        .pop()
+        .unwrap();
+    // Provider 12 is a fresh state machine that never made the offer: it refuses.
+    let mut forgetful =
+        Provider::new(key(12), 1).serve("sha256", OfferPolicy::fixed(10, 1_000, 9_500));
+    let refused = sends(&forgetful.on_object(start.clone(), T0 + 1_010).unwrap());
+    assert_eq!(refused[0].0, key(1).public());
+    let actions = r.on_object(refused[0].1.clone(), T0 + 1_020).unwrap();
+    let next = task_starts(&actions).pop().unwrap();
+    let Body::TaskStart(b) = next.body() else {
+        panic!()
+    };
+    assert_eq!(b.offer, fair.id());
+    let moved = events_in(&recorded(&actions), "reassigned");
+    assert!(
+        attr(&moved[0], "reason")
+            .unwrap()
+            .contains("refused the award")
+    );
+}
