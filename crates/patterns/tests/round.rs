@@ -230,3 +230,36 @@ fn no_provider_serves_the_capability() {
     };
     assert_eq!(f.reason, FailureReason::NoOffers);
 }
+
+#[test]
+fn a_large_auction_pages_its_selection_events_and_rejects_every_loser() {
+    // 250 providers, all acceptable, prices 10..=259: more offers than one event can list.
+    let providers: Vec<Provider> = (0..250u64)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i + 1_000).to_le_bytes());
+            let mut policy = OfferPolicy::fixed(
+                10 + i,
+                500 + (i * 37) % 3_000,
+                9_000 + ((i * 13) % 1_000) as u16,
+            );
+            policy.resources = fitting_resources();
+            Provider::new(pvl_protocol::Keypair::from_seed(seed), 1).serve("sha256", policy)
+        })
+        .collect();
+    let mut spec = spec(Strategy::LowestCost);
+    spec.constraints.max_cost = Some(1_000);
+    let mut s = sim(spec, providers, executor(vec![], vec![]));
+    let Outcome::Completed(c) = s.run(T0, T0 + 120_000).cloned().unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.cost, 10);
+    let stats = s.requester().stats();
+    assert_eq!(stats.offers_valid, 250);
+    assert_eq!(stats.rejected(pvl_protocol::RejectCode::NotSelected), 249);
+    let selection = events_in(&s.recorded, "selection");
+    assert_eq!(selection.len(), 2);
+    assert_eq!(selection.iter().map(|e| e.about.len()).sum::<usize>(), 250);
+    assert_eq!(attr(&selection[1], "page"), Some("2/2"));
+    assert_decodes(&s.recorded);
+}
