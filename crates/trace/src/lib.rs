@@ -43,7 +43,8 @@
 //! | `v` `count` | u64 | number of distinct objects stored |
 //! | `v` `chunk` | u64 | next chunk number |
 //! | `t` trace(32) chunk(8) | framed objects | the objects, clustered by trace: a trace is one prefix scan |
-//! | `o` id(32) | trace(32) chunk(8) flags(1) | object id → its chunk (flag 1: countersigned receipt) |
+//! | `o` id(32) | chunk(8) flags(1) | object id → its chunk (flag 1: countersigned receipt) |
+//! | `c` chunk(8) | trace(32) | chunk → its trace (so the per-object `o` value stays 9 bytes) |
 //! | `x` parent(32) child(32) | empty | children whose parent is not stored yet (orphans) |
 //! | `s` signer(32) min_ts(8) trace(32) chunk(8) | max_ts(8) | chunks holding objects by a signer |
 //! | `k` kind(1) min_ts(8) trace(32) chunk(8) | max_ts(8) | chunks holding objects of a kind |
@@ -83,7 +84,7 @@
 //! something as stored), optionally after every batch ([`Durability::flush_each_batch`]), and
 //! on drop / [`TraceStore::close`] (clean shutdown). So a crash loses at most the last flush
 //! interval, and never tears a batch. The sled page cache is bounded
-//! ([`StoreConfig::cache_capacity`], 64 MiB by default instead of sled's 1 GB).
+//! ([`StoreConfig::cache_capacity`], 32 MiB by default instead of sled's 1 GB).
 
 mod error;
 mod query;

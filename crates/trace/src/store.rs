@@ -21,6 +21,7 @@ const TREE: &str = "pvl-trace";
 pub(crate) const P_OBJECT: u8 = b'o';
 pub(crate) const P_TRACE: u8 = b't';
 pub(crate) const P_MISSING: u8 = b'x';
+pub(crate) const P_CHUNK: u8 = b'c';
 pub(crate) const P_SIGNER: u8 = b's';
 pub(crate) const P_KIND: u8 = b'k';
 pub(crate) const P_TIME: u8 = b'm';
@@ -71,7 +72,7 @@ impl Default for Durability {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// Size of sled's page cache in bytes (sled's own default of 1 GB is far too much for a
-    /// node; default here 64 MiB).
+    /// node; default here 32 MiB).
     pub cache_capacity: u64,
     /// When data becomes durable.
     pub durability: Durability,
@@ -82,7 +83,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            cache_capacity: 64 * 1024 * 1024,
+            cache_capacity: 32 * 1024 * 1024,
             durability: Durability::default(),
             low_space: true,
         }
@@ -144,45 +145,33 @@ pub(crate) fn chunk_key(trace: &TraceId, chunk: u64) -> Vec<u8> {
     key2(P_TRACE, &trace.0, &chunk.to_be_bytes())
 }
 
-/// Where an object is stored (the `o/` value).
+/// Where an object is stored: its trace and chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Location {
     pub trace: TraceId,
     pub chunk: u64,
-    pub countersigned: bool,
 }
 
-impl Location {
-    fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(41);
-        v.extend_from_slice(&self.trace.0);
-        v.extend_from_slice(&self.chunk.to_be_bytes());
-        v.push(if self.countersigned {
-            FLAG_COUNTERSIGNED
-        } else {
-            0
-        });
-        v
-    }
+/// The `o/` value: chunk number (u64 BE) and flags (1 byte).
+fn encode_slot(chunk: u64, countersigned: bool) -> [u8; 9] {
+    let mut v = [0u8; 9];
+    v[..8].copy_from_slice(&chunk.to_be_bytes());
+    v[8] = if countersigned { FLAG_COUNTERSIGNED } else { 0 };
+    v
+}
 
-    fn decode(key: &[u8], v: &[u8]) -> Result<Self> {
-        if v.len() != 41 {
-            return Err(TraceError::Corrupt {
-                key: key_name(key),
-                reason: format!("object location of {} bytes, expected 41", v.len()),
-            });
-        }
-        let trace = id_from(&v[..32], key)?;
-        let chunk = u64::from_be_bytes(v[32..40].try_into().map_err(|_| TraceError::Corrupt {
-            key: key_name(key),
-            reason: "bad chunk number".into(),
-        })?);
-        Ok(Location {
-            trace,
-            chunk,
-            countersigned: v[40] & FLAG_COUNTERSIGNED != 0,
-        })
-    }
+/// Decodes an `o/` value into `(chunk, countersigned)`.
+fn decode_slot(key: &[u8], v: &[u8]) -> Result<(u64, bool)> {
+    let bytes: [u8; 9] = v.try_into().map_err(|_| TraceError::Corrupt {
+        key: key_name(key),
+        reason: format!("object location of {} bytes, expected 9", v.len()),
+    })?;
+    let mut chunk = [0u8; 8];
+    chunk.copy_from_slice(&bytes[..8]);
+    Ok((
+        u64::from_be_bytes(chunk),
+        bytes[8] & FLAG_COUNTERSIGNED != 0,
+    ))
 }
 
 /// One stored object as read back from a chunk.
@@ -369,7 +358,7 @@ impl TraceStore {
             let existing = match in_batch.get(&id) {
                 Some(cs) => Some(*cs),
                 None => match self.tree.get(&okey)? {
-                    Some(v) => Some(Location::decode(&okey, &v)?.countersigned),
+                    Some(v) => Some(decode_slot(&okey, &v)?.1),
                     None => None,
                 },
             };
@@ -419,18 +408,17 @@ impl TraceStore {
                 let chunk = next_chunk;
                 next_chunk += 1;
                 batch.insert(chunk_key(trace, chunk), encode_chunk(part));
+                batch.insert(key2(P_CHUNK, &chunk.to_be_bytes(), &[]), &trace.0);
                 let tail = key2(0, &trace.0, &chunk.to_be_bytes());
                 let tail = &tail[1..];
                 let mut span: Option<(u64, u64)> = None;
                 let mut by_signer: HashMap<PublicKey, (u64, u64)> = HashMap::new();
                 let mut by_kind: HashMap<u8, (u64, u64)> = HashMap::new();
                 for o in part {
-                    let loc = Location {
-                        trace: *trace,
-                        chunk,
-                        countersigned: o.is_countersigned(),
-                    };
-                    batch.insert(key2(P_OBJECT, &o.id().0, &[]), loc.encode());
+                    batch.insert(
+                        key2(P_OBJECT, &o.id().0, &[]),
+                        &encode_slot(chunk, o.is_countersigned())[..],
+                    );
                     let ts = o.timestamp_ms();
                     widen(&mut span, ts);
                     widen_map(&mut by_signer, o.signer(), ts);
@@ -513,9 +501,20 @@ impl TraceStore {
 
     pub(crate) fn location(&self, id: &ObjectId) -> Result<Option<Location>> {
         let key = key2(P_OBJECT, &id.0, &[]);
-        match self.tree.get(&key)? {
-            None => Ok(None),
-            Some(v) => Location::decode(&key, &v).map(Some),
+        let Some(v) = self.tree.get(&key)? else {
+            return Ok(None);
+        };
+        let (chunk, _) = decode_slot(&key, &v)?;
+        let ckey = key2(P_CHUNK, &chunk.to_be_bytes(), &[]);
+        match self.tree.get(&ckey)? {
+            Some(t) => Ok(Some(Location {
+                trace: id_from(&t, &ckey)?,
+                chunk,
+            })),
+            None => Err(TraceError::Corrupt {
+                key: key_name(&key),
+                reason: format!("object is in chunk {chunk}, which has no trace entry"),
+            }),
         }
     }
 
@@ -643,10 +642,10 @@ impl TraceStore {
         for entry in self.tree.scan_prefix([P_OBJECT]) {
             let (k, v) = entry?;
             // A broken location is reported when that object is read; skip it here.
-            let Ok(loc) = Location::decode(&k, &v) else {
+            let Ok((chunk, _)) = decode_slot(&k, &v) else {
                 continue;
             };
-            if chunk_key(&loc.trace, loc.chunk) == key {
+            if key.get(33..) == Some(&chunk.to_be_bytes()[..]) {
                 out.push(suffix_id(&k)?);
             }
         }
@@ -830,12 +829,30 @@ impl TraceStore {
             }
             chunks.insert(k.to_vec());
         }
+        let mut chunk_trace: HashMap<u64, TraceId> = HashMap::new();
+        for entry in self.tree.scan_prefix([P_CHUNK]) {
+            let (k, v) = entry?;
+            let chunk = <[u8; 8]>::try_from(k.get(1..).unwrap_or(&[]))
+                .map(u64::from_be_bytes)
+                .map_err(|_| corrupt(&k, "malformed chunk key".into()))?;
+            let trace = id_from(&v, &k)?;
+            if !chunks.contains(&chunk_key(&trace, chunk)) {
+                return Err(corrupt(&k, "chunk entry without its chunk".into()));
+            }
+            chunk_trace.insert(chunk, trace);
+        }
         let mut objects: HashSet<ObjectId> = HashSet::new();
         for entry in self.tree.scan_prefix([P_OBJECT]) {
             let (k, v) = entry?;
             let id = suffix_id(&k)?;
-            let loc = Location::decode(&k, &v)?;
-            if !held.contains(&(id, chunk_key(&loc.trace, loc.chunk))) {
+            let (chunk, _) = decode_slot(&k, &v)?;
+            let Some(trace) = chunk_trace.get(&chunk) else {
+                return Err(corrupt(
+                    &k,
+                    format!("object in chunk {chunk}, which has no trace"),
+                ));
+            };
+            if !held.contains(&(id, chunk_key(trace, chunk))) {
                 return Err(corrupt(
                     &k,
                     "object index points to a chunk without it".into(),

@@ -29,7 +29,7 @@ fn parse_args() -> Result<Args, String> {
         trace_len: 1_000,
         dir: None,
         verify_objects: 20_000,
-        cache_mb: 64,
+        cache_mb: 32,
         high_throughput: false,
     };
     let mut it = std::env::args().skip(1);
