@@ -106,8 +106,10 @@ pub struct TraceStore {
     db: sled::Db,
     pub(crate) tree: sled::Tree,
     durability: Durability,
-    /// Serialises writers so that the read-check-write of an insert batch is not interleaved.
-    write_lock: Mutex<()>,
+    /// Serialises writers so that the read-check-write of an insert batch is not interleaved;
+    /// holds the number of `x/` (missing parent) entries, so that the common case (no orphan
+    /// waiting) skips looking for children of each new object.
+    write_lock: Mutex<u64>,
 }
 
 impl std::fmt::Debug for TraceStore {
@@ -296,12 +298,17 @@ impl TraceStore {
                 db.flush()?;
             }
         }
-        info!(path = %path.as_ref().display(), "trace store opened");
+        let mut missing = 0u64;
+        for entry in tree.scan_prefix([P_MISSING]) {
+            entry?;
+            missing += 1;
+        }
+        info!(path = %path.as_ref().display(), orphans = missing, "trace store opened");
         Ok(TraceStore {
             db,
             tree,
             durability: config.durability,
-            write_lock: Mutex::new(()),
+            write_lock: Mutex::new(missing),
         })
     }
 
@@ -343,7 +350,10 @@ impl TraceStore {
     /// entry is removed when the parent arrives. New objects are written as chunks (several
     /// objects of one trace in one sled value, see the crate docs).
     pub fn insert_batch(&self, objects: &[SignedObject]) -> Result<Vec<InsertOutcome>> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut missing_entries = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // With few orphans waiting, one scan of them per batch beats one lookup per object.
+        let scan_all = *missing_entries <= objects.len() as u64;
+        let mut removed = 0u64;
         let mut batch = sled::Batch::default();
         let mut outcomes = Vec::with_capacity(objects.len());
         // id -> countersigned, for objects accepted earlier in this batch.
@@ -379,9 +389,12 @@ impl TraceStore {
                         }
                     }
                     // Children that arrived before this object: their wait is over.
-                    for entry in self.tree.scan_prefix(key2(P_MISSING, &id.0, &[])) {
-                        let (k, _) = entry?;
-                        batch.remove(k);
+                    if !scan_all {
+                        for entry in self.tree.scan_prefix(key2(P_MISSING, &id.0, &[])) {
+                            let (k, _) = entry?;
+                            batch.remove(k);
+                            removed += 1;
+                        }
                     }
                     new_count += 1;
                     InsertOutcome::Inserted
@@ -401,6 +414,16 @@ impl TraceStore {
                 }
             }
             outcomes.push(outcome);
+        }
+        if scan_all && *missing_entries > 0 {
+            for entry in self.tree.scan_prefix([P_MISSING]) {
+                let (k, _) = entry?;
+                let parent = id_from(k.get(1..33).unwrap_or(&[]), &k)?;
+                if in_batch.contains_key(&parent) {
+                    batch.remove(k);
+                    removed += 1;
+                }
+            }
         }
         let mut next_chunk = self.meta_u64(META_CHUNK)?;
         for (trace, members) in &groups {
@@ -441,10 +464,12 @@ impl TraceStore {
                 }
             }
         }
+        let mut added = 0u64;
         for (parent, child) in missing {
             if !in_batch.contains_key(&parent) {
                 debug!(%child, %parent, "parent not yet known; kept as orphan");
                 batch.insert(key2(P_MISSING, &parent.0, &child.0), &[][..]);
+                added += 1;
             }
         }
         if new_count > 0 {
@@ -455,6 +480,7 @@ impl TraceStore {
             batch.insert(META_CHUNK, &next_chunk.to_be_bytes());
         }
         self.tree.apply_batch(batch)?;
+        *missing_entries = (*missing_entries + added).saturating_sub(removed);
         if self.durability.flush_each_batch {
             self.tree.flush()?;
         }

@@ -552,3 +552,36 @@ fn data_survives_close_and_reopen_with_a_small_cache() {
     ));
     assert!(store.size_on_disk().unwrap() > 0);
 }
+
+#[test]
+fn orphans_survive_reopen_and_are_resolved_by_a_later_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let objects = testkit::contract_net().unwrap();
+    {
+        let store = TraceStore::open(&path).unwrap();
+        for o in objects[5..].iter().rev() {
+            store.insert(o).unwrap();
+        }
+        // Only the award is still missing (progress waits for it).
+        assert_eq!(
+            store.orphans().unwrap(),
+            vec![(objects[5].id(), objects[4].id())]
+        );
+        assert_eq!(
+            store.children(&objects[4].id()).unwrap(),
+            vec![objects[5].id()]
+        );
+    }
+    let store = TraceStore::open(&path).unwrap();
+    assert_eq!(store.orphans().unwrap().len(), 1);
+    store.insert_batch(&objects[..5]).unwrap();
+    assert!(store.orphans().unwrap().is_empty());
+    assert_eq!(store.check_integrity().unwrap(), objects.len() as u64);
+    let dag = store.trace(&objects[0].id()).unwrap();
+    assert!(dag.missing.is_empty());
+    assert_eq!(
+        store.children(&objects[4].id()).unwrap(),
+        vec![objects[5].id()]
+    );
+}
