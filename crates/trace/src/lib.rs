@@ -85,6 +85,12 @@
 //! on drop / [`TraceStore::close`] (clean shutdown). So a crash loses at most the last flush
 //! interval, and never tears a batch. The sled page cache is bounded
 //! ([`StoreConfig::cache_capacity`], 32 MiB by default instead of sled's 1 GB).
+//!
+//! Each insert call writes one chunk per trace it touches, plus one index key per signer and
+//! kind in the chunk. A node that receives objects one at a time should collect them for a
+//! short while (e.g. up to its flush interval or a few hundred objects) and insert them with
+//! one [`TraceStore::insert_batch`] call: single inserts work, but cost about five sled keys
+//! each instead of about one.
 
 mod error;
 mod query;
