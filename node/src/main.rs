@@ -1,3 +1,5 @@
-//! The `pvl` binary (being built; see issue 4).
+//! The `pvl` binary: see `pvl --help`.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    pvl_node::cli::main()
+}

@@ -1,0 +1,373 @@
+//! The control API: HTTP + JSON on loopback, bearer-token protected.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/v1/id` | peer id, public key, listen addresses |
+//! | GET | `/v1/status` | network state and store size |
+//! | GET | `/v1/peers` | known peers |
+//! | POST | `/v1/intents` | sign, record and publish an intent |
+//! | GET | `/v1/traces?limit=N` | recent traces with status |
+//! | GET | `/v1/traces/{id}` | one trace: summary and objects |
+//! | GET | `/v1/traces/{id}/analysis` | pattern, tasks per agent, critical path, latencies |
+//! | GET | `/v1/traces/{id}/export?format=json\|dot\|mermaid\|bundle` | export |
+//! | GET | `/v1/events` | server-sent events: objects recorded, peers, refusals |
+//!
+//! Errors are `{"error": "..."}` with 400 (bad request), 401 (missing or wrong token),
+//! 404 (unknown trace), 503 (publish found no peer) or 500.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use pvl_protocol::{
+    Body, Constraints, Envelope, Intent, ObjectId, PatternHint, Payload, SignedObject, Strategy,
+};
+use pvl_trace::TraceError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::daemon::NodeState;
+
+type Shared = Arc<NodeState>;
+
+/// A JSON error with a status code.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    extra: Option<Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            extra: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<TraceError> for ApiError {
+    fn from(e: TraceError) -> Self {
+        match e {
+            TraceError::UnknownTrace(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+impl From<pvl_net::NetError> for ApiError {
+    fn from(e: pvl_net::NetError) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let (Some(Value::Object(extra)), Some(map)) = (self.extra, body.as_object_mut()) {
+            map.extend(extra);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router with every endpoint behind the token check.
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/v1/id", get(id))
+        .route("/v1/status", get(status))
+        .route("/v1/peers", get(peers))
+        .route("/v1/intents", post(publish_intent))
+        .route("/v1/traces", get(list_traces))
+        .route("/v1/traces/{id}", get(show_trace))
+        .route("/v1/traces/{id}/analysis", get(analyse_trace))
+        .route("/v1/traces/{id}/export", get(export_trace))
+        .route("/v1/events", get(events))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let expected = format!("Bearer {}", state.token);
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "wrong API token").into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing `Authorization: Bearer <token>` header",
+        )
+        .into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn id(State(state): State<Shared>) -> ApiResult<Json<Value>> {
+    let status = state.net.status().await?;
+    Ok(Json(json!({
+        "peer_id": status.peer_id.to_string(),
+        "public_key": state.key.public().to_string(),
+        "listen_addrs": status.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })))
+}
+
+async fn status(State(state): State<Shared>) -> ApiResult<Json<Value>> {
+    let status = state.net.status().await?;
+    let objects = state.store.object_count().map_err(ApiError::from)?;
+    Ok(Json(json!({
+        "peer_id": status.peer_id.to_string(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "private": status.private,
+        "listen_addrs": status.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "connected_peers": status.connected.len(),
+        "routing_table": status.routing_table,
+        "topics": status.topics,
+        "queued_publishes": status.queued_publishes,
+        "objects_stored": objects,
+        "dir": state.dir.display().to_string(),
+    })))
+}
+
+async fn peers(State(state): State<Shared>) -> ApiResult<Json<Value>> {
+    let peers = state.net.peers().await?;
+    Ok(Json(Value::Array(
+        peers
+            .into_iter()
+            .map(|p| {
+                json!({
+                    "peer_id": p.peer_id.to_string(),
+                    "connected": p.connected,
+                    "addresses": p.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )))
+}
+
+/// The body of `POST /v1/intents`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishIntent {
+    /// Capability wanted.
+    pub capability: String,
+    /// Input as UTF-8 text.
+    pub input: Option<String>,
+    /// Input as hex (for binary data).
+    pub input_hex: Option<String>,
+    /// Budget: highest acceptable cost.
+    pub budget: Option<u64>,
+    /// Deadline, in ms from now.
+    pub deadline_ms: Option<u64>,
+    /// Minimum reliability, in basis points.
+    pub min_reliability_bps: Option<u16>,
+    /// Selection strategy (`lowest-cost`, `fastest`, `highest-quality`, `weighted:...`).
+    pub strategy: Option<String>,
+    /// Pattern hint (`contract-net`, `auction`, ...).
+    pub pattern: Option<String>,
+    /// How long offers are accepted, in ms (default 60,000).
+    pub expires_in_ms: Option<u64>,
+}
+
+async fn publish_intent(
+    State(state): State<Shared>,
+    Json(request): Json<PublishIntent>,
+) -> ApiResult<Response> {
+    let input = match (request.input, request.input_hex) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give `input` or `input_hex`, not both",
+            ));
+        }
+        (Some(text), None) => text.into_bytes(),
+        (None, Some(hex_text)) => hex::decode(hex_text.trim())
+            .map_err(|e| ApiError::bad_request(format!("input_hex: {e}")))?,
+        (None, None) => Vec::new(),
+    };
+    let strategy: Strategy = match request.strategy {
+        Some(s) => s
+            .parse()
+            .map_err(|e: pvl_protocol::ProtocolError| ApiError::bad_request(e.to_string()))?,
+        None => Strategy::default(),
+    };
+    let pattern: PatternHint = match request.pattern {
+        Some(p) => p
+            .parse()
+            .map_err(|e: pvl_protocol::ProtocolError| ApiError::bad_request(e.to_string()))?,
+        None => PatternHint::default(),
+    };
+    let now = pvl_net::now_ms();
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let intent = Envelope {
+        trace: None,
+        parents: vec![],
+        signer: state.key.public(),
+        timestamp_ms: now,
+        body: Body::Intent(Intent {
+            capability: request.capability,
+            input: Payload::Inline(input),
+            constraints: Constraints {
+                max_cost: request.budget,
+                deadline_ms: request.deadline_ms.map(|d| now.saturating_add(d)),
+                min_reliability_bps: request.min_reliability_bps,
+                resources: Default::default(),
+            },
+            strategy,
+            pattern,
+            committee: None,
+            nonce: u64::from_le_bytes(nonce),
+            expires_at_ms: now.saturating_add(request.expires_in_ms.unwrap_or(60_000)),
+        }),
+    }
+    .sign(&state.key)
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state.record(&intent, "local", None);
+    let ids = json!({ "trace_id": intent.trace_id().to_string(), "id": intent.id().to_string() });
+    match state.net.publish(intent).await {
+        Ok(report) => {
+            let mut body = ids;
+            body["published"] = json!(true);
+            body["topics"] = json!(report.topics);
+            body["waited_ms"] = json!(report.waited_ms);
+            Ok((StatusCode::CREATED, Json(body)).into_response())
+        }
+        Err(e) => {
+            let mut error = ApiError::from(e);
+            let mut extra = ids;
+            extra["published"] = json!(false);
+            error.extra = Some(extra);
+            Err(error)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+async fn list_traces(
+    State(state): State<Shared>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = query.limit.unwrap_or(50).min(10_000);
+    let traces = state.store.recent_traces(limit)?;
+    let list: Vec<Value> = traces
+        .iter()
+        .map(|t| {
+            let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
+            v["trace_id"] = json!(t.trace.to_string());
+            v["kind"] = json!(t.pattern.name());
+            v
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+fn parse_id(text: &str) -> ApiResult<ObjectId> {
+    text.parse()
+        .map_err(|_| ApiError::bad_request(format!("`{text}` is not a trace id (64 hex digits)")))
+}
+
+fn trace_objects(state: &NodeState, id: &ObjectId) -> ApiResult<Vec<SignedObject>> {
+    let dag = state.store.trace(id)?;
+    Ok(dag.objects()?)
+}
+
+async fn show_trace(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let objects = trace_objects(&state, &id)?;
+    let summary = state.store.trace_summary(&id)?;
+    Ok(Json(json!({ "summary": summary, "objects": objects })))
+}
+
+async fn analyse_trace(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let analysis = state.store.analyse(&id)?;
+    Ok(Json(serde_json::to_value(analysis).map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    })?))
+}
+
+#[derive(Debug, Deserialize)]
+struct ExportQuery {
+    format: Option<String>,
+}
+
+async fn export_trace(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    Query(query): Query<ExportQuery>,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let objects = trace_objects(&state, &id)?;
+    let format = query.format.unwrap_or_else(|| "json".into());
+    let (content_type, body): (&str, Vec<u8>) = match format.as_str() {
+        "json" => (
+            "application/json",
+            pvl_trace::export::to_json(&objects)?.into_bytes(),
+        ),
+        "dot" => (
+            "text/vnd.graphviz",
+            pvl_trace::export::to_dot(&objects).into_bytes(),
+        ),
+        "mermaid" => (
+            "text/plain",
+            pvl_trace::export::to_mermaid(&objects).into_bytes(),
+        ),
+        "bundle" => ("application/cbor", pvl_trace::export::to_bundle(&objects)?),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown format `{other}`: expected json, dot, mermaid or bundle"
+            )));
+        }
+    };
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(response)
+}
+
+async fn events(State(state): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(state.events.subscribe()).map(|item| {
+        let data = match item {
+            Ok(json) => json,
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(missed)) => {
+                json!({ "type": "lagged", "missed": missed }).to_string()
+            }
+        };
+        Ok(Event::default().data(data))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

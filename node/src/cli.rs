@@ -1,0 +1,707 @@
+//! The `pvl` command line. Commands that need a running node talk to its control API through
+//! `DIR/api.addr` and `DIR/api-token`; `init`, `psk gen`, `run` and `trace verify` work alone.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::home;
+
+/// pvl: a peer-to-peer coordination node for Pervasive.link.
+#[derive(Debug, Parser)]
+#[command(name = "pvl", version, about)]
+pub struct Cli {
+    /// Node directory (default: $PVL_HOME, else the per-user data directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a node directory: config.toml, key (0600), api-token.
+    Init(InitArgs),
+    /// Pre-shared keys for private networks.
+    Psk {
+        /// What to do.
+        #[command(subcommand)]
+        command: PskCommand,
+    },
+    /// Run the node in the foreground (SIGINT/SIGTERM stop it cleanly).
+    Run,
+    /// Show this node's peer id and addresses.
+    Id(JsonFlag),
+    /// Show the node's network and store state.
+    Status(JsonFlag),
+    /// List known peers.
+    Peers(JsonFlag),
+    /// Intents.
+    Intent {
+        /// What to do.
+        #[command(subcommand)]
+        command: IntentCommand,
+    },
+    /// Traces: list, show, export, verify, analyse.
+    Trace {
+        /// What to do.
+        #[command(subcommand)]
+        command: TraceCommand,
+    },
+}
+
+/// `--json` for scripts.
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pvl init`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Listen address (repeatable); default TCP and QUIC on all interfaces, random ports.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// Bootstrap peer, ending in /p2p/<peer id> (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<String>,
+    /// Swarm key file of a private network (copied into the directory).
+    #[arg(long, value_name = "FILE")]
+    pub psk: Option<PathBuf>,
+    /// Allow-list file, one peer id per line (copied into the directory).
+    #[arg(long, value_name = "FILE")]
+    pub allow: Option<PathBuf>,
+    /// Capability served (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub capability: Vec<String>,
+    /// Control API address (loopback).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub api_listen: Option<String>,
+    /// Replace an existing configuration (the key is kept).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `pvl psk ...`
+#[derive(Debug, Subcommand)]
+pub enum PskCommand {
+    /// Print a new swarm key (save it to a file and share it with the members only).
+    Gen,
+}
+
+/// `pvl intent ...`
+#[derive(Debug, Subcommand)]
+pub enum IntentCommand {
+    /// Sign, record and publish an intent.
+    Publish(PublishArgs),
+}
+
+/// `pvl intent publish`
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Capability wanted.
+    #[arg(long)]
+    pub capability: String,
+    /// Input text.
+    #[arg(long, conflicts_with = "input_file")]
+    pub input: Option<String>,
+    /// Input file.
+    #[arg(long, value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
+    /// Highest acceptable cost.
+    #[arg(long)]
+    pub budget: Option<u64>,
+    /// Deadline from now, e.g. 30s, 2m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub deadline: Option<Duration>,
+    /// Selection strategy: lowest-cost, highest-quality, fastest, weighted:cost=W,latency=W,reliability=W.
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Pattern hint: adaptive, contract-net, auction, workflow, parallel, consensus.
+    #[arg(long)]
+    pub pattern: Option<String>,
+    /// How long offers are accepted, e.g. 60s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub expires_in: Option<Duration>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pvl trace ...`
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// Recent traces with their status.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One trace as a tree: who did what, when.
+    Show {
+        /// Trace id.
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a trace.
+    Export {
+        /// Trace id.
+        id: String,
+        /// json, dot, mermaid or bundle (self-contained signed CBOR).
+        #[arg(long, value_parser = ["json", "dot", "mermaid", "bundle"])]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Verify an exported bundle offline: every signature and every link.
+    Verify {
+        /// Bundle file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which pattern ran, who did what, where the time went.
+    Analyze {
+        /// Trace id.
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Entry point: parses arguments and runs; errors are one line on stderr.
+pub fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!("{first} (see `pvl --help`)");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let dir = home::resolve_dir(cli.dir)?;
+    match cli.command {
+        Command::Init(args) => init(&dir, args),
+        Command::Psk {
+            command: PskCommand::Gen,
+        } => {
+            print!("{}", pvl_net::SwarmKey::generate()?.to_file_contents());
+            Ok(())
+        }
+        Command::Run => run_node(dir),
+        Command::Id(flag) => {
+            let id = Api::open(&dir)?.get("/v1/id")?;
+            if flag.json {
+                return print_json(&id);
+            }
+            println!("peer id     {}", str_of(&id["peer_id"]));
+            println!("public key  {}", str_of(&id["public_key"]));
+            for addr in id["listen_addrs"].as_array().into_iter().flatten() {
+                println!("listening   {}", str_of(addr));
+            }
+            Ok(())
+        }
+        Command::Status(flag) => {
+            let status = Api::open(&dir)?.get("/v1/status")?;
+            if flag.json {
+                return print_json(&status);
+            }
+            for key in [
+                "peer_id",
+                "private",
+                "connected_peers",
+                "routing_table",
+                "objects_stored",
+                "queued_publishes",
+                "dir",
+            ] {
+                println!("{key:<17} {}", plain(&status[key]));
+            }
+            println!("{:<17} {}", "topics", plain(&status["topics"]));
+            Ok(())
+        }
+        Command::Peers(flag) => {
+            let peers = Api::open(&dir)?.get("/v1/peers")?;
+            if flag.json {
+                return print_json(&peers);
+            }
+            println!("{:<54} {:<9} ADDRESSES", "PEER ID", "CONNECTED");
+            for peer in peers.as_array().into_iter().flatten() {
+                println!(
+                    "{:<54} {:<9} {}",
+                    str_of(&peer["peer_id"]),
+                    if peer["connected"].as_bool() == Some(true) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    plain(&peer["addresses"])
+                );
+            }
+            Ok(())
+        }
+        Command::Intent {
+            command: IntentCommand::Publish(args),
+        } => publish(&dir, args),
+        Command::Trace { command } => trace(&dir, command),
+    }
+}
+
+fn init(dir: &Path, args: InitArgs) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let config_path = dir.join(home::CONFIG_FILE);
+    if config_path.exists() && !args.force {
+        bail!(
+            "{} exists already (use --force to replace the configuration)",
+            config_path.display()
+        );
+    }
+    let mut config = Config::default();
+    if !args.listen.is_empty() {
+        config.network.listen = args.listen;
+    }
+    config.network.bootstrap = args.bootstrap;
+    config.network.capabilities = args.capability;
+    if let Some(api) = args.api_listen {
+        config.api.listen = api;
+    }
+    if let Some(psk) = &args.psk {
+        let text = std::fs::read_to_string(psk)
+            .with_context(|| format!("cannot read {}", psk.display()))?;
+        let key = pvl_net::SwarmKey::parse(&text)?;
+        home::write_secret(
+            &dir.join(home::SWARM_KEY_FILE),
+            key.to_file_contents().as_bytes(),
+        )?;
+        config.network.psk = Some(home::SWARM_KEY_FILE.into());
+        config.network.listen.retain(|a| !a.contains("/quic"));
+    }
+    if let Some(allow) = &args.allow {
+        crate::daemon::read_allow_list(allow)?;
+        std::fs::copy(allow, dir.join(home::ALLOW_FILE))
+            .with_context(|| format!("cannot copy {}", allow.display()))?;
+        config.network.allow = Some(home::ALLOW_FILE.into());
+    }
+    // Refuse a configuration that `pvl run` would refuse.
+    let text = config.render();
+    Config::parse(&text).context("the options give an invalid configuration")?;
+    let key_path = dir.join(home::KEY_FILE);
+    let keypair = if key_path.exists() {
+        home::read_key(dir)?
+    } else {
+        let keypair = pvl_net::identity::Keypair::generate_ed25519();
+        home::write_secret(&key_path, &keypair.to_protobuf_encoding()?)?;
+        keypair
+    };
+    home::write_secret(&dir.join(home::TOKEN_FILE), home::new_token()?.as_bytes())?;
+    std::fs::write(&config_path, text)?;
+    println!("initialised {}", dir.display());
+    println!("peer id     {}", keypair.public().to_peer_id());
+    println!("run it with `pvl run --dir {}`", dir.display());
+    Ok(())
+}
+
+fn run_node(dir: PathBuf) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,libp2p=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(crate::daemon::run(dir, crate::daemon::shutdown_signal()))
+}
+
+fn publish(dir: &Path, args: PublishArgs) -> Result<()> {
+    let mut body = json!({ "capability": args.capability });
+    match (&args.input, &args.input_file) {
+        (Some(text), _) => body["input"] = json!(text),
+        (None, Some(path)) => {
+            let data =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            match String::from_utf8(data) {
+                Ok(text) => body["input"] = json!(text),
+                Err(e) => body["input_hex"] = json!(hex::encode(e.into_bytes())),
+            }
+        }
+        (None, None) => {}
+    }
+    if let Some(budget) = args.budget {
+        body["budget"] = json!(budget);
+    }
+    if let Some(deadline) = args.deadline {
+        body["deadline_ms"] = json!(deadline.as_millis() as u64);
+    }
+    if let Some(expires) = args.expires_in {
+        body["expires_in_ms"] = json!(expires.as_millis() as u64);
+    }
+    if let Some(strategy) = &args.strategy {
+        strategy.parse::<pvl_protocol::Strategy>()?;
+        body["strategy"] = json!(strategy);
+    }
+    if let Some(pattern) = &args.pattern {
+        pattern.parse::<pvl_protocol::PatternHint>()?;
+        body["pattern"] = json!(pattern);
+    }
+    let result = Api::open(dir)?.post("/v1/intents", &body)?;
+    if args.json {
+        return print_json(&result);
+    }
+    println!(
+        "published intent {} on {}",
+        str_of(&result["id"]),
+        plain(&result["topics"])
+    );
+    println!("trace {}", str_of(&result["trace_id"]));
+    Ok(())
+}
+
+fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
+    match command {
+        TraceCommand::List { limit, json } => {
+            let traces = Api::open(dir)?.get(&format!("/v1/traces?limit={limit}"))?;
+            if json {
+                return print_json(&traces);
+            }
+            println!(
+                "{:<16} {:<13} {:<16} {:<8} {:>7} {:>5}",
+                "TRACE", "PATTERN", "CAPABILITY", "STATUS", "OBJECTS", "TASKS"
+            );
+            for t in traces.as_array().into_iter().flatten() {
+                println!(
+                    "{:<16} {:<13} {:<16} {:<8} {:>7} {:>5}",
+                    &str_of(&t["trace_id"]).chars().take(16).collect::<String>(),
+                    str_of(&t["kind"]),
+                    plain(&t["capability"]),
+                    str_of(&t["status"]),
+                    plain(&t["objects"]),
+                    plain(&t["tasks"]),
+                );
+            }
+            Ok(())
+        }
+        TraceCommand::Show { id, json } => {
+            let trace = Api::open(dir)?.get(&format!("/v1/traces/{id}"))?;
+            if json {
+                return print_json(&trace);
+            }
+            print_tree(&trace);
+            Ok(())
+        }
+        TraceCommand::Export { id, format, out } => {
+            let bytes =
+                Api::open(dir)?.get_bytes(&format!("/v1/traces/{id}/export?format={format}"))?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &bytes)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("wrote {} bytes to {}", bytes.len(), path.display());
+                }
+                None if format == "bundle" => bail!("a bundle is binary: give --out FILE"),
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&bytes)?;
+                }
+            }
+            Ok(())
+        }
+        TraceCommand::Verify { file, json } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let verified = pvl_trace::export::verify_bundle(&bytes)
+                .with_context(|| format!("{} is not a valid trace bundle", file.display()))?;
+            if json {
+                print_json(&serde_json::to_value(&verified.report)?)?;
+            } else {
+                println!(
+                    "trace {}: {} objects checked",
+                    verified.report.trace, verified.report.checked
+                );
+                for problem in &verified.report.problems {
+                    println!(
+                        "  BAD {} {:?}: {}",
+                        problem.object, problem.kind, problem.detail
+                    );
+                }
+            }
+            if !verified.is_ok() {
+                bail!("{} problem(s) found", verified.report.problems.len());
+            }
+            if !json {
+                println!("every signature and link verifies");
+            }
+            Ok(())
+        }
+        TraceCommand::Analyze { id, json } => {
+            let analysis = Api::open(dir)?.get(&format!("/v1/traces/{id}/analysis"))?;
+            if json {
+                return print_json(&analysis);
+            }
+            print_analysis(&analysis);
+            Ok(())
+        }
+    }
+}
+
+fn print_tree(trace: &Value) {
+    let objects: Vec<&Value> = trace["objects"].as_array().into_iter().flatten().collect();
+    let start = objects
+        .iter()
+        .filter_map(|o| o["timestamp_ms"].as_u64())
+        .min()
+        .unwrap_or(0);
+    let summary = &trace["summary"];
+    println!(
+        "trace {}  pattern {}  status {}",
+        str_of(&summary["trace"]),
+        str_of(&summary["pattern"]),
+        str_of(&summary["status"])
+    );
+    let mut depth: std::collections::HashMap<String, usize> = Default::default();
+    let mut sorted = objects.clone();
+    sorted.sort_by_key(|o| o["timestamp_ms"].as_u64().unwrap_or(0));
+    for object in sorted {
+        let parents: Vec<&str> = object["parents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let d = parents
+            .iter()
+            .filter_map(|p| depth.get(*p))
+            .max()
+            .map_or(0, |d| d + 1);
+        depth.insert(str_of(&object["id"]), d);
+        let at = object["timestamp_ms"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(start);
+        println!(
+            "{:>9}  {}{} {}  by {}{}",
+            format!("+{}.{:03}s", at / 1000, at % 1000),
+            "  ".repeat(d.min(12)),
+            str_of(&object["kind"]),
+            short(&object["id"]),
+            short(&object["signer"]),
+            detail(&object["body"]),
+        );
+    }
+}
+
+fn detail(body: &Value) -> String {
+    match body["kind"].as_str() {
+        Some("intent") => format!(
+            "  capability {} strategy {}",
+            str_of(&body["capability"]),
+            str_of(&body["strategy"])
+        ),
+        Some("offer") => format!(
+            "  cost {} eta {} ms reliability {} bps",
+            body["cost"], body["eta_ms"], body["reliability_bps"]
+        ),
+        Some("task_start") => format!(
+            "  award to {} ({})",
+            short(&body["provider"]),
+            str_of(&body["label"])
+        ),
+        Some("task_done") => format!("  status {}", plain(&body["status"])),
+        Some("receipt") => format!("  cost {} status {}", body["cost"], plain(&body["status"])),
+        Some("event") => format!(
+            "  {}: {}",
+            str_of(&body["event_type"]),
+            str_of(&body["message"])
+        ),
+        Some("reject") => format!("  {}: {}", str_of(&body["code"]), str_of(&body["detail"])),
+        _ => String::new(),
+    }
+}
+
+fn print_analysis(a: &Value) {
+    println!("trace      {}", str_of(&a["trace"]));
+    println!(
+        "pattern    {} (asked for {})",
+        str_of(&a["pattern"]),
+        plain(&a["hint"])
+    );
+    println!("status     {}", str_of(&a["status"]));
+    println!("objects    {}", plain(&a["objects"]));
+    println!("tasks per agent:");
+    for t in a["tasks_per_agent"].as_array().into_iter().flatten() {
+        println!(
+            "  {}  awarded {} ok {} failed {}",
+            short(&t["provider"]),
+            t["awarded"],
+            t["succeeded"],
+            t["failed"]
+        );
+    }
+    println!(
+        "critical path ({} ms):",
+        plain(&a["critical_path"]["total_ms"])
+    );
+    for step in a["critical_path"]["steps"].as_array().into_iter().flatten() {
+        println!(
+            "  +{:>6} ms  {} {}",
+            plain(&step["since_previous_ms"]),
+            str_of(&step["kind"]),
+            str_of(&step["label"])
+        );
+    }
+    if a["bottleneck"].is_object() {
+        let b = &a["bottleneck"];
+        println!(
+            "bottleneck task {} ({}) by {}",
+            short(&b["task"]),
+            str_of(&b["label"]),
+            short(&b["provider"])
+        );
+    }
+    for l in a["offer_latencies"].as_array().into_iter().flatten() {
+        println!(
+            "offer from {} after {} ms",
+            short(&l["provider"]),
+            l["latency_ms"]
+        );
+    }
+}
+
+fn str_of(v: &Value) -> String {
+    v.as_str().map_or_else(|| plain(v), str::to_owned)
+}
+
+fn short(v: &Value) -> String {
+    str_of(v).chars().take(8).collect()
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// A client of a running node's control API.
+struct Api {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+    dir: PathBuf,
+}
+
+impl Api {
+    fn open(dir: &Path) -> Result<Api> {
+        let addr_path = dir.join(home::API_ADDR_FILE);
+        let addr = std::fs::read_to_string(&addr_path).map_err(|_| {
+            anyhow::anyhow!(
+                "no node is running in {} (no {}): start it with `pvl run --dir {}`",
+                dir.display(),
+                home::API_ADDR_FILE,
+                dir.display()
+            )
+        })?;
+        let token = home::read_token(dir)?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Ok(Api {
+            base: format!("http://{}", addr.trim()),
+            token,
+            agent,
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
+        anyhow::anyhow!(
+            "cannot reach the node of {} at {}: {e} (is `pvl run` still running?)",
+            self.dir.display(),
+            self.base
+        )
+    }
+
+    fn check(&self, mut response: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>> {
+        let status = response.status();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .map_err(|e| self.unreachable(e))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        bail!("{message} (HTTP {})", status.as_u16())
+    }
+
+    fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.check(response)
+    }
+
+    fn get(&self, path: &str) -> Result<Value> {
+        Ok(serde_json::from_slice(&self.get_bytes(path)?)?)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send_json(body)
+            .map_err(|e| self.unreachable(e))?;
+        Ok(serde_json::from_slice(&self.check(response)?)?)
+    }
+}

@@ -1,0 +1,221 @@
+//! `config.toml`: what a node listens on, whom it bootstraps from, its private network, its
+//! control API and its store. Unknown keys are errors (a typo must not be silently ignored), and
+//! TOML errors carry the line at fault.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Peer-to-peer settings.
+    pub network: NetworkSection,
+    /// Control API settings.
+    pub api: ApiSection,
+    /// Trace store settings.
+    pub store: StoreSection,
+}
+
+/// `[network]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSection {
+    /// Multiaddresses to listen on.
+    pub listen: Vec<String>,
+    /// Bootstrap peers (`.../p2p/<peer id>`); empty makes this node a bootstrap node.
+    pub bootstrap: Vec<String>,
+    /// Swarm key file (relative to the node directory); set for a private network.
+    pub psk: Option<String>,
+    /// Allow-list file (relative to the node directory), one peer id per line.
+    pub allow: Option<String>,
+    /// Capabilities served (their gossip topics are joined, their DHT records provided).
+    pub capabilities: Vec<String>,
+    /// Subscribe to the catch-all topic and see every intent.
+    pub observe_all: bool,
+    /// Dial discovered peers while fewer than this many are connected.
+    pub target_peers: usize,
+    /// Most connections kept open.
+    pub max_connections: u32,
+    /// How long a publish waits for a subscribed peer, in ms.
+    pub publish_timeout_ms: u64,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0".into(),
+                "/ip4/0.0.0.0/udp/0/quic-v1".into(),
+            ],
+            bootstrap: Vec::new(),
+            psk: None,
+            allow: None,
+            capabilities: Vec::new(),
+            observe_all: true,
+            target_peers: 16,
+            max_connections: 128,
+            publish_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[api]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Loopback address of the control API (port 0 picks a free port; see `api.addr`).
+    pub listen: String,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            listen: "127.0.0.1:0".into(),
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// sled page cache, in MiB.
+    pub cache_mb: u64,
+    /// Writes are flushed to disk at least this often, in ms.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            cache_mb: 32,
+            flush_interval_ms: 500,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks the file's text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        let api: std::net::SocketAddr = config
+            .api
+            .listen
+            .parse()
+            .map_err(|e| anyhow::anyhow!("[api] listen `{}`: {e}", config.api.listen))?;
+        if !api.ip().is_loopback() {
+            anyhow::bail!(
+                "[api] listen must be a loopback address, not {}",
+                config.api.listen
+            );
+        }
+        for addr in config
+            .network
+            .listen
+            .iter()
+            .chain(&config.network.bootstrap)
+        {
+            addr.parse::<pvl_net::Multiaddr>()
+                .map_err(|e| anyhow::anyhow!("[network] address `{addr}`: {e}"))?;
+        }
+        Ok(config)
+    }
+
+    /// The commented file `pvl init` writes: every setting with its value.
+    pub fn render(&self) -> String {
+        let list = |items: &[String]| {
+            let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        let opt = |name: &str, value: &Option<String>, help: &str| match value {
+            Some(v) => format!("# {help}\n{name} = {v:?}\n"),
+            None => format!("# {help}\n# {name} = \"{}\"\n", name_example(name)),
+        };
+        let n = &self.network;
+        format!(
+            "# pvl node configuration. Every setting is shown; edit and restart `pvl run`.\n\
+             \n\
+             [network]\n\
+             # Multiaddresses to listen on (TCP and QUIC; a private network uses TCP only).\n\
+             listen = {listen}\n\
+             # Bootstrap peers, each ending in /p2p/<peer id>. Empty: this node is a bootstrap node.\n\
+             bootstrap = {bootstrap}\n\
+             {psk}\
+             {allow}\
+             # Capabilities this node serves (gossip topics joined, DHT provider records).\n\
+             capabilities = {caps}\n\
+             # Subscribe to the catch-all topic and see every intent.\n\
+             observe_all = {observe_all}\n\
+             # Dial discovered peers while fewer than this many are connected.\n\
+             target_peers = {target_peers}\n\
+             # Most connections kept open.\n\
+             max_connections = {max_connections}\n\
+             # How long a publish waits for a subscribed peer, in ms.\n\
+             publish_timeout_ms = {publish_timeout_ms}\n\
+             \n\
+             [api]\n\
+             # Control API address; loopback only. Port 0 picks a free port, written to api.addr.\n\
+             listen = {api:?}\n\
+             \n\
+             [store]\n\
+             # sled page cache in MiB.\n\
+             cache_mb = {cache_mb}\n\
+             # Writes reach the disk at least this often, in ms.\n\
+             flush_interval_ms = {flush}\n",
+            listen = list(&n.listen),
+            bootstrap = list(&n.bootstrap),
+            psk = opt(
+                "psk",
+                &n.psk,
+                "Private network: swarm key file in this directory (pvl psk gen)."
+            ),
+            allow = opt(
+                "allow",
+                &n.allow,
+                "Private network: allow-list file, one peer id per line."
+            ),
+            caps = list(&n.capabilities),
+            observe_all = n.observe_all,
+            target_peers = n.target_peers,
+            max_connections = n.max_connections,
+            publish_timeout_ms = n.publish_timeout_ms,
+            api = self.api.listen,
+            cache_mb = self.store.cache_mb,
+            flush = self.store.flush_interval_ms,
+        )
+    }
+}
+
+fn name_example(name: &str) -> &'static str {
+    match name {
+        "psk" => crate::home::SWARM_KEY_FILE,
+        _ => crate::home::ALLOW_FILE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rendered_default_parses_back_to_the_default() {
+        let config = Config::default();
+        assert_eq!(Config::parse(&config.render()).unwrap(), config);
+        let mut private = Config::default();
+        private.network.psk = Some("swarm.key".into());
+        private.network.allow = Some("allow.txt".into());
+        assert_eq!(Config::parse(&private.render()).unwrap(), private);
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        let err =
+            Config::parse("[network]\nlisten = [\"/ip4/1.2.3.4/tcp/1\"]\ntypo = 3\n").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("typo") && text.contains("line 3"), "{text}");
+        let err = Config::parse("[api]\nlisten = \"0.0.0.0:80\"\n").unwrap_err();
+        assert!(err.to_string().contains("loopback"));
+        let err = Config::parse("[network]\nbootstrap = [\"not an address\"]\n").unwrap_err();
+        assert!(err.to_string().contains("not an address"));
+    }
+}

@@ -1,0 +1,250 @@
+//! `pvl run`: the node process. Wires the network event loop, the trace store and the control
+//! API, records every object it sends or receives, and shuts down cleanly on SIGINT/SIGTERM.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use pvl_net::{NetConfig, NetEvent, PeerId, SwarmKey, Via};
+use pvl_protocol::SignedObject;
+use pvl_trace::{Durability, StoreConfig, TraceStore};
+use serde_json::json;
+use tokio::sync::broadcast;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::Config;
+use crate::home;
+
+/// Capacity of the node-event broadcast (server-sent events). A subscriber that falls this far
+/// behind is told how many events it missed.
+const EVENT_BUFFER: usize = 1024;
+
+/// Everything the control API needs, shared between its handlers.
+pub struct NodeState {
+    /// The node directory.
+    pub dir: PathBuf,
+    /// The bearer token clients must present.
+    pub token: String,
+    /// Network handle.
+    pub net: pvl_net::Client,
+    /// The trace store.
+    pub store: Arc<TraceStore>,
+    /// The node's protocol signing key (same as its libp2p identity).
+    pub key: pvl_protocol::Keypair,
+    /// Node events as JSON lines, for the server-sent-events stream.
+    pub events: broadcast::Sender<String>,
+}
+
+impl NodeState {
+    /// Stores an object this node created or received, and announces it.
+    pub fn record(&self, object: &SignedObject, origin: &str, peer: Option<PeerId>) {
+        let _span = info_span!("trace", trace = %object.trace_id().short()).entered();
+        match self.store.insert(object) {
+            Ok(outcome) => {
+                info!(id = %object.id().short(), kind = %object.kind(), origin, ?outcome, "recorded")
+            }
+            Err(e) => warn!(id = %object.id().short(), "could not store object: {e}"),
+        }
+        let event = json!({
+            "type": "object",
+            "origin": origin,
+            "peer": peer.map(|p| p.to_string()),
+            "id": object.id().to_string(),
+            "kind": object.kind().name(),
+            "trace_id": object.trace_id().to_string(),
+            "signer": object.signer().to_string(),
+        });
+        let _ = self.events.send(event.to_string());
+    }
+
+    fn announce(&self, event: serde_json::Value) {
+        let _ = self.events.send(event.to_string());
+    }
+}
+
+/// Builds the network configuration from the node directory.
+fn net_config(
+    dir: &Path,
+    config: &Config,
+    keypair: pvl_net::identity::Keypair,
+) -> Result<NetConfig> {
+    let mut net = NetConfig::new(keypair);
+    let n = &config.network;
+    net.listen = n
+        .listen
+        .iter()
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    net.bootstrap = n
+        .bootstrap
+        .iter()
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    net.capabilities = n.capabilities.clone();
+    net.observe_all = n.observe_all;
+    net.target_peers = n.target_peers;
+    net.max_connections = n.max_connections;
+    net.publish_timeout = Duration::from_millis(n.publish_timeout_ms);
+    if let Some(psk) = &n.psk {
+        let path = dir.join(psk);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the swarm key {}", path.display()))?;
+        net.swarm_key = Some(SwarmKey::parse(&text).with_context(|| path.display().to_string())?);
+        // QUIC cannot be wrapped by pnet: a private node listens on its TCP addresses only.
+        net.listen.retain(|a| !a.to_string().contains("/quic"));
+    }
+    if let Some(allow) = &n.allow {
+        net.allow = Some(read_allow_list(&dir.join(allow))?);
+    }
+    Ok(net)
+}
+
+/// Reads an allow-list: one peer id per line; blank lines and `#` comments are ignored.
+pub fn read_allow_list(path: &Path) -> Result<HashSet<PeerId>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the allow-list {}", path.display()))?;
+    let mut peers = HashSet::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let peer: PeerId = line.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "{} line {}: `{line}` is not a peer id: {e}",
+                path.display(),
+                number + 1
+            )
+        })?;
+        peers.insert(peer);
+    }
+    if peers.is_empty() {
+        bail!("the allow-list {} lists no peer", path.display());
+    }
+    Ok(peers)
+}
+
+/// Runs the node until `shutdown` completes.
+pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let config = home::read_config(&dir)?;
+    let keypair = home::read_key(&dir)?;
+    let token = home::read_token(&dir)?;
+    let key = pvl_net::protocol_keypair(&keypair)?;
+    let net_config = net_config(&dir, &config, keypair)?;
+    let private = net_config.is_private();
+
+    let store_config = StoreConfig {
+        cache_capacity: config.store.cache_mb * 1024 * 1024,
+        durability: Durability {
+            flush_every: Some(Duration::from_millis(config.store.flush_interval_ms.max(1))),
+            ..Durability::default()
+        },
+        ..StoreConfig::default()
+    };
+    let store_path = dir.join(home::STORE_DIR);
+    let store = Arc::new(
+        TraceStore::open_with(&store_path, store_config)
+            .with_context(|| format!("cannot open the trace store {}", store_path.display()))?,
+    );
+
+    let (net, mut net_events, event_loop) = pvl_net::new(net_config)?;
+    let net_task = tokio::spawn(event_loop.run());
+    info!(peer_id = %net.peer_id(), private, dir = %dir.display(), "node starting");
+
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let state = Arc::new(NodeState {
+        dir: dir.clone(),
+        token,
+        net: net.clone(),
+        store: store.clone(),
+        key,
+        events,
+    });
+
+    let listener = tokio::net::TcpListener::bind(&config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.api.listen))?;
+    let api_addr = listener.local_addr()?;
+    let app = crate::api::router(state.clone());
+    let api_task = tokio::spawn(async move { axum::serve(listener, app).await });
+    write_api_addr(&dir, &api_addr.to_string())?;
+    info!(api = %api_addr, "control API listening");
+
+    let consumer = {
+        let state = state.clone();
+        tokio::spawn(
+            async move {
+                while let Some(event) = net_events.recv().await {
+                    on_net_event(&state, event);
+                }
+            }
+            .instrument(info_span!("net-events")),
+        )
+    };
+
+    shutdown.await;
+    info!("shutting down");
+    let _ = std::fs::remove_file(dir.join(home::API_ADDR_FILE));
+    api_task.abort();
+    let _ = net.shutdown().await;
+    let _ = net_task.await;
+    let _ = consumer.await;
+    store.flush().context("flushing the trace store")?;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+fn on_net_event(state: &NodeState, event: NetEvent) {
+    match event {
+        NetEvent::Object { from, via, object } => {
+            let origin = match via {
+                Via::Gossip { .. } => "gossip",
+                Via::Direct => "direct",
+            };
+            state.record(&object, origin, Some(from));
+        }
+        NetEvent::Refused { from, reason, .. } => {
+            state.announce(json!({"type": "refused", "peer": from.to_string(), "reason": reason}));
+        }
+        NetEvent::PeerConnected(peer) => {
+            state.announce(json!({"type": "peer_connected", "peer": peer.to_string()}));
+        }
+        NetEvent::PeerDisconnected(peer) => {
+            state.announce(json!({"type": "peer_disconnected", "peer": peer.to_string()}));
+        }
+        NetEvent::ConnectionRefused { peer, reason } => {
+            state.announce(json!({
+                "type": "connection_refused",
+                "peer": peer.map(|p| p.to_string()),
+                "reason": reason,
+            }));
+        }
+        NetEvent::Listening(addr) => {
+            state.announce(json!({"type": "listening", "addr": addr.to_string()}));
+        }
+    }
+}
+
+/// Writes `api.addr` atomically, so a reader never sees half an address.
+fn write_api_addr(dir: &Path, addr: &str) -> Result<()> {
+    let tmp = dir.join(".api.addr.tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(&tmp, dir.join(home::API_ADDR_FILE))?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

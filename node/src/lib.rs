@@ -1,0 +1,18 @@
+//! # pvl-node: the `pvl` program
+//!
+//! One `pvl` process runs on every participant machine. This crate wires the pieces:
+//!
+//! - [`home`]: the node directory (`config.toml`, `key` (0600), `api-token` (0600),
+//!   `api.addr`, `store/`, and for a private network `swarm.key` and `allow.txt`);
+//! - [`config`]: the configuration file, strictly parsed;
+//! - [`daemon`]: `pvl run`, which starts the network event loop (`pvl-net`), opens the trace
+//!   store (`pvl-trace`), records every object sent or received, serves the control API and
+//!   shuts down cleanly on SIGINT/SIGTERM (store flushed, `api.addr` removed);
+//! - [`api`]: the control API (HTTP + JSON on loopback, bearer token, server-sent events);
+//! - [`cli`]: the command line, a thin client of that API.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod home;

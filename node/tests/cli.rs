@@ -1,0 +1,259 @@
+//! The `pvl` binary end to end: `pvl init` and `pvl run` as real processes on loopback, then
+//! the CLI against them. Every process is killed when its guard drops, even on failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn pvl(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pvl"))
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env_remove("PVL_HOME")
+        .output()
+        .unwrap()
+}
+
+fn pvl_ok(dir: &Path, args: &[&str]) -> String {
+    let out = pvl(dir, args);
+    assert!(
+        out.status.success(),
+        "pvl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn pvl_json(dir: &Path, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    serde_json::from_str(&pvl_ok(dir, &args)).unwrap()
+}
+
+/// A running `pvl run`; killed on drop.
+struct Running {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Running {
+    fn start(dir: &Path) -> Running {
+        let log = std::fs::File::create(dir.join("node.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_pvl"))
+            .args(["run", "--dir"])
+            .arg(dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let running = Running {
+            child,
+            dir: dir.to_owned(),
+        };
+        wait_until("the control API", || dir.join("api.addr").exists());
+        running
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "pvl run did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default();
+            eprintln!("--- log of {} ---\n{log}", self.dir.display());
+        }
+    }
+}
+
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn init(dir: &Path, extra: &[&str]) {
+    let mut args = vec!["init", "--listen", "/ip4/127.0.0.1/tcp/0"];
+    args.extend_from_slice(extra);
+    pvl_ok(dir, &args);
+}
+
+#[test]
+fn three_nodes_find_each_other_and_an_intent_reaches_every_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|i| tmp.path().join(format!("node-{i}")))
+        .collect();
+    init(&dirs[0], &[]);
+    let boot = Running::start(&dirs[0]);
+    let id = pvl_json(&dirs[0], &["id"]);
+    let boot_addr = id["listen_addrs"][0].as_str().unwrap().to_owned();
+    assert!(boot_addr.ends_with(id["peer_id"].as_str().unwrap()));
+
+    let mut nodes = vec![boot];
+    for dir in &dirs[1..] {
+        init(dir, &["--bootstrap", &boot_addr, "--capability", "sha256"]);
+        nodes.push(Running::start(dir));
+    }
+    // Key and token are private to the owner.
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["key", "api-token"] {
+        let mode = std::fs::metadata(dirs[1].join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    for dir in &dirs {
+        wait_until("every node to know the two others", || {
+            pvl_json(dir, &["peers"]).as_array().unwrap().len() >= 2
+        });
+    }
+    let published = pvl_json(
+        &dirs[2],
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "sha256",
+            "--input",
+            "hello",
+            "--budget",
+            "10",
+            "--deadline",
+            "30s",
+        ],
+    );
+    assert_eq!(published["published"], true);
+    let trace = published["trace_id"].as_str().unwrap().to_owned();
+    for dir in &dirs {
+        wait_until("the intent in every trace store", || {
+            pvl_json(dir, &["trace", "list"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["trace_id"] == trace.as_str() && t["capability"] == "sha256")
+        });
+    }
+    // The stored trace exports as a bundle that verifies offline.
+    let bundle = tmp.path().join("t.bundle");
+    pvl_ok(
+        &dirs[0],
+        &[
+            "trace",
+            "export",
+            &trace,
+            "--format",
+            "bundle",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let verified = pvl_ok(&dirs[0], &["trace", "verify", bundle.to_str().unwrap()]);
+    assert!(
+        verified.contains("every signature and link verifies"),
+        "{verified}"
+    );
+    let shown = pvl_ok(&dirs[1], &["trace", "show", &trace]);
+    assert!(
+        shown.contains("intent") && shown.contains("sha256"),
+        "{shown}"
+    );
+
+    // SIGTERM stops a node cleanly and removes api.addr; the others keep running.
+    let last = nodes.pop().unwrap();
+    assert!(last.stop().success());
+    assert!(!dirs[2].join("api.addr").exists());
+    let status = pvl_json(&dirs[0], &["status"]);
+    assert!(status["objects_stored"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn mistakes_get_a_one_line_error_and_a_non_zero_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+
+    // No node running.
+    let out = pvl(&dir, &["status"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("no node is running"), "{err}");
+
+    // A wrong flag.
+    let out = pvl(&dir, &["peers", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .trim()
+            .lines()
+            .count(),
+        1
+    );
+
+    // A bad configuration line is named with its line number, and nothing starts.
+    init(&dir, &[]);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        config.replace("observe_all = true", "observe_everything = true"),
+    )
+    .unwrap();
+    let out = pvl(&dir, &["run"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("observe_everything") && err.contains("line"),
+        "{err}"
+    );
+    // Init refuses to overwrite, unless forced.
+    assert!(!pvl(&dir, &["init"]).status.success());
+    init(&dir, &["--force"]);
+
+    // A wrong token is refused by the API.
+    let node = Running::start(&dir);
+    std::fs::write(dir.join("api-token"), "not-the-token").unwrap();
+    let out = pvl(&dir, &["status"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("wrong API token") && err.contains("401"),
+        "{err}"
+    );
+    drop(node);
+
+    // Offline verification of something that is not a bundle.
+    let junk = tmp.path().join("junk");
+    std::fs::write(&junk, b"not a bundle").unwrap();
+    let out = pvl(&dir, &["trace", "verify", junk.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("not a valid trace bundle")
+    );
+}
