@@ -207,6 +207,7 @@ fn ratio(num: usize, den: usize) -> f64 {
 impl TraceStore {
     /// Reads one trace back as a DAG (envelopes only, values re-hashed against their keys).
     pub fn trace(&self, trace: &TraceId) -> Result<TraceDag> {
+        let _span = tracing::trace_span!("read_dag", trace = %trace.short()).entered();
         let entries = self.trace_entries(trace)?;
         if entries.is_empty() {
             return Err(TraceError::UnknownTrace(*trace));

@@ -480,6 +480,12 @@ impl TraceStore {
             batch.insert(META_CHUNK, &next_chunk.to_be_bytes());
         }
         self.tree.apply_batch(batch)?;
+        debug!(
+            objects = objects.len(),
+            new = new_count,
+            chunks = next_chunk,
+            "insert batch applied"
+        );
         *missing_entries = (*missing_entries + added).saturating_sub(removed);
         if self.durability.flush_each_batch {
             self.tree.flush()?;

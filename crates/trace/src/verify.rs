@@ -254,6 +254,7 @@ impl TraceStore {
     /// link (parents present and in the trace; body references to intents, offers, tasks and
     /// proposals; who must sign what). Problems are reported, naming the object at fault.
     pub fn verify_trace(&self, trace: &TraceId) -> Result<VerifyReport> {
+        let _span = tracing::debug_span!("verify", trace = %trace.short()).entered();
         let (entries, broken) = self.trace_entries_lenient(trace)?;
         if entries.is_empty() && broken.is_empty() {
             return Err(crate::TraceError::UnknownTrace(*trace));
@@ -277,6 +278,13 @@ impl TraceStore {
             if let Some((_, detail)) = unreadable.iter().find(|(id, _)| *id == p.object) {
                 p.detail = detail.clone();
             }
+        }
+        if !report.is_ok() {
+            tracing::warn!(
+                problems = report.problems.len(),
+                bad = ?report.bad_objects(),
+                "trace does not verify"
+            );
         }
         Ok(report)
     }

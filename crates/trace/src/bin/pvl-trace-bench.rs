@@ -7,6 +7,15 @@
 //! phase, a fresh directory under the system temp dir that is removed at the end).
 //! Object generation (ed25519 signing, ~30 µs each) is excluded from the insert timings.
 //! Run it with `cargo run --release -p pvl-trace --bin pvl-trace-bench`.
+//!
+//! Measured on the 2-core development machine (one core used by the benchmark, the other
+//! shared with other work, load average 2 to 3), 1,000,000 synthetic objects of 256 bytes in
+//! traces of 1,000, batches of 1,000, default configuration (32 MiB cache, LowSpace):
+//! insert of verified objects 33,000 objects/s on average (62,000/s over the first 100,000,
+//! slowing as the object index grows); verify+insert from bytes with batch verification
+//! 21,000-28,000 objects/s; a 1,000-object trace read as a DAG in 2.0 ms median (3.7 ms max;
+//! 1.6 ms warm); disk 2.88 x the raw signed bytes; peak RSS 184 MB while inserting, 201 MB
+//! at the end of the run (168 MB peak with `--cache-mb 16`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
