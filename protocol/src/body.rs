@@ -865,7 +865,7 @@ pub struct QuorumCert {
 }
 
 /// Why a bidder lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RejectCode {
     /// Valid, but another offer was selected.
@@ -887,7 +887,8 @@ pub enum RejectCode {
 }
 
 impl RejectCode {
-    const ALL: [RejectCode; 8] = [
+    /// Every code, in wire order.
+    pub const ALL: [RejectCode; 8] = [
         RejectCode::NotSelected,
         RejectCode::OverBudget,
         RejectCode::TooSlow,
@@ -897,6 +898,20 @@ impl RejectCode {
         RejectCode::Cancelled,
         RejectCode::Other,
     ];
+
+    /// The name used in JSON and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectCode::NotSelected => "not-selected",
+            RejectCode::OverBudget => "over-budget",
+            RejectCode::TooSlow => "too-slow",
+            RejectCode::LowReliability => "low-reliability",
+            RejectCode::Expired => "expired",
+            RejectCode::ResourceLimits => "resource-limits",
+            RejectCode::Cancelled => "cancelled",
+            RejectCode::Other => "other",
+        }
+    }
 }
 
 /// Sent to a losing bidder with the reason it lost.

@@ -210,6 +210,9 @@ impl SignedObject {
     pub fn sign(envelope: Envelope, key: &Keypair) -> Result<SignedObject> {
         envelope.check()?;
         let content = cbor::encode(&envelope.to_value())?;
+        // Every limit a decoder applies (text lengths, list sizes, ...) applies here too: what
+        // we sign, every receiver accepts.
+        Envelope::from_value(cbor::decode(&content)?, 0)?;
         let id = ObjectId::of_content(&content);
         if key.public() != envelope.signer {
             return Err(ProtocolError::SignerMismatch {

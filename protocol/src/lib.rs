@@ -31,6 +31,35 @@
 //! after it expired.
 //!
 //! `SPEC.md` next to this crate describes the format field by field for other implementations.
+//!
+//! ## Example
+//!
+//! ```
+//! use pvl_protocol::{Body, Envelope, Event, Keypair, SignedObject, fixtures};
+//!
+//! # fn main() -> Result<(), pvl_protocol::ProtocolError> {
+//! let requester = Keypair::generate()?;
+//! let intent = fixtures::intent()?; // a sample intent, the root of a trace
+//! let event = Envelope {
+//!     trace: Some(intent.trace_id()),
+//!     parents: vec![intent.id()],
+//!     signer: requester.public(),
+//!     timestamp_ms: fixtures::T0 + 5,
+//!     body: Body::Event(Event {
+//!         event_type: "note".into(),
+//!         about: vec![intent.id()],
+//!         message: "seen".into(),
+//!         attrs: vec![],
+//!     }),
+//! }
+//! .sign(&requester)?;
+//! // What a receiver does with the bytes:
+//! let received = SignedObject::decode(event.bytes())?;
+//! assert_eq!(received.id(), event.id());
+//! assert_eq!(received.trace_id(), intent.id());
+//! # Ok(())
+//! # }
+//! ```
 
 mod body;
 mod cbor;

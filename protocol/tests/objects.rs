@@ -411,3 +411,30 @@ fn json_view_names_the_kind_and_ids() {
     assert_eq!(json["body"]["kind"], "receipt");
     assert!(json["countersignature"].is_string());
 }
+
+#[test]
+fn what_cannot_be_decoded_cannot_be_signed() {
+    // A message longer than MAX_TEXT_LEN would be refused by every receiver, so signing it
+    // fails instead of producing an object nobody accepts.
+    let root = fixtures::intent().unwrap();
+    let requester = fixtures::requester();
+    let long = Envelope {
+        trace: Some(root.id()),
+        parents: vec![root.id()],
+        signer: requester.public(),
+        timestamp_ms: T0,
+        body: Body::Event(Event {
+            event_type: "note".into(),
+            about: vec![],
+            message: "x".repeat(pvl_protocol::MAX_TEXT_LEN + 1),
+            attrs: vec![],
+        }),
+    };
+    assert!(matches!(
+        long.sign(&requester),
+        Err(ProtocolError::InvalidField {
+            field: "event.message",
+            ..
+        })
+    ));
+}
