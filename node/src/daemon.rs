@@ -22,6 +22,9 @@ use crate::home;
 /// behind is told how many events it missed.
 const EVENT_BUFFER: usize = 1024;
 
+/// Most received objects written to the store in one batch.
+const STORE_BATCH: usize = 256;
+
 /// Everything the control API needs, shared between its handlers.
 pub struct NodeState {
     /// The node directory.
@@ -41,23 +44,34 @@ pub struct NodeState {
 impl NodeState {
     /// Stores an object this node created or received, and announces it.
     pub fn record(&self, object: &SignedObject, origin: &str, peer: Option<PeerId>) {
-        let _span = info_span!("trace", trace = %object.trace_id().short()).entered();
-        match self.store.insert(object) {
-            Ok(outcome) => {
-                info!(id = %object.id().short(), kind = %object.kind(), origin, ?outcome, "recorded")
+        self.record_batch(vec![(object.clone(), origin, peer)]);
+    }
+
+    /// Stores objects in one store batch (one sled write for all of them), and announces each.
+    pub fn record_batch(&self, objects: Vec<(SignedObject, &str, Option<PeerId>)>) {
+        let plain: Vec<SignedObject> = objects.iter().map(|(o, _, _)| o.clone()).collect();
+        let outcomes = match self.store.insert_batch(&plain) {
+            Ok(outcomes) => outcomes.into_iter().map(Some).collect(),
+            Err(e) => {
+                warn!(count = plain.len(), "could not store objects: {e}");
+                vec![None; plain.len()]
             }
-            Err(e) => warn!(id = %object.id().short(), "could not store object: {e}"),
+        };
+        for ((object, origin, peer), outcome) in objects.iter().zip(outcomes) {
+            let _span = info_span!("trace", trace = %object.trace_id().short()).entered();
+            info!(id = %object.id().short(), kind = %object.kind(), origin, ?outcome, "recorded");
+            let event = json!({
+                "type": "object",
+                "origin": origin,
+                "peer": peer.map(|p| p.to_string()),
+                "id": object.id().to_string(),
+                "kind": object.kind().name(),
+                "trace_id": object.trace_id().to_string(),
+                "signer": object.signer().to_string(),
+                "stored": outcome.is_some(),
+            });
+            let _ = self.events.send(event.to_string());
         }
-        let event = json!({
-            "type": "object",
-            "origin": origin,
-            "peer": peer.map(|p| p.to_string()),
-            "id": object.id().to_string(),
-            "kind": object.kind().name(),
-            "trace_id": object.trace_id().to_string(),
-            "signer": object.signer().to_string(),
-        });
-        let _ = self.events.send(event.to_string());
     }
 
     fn announce(&self, event: serde_json::Value) {
@@ -177,8 +191,16 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
         let state = state.clone();
         tokio::spawn(
             async move {
-                while let Some(event) = net_events.recv().await {
-                    on_net_event(&state, event);
+                // Whatever has queued up while the store was busy is written as one batch.
+                while let Some(first) = net_events.recv().await {
+                    let mut batch = vec![first];
+                    while batch.len() < STORE_BATCH {
+                        match net_events.try_recv() {
+                            Ok(event) => batch.push(event),
+                            Err(_) => break,
+                        }
+                    }
+                    on_net_events(&state, batch);
                 }
             }
             .instrument(info_span!("net-events")),
@@ -197,34 +219,42 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
     Ok(())
 }
 
-fn on_net_event(state: &NodeState, event: NetEvent) {
-    match event {
-        NetEvent::Object { from, via, object } => {
-            let origin = match via {
-                Via::Gossip { .. } => "gossip",
-                Via::Direct => "direct",
-            };
-            state.record(&object, origin, Some(from));
+fn on_net_events(state: &NodeState, events: Vec<NetEvent>) {
+    let mut objects = Vec::new();
+    for event in events {
+        match event {
+            NetEvent::Object { from, via, object } => {
+                let origin = match via {
+                    Via::Gossip { .. } => "gossip",
+                    Via::Direct => "direct",
+                };
+                objects.push((*object, origin, Some(from)));
+            }
+            NetEvent::Refused { from, reason, .. } => {
+                state.announce(
+                    json!({"type": "refused", "peer": from.to_string(), "reason": reason}),
+                );
+            }
+            NetEvent::PeerConnected(peer) => {
+                state.announce(json!({"type": "peer_connected", "peer": peer.to_string()}));
+            }
+            NetEvent::PeerDisconnected(peer) => {
+                state.announce(json!({"type": "peer_disconnected", "peer": peer.to_string()}));
+            }
+            NetEvent::ConnectionRefused { peer, reason } => {
+                state.announce(json!({
+                    "type": "connection_refused",
+                    "peer": peer.map(|p| p.to_string()),
+                    "reason": reason,
+                }));
+            }
+            NetEvent::Listening(addr) => {
+                state.announce(json!({"type": "listening", "addr": addr.to_string()}));
+            }
         }
-        NetEvent::Refused { from, reason, .. } => {
-            state.announce(json!({"type": "refused", "peer": from.to_string(), "reason": reason}));
-        }
-        NetEvent::PeerConnected(peer) => {
-            state.announce(json!({"type": "peer_connected", "peer": peer.to_string()}));
-        }
-        NetEvent::PeerDisconnected(peer) => {
-            state.announce(json!({"type": "peer_disconnected", "peer": peer.to_string()}));
-        }
-        NetEvent::ConnectionRefused { peer, reason } => {
-            state.announce(json!({
-                "type": "connection_refused",
-                "peer": peer.map(|p| p.to_string()),
-                "reason": reason,
-            }));
-        }
-        NetEvent::Listening(addr) => {
-            state.announce(json!({"type": "listening", "addr": addr.to_string()}));
-        }
+    }
+    if !objects.is_empty() {
+        state.record_batch(objects);
     }
 }
 

@@ -102,9 +102,9 @@ fn init(dir: &Path, extra: &[&str]) {
 }
 
 #[test]
-fn three_nodes_find_each_other_and_an_intent_reaches_every_store() {
+fn five_nodes_find_each_other_and_an_intent_reaches_every_store() {
     let tmp = tempfile::tempdir().unwrap();
-    let dirs: Vec<PathBuf> = (0..3)
+    let dirs: Vec<PathBuf> = (0..5)
         .map(|i| tmp.path().join(format!("node-{i}")))
         .collect();
     init(&dirs[0], &[]);
@@ -128,12 +128,12 @@ fn three_nodes_find_each_other_and_an_intent_reaches_every_store() {
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
     for dir in &dirs {
-        wait_until("every node to know the two others", || {
-            pvl_json(dir, &["peers"]).as_array().unwrap().len() >= 2
+        wait_until("every node to know the four others", || {
+            pvl_json(dir, &["peers"]).as_array().unwrap().len() >= 4
         });
     }
     let published = pvl_json(
-        &dirs[2],
+        &dirs[4],
         &[
             "intent",
             "publish",
@@ -186,7 +186,7 @@ fn three_nodes_find_each_other_and_an_intent_reaches_every_store() {
     // SIGTERM stops a node cleanly and removes api.addr; the others keep running.
     let last = nodes.pop().unwrap();
     assert!(last.stop().success());
-    assert!(!dirs[2].join("api.addr").exists());
+    assert!(!dirs[4].join("api.addr").exists());
     let status = pvl_json(&dirs[0], &["status"]);
     assert!(status["objects_stored"].as_u64().unwrap() >= 1);
 }
