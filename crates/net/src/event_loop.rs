@@ -75,6 +75,16 @@ pub enum PublishError {
     /// The object is larger than the gossip limit.
     #[error("the object is too large to gossip")]
     TooLarge,
+    /// Every subscribed peer's send queue is full: the node is publishing faster than its
+    /// peers take messages. Nothing was sent; slow down.
+    #[error("every peer's send queue is full ({peers} peers): nothing was sent")]
+    Backpressure {
+        /// How many peers were tried.
+        peers: usize,
+    },
+    /// gossipsub refuses the same message twice, and this one was never sent successfully.
+    #[error("this object was already handed to gossipsub and refused earlier")]
+    Duplicate,
     /// Another gossipsub failure.
     #[error("{0}")]
     Other(String),
@@ -339,6 +349,39 @@ pub struct EventLoop {
     known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     last_bootstrap: Option<Instant>,
     announced: bool,
+    published: RecentIds,
+}
+
+/// A bounded memory of recently published object ids.
+struct RecentIds {
+    ids: HashSet<pvl_protocol::ObjectId>,
+    order: std::collections::VecDeque<pvl_protocol::ObjectId>,
+}
+
+impl RecentIds {
+    const CAPACITY: usize = 16_384;
+
+    fn new() -> Self {
+        RecentIds {
+            ids: HashSet::new(),
+            order: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn remember(&mut self, id: pvl_protocol::ObjectId) {
+        if self.ids.insert(id) {
+            self.order.push_back(id);
+            if self.order.len() > Self::CAPACITY
+                && let Some(old) = self.order.pop_front()
+            {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: &pvl_protocol::ObjectId) -> bool {
+        self.ids.contains(id)
+    }
 }
 
 /// Builds the swarm, starts listening, and returns the client, the event stream and the loop
@@ -388,6 +431,7 @@ pub fn new(config: NetConfig) -> Result<(Client, mpsc::Receiver<NetEvent>, Event
         known_addrs: HashMap::new(),
         last_bootstrap: None,
         announced: false,
+        published: RecentIds::new(),
     };
     Ok((client, event_rx, event_loop))
 }
@@ -422,7 +466,11 @@ fn build_behaviour(config: &NetConfig) -> Result<Behaviour, NetError> {
     let peer_id = keypair.public().to_peer_id();
     let gossip_config = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(config.heartbeat)
-        .validation_mode(gossipsub::ValidationMode::Strict)
+        // Every pvl object carries its own ed25519 signature, checked before forwarding; a second
+        // libp2p signature per message would double the verification cost for nothing, so
+        // messages are anonymous (no author, sequence number or signature) and identified by
+        // the hash of their topic and content.
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
         .validate_messages()
         .max_transmit_size(pvl_protocol::MAX_OBJECT_SIZE + 8 * 1024)
         .message_id_fn(|message: &gossipsub::Message| {
@@ -433,11 +481,9 @@ fn build_behaviour(config: &NetConfig) -> Result<Behaviour, NetError> {
         })
         .build()
         .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
-    let mut gossipsub = gossipsub::Behaviour::new(
-        gossipsub::MessageAuthenticity::Signed(keypair.clone()),
-        gossip_config,
-    )
-    .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+    let mut gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)
+            .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
     let score = gossipsub::PeerScoreParams {
         // Local testnets put every peer on 127.0.0.1: same-IP peers are not suspicious here.
         ip_colocation_factor_weight: 0.0,
@@ -688,15 +734,29 @@ impl EventLoop {
     /// Publishes on every topic that has peers; returns the publish if none had any yet.
     fn try_publish(&mut self, queued: QueuedPublish) -> Option<QueuedPublish> {
         let mut sent = Vec::new();
+        let mut failed = None;
         for topic in &queued.topics {
             let result = self.swarm.behaviour_mut().gossipsub.publish(
                 IdentTopic::new(topic.as_str()),
                 queued.object.bytes().to_vec(),
             );
             match result {
-                Ok(_) | Err(gossipsub::PublishError::Duplicate) => sent.push(topic.clone()),
-                Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
-                | Err(gossipsub::PublishError::AllQueuesFull(_)) => {}
+                Ok(_) => {
+                    sent.push(topic.clone());
+                    self.published.remember(queued.object.id());
+                }
+                // Only an object that did go out once counts as sent when gossipsub calls it a
+                // duplicate: a refused one (full queues) is in gossipsub's duplicate cache too.
+                Err(gossipsub::PublishError::Duplicate)
+                    if self.published.contains(&queued.object.id()) =>
+                {
+                    sent.push(topic.clone());
+                }
+                Err(gossipsub::PublishError::Duplicate) => failed = Some(PublishError::Duplicate),
+                Err(gossipsub::PublishError::AllQueuesFull(peers)) => {
+                    failed = Some(PublishError::Backpressure { peers });
+                }
+                Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
                 Err(gossipsub::PublishError::MessageTooLarge) => {
                     let _ = queued.reply.send(Err(PublishError::TooLarge.into()));
                     return None;
@@ -710,6 +770,12 @@ impl EventLoop {
             }
         }
         if sent.is_empty() {
+            if let Some(error) = failed {
+                // Retrying would only meet gossipsub's duplicate cache: report it now.
+                warn!(id = %queued.object.id().short(), "publish failed: {error}");
+                let _ = queued.reply.send(Err(error.into()));
+                return None;
+            }
             return Some(queued);
         }
         info!(id = %queued.object.id().short(), kind = %queued.object.kind(), ?sent, "published");

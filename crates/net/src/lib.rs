@@ -10,6 +10,8 @@
 //! - **gossipsub** carries intents and capability ads. Each is published on the catch-all topic
 //!   `pvl/1/all` and on its capability's topic `pvl/1/cap/<name>`; message ids are
 //!   SHA-256(topic, data), so the same object on two topics is two messages. Messages are
+//!   anonymous at the gossipsub level (no libp2p author signature: every pvl object carries its
+//!   own, so a second one would only double the verification cost). Messages are
 //!   validated before they are forwarded (`validate_messages`): decoded, signature-checked and
 //!   checked for freshness by `pvl-protocol`. Invalid ones are rejected, which counts against the
 //!   sender's peer score; stale ones are ignored. Direct-only kinds on gossip are rejected.
@@ -35,7 +37,10 @@
 //! ## Publishing before peers are known
 //!
 //! A publish made while no peer is subscribed to the topic yet is queued and retried until its
-//! deadline; the caller learns whether it went out ([`PublishError::NoPeers`] otherwise).
+//! deadline; the caller learns whether it went out ([`PublishError::NoPeers`] otherwise). When
+//! every peer's send queue is full the publish fails at once with
+//! [`PublishError::Backpressure`]: gossipsub has then already filed the message as seen, so a
+//! retry of the same bytes could never go out.
 
 mod codec;
 mod config;
