@@ -23,28 +23,7 @@ struct Node {
 
 impl Node {
     async fn start(configure: impl FnOnce(&mut NetConfig)) -> Node {
-        let keypair = Keypair::generate_ed25519();
-        let mut config = NetConfig::new(keypair.clone());
-        config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
-        configure(&mut config);
-        let (client, mut events, event_loop) = pvl_net::new(config).unwrap();
-        tokio::spawn(event_loop.run());
-        let addr = timeout(WAIT, async {
-            loop {
-                if let Some(NetEvent::Listening(addr)) = events.recv().await {
-                    return addr;
-                }
-            }
-        })
-        .await
-        .expect("node did not start listening");
-        Node {
-            client,
-            events,
-            addr,
-            keypair,
-            seen: Vec::new(),
-        }
+        start_with_key(Keypair::generate_ed25519(), configure).await
     }
 
     fn peer_id(&self) -> PeerId {

@@ -1245,7 +1245,7 @@ impl Requester {
         now_ms: u64,
         actions: &mut Vec<Action>,
     ) -> Result<()> {
-        debug!(offer = %offer.id().short(), code = select::code_name(code), %detail, "offer rejected");
+        debug!(offer = %offer.id().short(), code = code.name(), %detail, "offer rejected");
         let reject = self.sign_reject(offer, code, detail, now_ms)?;
         actions.push(Action::Record(reject.clone()));
         actions.push(Action::Send {
@@ -1285,23 +1285,8 @@ impl Requester {
             .iter()
             .enumerate()
             .filter(|(_, n)| **n > 0)
-            .filter_map(|(i, n)| {
-                ALL_CODES
-                    .get(i)
-                    .map(|c| format!("{} {n}", select::code_name(*c)))
-            })
+            .filter_map(|(i, n)| RejectCode::ALL.get(i).map(|c| format!("{} {n}", c.name())))
             .collect();
         parts.join(", ")
     }
 }
-
-const ALL_CODES: [RejectCode; 8] = [
-    RejectCode::NotSelected,
-    RejectCode::OverBudget,
-    RejectCode::TooSlow,
-    RejectCode::LowReliability,
-    RejectCode::Expired,
-    RejectCode::ResourceLimits,
-    RejectCode::Cancelled,
-    RejectCode::Other,
-];

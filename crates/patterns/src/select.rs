@@ -405,7 +405,7 @@ pub fn selection_events(ranking: &Ranking, rejected: &[(RejectCode, usize)]) -> 
             }
             if page == 0 {
                 for (code, count) in rejected {
-                    attrs.push((format!("rejected:{}", code_name(*code)), count.to_string()));
+                    attrs.push((format!("rejected:{}", code.name()), count.to_string()));
                 }
             }
             let first_rank = page * OFFERS_PER_EVENT;
@@ -433,20 +433,6 @@ pub fn selection_events(ranking: &Ranking, rejected: &[(RejectCode, usize)]) -> 
             }
         })
         .collect()
-}
-
-/// The kebab-case name of a reject code.
-pub fn code_name(code: RejectCode) -> &'static str {
-    match code {
-        RejectCode::NotSelected => "not-selected",
-        RejectCode::OverBudget => "over-budget",
-        RejectCode::TooSlow => "too-slow",
-        RejectCode::LowReliability => "low-reliability",
-        RejectCode::Expired => "expired",
-        RejectCode::ResourceLimits => "resource-limits",
-        RejectCode::Cancelled => "cancelled",
-        RejectCode::Other => "other",
-    }
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
