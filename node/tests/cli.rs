@@ -95,6 +95,35 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Connects to `GET /v1/events` and forwards its lines; the subscription exists once this
+/// returns (the response headers arrived).
+fn open_event_stream(dir: &Path) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let addr = std::fs::read_to_string(dir.join("api.addr")).unwrap();
+    let token = std::fs::read_to_string(dir.join("api-token")).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(WAIT))
+        .build()
+        .into();
+    let response = agent
+        .get(format!("http://{}/v1/events", addr.trim()))
+        .header("Authorization", format!("Bearer {}", token.trim()))
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let reader = std::io::BufReader::new(response.into_body().into_reader());
+        for line in reader.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 fn init(dir: &Path, extra: &[&str]) {
     let mut args = vec!["init", "--listen", "/ip4/127.0.0.1/tcp/0"];
     args.extend_from_slice(extra);
@@ -132,6 +161,8 @@ fn five_nodes_find_each_other_and_an_intent_reaches_every_store() {
             pvl_json(dir, &["peers"]).as_array().unwrap().len() >= 4
         });
     }
+    // Node 0's server-sent-event stream is open before the intent is published.
+    let events = open_event_stream(&dirs[0]);
     let published = pvl_json(
         &dirs[4],
         &[
@@ -157,6 +188,21 @@ fn five_nodes_find_each_other_and_an_intent_reaches_every_store() {
                 .iter()
                 .any(|t| t["trace_id"] == trace.as_str() && t["capability"] == "sha256")
         });
+    }
+    // The stream announced the intent as an object received by gossip.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = events
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no server-sent event for the intent");
+        if line.starts_with("data:") && line.contains(&trace) {
+            let event: Value =
+                serde_json::from_str(line.trim_start_matches("data:").trim()).unwrap();
+            assert_eq!(event["type"], "object");
+            assert_eq!(event["kind"], "intent");
+            assert_eq!(event["origin"], "gossip");
+            break;
+        }
     }
     // The stored trace exports as a bundle that verifies offline.
     let bundle = tmp.path().join("t.bundle");
