@@ -919,20 +919,7 @@ impl Requester {
             return self.fail_winner(format!("invalid receipt: {problem}"), now_ms, actions);
         }
         let cosigned = receipt.countersign(&self.key)?;
-        let output = match done.body() {
-            Body::TaskDone(d) => d.output.clone(),
-            _ => None,
-        };
-        let completion = Completion {
-            trace: running.start.trace_id(),
-            task: running.start.id(),
-            offer: running.held.object.id(),
-            provider: running.held.candidate.provider,
-            output,
-            cost: running.held.offer.cost,
-            receipt: Some(cosigned.clone()),
-            awards: self.stats.awards,
-        };
+        let completion = self.completion(running, done, Some(cosigned.clone()));
         info!(task = %completion.task.short(), "receipt countersigned, intent completed");
         actions.push(Action::Record(cosigned.clone()));
         actions.push(Action::Send {
@@ -941,6 +928,29 @@ impl Requester {
         });
         self.finish(Outcome::Completed(completion), actions);
         Ok(())
+    }
+
+    /// The outcome of a task that finished well, with or without its countersigned receipt.
+    fn completion(
+        &self,
+        running: &Running,
+        done: &SignedObject,
+        receipt: Option<SignedObject>,
+    ) -> Completion {
+        let output = match done.body() {
+            Body::TaskDone(d) => d.output.clone(),
+            _ => None,
+        };
+        Completion {
+            trace: running.start.trace_id(),
+            task: running.start.id(),
+            offer: running.held.object.id(),
+            provider: running.held.candidate.provider,
+            output,
+            cost: running.held.offer.cost,
+            receipt,
+            awards: self.stats.awards,
+        }
     }
 
     fn verify_receipt(
@@ -996,20 +1006,7 @@ impl Requester {
         let Some(done) = &running.done else {
             return Ok(());
         };
-        let output = match done.body() {
-            Body::TaskDone(d) => d.output.clone(),
-            _ => None,
-        };
-        let completion = Completion {
-            trace: running.start.trace_id(),
-            task: running.start.id(),
-            offer: running.held.object.id(),
-            provider: running.held.candidate.provider,
-            output,
-            cost: running.held.offer.cost,
-            receipt: None,
-            awards: self.stats.awards,
-        };
+        let completion = self.completion(running, done, None);
         let event = self.event(
             "receipt-missing",
             vec![completion.task, done.id()],
