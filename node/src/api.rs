@@ -26,9 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
-use pvl_protocol::{
-    Body, Constraints, Envelope, Intent, ObjectId, PatternHint, Payload, SignedObject, Strategy,
-};
+use pvl_patterns::{Action, Outcome, RequestSpec};
+use pvl_protocol::{Constraints, ObjectId, PatternHint, Payload, SignedObject, Strategy};
 use pvl_trace::TraceError;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -192,12 +191,22 @@ pub struct PublishIntent {
     pub pattern: Option<String>,
     /// How long offers are accepted, in ms (default 60,000).
     pub expires_in_ms: Option<u64>,
+    /// How long offers are collected before the selection, in ms (default 2,000).
+    pub window_ms: Option<u64>,
+    /// Select as soon as this many acceptable offers are in.
+    pub min_offers: Option<usize>,
+    /// Answer only when the intent is over (completed or failed), with its outcome.
+    #[serde(default)]
+    pub wait: bool,
+    /// With `wait`: give up waiting after this many ms (default: deadline + 30 s, or 120 s).
+    pub wait_timeout_ms: Option<u64>,
 }
 
 async fn publish_intent(
     State(state): State<Shared>,
     Json(request): Json<PublishIntent>,
 ) -> ApiResult<Response> {
+    let bad = |e: pvl_protocol::ProtocolError| ApiError::bad_request(e.to_string());
     let input = match (request.input, request.input_hex) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -209,62 +218,119 @@ async fn publish_intent(
             .map_err(|e| ApiError::bad_request(format!("input_hex: {e}")))?,
         (None, None) => Vec::new(),
     };
-    let strategy: Strategy = match request.strategy {
-        Some(s) => s
-            .parse()
-            .map_err(|e: pvl_protocol::ProtocolError| ApiError::bad_request(e.to_string()))?,
-        None => Strategy::default(),
-    };
-    let pattern: PatternHint = match request.pattern {
-        Some(p) => p
-            .parse()
-            .map_err(|e: pvl_protocol::ProtocolError| ApiError::bad_request(e.to_string()))?,
-        None => PatternHint::default(),
-    };
     let now = pvl_net::now_ms();
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let intent = Envelope {
-        trace: None,
-        parents: vec![],
-        signer: state.key.public(),
-        timestamp_ms: now,
-        body: Body::Intent(Intent {
-            capability: request.capability,
-            input: Payload::Inline(input),
-            constraints: Constraints {
-                max_cost: request.budget,
-                deadline_ms: request.deadline_ms.map(|d| now.saturating_add(d)),
-                min_reliability_bps: request.min_reliability_bps,
-                resources: Default::default(),
-            },
-            strategy,
-            pattern,
-            committee: None,
-            nonce: u64::from_le_bytes(nonce),
-            expires_at_ms: now.saturating_add(request.expires_in_ms.unwrap_or(60_000)),
-        }),
+    let mut spec = RequestSpec::new(request.capability, Payload::Inline(input));
+    spec.constraints = Constraints {
+        max_cost: request.budget,
+        deadline_ms: request.deadline_ms.map(|d| now.saturating_add(d)),
+        min_reliability_bps: request.min_reliability_bps,
+        resources: Default::default(),
+    };
+    if let Some(strategy) = request.strategy {
+        spec.strategy = strategy.parse::<Strategy>().map_err(bad)?;
     }
-    .sign(&state.key)
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    state.record(&intent, "local", None);
-    let ids = json!({ "trace_id": intent.trace_id().to_string(), "id": intent.id().to_string() });
-    match state.net.publish(intent).await {
-        Ok(report) => {
-            let mut body = ids;
-            body["published"] = json!(true);
-            body["topics"] = json!(report.topics);
-            body["waited_ms"] = json!(report.waited_ms);
-            Ok((StatusCode::CREATED, Json(body)).into_response())
+    if let Some(pattern) = request.pattern {
+        spec.pattern = pattern.parse::<PatternHint>().map_err(bad)?;
+    }
+    spec.nonce = u64::from_le_bytes(nonce);
+    if let Some(window) = request.window_ms {
+        spec.offer_window_ms = window;
+    }
+    if let Some(k) = request.min_offers {
+        spec.min_offers = k;
+    }
+    let wait_timeout = request
+        .wait_timeout_ms
+        .unwrap_or(match request.deadline_ms {
+            Some(deadline) => deadline.saturating_add(30_000),
+            None => 120_000,
+        });
+    let (trace, actions, waiter) = {
+        let mut coordinator = state.coordinator();
+        let (trace, actions) = coordinator
+            .request(spec, now)
+            .map_err(ApiError::bad_request)?;
+        let waiter = if request.wait {
+            coordinator.wait(&trace)
+        } else {
+            None
+        };
+        (trace, actions, waiter)
+    };
+    // The intent's first publication is awaited here, so the caller learns whether it went
+    // out; everything else runs in the background.
+    let (publications, rest): (Vec<Action>, Vec<Action>) = actions
+        .into_iter()
+        .partition(|a| matches!(a, Action::Publish(_)));
+    crate::daemon::perform(&state, rest);
+    let mut body = json!({ "trace_id": trace.to_string(), "id": trace.to_string() });
+    for publication in publications {
+        let Action::Publish(object) = publication else {
+            continue;
+        };
+        match state.net.publish(object).await {
+            Ok(report) => {
+                body["published"] = json!(true);
+                body["topics"] = json!(report.topics);
+                body["waited_ms"] = json!(report.waited_ms);
+            }
+            Err(e) => {
+                let mut error = ApiError::from(e);
+                body["published"] = json!(false);
+                error.extra = Some(body);
+                return Err(error);
+            }
         }
-        Err(e) => {
-            let mut error = ApiError::from(e);
-            let mut extra = ids;
-            extra["published"] = json!(false);
-            error.extra = Some(extra);
-            Err(error)
+    }
+    let Some(waiter) = waiter else {
+        return Ok((StatusCode::CREATED, Json(body)).into_response());
+    };
+    let outcome = tokio::time::timeout(std::time::Duration::from_millis(wait_timeout), waiter)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("no outcome within {wait_timeout} ms"),
+            )
+        })?
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the coordinator stopped"))?;
+    if let (Value::Object(outcome), Some(map)) = (outcome_json(&outcome), body.as_object_mut()) {
+        map.extend(outcome);
+    }
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+/// The JSON shape of an intent's outcome: `status`, `provider`, `output`, `receipt_id`, ...
+pub fn outcome_json(outcome: &Outcome) -> Value {
+    match outcome {
+        Outcome::Completed(c) => {
+            let bytes = c
+                .output
+                .as_ref()
+                .and_then(|p| p.inline())
+                .unwrap_or_default();
+            let text = std::str::from_utf8(bytes).ok();
+            json!({
+                "status": "completed",
+                "provider": c.provider.to_string(),
+                "task": c.task.to_string(),
+                "offer": c.offer.to_string(),
+                "cost": c.cost,
+                "output": text,
+                "output_hex": if text.is_none() { Some(hex::encode(bytes)) } else { None },
+                "receipt_id": c.receipt.as_ref().map(|r| r.id().to_string()),
+                "receipt_countersigned": c.receipt.as_ref().is_some_and(|r| r.is_countersigned()),
+                "awards": c.awards,
+            })
         }
+        Outcome::Failed(f) => json!({
+            "status": "failed",
+            "reason": f.reason.name(),
+            "detail": f.detail,
+        }),
     }
 }
 

@@ -82,6 +82,10 @@ pub struct InitArgs {
     /// Capability served (repeatable).
     #[arg(long, value_name = "NAME")]
     pub capability: Vec<String>,
+    /// Serve a builtin capability: NAME:PRICE:ETA_MS[:RELIABILITY_BPS] (echo, sha256,
+    /// wordcount, sleep; repeatable).
+    #[arg(long, value_name = "NAME:PRICE:ETA_MS")]
+    pub builtin: Vec<String>,
     /// Control API address (loopback).
     #[arg(long, value_name = "HOST:PORT")]
     pub api_listen: Option<String>,
@@ -131,6 +135,15 @@ pub struct PublishArgs {
     /// How long offers are accepted, e.g. 60s.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub expires_in: Option<Duration>,
+    /// How long offers are collected before selecting, e.g. 2s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub window: Option<Duration>,
+    /// Select as soon as this many acceptable offers are in.
+    #[arg(long, value_name = "K")]
+    pub min_offers: Option<usize>,
+    /// Wait until the intent is over and print its outcome (provider, output, receipt).
+    #[arg(long)]
+    pub wait: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -194,9 +207,14 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::SUCCESS;
         }
         Err(e) => {
+            // clap's message up to its first blank line (the usage and tips follow), on one line.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("bad arguments");
-            eprintln!("{first} (see `pvl --help`)");
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!("{} (see `pvl --help`)", message.join(" "));
             return std::process::ExitCode::from(2);
         }
     };
@@ -293,6 +311,9 @@ fn init(dir: &Path, args: InitArgs) -> Result<()> {
     }
     config.network.bootstrap = args.bootstrap;
     config.network.capabilities = args.capability;
+    for spec in &args.builtin {
+        config.executors.push(parse_builtin(spec)?);
+    }
     if let Some(api) = args.api_listen {
         config.api.listen = api;
     }
@@ -330,6 +351,37 @@ fn init(dir: &Path, args: InitArgs) -> Result<()> {
     println!("peer id     {}", keypair.public().to_peer_id());
     println!("run it with `pvl run --dir {}`", dir.display());
     Ok(())
+}
+
+/// Parses `NAME:PRICE:ETA_MS[:RELIABILITY_BPS]` into a builtin executor.
+fn parse_builtin(spec: &str) -> Result<crate::executor::ExecutorConfig> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (name, price, eta, reliability) = match parts[..] {
+        [name, price, eta] => (name, price, eta, "9500"),
+        [name, price, eta, reliability] => (name, price, eta, reliability),
+        _ => bail!(
+            "--builtin `{spec}`: expected NAME:PRICE:ETA_MS[:RELIABILITY_BPS], e.g. sha256:10:500"
+        ),
+    };
+    let number = |text: &str, what: &str| -> Result<u64> {
+        text.parse()
+            .with_context(|| format!("--builtin `{spec}`: {what}"))
+    };
+    let config = crate::executor::ExecutorConfig {
+        capability: name.to_owned(),
+        kind: crate::executor::ExecutorKind::Builtin,
+        command: Vec::new(),
+        url: None,
+        price: number(price, "price")?,
+        eta_ms: number(eta, "eta")?,
+        reliability_bps: u16::try_from(number(reliability, "reliability")?)
+            .map_err(|_| anyhow::anyhow!("--builtin `{spec}`: reliability above 10000"))?,
+        timeout_ms: 30_000,
+    };
+    config
+        .check()
+        .map_err(|e| anyhow::anyhow!("--builtin `{spec}`: {e}"))?;
+    Ok(config)
 }
 
 fn run_node(dir: PathBuf) -> Result<()> {
@@ -370,6 +422,13 @@ fn publish(dir: &Path, args: PublishArgs) -> Result<()> {
     if let Some(expires) = args.expires_in {
         body["expires_in_ms"] = json!(expires.as_millis() as u64);
     }
+    if let Some(window) = args.window {
+        body["window_ms"] = json!(window.as_millis() as u64);
+    }
+    if let Some(k) = args.min_offers {
+        body["min_offers"] = json!(k);
+    }
+    body["wait"] = json!(args.wait);
     if let Some(strategy) = &args.strategy {
         strategy.parse::<pvl_protocol::Strategy>()?;
         body["strategy"] = json!(strategy);
@@ -388,7 +447,29 @@ fn publish(dir: &Path, args: PublishArgs) -> Result<()> {
         plain(&result["topics"])
     );
     println!("trace {}", str_of(&result["trace_id"]));
-    Ok(())
+    match result["status"].as_str() {
+        Some("completed") => {
+            println!(
+                "completed by {} for {} (awards: {})",
+                short(&result["provider"]),
+                result["cost"],
+                result["awards"]
+            );
+            println!("output  {}", plain(&result["output"]));
+            println!(
+                "receipt {} (countersigned: {})",
+                str_of(&result["receipt_id"]),
+                result["receipt_countersigned"]
+            );
+            Ok(())
+        }
+        Some("failed") => bail!(
+            "the intent failed: {} ({})",
+            str_of(&result["reason"]),
+            str_of(&result["detail"])
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn trace(dir: &Path, command: TraceCommand) -> Result<()> {

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::executor::ExecutorConfig;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -14,6 +16,25 @@ pub struct Config {
     pub api: ApiSection,
     /// Trace store settings.
     pub store: StoreSection,
+    /// Task execution settings.
+    pub tasks: TasksSection,
+    /// Executors: one `[[executor]]` table per capability served.
+    #[serde(rename = "executor")]
+    pub executors: Vec<ExecutorConfig>,
+}
+
+/// `[tasks]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksSection {
+    /// Most awarded tasks this node runs at once.
+    pub max_concurrent: usize,
+}
+
+impl Default for TasksSection {
+    fn default() -> Self {
+        TasksSection { max_concurrent: 4 }
+    }
 }
 
 /// `[network]`
@@ -109,6 +130,15 @@ impl Config {
                 config.api.listen
             );
         }
+        let mut seen = std::collections::HashSet::new();
+        for executor in &config.executors {
+            executor
+                .check()
+                .map_err(|e| anyhow::anyhow!("[[executor]] {e}"))?;
+            if !seen.insert(executor.capability.as_str()) {
+                anyhow::bail!("[[executor]] `{}` is declared twice", executor.capability);
+            }
+        }
         for addr in config
             .network
             .listen
@@ -161,7 +191,23 @@ impl Config {
              # sled page cache in MiB.\n\
              cache_mb = {cache_mb}\n\
              # Writes reach the disk at least this often, in ms.\n\
-             flush_interval_ms = {flush}\n",
+             flush_interval_ms = {flush}\n\
+             \n\
+             [tasks]\n\
+             # Most awarded tasks this node runs at once.\n\
+             max_concurrent = {max_concurrent}\n\
+             \n\
+             # Executors: one [[executor]] table per capability this node serves. kind is builtin\n\
+             # (echo, sha256, wordcount, sleep), exec (command = [...]: input on stdin, output from\n\
+             # stdout, exit status decides) or http (url = \"...\": the input is POSTed). Example:\n\
+             # [[executor]]\n\
+             # capability = \"sha256\"\n\
+             # kind = \"builtin\"\n\
+             # price = 10            # cost units per task\n\
+             # eta_ms = 500          # estimated completion time offered\n\
+             # reliability_bps = 9500\n\
+             # timeout_ms = 30000\n\
+             {executors}",
             listen = list(&n.listen),
             bootstrap = list(&n.bootstrap),
             psk = opt(
@@ -182,7 +228,29 @@ impl Config {
             api = self.api.listen,
             cache_mb = self.store.cache_mb,
             flush = self.store.flush_interval_ms,
+            max_concurrent = self.tasks.max_concurrent,
+            executors = self.render_executors(),
         )
+    }
+}
+
+impl Config {
+    fn render_executors(&self) -> String {
+        self.executors
+            .iter()
+            .map(|e| format!("\n[[executor]]\n{}", toml::to_string(e).unwrap_or_default()))
+            .collect()
+    }
+
+    /// Every capability this node serves: the listed ones and those with an executor.
+    pub fn served_capabilities(&self) -> Vec<String> {
+        let mut all = self.network.capabilities.clone();
+        for e in &self.executors {
+            if !all.contains(&e.capability) {
+                all.push(e.capability.clone());
+            }
+        }
+        all
     }
 }
 

@@ -4,11 +4,12 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use pvl_net::{NetConfig, NetEvent, PeerId, SwarmKey, Via};
+use pvl_patterns::Action;
 use pvl_protocol::SignedObject;
 use pvl_trace::{Durability, StoreConfig, TraceStore};
 use serde_json::json;
@@ -16,6 +17,7 @@ use tokio::sync::broadcast;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Config;
+use crate::coordinator::Coordinator;
 use crate::home;
 
 /// Capacity of the node-event broadcast (server-sent events). A subscriber that falls this far
@@ -39,6 +41,8 @@ pub struct NodeState {
     pub key: pvl_protocol::Keypair,
     /// Node events as JSON lines, for the server-sent-events stream.
     pub events: broadcast::Sender<String>,
+    /// The coordination state machines (provider, requesters).
+    pub coordinator: Mutex<Coordinator>,
 }
 
 impl NodeState {
@@ -74,6 +78,14 @@ impl NodeState {
         }
     }
 
+    /// The coordinator, even if a panicking task poisoned its lock (its state stays usable:
+    /// every method leaves it consistent before it returns).
+    pub fn coordinator(&self) -> MutexGuard<'_, Coordinator> {
+        self.coordinator
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn announce(&self, event: serde_json::Value) {
         let _ = self.events.send(event.to_string());
     }
@@ -97,7 +109,7 @@ fn net_config(
         .iter()
         .map(|a| a.parse())
         .collect::<Result<_, _>>()?;
-    net.capabilities = n.capabilities.clone();
+    net.capabilities = config.served_capabilities();
     net.observe_all = n.observe_all;
     net.target_peers = n.target_peers;
     net.max_connections = n.max_connections;
@@ -174,6 +186,11 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
         token,
         net: net.clone(),
         store: store.clone(),
+        coordinator: Mutex::new(Coordinator::new(
+            key.clone(),
+            config.executors.clone(),
+            config.tasks.max_concurrent,
+        )),
         key,
         events,
     });
@@ -219,7 +236,7 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
     Ok(())
 }
 
-fn on_net_events(state: &NodeState, events: Vec<NetEvent>) {
+fn on_net_events(state: &Arc<NodeState>, events: Vec<NetEvent>) {
     let mut objects = Vec::new();
     for event in events {
         match event {
@@ -253,8 +270,82 @@ fn on_net_events(state: &NodeState, events: Vec<NetEvent>) {
             }
         }
     }
-    if !objects.is_empty() {
-        state.record_batch(objects);
+    if objects.is_empty() {
+        return;
+    }
+    let received: Vec<SignedObject> = objects.iter().map(|(o, _, _)| o.clone()).collect();
+    state.record_batch(objects);
+    let now = pvl_net::now_ms();
+    let actions: Vec<Action> = {
+        let mut coordinator = state.coordinator();
+        received
+            .iter()
+            .flat_map(|o| coordinator.on_object(o, now))
+            .collect()
+    };
+    perform(state, actions);
+}
+
+/// Carries out the coordination state machines' actions: records objects, publishes and sends
+/// them, runs executors and sets timers. Everything that waits runs in its own task and feeds
+/// its result back to the coordinator.
+pub fn perform(state: &Arc<NodeState>, actions: Vec<Action>) {
+    for action in actions {
+        match action {
+            Action::Record(object) => state.record(&object, "local", None),
+            Action::Publish(object) => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = state.net.publish(object).await {
+                        warn!("could not publish: {e}");
+                    }
+                });
+            }
+            Action::Send { to, object } => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let kind = object.kind();
+                    let result = match pvl_net::peer_id_of(&to) {
+                        Ok(peer) => state.net.send(peer, object).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = result {
+                        warn!(to = %to.short(), %kind, "could not send: {e}");
+                    }
+                });
+            }
+            Action::Execute {
+                task,
+                capability,
+                input,
+                ..
+            } => {
+                let state = state.clone();
+                let executor = state.coordinator().executor(&capability).cloned();
+                tokio::spawn(async move {
+                    let result = match executor {
+                        Some(executor) => crate::executor::run(&executor, &input).await,
+                        None => Err(format!("no executor for `{capability}`")),
+                    };
+                    info!(task = %task.short(), %capability, ok = result.is_ok(), "task executed");
+                    let actions = state
+                        .coordinator()
+                        .on_executed(task, result, pvl_net::now_ms());
+                    perform(&state, actions);
+                });
+            }
+            Action::SetTimer { at_ms, token } => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let wait = at_ms.saturating_sub(pvl_net::now_ms());
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    let actions = state.coordinator().on_timer(token, pvl_net::now_ms());
+                    perform(&state, actions);
+                });
+            }
+            // The coordinator handles `Finished` itself (it tells the waiters).
+            Action::Finished(_) => {}
+        }
     }
 }
 

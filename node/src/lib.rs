@@ -14,5 +14,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod coordinator;
 pub mod daemon;
+pub mod executor;
 pub mod home;

@@ -1,0 +1,269 @@
+//! Executors: what actually runs a task a node was awarded.
+//!
+//! Declared per capability in `config.toml` as `[[executor]]` tables:
+//! - `builtin`: the capabilities `echo` (output = input), `sha256` (lowercase hex digest),
+//!   `wordcount` (number of whitespace-separated words) and `sleep` (input: milliseconds);
+//!   for demos and tests;
+//! - `exec`: a command; the task input on its stdin, the output from its stdout, its exit
+//!   status decides success, and it is killed when the timeout passes;
+//! - `http`: the input is POSTed to a local agent URL; a 2xx response body is the output.
+
+use std::time::Duration;
+
+use pvl_protocol::Payload;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+/// The builtin capabilities.
+pub const BUILTINS: [&str; 4] = ["echo", "sha256", "wordcount", "sleep"];
+
+/// How a capability is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// One of [`BUILTINS`].
+    Builtin,
+    /// A local command.
+    Exec,
+    /// A local HTTP agent.
+    Http,
+}
+
+/// One `[[executor]]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorConfig {
+    /// The capability served.
+    pub capability: String,
+    /// builtin, exec or http.
+    pub kind: ExecutorKind,
+    /// For `exec`: the program and its arguments.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// For `http`: the URL the input is POSTed to.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The price offered for a task.
+    pub price: u64,
+    /// The estimated completion time offered, in ms.
+    pub eta_ms: u64,
+    /// The reliability claimed, in basis points.
+    #[serde(default = "default_reliability")]
+    pub reliability_bps: u16,
+    /// A task running longer than this is killed and reported failed, in ms.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_reliability() -> u16 {
+    9_500
+}
+
+fn default_timeout() -> u64 {
+    30_000
+}
+
+impl ExecutorConfig {
+    /// Checks that the table is complete for its kind.
+    pub fn check(&self) -> Result<(), String> {
+        match self.kind {
+            ExecutorKind::Builtin if !BUILTINS.contains(&self.capability.as_str()) => Err(format!(
+                "no builtin executor `{}` (builtins: {})",
+                self.capability,
+                BUILTINS.join(", ")
+            )),
+            ExecutorKind::Exec if self.command.is_empty() => Err(format!(
+                "executor `{}`: kind exec needs a command",
+                self.capability
+            )),
+            ExecutorKind::Http if self.url.is_none() => Err(format!(
+                "executor `{}`: kind http needs a url",
+                self.capability
+            )),
+            _ if self.reliability_bps > 10_000 => Err(format!(
+                "executor `{}`: reliability_bps above 10000",
+                self.capability
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Runs one task: the output, or why it failed.
+pub async fn run(config: &ExecutorConfig, input: &Payload) -> Result<Payload, String> {
+    let Some(input) = input.inline() else {
+        return Err("inputs by content hash are not supported by this node".into());
+    };
+    let timeout = Duration::from_millis(config.timeout_ms);
+    let work = async {
+        match config.kind {
+            ExecutorKind::Builtin => builtin(&config.capability, input).await,
+            ExecutorKind::Exec => exec(&config.command, input).await,
+            ExecutorKind::Http => {
+                http(config.url.clone().unwrap_or_default(), input.to_vec()).await
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result.map(Payload::Inline),
+        Err(_) => Err(format!("timed out after {} ms", config.timeout_ms)),
+    }
+}
+
+async fn builtin(capability: &str, input: &[u8]) -> Result<Vec<u8>, String> {
+    match capability {
+        "echo" => Ok(input.to_vec()),
+        "sha256" => Ok(hex::encode(pvl_protocol::sha256(input)).into_bytes()),
+        "wordcount" => Ok(String::from_utf8_lossy(input)
+            .split_whitespace()
+            .count()
+            .to_string()
+            .into_bytes()),
+        "sleep" => {
+            let text = String::from_utf8_lossy(input);
+            let ms: u64 = text.trim().parse().map_err(|_| {
+                format!(
+                    "sleep wants a number of milliseconds, got `{}`",
+                    text.trim()
+                )
+            })?;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(format!("slept {ms} ms").into_bytes())
+        }
+        other => Err(format!("no builtin executor `{other}`")),
+    }
+}
+
+async fn exec(command: &[String], input: &[u8]) -> Result<Vec<u8>, String> {
+    let (program, args) = command.split_first().ok_or("empty command")?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that does not read its input may close stdin early: not an error.
+        let _ = stdin.write_all(input).await;
+    }
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("`{program}` failed: {e}"))?;
+    if output.status.success() {
+        Ok(output.stdout)
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first = stderr.lines().next().unwrap_or("").trim();
+        Err(format!(
+            "`{program}` exited with {}: {first}",
+            output.status
+        ))
+    }
+}
+
+async fn http(url: String, input: Vec<u8>) -> Result<Vec<u8>, String> {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .post(&url)
+            .header("Content-Type", "application/octet-stream")
+            .send(&input[..])
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        let status = response.status();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(pvl_protocol::MAX_INLINE_PAYLOAD as u64)
+            .read_to_vec()
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(format!("POST {url}: HTTP {}", status.as_u16()))
+        }
+    })
+    .await
+    .map_err(|e| format!("http executor panicked: {e}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(capability: &str, kind: ExecutorKind, command: &[&str]) -> ExecutorConfig {
+        ExecutorConfig {
+            capability: capability.into(),
+            kind,
+            command: command.iter().map(|s| s.to_string()).collect(),
+            url: None,
+            price: 1,
+            eta_ms: 100,
+            reliability_bps: 9_000,
+            timeout_ms: 2_000,
+        }
+    }
+
+    fn text(p: Payload) -> String {
+        String::from_utf8(p.inline().unwrap().to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn builtins_compute_what_they_say() {
+        let input = Payload::Inline(b"hello pervasive world".to_vec());
+        let out = run(&config("sha256", ExecutorKind::Builtin, &[]), &input)
+            .await
+            .unwrap();
+        assert_eq!(
+            text(out),
+            hex::encode(pvl_protocol::sha256(b"hello pervasive world"))
+        );
+        let out = run(&config("wordcount", ExecutorKind::Builtin, &[]), &input)
+            .await
+            .unwrap();
+        assert_eq!(text(out), "3");
+        let out = run(&config("echo", ExecutorKind::Builtin, &[]), &input)
+            .await
+            .unwrap();
+        assert_eq!(text(out), "hello pervasive world");
+        let bad = run(&config("sleep", ExecutorKind::Builtin, &[]), &input)
+            .await
+            .unwrap_err();
+        assert!(bad.contains("milliseconds"), "{bad}");
+        assert!(
+            config("resize", ExecutorKind::Builtin, &[])
+                .check()
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn exec_uses_stdin_stdout_exit_status_and_timeout() {
+        let input = Payload::Inline(b"a b c".to_vec());
+        let out = run(&config("count", ExecutorKind::Exec, &["wc", "-w"]), &input)
+            .await
+            .unwrap();
+        assert_eq!(text(out).trim(), "3");
+        let err = run(
+            &config(
+                "fail",
+                ExecutorKind::Exec,
+                &["sh", "-c", "echo oops >&2; exit 3"],
+            ),
+            &input,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.contains("oops"), "{err}");
+        let mut slow = config("slow", ExecutorKind::Exec, &["sleep", "5"]);
+        slow.timeout_ms = 200;
+        let err = run(&slow, &input).await.unwrap_err();
+        assert!(err.contains("timed out"), "{err}");
+        assert!(config("x", ExecutorKind::Exec, &[]).check().is_err());
+    }
+}

@@ -1,0 +1,247 @@
+//! Contract-net and auctions between real `pvl` processes: a requester and three providers of
+//! one capability at different prices, speeds and reliabilities, each strategy picking its
+//! winner, and a failing winner replaced by the next-best offer.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn pvl(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pvl"))
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env_remove("PVL_HOME")
+        .output()
+        .unwrap()
+}
+
+fn pvl_json(dir: &Path, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let out = pvl(dir, &args);
+    assert!(
+        out.status.success(),
+        "pvl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A running `pvl run`, killed on drop.
+struct Running(Child, PathBuf);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.1.join("node.log")).unwrap_or_default();
+            eprintln!("--- log of {} ---\n{log}", self.1.display());
+        }
+    }
+}
+
+fn start(dir: &Path) -> Running {
+    let log = std::fs::File::create(dir.join("node.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_pvl"))
+        .args(["run", "--dir"])
+        .arg(dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let running = Running(child, dir.to_owned());
+    wait_until("the control API", || dir.join("api.addr").exists());
+    running
+}
+
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn init(dir: &Path, extra: &[&str]) {
+    let mut args = vec!["init", "--listen", "/ip4/127.0.0.1/tcp/0"];
+    args.extend_from_slice(extra);
+    let out = pvl(dir, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Net {
+    _nodes: Vec<Running>,
+    requester: PathBuf,
+    /// Public keys of the providers, in the order given.
+    providers: Vec<String>,
+    _tmp: tempfile::TempDir,
+}
+
+/// A requester plus one provider per `--builtin` spec (and optional extra config lines).
+fn network(providers: &[(&str, &str)]) -> Net {
+    let tmp = tempfile::tempdir().unwrap();
+    let requester = tmp.path().join("requester");
+    init(&requester, &[]);
+    let mut nodes = vec![start(&requester)];
+    let boot = pvl_json(&requester, &["id"])["listen_addrs"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut keys = Vec::new();
+    for (i, (builtin, extra_config)) in providers.iter().enumerate() {
+        let dir = tmp.path().join(format!("provider-{i}"));
+        let mut args = vec!["--bootstrap", boot.as_str()];
+        if !builtin.is_empty() {
+            args.extend(["--builtin", builtin]);
+        }
+        init(&dir, &args);
+        if !extra_config.is_empty() {
+            let mut config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+            config.push_str(extra_config);
+            std::fs::write(dir.join("config.toml"), config).unwrap();
+        }
+        nodes.push(start(&dir));
+        keys.push(
+            pvl_json(&dir, &["id"])["public_key"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let n = providers.len();
+    wait_until("the requester to know every provider", || {
+        pvl_json(&requester, &["peers"]).as_array().unwrap().len() >= n
+    });
+    Net {
+        _nodes: nodes,
+        requester,
+        providers: keys,
+        _tmp: tmp,
+    }
+}
+
+fn publish(net: &Net, strategy: &str) -> Value {
+    // With min-offers equal to the number of providers the window closes once all have bid.
+    pvl_json(
+        &net.requester,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "sha256",
+            "--input",
+            "hello",
+            "--strategy",
+            strategy,
+            "--min-offers",
+            &net.providers.len().to_string(),
+            "--window",
+            "5s",
+            "--wait",
+        ],
+    )
+}
+
+#[test]
+fn each_strategy_picks_its_winner_and_both_sides_hold_the_receipt() {
+    // price, eta ms, reliability bps
+    let net = network(&[
+        ("sha256:30:300:9000", ""),
+        ("sha256:10:900:9500", ""),
+        ("sha256:20:600:9990", ""),
+    ]);
+    let expected_output = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+    for (strategy, winner) in [
+        ("lowest-cost", 1),
+        ("fastest", 0),
+        ("highest-quality", 2),
+        ("weighted:cost=0,latency=1,reliability=0", 0),
+    ] {
+        let outcome = publish(&net, strategy);
+        assert_eq!(outcome["status"], "completed", "{strategy}: {outcome}");
+        assert_eq!(
+            outcome["provider"],
+            net.providers[winner].as_str(),
+            "{strategy}"
+        );
+        assert_eq!(outcome["output"], expected_output);
+        assert_eq!(outcome["receipt_countersigned"], true);
+        let trace = outcome["trace_id"].as_str().unwrap();
+        // The requester's trace holds every offer, the selection event, the award, the rejects
+        // and the countersigned receipt, and the store calls it done.
+        let shown = pvl_json(&net.requester, &["trace", "show", trace]);
+        let kinds: Vec<&str> = shown["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "offer").count(),
+            3,
+            "{kinds:?}"
+        );
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "reject").count(),
+            2,
+            "{kinds:?}"
+        );
+        for kind in ["intent", "event", "task_start", "task_done", "receipt"] {
+            assert!(kinds.contains(&kind), "{strategy}: no {kind} in {kinds:?}");
+        }
+        assert_eq!(shown["summary"]["status"], "done");
+    }
+}
+
+#[test]
+fn a_failing_winner_is_replaced_by_the_next_best_offer() {
+    // The cheapest provider's executor always fails.
+    let failing = "\n[[executor]]\ncapability = \"sha256\"\nkind = \"exec\"\ncommand = [\"false\"]\nprice = 1\neta_ms = 300\n";
+    let net = network(&[("", failing), ("sha256:10:300", "")]);
+    let outcome = publish(&net, "lowest-cost");
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+    assert_eq!(outcome["provider"], net.providers[1].as_str());
+    assert_eq!(outcome["awards"], 2);
+    let trace = outcome["trace_id"].as_str().unwrap();
+    let shown = pvl_json(&net.requester, &["trace", "show", trace]);
+    let reassigned = shown["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["body"]["event_type"] == "reassigned");
+    assert!(reassigned, "no reassignment event");
+}
+
+#[test]
+fn no_provider_means_a_clear_failure_not_a_hang() {
+    let net = network(&[("echo:1:100", "")]);
+    let out = pvl(
+        &net.requester,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "sha256",
+            "--input",
+            "x",
+            "--window",
+            "1s",
+            "--wait",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("the intent failed"), "{err}");
+}
