@@ -245,3 +245,80 @@ fn no_provider_means_a_clear_failure_not_a_hang() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("the intent failed"), "{err}");
 }
+
+#[test]
+fn an_over_budget_offer_is_never_chosen_and_the_receipt_verifies_offline() {
+    let net = network(&[("sha256:50:100", "")]);
+    // The only provider charges 50: with a budget of 20 nothing is awarded and the intent fails
+    // (the provider sees the budget in the intent and does not bid at all).
+    let out = pvl(
+        &net.requester,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "sha256",
+            "--input",
+            "x",
+            "--budget",
+            "20",
+            "--window",
+            "1s",
+            "--wait",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("the intent failed"), "{err}");
+    // Within budget it completes, and the exported trace (offer, award, done, receipt with
+    // both signatures) verifies offline from the bundle alone.
+    let outcome = pvl_json(
+        &net.requester,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "sha256",
+            "--input",
+            "x",
+            "--budget",
+            "60",
+            "--min-offers",
+            "1",
+            "--wait",
+        ],
+    );
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+    let trace = outcome["trace_id"].as_str().unwrap();
+    let bundle = net.requester.join("t.bundle");
+    let out = pvl(
+        &net.requester,
+        &[
+            "trace",
+            "export",
+            trace,
+            "--format",
+            "bundle",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    let out = pvl(
+        &net.requester,
+        &["trace", "verify", bundle.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let shown = pvl_json(&net.requester, &["trace", "show", trace]);
+    let receipt = shown["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "receipt")
+        .unwrap();
+    assert!(receipt["countersignature"].is_string(), "{receipt}");
+}
