@@ -8,8 +8,10 @@
 #   bash scripts/demo.sh            # 3 nodes
 #   NODES=5 bash scripts/demo.sh    # more
 #
-# The contract-net, auction, workflow, parallel, consensus and adaptive patterns are not wired
-# into the node yet; this demo shows discovery, gossip, signing and the trace store.
+# Then it runs contract-net auctions: every provider serves the builtin `sha256` at its own
+# price and speed; the requester selects by lowest cost and then by speed, the winner executes,
+# and both sides hold the countersigned receipt. The workflow, parallel, consensus and adaptive
+# patterns are not built yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODES=${NODES:-3}
@@ -52,7 +54,9 @@ start "$WORK/node-0"
 BOOT=$("$PVL" id --dir "$WORK/node-0" --json | json 'd["listen_addrs"][0]')
 echo "    bootstrap node: $BOOT"
 for i in $(seq 1 $((NODES - 1))); do
-  "$PVL" init --dir "$WORK/node-$i" --listen /ip4/127.0.0.1/tcp/0 --bootstrap "$BOOT" --capability sha256 >/dev/null
+  # Provider i: price 10*i, eta 900/i ms: the cheapest is the slowest.
+  "$PVL" init --dir "$WORK/node-$i" --listen /ip4/127.0.0.1/tcp/0 --bootstrap "$BOOT" \
+    --builtin "sha256:$((10 * i)):$((900 / i))" >/dev/null
   start "$WORK/node-$i"
 done
 
@@ -76,6 +80,19 @@ done
 echo "==> the intent is in every node's trace store; node-0 sees:"
 "$PVL" trace list --dir "$WORK/node-0"
 "$PVL" trace show "$TRACE" --dir "$WORK/node-0"
+
+echo "==> contract-net: node-0 asks for sha256 of 'hello', lowest cost wins"
+"$PVL" intent publish --dir "$WORK/node-0" --capability sha256 --input hello --budget 100 \
+  --deadline 30s --strategy lowest-cost --min-offers $((NODES - 1)) --window 5s --wait | tee "$WORK/auction.txt"
+grep -q '^completed by' "$WORK/auction.txt" || { echo "the auction did not complete"; exit 1; }
+echo "==> the same with the fastest strategy"
+"$PVL" intent publish --dir "$WORK/node-0" --capability sha256 --input hello --budget 100 \
+  --deadline 30s --strategy fastest --min-offers $((NODES - 1)) --window 5s --wait | tee "$WORK/fastest.txt"
+grep -q '^completed by' "$WORK/fastest.txt" || { echo "the auction did not complete"; exit 1; }
+TRACE=$(awk '/^trace /{print $2}' "$WORK/fastest.txt")
+echo "==> the trace of the last auction, as node-0 stored it"
+"$PVL" trace show "$TRACE" --dir "$WORK/node-0"
+"$PVL" trace analyze "$TRACE" --dir "$WORK/node-0"
 
 echo "==> exports and offline verification"
 "$PVL" trace export "$TRACE" --dir "$WORK/node-0" --format dot --out "$WORK/trace.dot"
