@@ -82,7 +82,7 @@ fn init(dir: &Path, extra: &[&str]) {
 }
 
 struct Net {
-    _nodes: Vec<Running>,
+    nodes: Vec<Running>,
     requester: PathBuf,
     /// Public keys of the providers, in the order given.
     providers: Vec<String>,
@@ -125,7 +125,7 @@ fn network(providers: &[(&str, &str)]) -> Net {
         pvl_json(&requester, &["peers"]).as_array().unwrap().len() >= n
     });
     Net {
-        _nodes: nodes,
+        nodes,
         requester,
         providers: keys,
         _tmp: tmp,
@@ -321,4 +321,43 @@ fn an_over_budget_offer_is_never_chosen_and_the_receipt_verifies_offline() {
         .find(|o| o["kind"] == "receipt")
         .unwrap();
     assert!(receipt["countersignature"].is_string(), "{receipt}");
+}
+
+#[test]
+fn a_winner_killed_after_the_award_is_replaced_and_the_task_completes() {
+    // Provider 0 is the cheapest but its task takes 30 s; it is killed once it holds the award.
+    let slow = "\n[[executor]]\ncapability = \"sha256\"\nkind = \"exec\"\ncommand = [\"sleep\", \"30\"]\nprice = 1\neta_ms = 300\ntimeout_ms = 60000\n";
+    let mut net = network(&[("", slow), ("sha256:10:300", "")]);
+    let requester = net.requester.clone();
+    let publisher = std::thread::spawn(move || {
+        pvl_json(
+            &requester,
+            &[
+                "intent",
+                "publish",
+                "--capability",
+                "sha256",
+                "--input",
+                "hello",
+                "--min-offers",
+                "2",
+                "--window",
+                "5s",
+                "--wait",
+            ],
+        )
+    });
+    let winner_dir = net.nodes[1].1.clone();
+    wait_until("the award to reach the cheap provider", || {
+        pvl_json(&winner_dir, &["trace", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["tasks"].as_u64().unwrap_or(0) >= 1)
+    });
+    drop(net.nodes.remove(1)); // SIGKILL
+    let outcome = publisher.join().unwrap();
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+    assert_eq!(outcome["provider"], net.providers[1].as_str());
+    assert_eq!(outcome["awards"], 2);
 }
