@@ -26,8 +26,10 @@
 //!    how many of the K arrived are reported. For scale, the single-core cost of
 //!    `SignedObject::decode` (which verifies the ed25519 signature) is measured first. Note
 //!    that pvl-net publishes each intent on two topics (`pvl/1/all` and its capability
-//!    topic), and gossipsub signs and checks every message, so a receiver does four ed25519
-//!    verifications per intent (two gossipsub message signatures, two object signatures).
+//!    topic); gossipsub messages carry no signature of their own (the object's is checked),
+//!    so a receiver verifies one signature per copy it gets: one per intent here, since the
+//!    receiver only joins `pvl/1/all`. A publish refused because every peer's queue is full
+//!    is counted as an error (`PublishError::Backpressure`).
 //!
 //! ## Running it
 //!
