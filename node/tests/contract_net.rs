@@ -361,3 +361,138 @@ fn a_winner_killed_after_the_award_is_replaced_and_the_task_completes() {
     assert_eq!(outcome["provider"], net.providers[1].as_str());
     assert_eq!(outcome["awards"], 2);
 }
+
+#[test]
+fn junk_from_a_rogue_peer_is_recorded_refused_and_the_round_completes() {
+    use pvl_protocol::{Body, Envelope, ObjectId, Offer, Receipt, TaskDone, TaskStatus};
+
+    let net = network(&[("sha256:10:300", "")]);
+    // The rogue is a bare pvl-net peer in this test process, with its own key.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let boot: pvl_net::Multiaddr = pvl_json(&net.requester, &["id"])["listen_addrs"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let keypair = pvl_net::identity::Keypair::generate_ed25519();
+    let key = pvl_net::protocol_keypair(&keypair).unwrap();
+    let mut config = pvl_net::NetConfig::new(keypair);
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    config.bootstrap = vec![boot];
+    let (rogue, mut events, event_loop) = runtime.block_on(async { pvl_net::new(config) }).unwrap();
+    runtime.spawn(event_loop.run());
+    wait_until("the requester to know the rogue too", || {
+        pvl_json(&net.requester, &["peers"])
+            .as_array()
+            .unwrap()
+            .len()
+            >= 2
+    });
+
+    // When the intent arrives, the rogue sends three bad objects in its trace: an offer for an
+    // intent that does not exist, a TaskDone for a task nobody awarded it, and a receipt it
+    // forged for that task.
+    let requester_dir = net.requester.clone();
+    let publisher = std::thread::spawn(move || {
+        pvl_json(
+            &requester_dir,
+            &[
+                "intent",
+                "publish",
+                "--capability",
+                "sha256",
+                "--input",
+                "hello",
+                "--window",
+                "3s",
+                "--wait",
+            ],
+        )
+    });
+    let (intent, from) = runtime.block_on(async {
+        loop {
+            match tokio::time::timeout(WAIT, events.recv())
+                .await
+                .expect("no intent reached the rogue")
+            {
+                Some(pvl_net::NetEvent::Object { object, from, .. })
+                    if object.kind() == pvl_protocol::Kind::Intent =>
+                {
+                    break (*object, from);
+                }
+                Some(_) => continue,
+                None => panic!("rogue event loop stopped"),
+            }
+        }
+    });
+    let now = pvl_net::now_ms();
+    let sign = |body: Body| {
+        Envelope {
+            trace: Some(intent.id()),
+            parents: vec![intent.id()],
+            signer: key.public(),
+            timestamp_ms: now,
+            body,
+        }
+        .sign(&key)
+        .unwrap()
+    };
+    let fake_task = ObjectId([7; 32]);
+    let junk = vec![
+        sign(Body::Offer(Offer {
+            intent: ObjectId([9; 32]),
+            cost: 1,
+            eta_ms: 10,
+            reliability_bps: 10_000,
+            resources: Default::default(),
+            expires_at_ms: now + 20_000,
+        })),
+        sign(Body::TaskDone(TaskDone {
+            task: fake_task,
+            status: TaskStatus::Ok,
+            output: None,
+            started_at_ms: now,
+            finished_at_ms: now,
+        })),
+        sign(Body::Receipt(Receipt {
+            task: fake_task,
+            intent: intent.id(),
+            requester: intent.signer(),
+            status: TaskStatus::Ok,
+            output_sha256: None,
+            output_size: 0,
+            cost: 1,
+            started_at_ms: now,
+            finished_at_ms: now,
+        })),
+    ];
+    let junk_ids: Vec<String> = junk.iter().map(|o| o.id().to_string()).collect();
+    runtime.block_on(async {
+        for object in junk {
+            rogue.send(from, object).await.unwrap();
+        }
+    });
+
+    // The round is not disturbed: the honest provider wins, once.
+    let outcome = publisher.join().unwrap();
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+    assert_eq!(outcome["provider"], net.providers[0].as_str());
+    assert_eq!(outcome["awards"], 1);
+    // And the junk is in the requester's trace store as evidence.
+    let shown = pvl_json(
+        &net.requester,
+        &["trace", "show", outcome["trace_id"].as_str().unwrap()],
+    );
+    let stored: Vec<&str> = shown["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    for id in &junk_ids {
+        assert!(
+            stored.contains(&id.as_str()),
+            "rogue object {id} not recorded"
+        );
+    }
+}
