@@ -5,7 +5,8 @@
 //! | GET | `/v1/id` | peer id, public key, listen addresses |
 //! | GET | `/v1/status` | network state and store size |
 //! | GET | `/v1/peers` | known peers |
-//! | POST | `/v1/intents` | sign, record and publish an intent |
+//! | POST | `/v1/intents` | sign, record and publish an intent (`"wait": true`: answer with the outcome) |
+//! | GET | `/v1/intents/{trace}/outcome?timeout_ms=N` | wait for the outcome of an intent this node coordinates |
 //! | GET | `/v1/traces?limit=N` | recent traces with status |
 //! | GET | `/v1/traces/{id}` | one trace: summary and objects |
 //! | GET | `/v1/traces/{id}/analysis` | pattern, tasks per agent, critical path, latencies |
@@ -94,6 +95,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/intents", post(publish_intent))
+        .route("/v1/intents/{id}/outcome", get(intent_outcome))
         .route("/v1/traces", get(list_traces))
         .route("/v1/traces/{id}", get(show_trace))
         .route("/v1/traces/{id}/analysis", get(analyse_trace))
@@ -332,6 +334,38 @@ pub fn outcome_json(outcome: &Outcome) -> Value {
             "detail": f.detail,
         }),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct OutcomeQuery {
+    timeout_ms: Option<u64>,
+}
+
+async fn intent_outcome(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    Query(query): Query<OutcomeQuery>,
+) -> ApiResult<Json<Value>> {
+    let trace = parse_id(&id)?;
+    let waiter = state.coordinator().wait(&trace).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("this node does not coordinate intent {trace}"),
+        )
+    })?;
+    let timeout = query.timeout_ms.unwrap_or(120_000);
+    let outcome = tokio::time::timeout(std::time::Duration::from_millis(timeout), waiter)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("no outcome within {timeout} ms"),
+            )
+        })?
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the coordinator stopped"))?;
+    let mut body = outcome_json(&outcome);
+    body["trace_id"] = json!(trace.to_string());
+    Ok(Json(body))
 }
 
 #[derive(Debug, Deserialize)]

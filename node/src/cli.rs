@@ -429,6 +429,9 @@ fn publish(dir: &Path, args: PublishArgs) -> Result<()> {
         body["min_offers"] = json!(k);
     }
     body["wait"] = json!(args.wait);
+    if args.wait && !args.json {
+        return publish_live(&Api::open(dir)?, body);
+    }
     if let Some(strategy) = &args.strategy {
         strategy.parse::<pvl_protocol::Strategy>()?;
         body["strategy"] = json!(strategy);
@@ -704,7 +707,105 @@ fn print_json(v: &Value) -> Result<()> {
     Ok(())
 }
 
+/// `--wait` for people: follows the node's event stream while the round runs (offers, award,
+/// rejects, progress, done, receipt), then prints the outcome.
+fn publish_live(api: &Api, mut body: Value) -> Result<()> {
+    let events = api.event_stream()?;
+    body["wait"] = json!(false);
+    let published = api.post("/v1/intents", &body)?;
+    let trace = str_of(&published["trace_id"]);
+    println!(
+        "published intent {} on {}",
+        short(&published["id"]),
+        plain(&published["topics"])
+    );
+    println!("trace {trace}");
+    let (tx, outcome) = std::sync::mpsc::channel();
+    let waiter = api.with_timeout(None);
+    let path = format!("/v1/intents/{trace}/outcome?timeout_ms=600000");
+    std::thread::spawn(move || {
+        let _ = tx.send(waiter.get(&path));
+    });
+    let started = std::time::Instant::now();
+    let result = loop {
+        while let Ok(line) = events.try_recv() {
+            print_progress(&line, &trace, started);
+        }
+        match outcome.recv_timeout(Duration::from_millis(50)) {
+            Ok(result) => break result?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("lost the node while waiting")
+            }
+        }
+    };
+    // The last objects (the receipt) may be announced just after the outcome.
+    std::thread::sleep(Duration::from_millis(100));
+    while let Ok(line) = events.try_recv() {
+        print_progress(&line, &trace, started);
+    }
+    match result["status"].as_str() {
+        Some("completed") => {
+            println!(
+                "completed by {} for {} (awards: {})",
+                short(&result["provider"]),
+                result["cost"],
+                result["awards"]
+            );
+            println!("output  {}", plain(&result["output"]));
+            println!(
+                "receipt {} (countersigned: {})",
+                str_of(&result["receipt_id"]),
+                result["receipt_countersigned"]
+            );
+            Ok(())
+        }
+        _ => bail!(
+            "the intent failed: {} ({})",
+            str_of(&result["reason"]),
+            str_of(&result["detail"])
+        ),
+    }
+}
+
+/// One line per object of `trace` the node recorded, as it happens.
+fn print_progress(line: &str, trace: &str, started: std::time::Instant) {
+    let Some(data) = line.strip_prefix("data:") else {
+        return;
+    };
+    let Ok(event) = serde_json::from_str::<Value>(data.trim()) else {
+        return;
+    };
+    if event["type"] != "object" || event["trace_id"] != trace || event["kind"] == "intent" {
+        return;
+    }
+    let what = match (event["kind"].as_str(), event["origin"].as_str()) {
+        (Some("offer"), _) => format!(
+            "offer {} from {}",
+            short(&event["id"]),
+            short(&event["signer"])
+        ),
+        (Some("event"), _) => format!("event {} recorded", short(&event["id"])),
+        (Some("task_start"), _) => format!("award {}", short(&event["id"])),
+        (Some("reject"), _) => format!("reject {} sent to a loser", short(&event["id"])),
+        (Some("task_progress"), _) => format!("progress from {}", short(&event["signer"])),
+        (Some("task_done"), _) => format!("done by {}", short(&event["signer"])),
+        (Some("receipt"), Some("local")) => {
+            format!("receipt {} countersigned", short(&event["id"]))
+        }
+        (Some("receipt"), _) => format!(
+            "receipt {} from {}",
+            short(&event["id"]),
+            short(&event["signer"])
+        ),
+        (Some(kind), _) => format!("{kind} {}", short(&event["id"])),
+        _ => return,
+    };
+    println!("  +{:>5} ms  {what}", started.elapsed().as_millis());
+}
+
 /// A client of a running node's control API.
+#[derive(Clone)]
 struct Api {
     base: String,
     token: String,
@@ -735,6 +836,46 @@ impl Api {
             agent,
             dir: dir.to_owned(),
         })
+    }
+
+    /// The same client with another overall timeout (`None`: no limit).
+    fn with_timeout(&self, timeout: Option<Duration>) -> Api {
+        let mut api = self.clone();
+        api.agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(timeout)
+            .build()
+            .into();
+        api
+    }
+
+    /// Subscribes to `GET /v1/events`; the subscription exists once this returns.
+    fn event_stream(&self) -> Result<std::sync::mpsc::Receiver<String>> {
+        use std::io::BufRead;
+        let response = self
+            .with_timeout(None)
+            .agent
+            .get(format!("{}/v1/events", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            bail!(
+                "the node refused the event stream (HTTP {})",
+                response.status().as_u16()
+            );
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+        std::thread::spawn(move || {
+            let reader = std::io::BufReader::new(response.into_body().into_reader());
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
     }
 
     fn unreachable(&self, e: ureq::Error) -> anyhow::Error {

@@ -62,6 +62,10 @@ impl NodeState {
             }
         };
         for ((object, origin, peer), outcome) in objects.iter().zip(outcomes) {
+            // An object the store already held was announced when it first arrived.
+            if outcome == Some(pvl_trace::InsertOutcome::Duplicate) {
+                continue;
+            }
             let _span = info_span!("trace", trace = %object.trace_id().short()).entered();
             info!(id = %object.id().short(), kind = %object.kind(), origin, ?outcome, "recorded");
             let event = json!({

@@ -409,16 +409,16 @@ fn junk_from_a_rogue_peer_is_recorded_refused_and_the_round_completes() {
             ],
         )
     });
-    let (intent, from) = runtime.block_on(async {
+    let intent = runtime.block_on(async {
         loop {
             match tokio::time::timeout(WAIT, events.recv())
                 .await
                 .expect("no intent reached the rogue")
             {
-                Some(pvl_net::NetEvent::Object { object, from, .. })
+                Some(pvl_net::NetEvent::Object { object, .. })
                     if object.kind() == pvl_protocol::Kind::Intent =>
                 {
-                    break (*object, from);
+                    break *object;
                 }
                 Some(_) => continue,
                 None => panic!("rogue event loop stopped"),
@@ -466,10 +466,12 @@ fn junk_from_a_rogue_peer_is_recorded_refused_and_the_round_completes() {
             finished_at_ms: now,
         })),
     ];
+    // Sent to the requester itself (the gossip may have come through the provider).
+    let requester = pvl_net::peer_id_of(&intent.signer()).unwrap();
     let junk_ids: Vec<String> = junk.iter().map(|o| o.id().to_string()).collect();
     runtime.block_on(async {
         for object in junk {
-            rogue.send(from, object).await.unwrap();
+            rogue.send(requester, object).await.unwrap();
         }
     });
 
@@ -492,7 +494,8 @@ fn junk_from_a_rogue_peer_is_recorded_refused_and_the_round_completes() {
     for id in &junk_ids {
         assert!(
             stored.contains(&id.as_str()),
-            "rogue object {id} not recorded"
+            "rogue object {id} not recorded; stored: {}",
+            serde_json::to_string_pretty(&shown).unwrap()
         );
     }
 }
