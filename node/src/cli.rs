@@ -450,29 +450,7 @@ fn publish(dir: &Path, args: PublishArgs) -> Result<()> {
         plain(&result["topics"])
     );
     println!("trace {}", str_of(&result["trace_id"]));
-    match result["status"].as_str() {
-        Some("completed") => {
-            println!(
-                "completed by {} for {} (awards: {})",
-                short(&result["provider"]),
-                result["cost"],
-                result["awards"]
-            );
-            println!("output  {}", plain(&result["output"]));
-            println!(
-                "receipt {} (countersigned: {})",
-                str_of(&result["receipt_id"]),
-                result["receipt_countersigned"]
-            );
-            Ok(())
-        }
-        Some("failed") => bail!(
-            "the intent failed: {} ({})",
-            str_of(&result["reason"]),
-            str_of(&result["detail"])
-        ),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
@@ -744,6 +722,11 @@ fn publish_live(api: &Api, mut body: Value) -> Result<()> {
     while let Ok(line) = events.try_recv() {
         print_progress(&line, &trace, started);
     }
+    print_outcome(&result)
+}
+
+/// Prints a finished intent's outcome; a failed intent is an error (non-zero exit).
+fn print_outcome(result: &Value) -> Result<()> {
     match result["status"].as_str() {
         Some("completed") => {
             println!(

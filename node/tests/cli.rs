@@ -2,98 +2,13 @@
 //! the CLI against them. Every process is killed when its guard drops, even on failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use common::{Running, WAIT, init, pvl, pvl_json, pvl_ok, wait_until};
 use serde_json::Value;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-fn pvl(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pvl"))
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .env_remove("PVL_HOME")
-        .output()
-        .unwrap()
-}
-
-fn pvl_ok(dir: &Path, args: &[&str]) -> String {
-    let out = pvl(dir, args);
-    assert!(
-        out.status.success(),
-        "pvl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn pvl_json(dir: &Path, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.push("--json");
-    serde_json::from_str(&pvl_ok(dir, &args)).unwrap()
-}
-
-/// A running `pvl run`; killed on drop.
-struct Running {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Running {
-    fn start(dir: &Path) -> Running {
-        let log = std::fs::File::create(dir.join("node.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_pvl"))
-            .args(["run", "--dir"])
-            .arg(dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let running = Running {
-            child,
-            dir: dir.to_owned(),
-        };
-        wait_until("the control API", || dir.join("api.addr").exists());
-        running
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "pvl run did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default();
-            eprintln!("--- log of {} ---\n{log}", self.dir.display());
-        }
-    }
-}
-
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Connects to `GET /v1/events` and forwards its lines; the subscription exists once this
 /// returns (the response headers arrived).
@@ -122,12 +37,6 @@ fn open_event_stream(dir: &Path) -> std::sync::mpsc::Receiver<String> {
         }
     });
     rx
-}
-
-fn init(dir: &Path, extra: &[&str]) {
-    let mut args = vec!["init", "--listen", "/ip4/127.0.0.1/tcp/0"];
-    args.extend_from_slice(extra);
-    pvl_ok(dir, &args);
 }
 
 #[test]

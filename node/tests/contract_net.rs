@@ -3,83 +3,12 @@
 //! winner, and a failing winner replaced by the next-best offer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::path::PathBuf;
+
+use common::{Running, WAIT, init, pvl, pvl_json, wait_until};
 use serde_json::Value;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-fn pvl(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pvl"))
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .env_remove("PVL_HOME")
-        .output()
-        .unwrap()
-}
-
-fn pvl_json(dir: &Path, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.push("--json");
-    let out = pvl(dir, &args);
-    assert!(
-        out.status.success(),
-        "pvl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// A running `pvl run`, killed on drop.
-struct Running(Child, PathBuf);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.1.join("node.log")).unwrap_or_default();
-            eprintln!("--- log of {} ---\n{log}", self.1.display());
-        }
-    }
-}
-
-fn start(dir: &Path) -> Running {
-    let log = std::fs::File::create(dir.join("node.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_pvl"))
-        .args(["run", "--dir"])
-        .arg(dir)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let running = Running(child, dir.to_owned());
-    wait_until("the control API", || dir.join("api.addr").exists());
-    running
-}
-
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn init(dir: &Path, extra: &[&str]) {
-    let mut args = vec!["init", "--listen", "/ip4/127.0.0.1/tcp/0"];
-    args.extend_from_slice(extra);
-    let out = pvl(dir, &args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 struct Net {
     nodes: Vec<Running>,
@@ -94,7 +23,7 @@ fn network(providers: &[(&str, &str)]) -> Net {
     let tmp = tempfile::tempdir().unwrap();
     let requester = tmp.path().join("requester");
     init(&requester, &[]);
-    let mut nodes = vec![start(&requester)];
+    let mut nodes = vec![Running::start(&requester)];
     let boot = pvl_json(&requester, &["id"])["listen_addrs"][0]
         .as_str()
         .unwrap()
@@ -112,7 +41,7 @@ fn network(providers: &[(&str, &str)]) -> Net {
             config.push_str(extra_config);
             std::fs::write(dir.join("config.toml"), config).unwrap();
         }
-        nodes.push(start(&dir));
+        nodes.push(Running::start(&dir));
         keys.push(
             pvl_json(&dir, &["id"])["public_key"]
                 .as_str()
@@ -347,7 +276,7 @@ fn a_winner_killed_after_the_award_is_replaced_and_the_task_completes() {
             ],
         )
     });
-    let winner_dir = net.nodes[1].1.clone();
+    let winner_dir = net.nodes[1].dir.clone();
     wait_until("the award to reach the cheap provider", || {
         pvl_json(&winner_dir, &["trace", "list"])
             .as_array()

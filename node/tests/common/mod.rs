@@ -1,0 +1,103 @@
+//! Helpers shared by the end-to-end tests: run the `pvl` binary, start `pvl run` processes that
+//! are killed when their guard drops, wait on conditions with a timeout.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn pvl(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pvl"))
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env_remove("PVL_HOME")
+        .output()
+        .unwrap()
+}
+
+pub fn pvl_ok(dir: &Path, args: &[&str]) -> String {
+    let out = pvl(dir, args);
+    assert!(
+        out.status.success(),
+        "pvl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn pvl_json(dir: &Path, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    serde_json::from_str(&pvl_ok(dir, &args)).unwrap()
+}
+
+/// A running `pvl run`; killed on drop.
+pub struct Running {
+    child: Child,
+    /// The node directory.
+    pub dir: PathBuf,
+}
+
+impl Running {
+    pub fn start(dir: &Path) -> Running {
+        let log = std::fs::File::create(dir.join("node.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_pvl"))
+            .args(["run", "--dir"])
+            .arg(dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let running = Running {
+            child,
+            dir: dir.to_owned(),
+        };
+        wait_until("the control API", || dir.join("api.addr").exists());
+        running
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "pvl run did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default();
+            eprintln!("--- log of {} ---\n{log}", self.dir.display());
+        }
+    }
+}
+
+pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn init(dir: &Path, extra: &[&str]) {
+    let mut args = vec!["init", "--listen", "/ip4/127.0.0.1/tcp/0"];
+    args.extend_from_slice(extra);
+    pvl_ok(dir, &args);
+}
