@@ -140,6 +140,7 @@ async fn id(State(state): State<Shared>) -> ApiResult<Json<Value>> {
 
 async fn status(State(state): State<Shared>) -> ApiResult<Json<Value>> {
     let status = state.net.status().await?;
+    state.recorder.synced().await;
     let objects = state.store.object_count().map_err(ApiError::from)?;
     Ok(Json(json!({
         "peer_id": status.peer_id.to_string(),
@@ -299,6 +300,8 @@ async fn publish_intent(
             )
         })?
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the coordinator stopped"))?;
+    // Whoever saw the outcome may read the trace next: it must all be in the store by then.
+    state.recorder.synced().await;
     if let (Value::Object(outcome), Some(map)) = (outcome_json(&outcome), body.as_object_mut()) {
         map.extend(outcome);
     }
@@ -363,6 +366,7 @@ async fn intent_outcome(
             )
         })?
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the coordinator stopped"))?;
+    state.recorder.synced().await;
     let mut body = outcome_json(&outcome);
     body["trace_id"] = json!(trace.to_string());
     Ok(Json(body))
@@ -378,6 +382,7 @@ async fn list_traces(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let limit = query.limit.unwrap_or(50).min(10_000);
+    state.recorder.synced().await;
     let traces = state.store.recent_traces(limit)?;
     let list: Vec<Value> = traces
         .iter()
@@ -403,6 +408,7 @@ fn trace_objects(state: &NodeState, id: &ObjectId) -> ApiResult<Vec<SignedObject
 
 async fn show_trace(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
+    state.recorder.synced().await;
     let objects = trace_objects(&state, &id)?;
     let summary = state.store.trace_summary(&id)?;
     Ok(Json(json!({ "summary": summary, "objects": objects })))
@@ -413,6 +419,7 @@ async fn analyse_trace(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
+    state.recorder.synced().await;
     let analysis = state.store.analyse(&id)?;
     Ok(Json(serde_json::to_value(analysis).map_err(|e| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -430,6 +437,7 @@ async fn export_trace(
     Query(query): Query<ExportQuery>,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
+    state.recorder.synced().await;
     let objects = trace_objects(&state, &id)?;
     let format = query.format.unwrap_or_else(|| "json".into());
     let (content_type, body): (&str, Vec<u8>) = match format.as_str() {

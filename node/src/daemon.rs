@@ -19,12 +19,13 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::config::Config;
 use crate::coordinator::Coordinator;
 use crate::home;
+use crate::recorder::{Entry, Recorder};
 
 /// Capacity of the node-event broadcast (server-sent events). A subscriber that falls this far
 /// behind is told how many events it missed.
 const EVENT_BUFFER: usize = 1024;
 
-/// Most received objects written to the store in one batch.
+/// Most network events handled in one pass (their objects are recorded together).
 const STORE_BATCH: usize = 256;
 
 /// Everything the control API needs, shared between its handlers.
@@ -43,43 +44,20 @@ pub struct NodeState {
     pub events: broadcast::Sender<String>,
     /// The coordination state machines (provider, requesters).
     pub coordinator: Mutex<Coordinator>,
+    /// The store writer: every object is recorded through it.
+    pub recorder: Recorder,
 }
 
 impl NodeState {
-    /// Stores an object this node created or received, and announces it.
-    pub fn record(&self, object: &SignedObject, origin: &str, peer: Option<PeerId>) {
-        self.record_batch(vec![(object.clone(), origin, peer)]);
+    /// Stores an object this node created or received, and announces it (through the
+    /// store writer, see [`crate::recorder`]).
+    pub fn record(&self, object: &SignedObject, origin: &'static str, peer: Option<PeerId>) {
+        self.recorder.record(vec![(object.clone(), origin, peer)]);
     }
 
-    /// Stores objects in one store batch (one sled write for all of them), and announces each.
-    pub fn record_batch(&self, objects: Vec<(SignedObject, &str, Option<PeerId>)>) {
-        let plain: Vec<SignedObject> = objects.iter().map(|(o, _, _)| o.clone()).collect();
-        let outcomes = match self.store.insert_batch(&plain) {
-            Ok(outcomes) => outcomes.into_iter().map(Some).collect(),
-            Err(e) => {
-                warn!(count = plain.len(), "could not store objects: {e}");
-                vec![None; plain.len()]
-            }
-        };
-        for ((object, origin, peer), outcome) in objects.iter().zip(outcomes) {
-            // An object the store already held was announced when it first arrived.
-            if outcome == Some(pvl_trace::InsertOutcome::Duplicate) {
-                continue;
-            }
-            let _span = info_span!("trace", trace = %object.trace_id().short()).entered();
-            info!(id = %object.id().short(), kind = %object.kind(), origin, ?outcome, "recorded");
-            let event = json!({
-                "type": "object",
-                "origin": origin,
-                "peer": peer.map(|p| p.to_string()),
-                "id": object.id().to_string(),
-                "kind": object.kind().name(),
-                "trace_id": object.trace_id().to_string(),
-                "signer": object.signer().to_string(),
-                "stored": outcome.is_some(),
-            });
-            let _ = self.events.send(event.to_string());
-        }
+    /// Stores objects (one store batch with whatever else is queued), and announces each.
+    pub fn record_batch(&self, objects: Vec<Entry>) {
+        self.recorder.record(objects);
     }
 
     /// The coordinator, even if a panicking task poisoned its lock (its state stays usable:
@@ -185,6 +163,8 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
     info!(peer_id = %net.peer_id(), private, dir = %dir.display(), "node starting");
 
     let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let recorder = Recorder::start(store.clone(), events.clone())
+        .context("cannot start the trace-store writer")?;
     let state = Arc::new(NodeState {
         dir: dir.clone(),
         token,
@@ -197,6 +177,7 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
         )),
         key,
         events,
+        recorder,
     });
 
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
@@ -221,7 +202,14 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
                             Err(_) => break,
                         }
                     }
+                    let started = std::time::Instant::now();
+                    let count = batch.len();
                     on_net_events(&state, batch);
+                    tracing::debug!(
+                        count,
+                        took_us = started.elapsed().as_micros() as u64,
+                        "net events handled"
+                    );
                 }
             }
             .instrument(info_span!("net-events")),
@@ -235,6 +223,7 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
     let _ = net.shutdown().await;
     let _ = net_task.await;
     let _ = consumer.await;
+    state.recorder.stop().await;
     store.flush().context("flushing the trace store")?;
     info!("stopped cleanly");
     Ok(())
@@ -293,7 +282,24 @@ fn on_net_events(state: &Arc<NodeState>, events: Vec<NetEvent>) {
 /// Carries out the coordination state machines' actions: records objects, publishes and sends
 /// them, runs executors and sets timers. Everything that waits runs in its own task and feeds
 /// its result back to the coordinator.
+///
+/// The objects to record are stored first, all in one store batch: sends and publications
+/// run in their own tasks and so start after the store has the object anyway, and one batch
+/// per call instead of one per object is what keeps a busy requester's store cheap.
 pub fn perform(state: &Arc<NodeState>, actions: Vec<Action>) {
+    let (records, actions): (Vec<Action>, Vec<Action>) = actions
+        .into_iter()
+        .partition(|a| matches!(a, Action::Record(_)));
+    let records: Vec<Entry> = records
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Record(object) => Some((object, "local", None)),
+            _ => None,
+        })
+        .collect();
+    if !records.is_empty() {
+        state.record_batch(records);
+    }
     for action in actions {
         match action {
             Action::Record(object) => state.record(&object, "local", None),

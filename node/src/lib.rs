@@ -8,6 +8,7 @@
 //! - [`daemon`]: `pvl run`, which starts the network event loop (`pvl-net`), opens the trace
 //!   store (`pvl-trace`), records every object sent or received, serves the control API and
 //!   shuts down cleanly on SIGINT/SIGTERM (store flushed, `api.addr` removed);
+//! - [`recorder`]: the trace-store writer thread that keeps sled off the message path;
 //! - [`api`]: the control API (HTTP + JSON on loopback, bearer token, server-sent events);
 //! - [`cli`]: the command line, a thin client of that API.
 
@@ -18,3 +19,4 @@ pub mod coordinator;
 pub mod daemon;
 pub mod executor;
 pub mod home;
+pub mod recorder;

@@ -27,6 +27,11 @@ use crate::now_ms;
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/pvl/kad/1.0.0");
 const IDENTIFY_PROTOCOL: &str = "/pvl/id/1.0.0";
 const TICK: Duration = Duration::from_millis(250);
+/// How many direct messages may be in flight on one connection at once, in each direction.
+/// A requester with 100 open intents among 9 providers receives about 900 offers in one burst;
+/// the libp2p defaults (100 request-response streams, 512 yamux and 256 QUIC streams) dropped
+/// most of them ("at capacity"), so the offers never arrived.
+const MAX_DIRECT_STREAMS: usize = 2048;
 const BOOTSTRAP_EVERY: Duration = Duration::from_secs(30);
 
 /// Errors of the network layer.
@@ -504,7 +509,9 @@ fn build_behaviour(config: &NetConfig) -> Result<Behaviour, NetError> {
     let direct = request_response::Behaviour::with_codec(
         DirectCodec,
         [(DIRECT_PROTOCOL, ProtocolSupport::Full)],
-        request_response::Config::default().with_request_timeout(Duration::from_secs(15)),
+        request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(15))
+            .with_max_concurrent_streams(MAX_DIRECT_STREAMS),
     );
     let identify = identify::Behaviour::new(identify::Config::new(
         IDENTIFY_PROTOCOL.to_owned(),
@@ -526,6 +533,14 @@ fn build_behaviour(config: &NetConfig) -> Result<Behaviour, NetError> {
     })
 }
 
+/// Yamux with room for [`MAX_DIRECT_STREAMS`] streams (plus gossipsub, Kademlia, identify, ping);
+/// yamux asserts that 256 KiB per stream fits its 1 GiB connection window, which this does.
+fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(MAX_DIRECT_STREAMS + 64);
+    config
+}
+
 fn build_swarm(config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
     let behaviour = build_behaviour(config)?;
     let transport_err = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
@@ -536,10 +551,13 @@ fn build_swarm(config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
             .with_tcp(
                 tcp::Config::default().nodelay(true),
                 noise::Config::new,
-                yamux::Config::default,
+                yamux_config,
             )
             .map_err(|e| transport_err(&e))?
-            .with_quic()
+            .with_quic_config(|mut quic| {
+                quic.max_concurrent_stream_limit = MAX_DIRECT_STREAMS as u32;
+                quic
+            })
             .with_behaviour(|_| behaviour)
             .map_err(|e| transport_err(&e))?
             .with_swarm_config(idle)
@@ -555,7 +573,7 @@ fn build_swarm(config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
                             .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
                             .upgrade(upgrade::Version::V1Lazy)
                             .authenticate(noise)
-                            .multiplex(yamux::Config::default())
+                            .multiplex(yamux_config())
                             .timeout(Duration::from_secs(20)),
                     )
                 })

@@ -1,0 +1,180 @@
+//! The trace-store writer: takes sled off the message path.
+//!
+//! Every object the node sends or receives is recorded, and a sled batch costs about a
+//! millisecond however small it is. Written inline, that cost sat between a message's arrival
+//! and the node's answer: with 100 contract-net rounds in flight the net-event task spent most
+//! of its time waiting on the store, and offers, awards and reports each queued for about
+//! 600 ms behind it. So objects go through a bounded queue to one writer thread, which writes
+//! whatever has queued up as one batch and then announces the new objects on the node's event
+//! stream.
+//!
+//! * **Order**: objects are written in the order they were queued. When the queue is full the
+//!   caller writes its objects itself (back-pressure instead of loss; inserts are idempotent
+//!   and orphans are linked later, so an occasional reordering is harmless).
+//! * **Read your writes**: [`Recorder::synced`] waits until everything queued before it is
+//!   written. The control API calls it before reading the store for a caller who just saw an
+//!   outcome, so `--wait` followed by `pvl trace show` always sees the whole round.
+//! * **Shutdown**: [`Recorder::stop`] drains the queue and ends the thread; the daemon then
+//!   flushes the store.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use pvl_net::PeerId;
+use pvl_protocol::SignedObject;
+use pvl_trace::{InsertOutcome, TraceStore};
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{info, info_span, warn};
+
+/// Commands the writer thread accepts, at most this many queued.
+const QUEUE: usize = 4096;
+
+/// Most objects written in one store batch.
+const MAX_BATCH: usize = 512;
+
+/// One object to record: the object, where it came from (`local`, `gossip`, `direct`) and
+/// the peer that sent it.
+pub type Entry = (SignedObject, &'static str, Option<PeerId>);
+
+enum Command {
+    Write(Vec<Entry>),
+    Barrier(oneshot::Sender<()>),
+    Stop,
+}
+
+/// Handle to the writer thread. Cheap to share behind the node state.
+pub struct Recorder {
+    tx: mpsc::Sender<Command>,
+    store: Arc<TraceStore>,
+    events: broadcast::Sender<String>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Recorder {
+    /// Starts the writer thread for `store`, announcing new objects on `events`.
+    pub fn start(
+        store: Arc<TraceStore>,
+        events: broadcast::Sender<String>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let thread = {
+            let store = store.clone();
+            let events = events.clone();
+            std::thread::Builder::new()
+                .name("pvl-recorder".into())
+                .spawn(move || writer(rx, &store, &events))?
+        };
+        Ok(Recorder {
+            tx,
+            store,
+            events,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues objects for the store. Never blocks on the writer: if its queue is full the
+    /// objects are written here and now.
+    pub fn record(&self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        match self.tx.try_send(Command::Write(entries)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(Command::Write(entries)))
+            | Err(mpsc::error::TrySendError::Closed(Command::Write(entries))) => {
+                write_and_announce(&self.store, &self.events, entries);
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Completes once everything queued before this call is in the store.
+    pub async fn synced(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::Barrier(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Writes what is queued and ends the writer thread.
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Command::Stop).await;
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// The writer thread: blocks for the first command, takes whatever else has queued up (up to
+/// [`MAX_BATCH`] objects), writes it as one batch, then answers the barriers that were
+/// queued behind those objects.
+fn writer(mut rx: mpsc::Receiver<Command>, store: &TraceStore, events: &broadcast::Sender<String>) {
+    let mut pending: Vec<Entry> = Vec::new();
+    let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        let mut stop = false;
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Write(entries) => pending.extend(entries),
+                Command::Barrier(done) => barriers.push(done),
+                Command::Stop => stop = true,
+            }
+            if pending.len() >= MAX_BATCH || stop {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        write_and_announce(store, events, std::mem::take(&mut pending));
+        for done in barriers.drain(..) {
+            let _ = done.send(());
+        }
+        if stop {
+            break;
+        }
+    }
+}
+
+/// Stores objects in one store batch and announces each new one.
+pub fn write_and_announce(
+    store: &TraceStore,
+    events: &broadcast::Sender<String>,
+    entries: Vec<Entry>,
+) {
+    if entries.is_empty() {
+        return;
+    }
+    let plain: Vec<SignedObject> = entries.iter().map(|(o, _, _)| o.clone()).collect();
+    let outcomes = match store.insert_batch(&plain) {
+        Ok(outcomes) => outcomes.into_iter().map(Some).collect(),
+        Err(e) => {
+            warn!(count = plain.len(), "could not store objects: {e}");
+            vec![None; plain.len()]
+        }
+    };
+    for ((object, origin, peer), outcome) in entries.iter().zip(outcomes) {
+        // An object the store already held was announced when it first arrived.
+        if outcome == Some(InsertOutcome::Duplicate) {
+            continue;
+        }
+        let _span = info_span!("trace", trace = %object.trace_id().short()).entered();
+        info!(id = %object.id().short(), kind = %object.kind(), origin, ?outcome, "recorded");
+        let event = json!({
+            "type": "object",
+            "origin": origin,
+            "peer": peer.map(|p| p.to_string()),
+            "id": object.id().to_string(),
+            "kind": object.kind().name(),
+            "trace_id": object.trace_id().to_string(),
+            "signer": object.signer().to_string(),
+            "stored": outcome.is_some(),
+        });
+        let _ = events.send(event.to_string());
+    }
+}
