@@ -266,4 +266,62 @@ mod tests {
         assert!(err.contains("timed out"), "{err}");
         assert!(config("x", ExecutorKind::Exec, &[]).check().is_err());
     }
+
+    /// A local agent on port 0: `/upper` answers the input in capitals, `/fail` with 500,
+    /// `/slow` after 5 s.
+    async fn agent() -> std::net::SocketAddr {
+        use axum::routing::post;
+        let app = axum::Router::new()
+            .route(
+                "/upper",
+                post(|body: axum::body::Bytes| async move { body.to_ascii_uppercase() }),
+            )
+            .route(
+                "/fail",
+                post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+            )
+            .route(
+                "/slow",
+                post(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn http_posts_the_input_and_a_2xx_body_is_the_output() {
+        let addr = agent().await;
+        let input = Payload::Inline(b"shout this".to_vec());
+        let mut upper = config("upper", ExecutorKind::Http, &[]);
+        upper.url = Some(format!("http://{addr}/upper"));
+        assert!(upper.check().is_ok());
+        assert_eq!(text(run(&upper, &input).await.unwrap()), "SHOUT THIS");
+
+        let mut fail = config("fail", ExecutorKind::Http, &[]);
+        fail.url = Some(format!("http://{addr}/fail"));
+        let err = run(&fail, &input).await.unwrap_err();
+        assert!(err.contains("HTTP 500"), "{err}");
+
+        let mut slow = config("slow", ExecutorKind::Http, &[]);
+        slow.url = Some(format!("http://{addr}/slow"));
+        slow.timeout_ms = 200;
+        let err = run(&slow, &input).await.unwrap_err();
+        assert!(err.contains("timed out"), "{err}");
+
+        // Nobody listens on a port that was just released.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let mut gone = config("gone", ExecutorKind::Http, &[]);
+        gone.url = Some(format!("http://127.0.0.1:{port}/upper"));
+        let err = run(&gone, &input).await.unwrap_err();
+        assert!(err.starts_with("POST http://127.0.0.1"), "{err}");
+
+        assert!(config("nourl", ExecutorKind::Http, &[]).check().is_err());
+    }
 }

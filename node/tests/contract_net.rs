@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Running, WAIT, init, pvl, pvl_json, wait_until};
+use common::{Running, WAIT, init, pvl, pvl_json, pvl_ok, wait_until};
 use serde_json::Value;
 
 struct Net {
@@ -132,6 +132,41 @@ fn each_strategy_picks_its_winner_and_both_sides_hold_the_receipt() {
         }
         assert_eq!(shown["summary"]["status"], "done");
     }
+
+    // The same round for people: `--wait` without `--json` follows the round live.
+    let live = pvl_ok(
+        &net.requester,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "sha256",
+            "--input",
+            "hello",
+            "--strategy",
+            "lowest-cost",
+            "--min-offers",
+            "3",
+            "--window",
+            "5s",
+            "--wait",
+        ],
+    );
+    let cheapest = &net.providers[1][..8];
+    for line in [
+        "published intent ",
+        "trace ",
+        "offer ",
+        "award ",
+        "reject ",
+        &format!("done by {cheapest}"),
+        &format!("completed by {cheapest} for 10 (awards: 1)"),
+        &format!("output  {expected_output}"),
+        "(countersigned: true)",
+    ] {
+        assert!(live.contains(line), "no `{line}` in:\n{live}");
+    }
+    assert_eq!(live.matches("  offer ").count(), 3, "{live}");
 }
 
 #[test]
