@@ -350,12 +350,22 @@ async fn intent_outcome(
     Query(query): Query<OutcomeQuery>,
 ) -> ApiResult<Json<Value>> {
     let trace = parse_id(&id)?;
-    let waiter = state.coordinator().wait(&trace).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("this node does not coordinate intent {trace}"),
-        )
-    })?;
+    let waiter = state.coordinator().wait(&trace);
+    let Some(waiter) = waiter else {
+        // Not (or no longer) in memory: an intent of an earlier run answers from the store.
+        state.recorder.synced().await;
+        let objects = trace_objects(&state, &trace)?;
+        return match crate::recovery::stored_outcome(&objects, trace, &state.key) {
+            Some(mut body) => {
+                body["trace_id"] = json!(trace.to_string());
+                Ok(Json(body))
+            }
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("this node does not coordinate intent {trace}"),
+            )),
+        };
+    };
     let timeout = query.timeout_ms.unwrap_or(120_000);
     let outcome = tokio::time::timeout(std::time::Duration::from_millis(timeout), waiter)
         .await

@@ -106,6 +106,18 @@ pub enum PskCommand {
 pub enum IntentCommand {
     /// Sign, record and publish an intent.
     Publish(PublishArgs),
+    /// The outcome of an intent this node published (waits while it is still running; after
+    /// a restart, read from the trace store).
+    Outcome {
+        /// The intent's trace id.
+        id: String,
+        /// Give up waiting after this long, e.g. 30s.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
+        timeout: Duration,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `pvl intent publish`
@@ -292,6 +304,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Intent {
             command: IntentCommand::Publish(args),
         } => publish(&dir, args),
+        Command::Intent {
+            command: IntentCommand::Outcome { id, timeout, json },
+        } => {
+            let millis = timeout.as_millis() as u64;
+            let api = Api::open(&dir)?.with_timeout(Some(timeout + Duration::from_secs(5)));
+            let result = api.get(&format!("/v1/intents/{id}/outcome?timeout_ms={millis}"))?;
+            if json {
+                return print_json(&result);
+            }
+            println!("trace {}", str_of(&result["trace_id"]));
+            print_outcome(&result)
+        }
         Command::Trace { command } => trace(&dir, command),
     }
 }
@@ -429,9 +453,6 @@ fn publish(dir: &Path, args: PublishArgs) -> Result<()> {
         body["min_offers"] = json!(k);
     }
     body["wait"] = json!(args.wait);
-    if args.wait && !args.json {
-        return publish_live(&Api::open(dir)?, body);
-    }
     if let Some(strategy) = &args.strategy {
         strategy.parse::<pvl_protocol::Strategy>()?;
         body["strategy"] = json!(strategy);
@@ -439,6 +460,9 @@ fn publish(dir: &Path, args: PublishArgs) -> Result<()> {
     if let Some(pattern) = &args.pattern {
         pattern.parse::<pvl_protocol::PatternHint>()?;
         body["pattern"] = json!(pattern);
+    }
+    if args.wait && !args.json {
+        return publish_live(&Api::open(dir)?, body);
     }
     let result = Api::open(dir)?.post("/v1/intents", &body)?;
     if args.json {

@@ -158,6 +158,8 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
             .with_context(|| format!("cannot open the trace store {}", store_path.display()))?,
     );
 
+    crate::recovery::settle_open_intents(&store, &key, pvl_net::now_ms());
+
     let (net, mut net_events, event_loop) = pvl_net::new(net_config)?;
     let net_task = tokio::spawn(event_loop.run());
     info!(peer_id = %net.peer_id(), private, dir = %dir.display(), "node starting");

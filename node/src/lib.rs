@@ -9,6 +9,8 @@
 //!   store (`pvl-trace`), records every object sent or received, serves the control API and
 //!   shuts down cleanly on SIGINT/SIGTERM (store flushed, `api.addr` removed);
 //! - [`recorder`]: the trace-store writer thread that keeps sled off the message path;
+//! - [`recovery`]: intents left open by a previous run are ended on start, and outcomes are
+//!   read back from the store;
 //! - [`api`]: the control API (HTTP + JSON on loopback, bearer token, server-sent events);
 //! - [`cli`]: the command line, a thin client of that API.
 
@@ -20,3 +22,4 @@ pub mod daemon;
 pub mod executor;
 pub mod home;
 pub mod recorder;
+pub mod recovery;

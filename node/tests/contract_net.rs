@@ -133,7 +133,8 @@ fn each_strategy_picks_its_winner_and_both_sides_hold_the_receipt() {
         assert_eq!(shown["summary"]["status"], "done");
     }
 
-    // The same round for people: `--wait` without `--json` follows the round live.
+    // The same kind of round for people: `--wait` without `--json` follows it live (and
+    // honours the strategy: the fastest provider is not the cheapest).
     let live = pvl_ok(
         &net.requester,
         &[
@@ -144,7 +145,7 @@ fn each_strategy_picks_its_winner_and_both_sides_hold_the_receipt() {
             "--input",
             "hello",
             "--strategy",
-            "lowest-cost",
+            "fastest",
             "--min-offers",
             "3",
             "--window",
@@ -152,15 +153,15 @@ fn each_strategy_picks_its_winner_and_both_sides_hold_the_receipt() {
             "--wait",
         ],
     );
-    let cheapest = &net.providers[1][..8];
+    let fastest = &net.providers[0][..8];
     for line in [
         "published intent ",
         "trace ",
         "offer ",
         "award ",
         "reject ",
-        &format!("done by {cheapest}"),
-        &format!("completed by {cheapest} for 10 (awards: 1)"),
+        &format!("done by {fastest}"),
+        &format!("completed by {fastest} for 30 (awards: 1)"),
         &format!("output  {expected_output}"),
         "(countersigned: true)",
     ] {
@@ -462,4 +463,82 @@ fn junk_from_a_rogue_peer_is_recorded_refused_and_the_round_completes() {
             serde_json::to_string_pretty(&shown).unwrap()
         );
     }
+}
+
+#[test]
+fn a_requester_restarted_mid_round_ends_its_open_intent_with_a_reason() {
+    // The only provider sleeps 3 s on the task: long enough to stop the requester meanwhile.
+    let mut net = network(&[("sleep:5:4000", "")]);
+    let published = pvl_json(
+        &net.requester,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "sleep",
+            "--input",
+            "3000",
+            "--min-offers",
+            "1",
+            "--window",
+            "5s",
+        ],
+    );
+    let trace = published["trace_id"].as_str().unwrap().to_owned();
+    wait_until("the task to be awarded", || {
+        pvl_json(&net.requester, &["trace", "show", &trace])["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["kind"] == "task_start")
+    });
+    let requester = net.nodes.remove(0);
+    assert!(requester.stop().success());
+    net.nodes.insert(0, Running::start(&net.requester));
+
+    // The restarted node ended the round it could not resume, with a signed reason, and says
+    // so when asked for the outcome.
+    let outcome = pvl_json(&net.requester, &["intent", "outcome", &trace]);
+    assert_eq!(outcome["status"], "failed", "{outcome}");
+    assert_eq!(outcome["reason"], "requester-restarted", "{outcome}");
+    let shown = pvl_json(&net.requester, &["trace", "show", &trace]);
+    let failed: Vec<&Value> = shown["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "event" && o["body"]["event_type"] == "intent-failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{shown}");
+    // The provider's late report reaches a node that no longer runs the round: it is recorded
+    // and the trace still verifies offline.
+    let bundle = net.requester.join("restart.bundle");
+    pvl_ok(
+        &net.requester,
+        &[
+            "trace",
+            "export",
+            &trace,
+            "--format",
+            "bundle",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let verified = pvl(
+        &net.requester,
+        &["trace", "verify", bundle.to_str().unwrap()],
+    );
+    assert!(verified.status.success(), "{verified:?}");
+    // A second restart does not end it twice.
+    let requester = net.nodes.remove(0);
+    assert!(requester.stop().success());
+    net.nodes.insert(0, Running::start(&net.requester));
+    let shown = pvl_json(&net.requester, &["trace", "show", &trace]);
+    let failed = shown["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "event" && o["body"]["event_type"] == "intent-failed")
+        .count();
+    assert_eq!(failed, 1, "{shown}");
 }

@@ -1,0 +1,225 @@
+//! What a node restarted mid-round does with the intents it had open, and how it answers
+//! for intents it coordinated before the restart.
+//!
+//! The coordination state machines live in memory; the trace store survives. On start the node
+//! looks through its recent traces for intents it published (root intent signed by its own key)
+//! that never ended: no `intent-failed` or `receipt-missing` event, no countersigned receipt of
+//! a successful task (or, for a workflow or parallel run, none of the composite endings). Each
+//! such intent is ended with a signed `intent-failed` event, reason `requester-restarted`:
+//! nothing is silently lost, and providers' late reports are refused as for any finished
+//! intent. Resuming the round instead would need the offers' and timers' state, which the
+//! store does not hold.
+//!
+//! [`stored_outcome`] reads an ended intent's outcome back from its trace, so
+//! `GET /v1/intents/{id}/outcome` still answers after a restart.
+
+use pvl_protocol::{Body, Envelope, Event, Keypair, Kind, PatternHint, SignedObject, TraceId};
+use pvl_trace::TraceStore;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+/// How many recent traces are looked at on start.
+pub const RECENT_TRACES: usize = 10_000;
+
+/// Event types that end a contract-net (or auction, or consensus) intent.
+const ENDINGS: [&str; 2] = ["intent-failed", "receipt-missing"];
+
+/// Event types that end a workflow or a parallel run (its sub-intents end with [`ENDINGS`]).
+const COMPOSITE_ENDINGS: [&str; 5] = [
+    "workflow-done",
+    "workflow-failed",
+    "parallel-done",
+    "parallel-failed",
+    "intent-failed",
+];
+
+/// Why an intent was ended on restart (the `reason` attribute of its `intent-failed` event).
+pub const RESTARTED: &str = "requester-restarted";
+
+/// Ends every open intent of `key` among the recent traces of `store`; returns the events
+/// recorded. Errors on single traces are logged and skipped: recovery never stops a start.
+pub fn settle_open_intents(store: &TraceStore, key: &Keypair, now_ms: u64) -> Vec<SignedObject> {
+    let summaries = match store.recent_traces(RECENT_TRACES) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot list traces to recover open intents: {e}");
+            return Vec::new();
+        }
+    };
+    let mut settled = Vec::new();
+    for summary in summaries {
+        let objects = match store.trace(&summary.trace).and_then(|dag| dag.objects()) {
+            Ok(objects) => objects,
+            Err(e) => {
+                warn!(trace = %summary.trace.short(), "cannot read trace: {e}");
+                continue;
+            }
+        };
+        let Some(root) = own_root(&objects, summary.trace, key) else {
+            continue;
+        };
+        if ended(&objects, root, key) {
+            continue;
+        }
+        match abandon(&objects, root, key, now_ms) {
+            Ok(event) => settled.push(event),
+            Err(e) => warn!(trace = %summary.trace.short(), "cannot end open intent: {e}"),
+        }
+    }
+    if !settled.is_empty() {
+        if let Err(e) = store.insert_batch(&settled) {
+            warn!("cannot record the end of open intents: {e}");
+            return Vec::new();
+        }
+        info!(
+            count = settled.len(),
+            "intents left open by the last run ended as failed ({RESTARTED})"
+        );
+    }
+    settled
+}
+
+/// The root intent of the trace, if this node published it.
+fn own_root<'a>(
+    objects: &'a [SignedObject],
+    trace: TraceId,
+    key: &Keypair,
+) -> Option<&'a SignedObject> {
+    objects
+        .iter()
+        .find(|o| o.id() == trace && o.kind() == Kind::Intent && o.signer() == key.public())
+}
+
+fn is_composite(root: &SignedObject) -> bool {
+    matches!(
+        root.body(),
+        Body::Intent(i) if matches!(i.pattern, PatternHint::Workflow | PatternHint::Parallel)
+    )
+}
+
+/// Whether the intent rooted at `root` has ended (see the module doc).
+fn ended(objects: &[SignedObject], root: &SignedObject, key: &Keypair) -> bool {
+    let endings: &[&str] = if is_composite(root) {
+        &COMPOSITE_ENDINGS
+    } else {
+        &ENDINGS
+    };
+    objects.iter().any(|o| match o.body() {
+        Body::Event(e) => o.signer() == key.public() && endings.contains(&e.event_type.as_str()),
+        Body::Receipt(r) => {
+            !is_composite(root)
+                && r.requester == key.public()
+                && o.is_countersigned()
+                && r.status.is_ok()
+        }
+        _ => false,
+    })
+}
+
+/// Signs the `intent-failed` event that ends an intent left open.
+fn abandon(
+    objects: &[SignedObject],
+    root: &SignedObject,
+    key: &Keypair,
+    now_ms: u64,
+) -> Result<SignedObject, pvl_protocol::ProtocolError> {
+    // The newest intent of this node in the trace (a re-publication, if there was one).
+    let last_intent = objects
+        .iter()
+        .filter(|o| o.kind() == Kind::Intent && o.signer() == key.public())
+        .max_by_key(|o| o.timestamp_ms())
+        .unwrap_or(root);
+    let mut parents = vec![last_intent.id()];
+    if last_intent.id() != root.id() {
+        parents.push(root.id());
+    }
+    Envelope {
+        trace: Some(root.trace_id()),
+        parents,
+        signer: key.public(),
+        timestamp_ms: now_ms.max(last_intent.timestamp_ms()),
+        body: Body::Event(Event {
+            event_type: "intent-failed".into(),
+            about: vec![root.id()],
+            message: format!(
+                "{RESTARTED}: the node restarted before the intent ended; its round cannot \
+                 be resumed"
+            ),
+            attrs: vec![("reason".into(), RESTARTED.into())],
+        }),
+    }
+    .sign(key)
+}
+
+/// The outcome of an ended intent of this node, read from its trace: the same JSON shape as
+/// a live outcome (`status`, `reason`/`detail` or `provider`, `output`, `receipt_id`, ...).
+/// `None` when the trace is not this node's or has not ended.
+pub fn stored_outcome(objects: &[SignedObject], trace: TraceId, key: &Keypair) -> Option<Value> {
+    let root = own_root(objects, trace, key)?;
+    if !ended(objects, root, key) {
+        return None;
+    }
+    let mine = |o: &&SignedObject| o.signer() == key.public();
+    let failure = objects.iter().filter(mine).find_map(|o| match o.body() {
+        Body::Event(e)
+            if e.event_type.ends_with("-failed") && !e.event_type.starts_with("stage") =>
+        {
+            Some(e)
+        }
+        _ => None,
+    });
+    if let Some(event) = failure {
+        let reason = event
+            .attrs
+            .iter()
+            .find(|(k, _)| k == "reason")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| event.event_type.clone());
+        let detail = event
+            .message
+            .split_once(": ")
+            .map_or(event.message.as_str(), |(_, d)| d);
+        return Some(json!({"status": "failed", "reason": reason, "detail": detail}));
+    }
+    let receipt = objects
+        .iter()
+        .filter(|o| o.is_countersigned())
+        .find_map(|o| match o.body() {
+            Body::Receipt(r) if r.requester == key.public() && r.status.is_ok() => Some((o, r)),
+            _ => None,
+        });
+    let Some((receipt, body)) = receipt else {
+        // Ended without a failure and without a countersigned receipt: a composite's
+        // `*-done` event, or a task reported done whose receipt never came.
+        let done = objects.iter().filter(mine).find_map(|o| match o.body() {
+            Body::Event(e)
+                if e.event_type.ends_with("-done") || e.event_type == "receipt-missing" =>
+            {
+                Some(e)
+            }
+            _ => None,
+        })?;
+        return Some(json!({
+            "status": "completed",
+            "detail": done.message,
+            "receipt_id": null,
+            "from_store": true,
+        }));
+    };
+    let output = objects.iter().find_map(|o| match o.body() {
+        Body::TaskDone(d) if d.task == body.task => d.output.as_ref().and_then(|p| p.inline()),
+        _ => None,
+    });
+    let text = output.and_then(|b| std::str::from_utf8(b).ok());
+    Some(json!({
+        "status": "completed",
+        "provider": receipt.signer().to_string(),
+        "task": body.task.to_string(),
+        "cost": body.cost,
+        "output": text,
+        "output_hex": if text.is_none() { output.map(hex::encode) } else { None },
+        "receipt_id": receipt.id().to_string(),
+        "receipt_countersigned": true,
+        "from_store": true,
+    }))
+}
