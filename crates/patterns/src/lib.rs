@@ -87,6 +87,8 @@
 //! `max_concurrent` tasks, declining to bid when it has no free slot.
 
 pub mod action;
+pub mod adaptive;
+pub mod consensus;
 mod error;
 pub mod provider;
 pub mod requester;
@@ -96,6 +98,13 @@ mod util;
 
 pub use action::{
     Action, Completion, Failure, FailureReason, Input, Outcome, TimerKind, TimerToken,
+};
+pub use adaptive::{
+    Choice, NoPatternHistory, PatternHistory, PatternRecord, ProviderRecord, Situation, choose,
+};
+pub use consensus::{
+    Ballot, Decision, MemberReason, ProposalTerms, RulePolicy, Stance, VoteDecision, VotePolicy,
+    Voter, verify_certificate,
 };
 pub use error::{PatternError, Result};
 pub use provider::{BidDecision, OfferPolicy, Provider};

@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use pvl_protocol::{
-    Body, Event, Intent, Keypair, Kind, ObjectId, Offer, Payload, PriceModel, PublicKey, Receipt,
-    Resources, SignedObject, TaskDone, TaskProgress, TaskStatus,
+    Body, Committee, Event, Intent, Keypair, Kind, ObjectId, Offer, Payload, PriceModel, PublicKey,
+    Receipt, Resources, SignedObject, TaskDone, TaskProgress, TaskStatus,
 };
 use tracing::{debug, info, warn};
 
 use crate::action::{Action, Input};
+use crate::consensus::verify_certificate;
 use crate::error::{PatternError, Result};
 use crate::util::{sign, text};
 
@@ -81,6 +82,8 @@ struct MadeOffer {
     capability: String,
     cost: u64,
     expires_at_ms: u64,
+    /// The intent's approval committee: an award needs its quorum certificate.
+    committee: Option<Committee>,
 }
 
 /// A task this provider runs.
@@ -316,6 +319,7 @@ impl Provider {
                 capability,
                 cost: offer.cost,
                 expires_at_ms: offer.expires_at_ms,
+                committee: body.committee.clone(),
             },
         );
         Ok(vec![
@@ -358,7 +362,10 @@ impl Provider {
                 Some(made) if made.offer.trace_id() != start.trace_id() => {
                     Some("the award belongs to another trace than the offer".to_string())
                 }
-                Some(_) => None,
+                Some(made) => made
+                    .committee
+                    .as_ref()
+                    .and_then(|committee| quorum_problem(award, committee)),
             }
         };
         if let Some(reason) = refusal {
@@ -594,4 +601,18 @@ impl Provider {
         self.offers.retain(|_, o| o.expires_at_ms >= now_ms);
         self.answered.retain(|_, expires| *expires >= now_ms);
     }
+}
+
+/// Why the award's quorum certificate does not let it run when the intent named `committee`
+/// (none, forged, short, for another offer or input), or `None` when it does.
+fn quorum_problem(award: &pvl_protocol::TaskStart, committee: &Committee) -> Option<String> {
+    let Some(quorum) = &award.quorum else {
+        return Some(
+            "the intent names an approval committee, but the award carries no quorum certificate"
+                .to_string(),
+        );
+    };
+    verify_certificate(quorum, committee, award.offer, award.input.sha256())
+        .err()
+        .map(|e| format!("invalid quorum certificate: {e}"))
 }
