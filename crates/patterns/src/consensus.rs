@@ -584,9 +584,11 @@ impl Ballot {
         ];
         if let Decision::Rejected { reasons, .. } = &decision {
             for r in reasons {
+                // Attribute names are at most 64 characters: the short key names the member,
+                // the value repeats the full key.
                 attrs.push((
-                    format!("member:{}", r.member),
-                    format!("{}: {}", r.stance, r.reason),
+                    format!("member:{}", r.member.short()),
+                    format!("{}: {} (member {})", r.stance, r.reason, r.member),
                 ));
             }
         }
@@ -1071,4 +1073,131 @@ pub fn verify_certificate(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms() -> ProposalTerms {
+        ProposalTerms {
+            capability: "sha256".into(),
+            provider: PublicKey([3; 32]),
+            offer: ObjectId([4; 32]),
+            cost: 5,
+            eta_ms: 100,
+            input_sha256: [6; 32],
+        }
+    }
+
+    fn proposal(action: String, subject: ObjectId) -> Proposal {
+        Proposal {
+            subject,
+            round: 1,
+            committee: Committee {
+                members: vec![PublicKey([1; 32])],
+                threshold: 1,
+            },
+            action,
+            deadline_ms: 10,
+        }
+    }
+
+    #[test]
+    fn terms_round_trip_through_their_canonical_text() {
+        let action = terms().to_action();
+        assert!(action.starts_with("award capability=sha256 provider=0303"));
+        assert!(action.contains(" cost=5 eta_ms=100 input_sha256=0606"));
+        assert_eq!(ProposalTerms::parse(&action).unwrap(), terms());
+    }
+
+    #[test]
+    fn non_canonical_or_incomplete_terms_are_refused() {
+        let action = terms().to_action();
+        let reordered = action.replace("cost=5 eta_ms=100", "eta_ms=100 cost=5");
+        let doubled = action.replace("award ", "award  ");
+        let missing = action.replace(" cost=5", "");
+        let repeated = format!("{action} cost=5");
+        let other_verb = action.replace("award", "pay");
+        let bad_number = action.replace("cost=5", "cost=five");
+        let bad_hash = action.replace("input_sha256=06", "input_sha256=zz");
+        for bad in [
+            reordered, doubled, missing, repeated, other_verb, bad_number, bad_hash,
+        ] {
+            assert!(ProposalTerms::parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_subject_must_be_the_offer_of_the_terms() {
+        let good = proposal(terms().to_action(), ObjectId([4; 32]));
+        assert_eq!(ProposalTerms::from_proposal(&good).unwrap(), terms());
+        let other = proposal(terms().to_action(), ObjectId([5; 32]));
+        assert!(ProposalTerms::from_proposal(&other).is_err());
+    }
+
+    #[test]
+    fn rule_policy_checks_each_rule_in_order() {
+        let p = proposal(terms().to_action(), ObjectId([4; 32]));
+        let t = terms();
+        assert!(RulePolicy::default().decide(&t, &p).approve);
+        let denied = RulePolicy {
+            denied_providers: vec![t.provider],
+            max_cost: Some(1),
+            ..RulePolicy::default()
+        };
+        let d = denied.decide(&t, &p);
+        assert!(!d.approve && d.reason.contains("denied"), "{d:?}");
+        let caps = RulePolicy {
+            allowed_capabilities: vec!["resize".into()],
+            ..RulePolicy::default()
+        };
+        assert!(caps.decide(&t, &p).reason.contains("not allowed"));
+        let allowed = RulePolicy {
+            allowed_capabilities: vec!["sha256".into()],
+            ..RulePolicy::default()
+        };
+        assert!(allowed.decide(&t, &p).approve);
+        let cheap = RulePolicy {
+            max_cost: Some(4),
+            ..RulePolicy::default()
+        };
+        assert!(cheap.decide(&t, &p).reason.contains("cost 5"));
+        let fast = RulePolicy {
+            max_eta_ms: Some(99),
+            ..RulePolicy::default()
+        };
+        assert!(!fast.decide(&t, &p).approve);
+        let strict = RulePolicy {
+            default_approve: false,
+            ..RulePolicy::default()
+        };
+        assert!(!strict.decide(&t, &p).approve);
+    }
+
+    #[test]
+    fn bad_ballots_are_refused_before_signing() {
+        let key = Keypair::from_seed([1; 32]);
+        let committee = |members: Vec<PublicKey>, threshold| Committee { members, threshold };
+        let one = PublicKey([1; 32]);
+        for (c, timeout, rounds) in [
+            (committee(vec![], 1), 10, 1),
+            (committee(vec![one, one], 1), 10, 1),
+            (committee(vec![one], 2), 10, 1),
+            (committee(vec![one], 0), 10, 1),
+            (committee(vec![one], 1), 0, 1),
+            (committee(vec![one], 1), 10, 0),
+        ] {
+            let ballot = Ballot::new(
+                key.clone(),
+                ObjectId([0; 32]),
+                vec![],
+                terms(),
+                c,
+                timeout,
+                rounds,
+            );
+            assert!(ballot.is_err());
+        }
+    }
 }
