@@ -1,5 +1,10 @@
 //! The provider side of contract-net: bid on intents it can serve, accept awards for its own
 //! offers, run tasks through the driver, report progress, done and a signed receipt.
+//!
+//! When an intent names an approval committee, an award for it runs only if its `TaskStart`
+//! carries a valid quorum certificate for exactly that offer and input
+//! ([`crate::verify_certificate`]); otherwise it is refused like any award the provider never
+//! agreed to: an `award-refused` event with the reason goes back to the requester.
 
 use std::collections::{BTreeMap, HashMap};
 

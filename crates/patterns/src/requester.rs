@@ -446,7 +446,11 @@ impl Requester {
         if matches!(self.phase, Phase::Idle | Phase::Finished(_)) {
             return Ok(actions);
         }
-        for held in std::mem::take(&mut self.held) {
+        let mut held = std::mem::take(&mut self.held);
+        if let Phase::Voting(voting) = &self.phase {
+            held.push(voting.held.clone());
+        }
+        for held in held {
             self.reject(
                 &held.object,
                 RejectCode::Cancelled,
@@ -915,6 +919,19 @@ impl Requester {
         let Phase::Voting(voting) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return Ok(());
         };
+        if !matches!(decision, Decision::Approved { .. }) {
+            let detail = format!(
+                "the approval committee did not approve: {}",
+                decision.summary()
+            );
+            self.reject(
+                &voting.held.object,
+                RejectCode::Other,
+                detail,
+                now_ms,
+                actions,
+            )?;
+        }
         match decision {
             Decision::Approved { certificate, .. } => self.send_award(
                 voting.held,

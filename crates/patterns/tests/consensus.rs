@@ -132,6 +132,7 @@ fn five_members_threshold_four_pass_with_four_approvals() {
         panic!("{outcome:?} errors {:?}", s.errors)
     };
     assert_eq!(c.provider, key(11).public());
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
     let starts = distinct(&s.recorded, Kind::TaskStart);
     assert_eq!(starts.len(), 1);
     let cert = quorum_of(&starts[0]);
@@ -201,6 +202,7 @@ fn silent_members_time_a_round_out_and_the_next_round_decides() {
     let mut s = sim(consensus_spec(4), voters(&[]), plan);
     let outcome = s.run(T0, T0 + 60_000).cloned().unwrap();
     assert!(outcome.is_completed(), "{outcome:?} {:?}", s.errors);
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
     let timeouts = events(&s.recorded, "round-timeout");
     assert_eq!(timeouts.len(), 1);
     assert!(timeouts[0].attrs.contains(&("round".into(), "1".into())));
@@ -708,4 +710,32 @@ fn the_requester_refuses_votes_it_did_not_ask_for() {
     let late = vote(25, &proposal, true, "late");
     let actions = requester.on_object(late.clone(), T0 + 1_040).unwrap();
     assert_eq!(recorded(&actions), vec![late]);
+}
+
+#[test]
+fn a_rejected_winner_is_told_and_a_cancelled_vote_rejects_it() {
+    let mut s = sim(consensus_spec(4), voters(&[24, 25]), everyone_answers());
+    s.run(T0, T0 + 60_000);
+    let told = distinct(&s.recorded, Kind::Reject).into_iter().any(
+        |r| matches!(r.body(), Body::Reject(b) if b.detail.contains("committee did not approve")),
+    );
+    assert!(told, "the winner learns that its award was not approved");
+
+    let mut requester = Requester::new(key(1), consensus_spec(4));
+    let intent = published(&requester.start(T0).unwrap()).remove(0);
+    let o = offer(&intent, &key(11), 30, 1_000, 9_500, T0 + 10);
+    requester.on_object(o.clone(), T0 + 10).unwrap();
+    let token = TimerToken {
+        trace: intent.trace_id(),
+        kind: TimerKind::OfferWindow { round: 1 },
+    };
+    requester.on_timer(token, T0 + 1_000).unwrap();
+    let actions = requester.cancel("user abort", T0 + 1_100).unwrap();
+    let r = rejects(&actions);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].0, o.id());
+    assert_eq!(r[0].1, pvl_protocol::RejectCode::Cancelled);
+    assert!(
+        matches!(finished(&actions), Some(Outcome::Failed(f)) if f.reason == FailureReason::Cancelled)
+    );
 }
