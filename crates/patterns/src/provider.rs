@@ -370,7 +370,7 @@ impl Provider {
                 Some(made) => made
                     .committee
                     .as_ref()
-                    .and_then(|committee| quorum_problem(award, committee)),
+                    .and_then(|committee| quorum_problem(&start, award, committee)),
             }
         };
         if let Some(reason) = refusal {
@@ -609,15 +609,28 @@ impl Provider {
 }
 
 /// Why the award's quorum certificate does not let it run when the intent named `committee`
-/// (none, forged, short, for another offer or input), or `None` when it does.
-fn quorum_problem(award: &pvl_protocol::TaskStart, committee: &Committee) -> Option<String> {
+/// (none, forged, short, for another offer or input, proposed by someone else than the
+/// requester who awards), or `None` when it does.
+fn quorum_problem(
+    start: &SignedObject,
+    award: &pvl_protocol::TaskStart,
+    committee: &Committee,
+) -> Option<String> {
     let Some(quorum) = &award.quorum else {
         return Some(
             "the intent names an approval committee, but the award carries no quorum certificate"
                 .to_string(),
         );
     };
-    verify_certificate(quorum, committee, award.offer, award.input.sha256())
-        .err()
-        .map(|e| format!("invalid quorum certificate: {e}"))
+    if let Err(e) = verify_certificate(quorum, committee, award.offer, award.input.sha256()) {
+        return Some(format!("invalid quorum certificate: {e}"));
+    }
+    match quorum.body() {
+        Body::QuorumCert(cert) if cert.proposal.signer() != start.signer() => Some(format!(
+            "invalid quorum certificate: the proposal was signed by {}, not by the requester {}",
+            cert.proposal.signer().short(),
+            start.signer().short()
+        )),
+        _ => None,
+    }
 }

@@ -475,6 +475,18 @@ fn certificate(
     members: &[u8],
     input: &[u8],
 ) -> SignedObject {
+    certificate_by(1, intent, offer, committee, members, input)
+}
+
+/// [`certificate`] with the proposal signed by `proposer`.
+fn certificate_by(
+    proposer: u8,
+    intent: &SignedObject,
+    offer: ObjectId,
+    committee: &Committee,
+    members: &[u8],
+    input: &[u8],
+) -> SignedObject {
     let terms = ProposalTerms {
         offer,
         input_sha256: pvl_protocol::sha256(input),
@@ -483,7 +495,7 @@ fn certificate(
     let proposal = Envelope {
         trace: Some(intent.trace_id()),
         parents: vec![offer],
-        signer: key(1).public(),
+        signer: key(proposer).public(),
         timestamp_ms: T0 + 20,
         body: Body::Proposal(pvl_protocol::Proposal {
             subject: offer,
@@ -493,7 +505,7 @@ fn certificate(
             deadline_ms: T0 + 1_000,
         }),
     }
-    .sign(&key(1))
+    .sign(&key(proposer))
     .unwrap();
     let votes = members
         .iter()
@@ -588,6 +600,18 @@ fn the_provider_refuses_awards_without_a_valid_certificate() {
     let other_input = certificate(&intent, offer, &committee(4), &[21, 22, 23, 24], b"bye");
     let why = refusal(&mut s, Some(other_input)).unwrap();
     assert!(why.contains("another input"), "{why}");
+
+    // Members approved, but a proposal someone else made.
+    let foreign = certificate_by(
+        2,
+        &intent,
+        offer,
+        &committee(4),
+        &[21, 22, 23, 24],
+        b"hello",
+    );
+    let why = refusal(&mut s, Some(foreign)).unwrap();
+    assert!(why.contains("not by the requester"), "{why}");
 
     // The genuine certificate: it executes.
     let good = certificate(&intent, offer, &committee(4), &[21, 22, 23, 25], b"hello");
