@@ -74,6 +74,14 @@ pub enum TimerKind {
         /// The task id.
         task: ObjectId,
     },
+    /// Voting round `round` of the consensus ballot on `offer` closes (see
+    /// [`crate::consensus::Ballot`]).
+    VoteRound {
+        /// The offer voted on (the proposal's subject).
+        offer: ObjectId,
+        /// The round, from 1.
+        round: u32,
+    },
 }
 
 impl fmt::Display for TimerKind {
@@ -82,6 +90,9 @@ impl fmt::Display for TimerKind {
             TimerKind::OfferWindow { round } => write!(f, "offer-window#{round}"),
             TimerKind::TaskWatchdog { task } => write!(f, "watchdog:{}", task.short()),
             TimerKind::ReceiptWait { task } => write!(f, "receipt-wait:{}", task.short()),
+            TimerKind::VoteRound { offer, round } => {
+                write!(f, "vote-round#{round}:{}", offer.short())
+            }
         }
     }
 }
@@ -159,6 +170,10 @@ pub enum FailureReason {
     DeadlinePassed,
     /// The requester cancelled the intent.
     Cancelled,
+    /// The approval committee rejected the award (the detail lists every member's reason).
+    RejectedByCommittee,
+    /// The approval committee did not reach its threshold in any voting round.
+    NoQuorum,
 }
 
 impl FailureReason {
@@ -170,6 +185,8 @@ impl FailureReason {
             FailureReason::AllProvidersFailed => "all-providers-failed",
             FailureReason::DeadlinePassed => "deadline-passed",
             FailureReason::Cancelled => "cancelled",
+            FailureReason::RejectedByCommittee => "rejected-by-committee",
+            FailureReason::NoQuorum => "no-quorum",
         }
     }
 }

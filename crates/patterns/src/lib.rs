@@ -6,13 +6,18 @@
 //! therefore run with a fake clock and real signatures, and thousands of state machines can
 //! run in one process.
 //!
-//! This crate implements contract-net with auction-style selection:
+//! This crate implements contract-net with auction-style selection, committee approval and
+//! adaptive pattern choice:
 //!
 //! * [`Requester`]: one intent, from publication to a countersigned receipt (or a clear
 //!   failure);
 //! * [`Provider`]: one node's bidding and task execution over any number of intents;
 //! * [`select`]: constraint checks, scoring and ranking of offers, and the `selection` events
 //!   that explain a choice;
+//! * [`consensus`]: a committee approves an award before execution: the requester's
+//!   [`Ballot`], each member's [`Voter`], and [`verify_certificate`] for the provider;
+//! * [`adaptive`]: [`choose`] the pattern for a request and the providers to avoid, from its
+//!   situation and the node's history;
 //! * [`sim`]: an in-memory driver (simulated clock and network) for tests, examples and
 //!   simulations at scale.
 //!
@@ -20,8 +25,11 @@
 //!
 //! | input | requester | provider |
 //! |---|---|---|
-//! | [`Input::Received`] (an object of the trace, decoded and checked by the node) | offer, progress, done, receipt, the winner's `award-refused` event | intent, award (`TaskStart`), reject, countersigned receipt |
-//! | [`Input::Timer`] (a [`TimerToken`] it asked for) | window close, watchdog, receipt wait | none |
+//! | [`Input::Received`] (an object of the trace, decoded and checked by the node) | offer, progress, done, receipt, the winner's `award-refused` event, committee votes | intent, award (`TaskStart`), reject, countersigned receipt |
+//! | [`Input::Timer`] (a [`TimerToken`] it asked for) | window close, watchdog, receipt wait, vote round | none |
+//!
+//! A committee member's node feeds the proposals it receives to its [`Voter`]
+//! ([`Voter::on_proposal`]); a voter sets no timers.
 //! | [`Input::Progress`], [`Input::Executed`] (from the executor) | refused | progress, done + receipt |
 //!
 //! `handle`/`on_*` return `Result<Vec<Action>, PatternError>`. An `Err` means the input was
@@ -38,8 +46,8 @@
 //!
 //! ## Timers
 //!
-//! The requester sets three kinds of timers, all keyed by its trace id so the driver can
-//! route them: [`TimerKind::OfferWindow`] (close the offer window of a round),
+//! The requester sets four kinds of timers, all keyed by its trace id so the driver can
+//! route them: [`TimerKind::VoteRound`] (a committee voting round closes, see [`consensus`]), [`TimerKind::OfferWindow`] (close the offer window of a round),
 //! [`TimerKind::TaskWatchdog`] (the awarded provider must deliver within its eta plus a grace,
 //! must not stay silent longer than the silence limit, and must not pass the deadline; the
 //! watchdog re-arms itself when progress moved the limit) and [`TimerKind::ReceiptWait`]
@@ -60,6 +68,10 @@
 //!    |                |  rank, Record selection Event(s),
 //!    |                |  Reject(NotSelected, scores) to the others
 //!    |                v
+//!    |          (committee?) -- VOTING: Ballot on the winner's offer (see [`consensus`])
+//!    |                |   rejected -> FINISHED(Failed: rejected-by-committee)
+//!    |                |   no quorum after the last round -> FINISHED(Failed: no-quorum)
+//!    |                v   approved: the certificate goes into the TaskStart
 //!    |             AWARDED -- TaskStart to winner, SetTimer(watchdog)
 //!    |                |   progress: record, extends the silence limit
 //!    |                |   done(ok) + receipt (any order): verify, countersign,
@@ -69,6 +81,7 @@
 //!    |                v
 //!    |            REASSIGN -- next standby offer still acceptable --> Event `reassigned`,
 //!    |                |                                                AWARDED (next-best)
+//!    |                |   (with a committee, the next-best offer is voted on first)
 //!    |                | none left, time left, re-publications left
 //!    +-- Event `reassigned` (to = republish), new intent in the same trace
 //!                     | otherwise
@@ -87,6 +100,8 @@
 //! `max_concurrent` tasks, declining to bid when it has no free slot.
 
 pub mod action;
+pub mod adaptive;
+pub mod consensus;
 mod error;
 pub mod provider;
 pub mod requester;
@@ -96,6 +111,13 @@ mod util;
 
 pub use action::{
     Action, Completion, Failure, FailureReason, Input, Outcome, TimerKind, TimerToken,
+};
+pub use adaptive::{
+    Choice, NoPatternHistory, PatternHistory, PatternRecord, ProviderRecord, Situation, choose,
+};
+pub use consensus::{
+    Ballot, Decision, MemberReason, ProposalTerms, RulePolicy, Stance, VoteDecision, VotePolicy,
+    Voter, verify_certificate,
 };
 pub use error::{PatternError, Result};
 pub use provider::{BidDecision, OfferPolicy, Provider};

@@ -1,15 +1,21 @@
 //! The provider side of contract-net: bid on intents it can serve, accept awards for its own
 //! offers, run tasks through the driver, report progress, done and a signed receipt.
+//!
+//! When an intent names an approval committee, an award for it runs only if its `TaskStart`
+//! carries a valid quorum certificate for exactly that offer and input
+//! ([`crate::verify_certificate`]); otherwise it is refused like any award the provider never
+//! agreed to: an `award-refused` event with the reason goes back to the requester.
 
 use std::collections::{BTreeMap, HashMap};
 
 use pvl_protocol::{
-    Body, Event, Intent, Keypair, Kind, ObjectId, Offer, Payload, PriceModel, PublicKey, Receipt,
-    Resources, SignedObject, TaskDone, TaskProgress, TaskStatus,
+    Body, Committee, Event, Intent, Keypair, Kind, ObjectId, Offer, Payload, PriceModel, PublicKey,
+    Receipt, Resources, SignedObject, TaskDone, TaskProgress, TaskStatus,
 };
 use tracing::{debug, info, warn};
 
 use crate::action::{Action, Input};
+use crate::consensus::verify_certificate;
 use crate::error::{PatternError, Result};
 use crate::util::{sign, text};
 
@@ -81,6 +87,8 @@ struct MadeOffer {
     capability: String,
     cost: u64,
     expires_at_ms: u64,
+    /// The intent's approval committee: an award needs its quorum certificate.
+    committee: Option<Committee>,
 }
 
 /// A task this provider runs.
@@ -316,6 +324,7 @@ impl Provider {
                 capability,
                 cost: offer.cost,
                 expires_at_ms: offer.expires_at_ms,
+                committee: body.committee.clone(),
             },
         );
         Ok(vec![
@@ -358,7 +367,10 @@ impl Provider {
                 Some(made) if made.offer.trace_id() != start.trace_id() => {
                     Some("the award belongs to another trace than the offer".to_string())
                 }
-                Some(_) => None,
+                Some(made) => made
+                    .committee
+                    .as_ref()
+                    .and_then(|committee| quorum_problem(&start, award, committee)),
             }
         };
         if let Some(reason) = refusal {
@@ -593,5 +605,32 @@ impl Provider {
     fn forget_expired(&mut self, now_ms: u64) {
         self.offers.retain(|_, o| o.expires_at_ms >= now_ms);
         self.answered.retain(|_, expires| *expires >= now_ms);
+    }
+}
+
+/// Why the award's quorum certificate does not let it run when the intent named `committee`
+/// (none, forged, short, for another offer or input, proposed by someone else than the
+/// requester who awards), or `None` when it does.
+fn quorum_problem(
+    start: &SignedObject,
+    award: &pvl_protocol::TaskStart,
+    committee: &Committee,
+) -> Option<String> {
+    let Some(quorum) = &award.quorum else {
+        return Some(
+            "the intent names an approval committee, but the award carries no quorum certificate"
+                .to_string(),
+        );
+    };
+    if let Err(e) = verify_certificate(quorum, committee, award.offer, award.input.sha256()) {
+        return Some(format!("invalid quorum certificate: {e}"));
+    }
+    match quorum.body() {
+        Body::QuorumCert(cert) if cert.proposal.signer() != start.signer() => Some(format!(
+            "invalid quorum certificate: the proposal was signed by {}, not by the requester {}",
+            cert.proposal.signer().short(),
+            start.signer().short()
+        )),
+        _ => None,
     }
 }

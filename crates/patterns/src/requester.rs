@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use pvl_protocol::{
-    Body, Constraints, Event, Intent, Keypair, Kind, ObjectId, Offer, PatternHint, Payload,
-    PublicKey, Receipt, Reject, RejectCode, SignedObject, Strategy, TaskDone, TaskStart,
+    Body, Committee, Constraints, Event, Intent, Keypair, Kind, ObjectId, Offer, PatternHint,
+    Payload, PublicKey, Receipt, Reject, RejectCode, SignedObject, Strategy, TaskDone, TaskStart,
     TaskStatus, TraceId,
 };
 use tracing::{debug, info, warn};
@@ -16,6 +16,8 @@ use tracing::{debug, info, warn};
 use crate::action::{
     Action, Completion, Failure, FailureReason, Input, Outcome, TimerKind, TimerToken,
 };
+use crate::adaptive::demote_avoided;
+use crate::consensus::{Ballot, Decision, ProposalTerms};
 use crate::error::{PatternError, Result};
 use crate::select::{
     self, Candidate, NoHistory, ReliabilitySource, Scored, check_offer, fmt_score, rank,
@@ -58,6 +60,16 @@ pub struct RequestSpec {
     pub max_offers: usize,
     /// How many times the intent may be re-published when every offer is used up.
     pub max_republish: u32,
+    /// Who must approve an award before execution (carried in the intent). When set, every
+    /// award first runs a consensus [`Ballot`] on the chosen offer.
+    pub committee: Option<Committee>,
+    /// How long one voting round lasts, ms.
+    pub vote_round_ms: u64,
+    /// How many voting rounds a ballot runs before it fails with `no-quorum`.
+    pub max_vote_rounds: u32,
+    /// Providers to avoid (e.g. from [`crate::adaptive::choose`]): their offers rank after all
+    /// others, and are used only when nobody else offers.
+    pub avoid: Vec<PublicKey>,
 }
 
 impl RequestSpec {
@@ -80,6 +92,10 @@ impl RequestSpec {
             receipt_wait_ms: 5_000,
             max_offers: 1024,
             max_republish: 1,
+            committee: None,
+            vote_round_ms: 2_000,
+            max_vote_rounds: 2,
+            avoid: Vec::new(),
         }
     }
 }
@@ -125,6 +141,13 @@ pub enum RequesterState {
         /// When the window closes at the latest, unix ms.
         closes_at_ms: u64,
     },
+    /// The approval committee votes on the award of `offer`.
+    Voting {
+        /// The offer voted on.
+        offer: ObjectId,
+        /// The voting round (from 1).
+        round: u32,
+    },
     /// A task is awarded and being followed.
     Awarded {
         /// The task id.
@@ -157,10 +180,19 @@ struct Running {
     receipt: Option<SignedObject>,
 }
 
+/// The award waiting for the committee's decision.
+#[derive(Debug, Clone)]
+struct Voting {
+    held: Held,
+    /// Parents of the `TaskStart` besides the offer and the certificate.
+    parents: Vec<ObjectId>,
+}
+
 #[derive(Debug, Clone)]
 enum Phase {
     Idle,
     Collecting { closes_at_ms: u64 },
+    Voting(Box<Voting>),
     Running(Box<Running>),
     Finished(Box<Outcome>),
 }
@@ -170,6 +202,7 @@ impl Phase {
         match self {
             Phase::Idle => "idle",
             Phase::Collecting { .. } => "collecting offers",
+            Phase::Voting(_) => "waiting for the committee",
             Phase::Running(_) => "following a task",
             Phase::Finished(_) => "finished",
         }
@@ -200,6 +233,8 @@ pub struct Requester {
     excluded: HashSet<PublicKey>,
     republished: u32,
     stats: RequesterStats,
+    /// The consensus ballot of the last award that needed approval.
+    ballot: Option<Ballot>,
 }
 
 impl std::fmt::Debug for Requester {
@@ -234,6 +269,7 @@ impl Requester {
             excluded: HashSet::new(),
             republished: 0,
             stats: RequesterStats::default(),
+            ballot: None,
         }
     }
 
@@ -270,6 +306,10 @@ impl Requester {
             Phase::Collecting { closes_at_ms } => RequesterState::Collecting {
                 round: self.round,
                 closes_at_ms: *closes_at_ms,
+            },
+            Phase::Voting(v) => RequesterState::Voting {
+                offer: v.held.object.id(),
+                round: self.ballot.as_ref().map_or(0, Ballot::round),
             },
             Phase::Running(r) => RequesterState::Awarded {
                 task: r.start.id(),
@@ -353,6 +393,7 @@ impl Requester {
                 self.on_task_report(object, now_ms, &mut actions)?
             }
             Kind::Event => self.on_refusal(object, now_ms, &mut actions)?,
+            Kind::Vote => self.on_vote(object, now_ms, &mut actions)?,
             _ => return Err(self.unexpected(&object)),
         }
         Ok(actions)
@@ -391,6 +432,7 @@ impl Requester {
             {
                 self.complete_without_receipt(now_ms, &mut actions)?;
             }
+            (TimerKind::VoteRound { .. }, _) => self.on_vote_timer(token, now_ms, &mut actions)?,
             _ => debug!(timer = %token.kind, "stale timer ignored"),
         }
         Ok(actions)
@@ -404,7 +446,11 @@ impl Requester {
         if matches!(self.phase, Phase::Idle | Phase::Finished(_)) {
             return Ok(actions);
         }
-        for held in std::mem::take(&mut self.held) {
+        let mut held = std::mem::take(&mut self.held);
+        if let Phase::Voting(voting) = &self.phase {
+            held.push(voting.held.clone());
+        }
+        for held in held {
             self.reject(
                 &held.object,
                 RejectCode::Cancelled,
@@ -448,7 +494,7 @@ impl Requester {
                 constraints: self.spec.constraints.clone(),
                 strategy: self.spec.strategy,
                 pattern: self.spec.pattern,
-                committee: None,
+                committee: self.spec.committee.clone(),
                 nonce: self.spec.nonce.wrapping_add(u64::from(round - 1)),
                 expires_at_ms: closes_at,
             }),
@@ -645,7 +691,8 @@ impl Requester {
             return self.fail(reason, detail, now_ms, actions);
         }
         let candidates: Vec<Candidate> = valid.iter().map(|h| h.candidate.clone()).collect();
-        let ranking = rank(self.spec.strategy, &candidates);
+        let mut ranking = rank(self.spec.strategy, &candidates);
+        let avoided = demote_avoided(&mut ranking, &self.spec.avoid);
         let rejected: Vec<(RejectCode, usize)> = [
             RejectCode::OverBudget,
             RejectCode::TooSlow,
@@ -659,7 +706,8 @@ impl Requester {
         .filter(|(_, n)| *n > 0)
         .collect();
         let mut first_event = None;
-        for body in select::selection_events(&ranking, &rejected) {
+        for mut body in select::selection_events(&ranking, &rejected) {
+            explain_avoided(&mut body, &avoided, &ranking);
             let event = sign(
                 &self.key,
                 self.trace,
@@ -713,7 +761,7 @@ impl Requester {
         self.award(winner_held, &parents, now_ms, actions)
     }
 
-    /// Sends the `TaskStart` for `held` and starts watching the task.
+    /// Awards `held`: at once, or after the committee's approval when the spec names one.
     fn award(
         &mut self,
         held: Held,
@@ -721,9 +769,26 @@ impl Requester {
         now_ms: u64,
         actions: &mut Vec<Action>,
     ) -> Result<()> {
+        match self.spec.committee.clone() {
+            Some(committee) => self.start_ballot(held, committee, extra_parents, now_ms, actions),
+            None => self.send_award(held, extra_parents, None, now_ms, actions),
+        }
+    }
+
+    /// Sends the `TaskStart` for `held` (with the committee's certificate, if any) and starts
+    /// watching the task.
+    fn send_award(
+        &mut self,
+        held: Held,
+        extra_parents: &[ObjectId],
+        quorum: Option<SignedObject>,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
         let intent = self.current_intent_id()?;
         let mut parents = vec![held.object.id()];
         parents.extend_from_slice(extra_parents);
+        parents.extend(quorum.as_ref().map(SignedObject::id));
         let start = sign(
             &self.key,
             self.trace,
@@ -735,7 +800,7 @@ impl Requester {
                 label: self.spec.label.clone(),
                 input: self.spec.input.clone(),
                 deadline_ms: self.spec.constraints.deadline_ms,
-                quorum: None,
+                quorum: quorum.map(Box::new),
             }),
         )?;
         self.stats.awards += 1;
@@ -766,6 +831,136 @@ impl Requester {
         ));
         self.phase = Phase::Running(Box::new(running));
         Ok(())
+    }
+
+    // ----- committee approval ------------------------------------------------------------
+
+    /// Opens a consensus ballot on awarding `held`; the award waits for its decision.
+    fn start_ballot(
+        &mut self,
+        held: Held,
+        committee: Committee,
+        extra_parents: &[ObjectId],
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        let trace = self
+            .trace
+            .ok_or_else(|| PatternError::Invalid("the requester was not started".into()))?;
+        let terms = ProposalTerms {
+            capability: self.spec.capability.clone(),
+            provider: held.object.signer(),
+            offer: held.object.id(),
+            cost: held.offer.cost,
+            eta_ms: held.offer.eta_ms,
+            input_sha256: self.spec.input.sha256(),
+        };
+        let mut parents = vec![held.object.id()];
+        parents.extend_from_slice(extra_parents);
+        let mut ballot = Ballot::new(
+            self.key.clone(),
+            trace,
+            parents,
+            terms,
+            committee,
+            self.spec.vote_round_ms,
+            self.spec.max_vote_rounds,
+        )?;
+        actions.extend(ballot.start(now_ms)?);
+        info!(offer = %held.object.id().short(), "award waits for the committee");
+        self.ballot = Some(ballot);
+        self.phase = Phase::Voting(Box::new(Voting {
+            held,
+            parents: extra_parents.to_vec(),
+        }));
+        Ok(())
+    }
+
+    /// A committee member's vote: to the ballot, then act on its decision.
+    fn on_vote(
+        &mut self,
+        object: SignedObject,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        let Some(ballot) = self.ballot.as_mut() else {
+            return Err(self.unexpected(&object));
+        };
+        actions.extend(ballot.on_vote(object, now_ms)?);
+        self.act_on_decision(now_ms, actions)
+    }
+
+    fn on_vote_timer(
+        &mut self,
+        token: TimerToken,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        match self.ballot.as_mut() {
+            Some(ballot) if ballot.owns_timer(&token) => {
+                actions.extend(ballot.on_timer(token, now_ms)?);
+                self.act_on_decision(now_ms, actions)
+            }
+            _ => {
+                debug!(timer = %token.kind, "stale vote timer ignored");
+                Ok(())
+            }
+        }
+    }
+
+    /// While voting: award with the certificate, or fail with the committee's reasons.
+    fn act_on_decision(&mut self, now_ms: u64, actions: &mut Vec<Action>) -> Result<()> {
+        if !matches!(self.phase, Phase::Voting(_)) {
+            return Ok(());
+        }
+        let Some(decision) = self.ballot.as_ref().and_then(Ballot::decision).cloned() else {
+            return Ok(());
+        };
+        let Phase::Voting(voting) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            return Ok(());
+        };
+        if !matches!(decision, Decision::Approved { .. }) {
+            let detail = format!(
+                "the approval committee did not approve: {}",
+                decision.summary()
+            );
+            self.reject(
+                &voting.held.object,
+                RejectCode::Other,
+                detail,
+                now_ms,
+                actions,
+            )?;
+        }
+        match decision {
+            Decision::Approved { certificate, .. } => self.send_award(
+                voting.held,
+                &voting.parents,
+                Some(*certificate),
+                now_ms,
+                actions,
+            ),
+            Decision::Rejected { .. } => self.fail(
+                FailureReason::RejectedByCommittee,
+                format!(
+                    "the committee rejected offer {}: {}",
+                    voting.held.object.id().short(),
+                    decision.summary()
+                ),
+                now_ms,
+                actions,
+            ),
+            Decision::TimedOut { .. } => self.fail(
+                FailureReason::NoQuorum,
+                format!(
+                    "offer {}: {}",
+                    voting.held.object.id().short(),
+                    decision.summary()
+                ),
+                now_ms,
+                actions,
+            ),
+        }
     }
 
     /// When the running task counts as failed if nothing more is heard, and why.
@@ -1286,4 +1481,23 @@ impl Requester {
             .collect();
         parts.join(", ")
     }
+}
+
+/// Adds to a `selection` event body why avoided providers' offers rank last.
+fn explain_avoided(body: &mut Event, avoided: &[ObjectId], ranking: &select::Ranking) {
+    if avoided.is_empty() {
+        return;
+    }
+    let winner_avoided = ranking
+        .winner()
+        .is_some_and(|w| avoided.contains(&w.candidate.offer));
+    let ids: Vec<String> = avoided.iter().map(ObjectId::short).collect();
+    body.attrs
+        .push(("avoided-offers".to_string(), text(ids.join(","))));
+    let note = if winner_avoided {
+        " Only offers from avoided providers (poor record) were acceptable, so one of them was chosen."
+    } else {
+        " Offers from providers avoided for a poor record rank after all others."
+    };
+    body.message = text(format!("{}{note}", body.message));
 }

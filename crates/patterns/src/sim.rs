@@ -1,5 +1,5 @@
-//! An in-memory driver: one [`Requester`] and many [`Provider`]s on a simulated network with a
-//! simulated clock.
+//! An in-memory driver: one [`Requester`], many [`Provider`]s and, optionally, the committee
+//! members' [`Voter`]s on a simulated network with a simulated clock.
 //!
 //! It is what the node does, minus the sockets and the store: objects travel as wire bytes
 //! and are decoded (signatures verified) on delivery, timers and executions are events on a
@@ -9,9 +9,10 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use pvl_protocol::{ObjectId, Payload, PublicKey, SignedObject};
+use pvl_protocol::{Body, Kind, ObjectId, Payload, PublicKey, SignedObject};
 
 use crate::action::{Action, Outcome, TimerToken};
+use crate::consensus::Voter;
 use crate::provider::Provider;
 use crate::requester::Requester;
 
@@ -34,9 +35,14 @@ pub enum ExecPlan {
 /// Decides how each provider executes each task: `(provider, task, capability, input)`.
 pub type Executor = Box<dyn FnMut(&PublicKey, &ObjectId, &str, &Payload) -> ExecPlan>;
 
+/// Decides whether committee member `member` answers the proposal of voting round `round`
+/// (`false`: the proposal is lost and the member stays silent).
+pub type VoterPlan = Box<dyn FnMut(&PublicKey, u32) -> bool>;
+
 enum Event {
     ToRequester(Vec<u8>),
     ToProvider(usize, Vec<u8>),
+    ToVoter(usize, Vec<u8>),
     Broadcast(Vec<u8>),
     Timer(TimerToken),
     Progress(usize, ObjectId),
@@ -64,6 +70,9 @@ pub struct Sim {
     providers: Vec<Provider>,
     index: HashMap<PublicKey, usize>,
     executor: Executor,
+    voters: Vec<Voter>,
+    voter_index: HashMap<PublicKey, usize>,
+    voter_plan: VoterPlan,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     events: HashMap<u64, Event>,
     seq: u64,
@@ -109,6 +118,9 @@ impl Sim {
             providers,
             index,
             executor,
+            voters: Vec::new(),
+            voter_index: HashMap::new(),
+            voter_plan: Box::new(|_, _| true),
             queue: BinaryHeap::new(),
             events: HashMap::new(),
             seq: 0,
@@ -117,6 +129,19 @@ impl Sim {
             stats: SimStats::default(),
             outcome: None,
         }
+    }
+
+    /// Adds the committee members: proposals sent to a member's key go to its [`Voter`],
+    /// unless `plan` says the member stays silent in that round.
+    pub fn with_voters(mut self, voters: Vec<Voter>, plan: VoterPlan) -> Self {
+        self.voter_index = voters
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.public(), i))
+            .collect();
+        self.voters = voters;
+        self.voter_plan = plan;
+        self
     }
 
     /// The requester.
@@ -198,6 +223,24 @@ impl Sim {
                     self.after(Some(i), r);
                 }
             }
+            Event::ToVoter(i, bytes) => {
+                if let Some(o) = self.decode(&bytes) {
+                    let round = match o.body() {
+                        Body::Proposal(p) => p.round,
+                        _ => 0,
+                    };
+                    let Some(member) = self.voters.get(i).map(Voter::public) else {
+                        return;
+                    };
+                    if !(self.voter_plan)(&member, round) {
+                        return;
+                    }
+                    if let Some(v) = self.voters.get_mut(i) {
+                        let r = v.on_proposal(o, now);
+                        self.after(None, r);
+                    }
+                }
+            }
             Event::Broadcast(bytes) => {
                 for i in 0..self.providers.len() {
                     if let Some(o) = self.decode(&bytes)
@@ -240,7 +283,12 @@ impl Sim {
             match action {
                 Action::Publish(o) => self.schedule(arrive, Event::Broadcast(o.into_bytes())),
                 Action::Send { to, object } => {
-                    if to == self.requester_key {
+                    let voter = self.voter_index.get(&to).copied();
+                    if object.kind() == Kind::Proposal
+                        && let Some(i) = voter
+                    {
+                        self.schedule(arrive, Event::ToVoter(i, object.into_bytes()));
+                    } else if to == self.requester_key {
                         self.schedule(arrive, Event::ToRequester(object.into_bytes()));
                     } else if let Some(&i) = self.index.get(&to) {
                         self.schedule(arrive, Event::ToProvider(i, object.into_bytes()));
