@@ -87,6 +87,7 @@
 //! `max_concurrent` tasks, declining to bid when it has no free slot.
 
 pub mod action;
+pub mod coordination;
 mod error;
 pub mod provider;
 pub mod requester;
@@ -95,8 +96,10 @@ pub mod sim;
 mod util;
 
 pub use action::{
-    Action, Completion, Failure, FailureReason, Input, Outcome, TimerKind, TimerToken,
+    Action, Completion, Failure, FailureReason, Input, Outcome, PartResult, PartStatus, TimerKind,
+    TimerToken,
 };
+pub use coordination::Coordination;
 pub use error::{PatternError, Result};
 pub use provider::{BidDecision, OfferPolicy, Provider};
 pub use requester::{RequestSpec, Requester, RequesterState, RequesterStats};
