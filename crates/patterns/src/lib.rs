@@ -87,6 +87,7 @@
 //! `max_concurrent` tasks, declining to bid when it has no free slot.
 
 pub mod action;
+mod composite;
 pub mod coordination;
 mod error;
 pub mod provider;
@@ -94,6 +95,7 @@ pub mod requester;
 pub mod select;
 pub mod sim;
 mod util;
+pub mod workflow;
 
 pub use action::{
     Action, Completion, Failure, FailureReason, Input, Outcome, PartResult, PartStatus, TimerKind,
@@ -104,3 +106,4 @@ pub use error::{PatternError, Result};
 pub use provider::{BidDecision, OfferPolicy, Provider};
 pub use requester::{RequestSpec, Requester, RequesterState, RequesterStats};
 pub use select::{Candidate, NoHistory, Ranking, ReliabilitySource, Scored, Violation};
+pub use workflow::{StageSpec, WorkflowError, WorkflowRun, WorkflowSpec};
