@@ -50,13 +50,14 @@ pub(crate) struct Composite {
     pub(crate) root: Option<SignedObject>,
     pub(crate) parts: Vec<Part>,
     pub(crate) outcome: Option<Outcome>,
-    /// Rank providers already holding another part last when a part selects.
-    spread: bool,
+    /// Parts `0..spread` rank providers already holding another of these parts last when
+    /// they select (parallel shards); 0 for none.
+    spread: usize,
 }
 
 impl Composite {
     /// A composite signing with `key`, with parts `(label, capability)` not yet started.
-    pub(crate) fn new(key: Keypair, parts: Vec<(String, String)>, spread: bool) -> Self {
+    pub(crate) fn new(key: Keypair, parts: Vec<(String, String)>, spread: usize) -> Self {
         Composite {
             key,
             history: Arc::new(NoHistory),
@@ -199,7 +200,7 @@ impl Composite {
                 )));
             }
         };
-        let busy = if self.spread {
+        let busy = if index < self.spread {
             self.busy_providers(index)
         } else {
             Vec::new()
@@ -322,10 +323,11 @@ impl Composite {
             })
     }
 
-    /// Providers holding (awarded and running, or done) a part other than `index`.
+    /// Providers holding (awarded and running, or done) a spread part other than `index`.
     fn busy_providers(&self, index: usize) -> Vec<PublicKey> {
         self.parts
             .iter()
+            .take(self.spread)
             .enumerate()
             .filter(|(i, _)| *i != index)
             .filter_map(|(_, p)| match (&p.result.status, &p.requester) {

@@ -90,6 +90,7 @@ pub mod action;
 mod composite;
 pub mod coordination;
 mod error;
+pub mod parallel;
 pub mod provider;
 pub mod requester;
 pub mod select;
@@ -103,6 +104,7 @@ pub use action::{
 };
 pub use coordination::Coordination;
 pub use error::{PatternError, Result};
+pub use parallel::{ParallelError, ParallelRun, ParallelSpec, Reduce, Split, split};
 pub use provider::{BidDecision, OfferPolicy, Provider};
 pub use requester::{RequestSpec, Requester, RequesterState, RequesterStats};
 pub use select::{Candidate, NoHistory, Ranking, ReliabilitySource, Scored, Violation};

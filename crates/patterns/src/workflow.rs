@@ -614,7 +614,7 @@ impl WorkflowRun {
             spec,
             input,
             template: RequestSpec::new("workflow", Payload::Inline(Vec::new())),
-            inner: Composite::new(key, parts, false),
+            inner: Composite::new(key, parts, 0),
             proofs: vec![None; stages],
         })
     }
