@@ -6,23 +6,58 @@
 //! therefore run with a fake clock and real signatures, and thousands of state machines can
 //! run in one process.
 //!
-//! This crate implements contract-net with auction-style selection:
+//! This crate implements contract-net with auction-style selection, and two composite
+//! patterns built from it:
 //!
 //! * [`Requester`]: one intent, from publication to a countersigned receipt (or a clear
-//!   failure);
+//!   failure); either the root of its own trace ([`Requester::start`]) or a child in an
+//!   existing trace ([`Requester::start_within`]);
+//! * [`WorkflowRun`] ([`workflow`]): a DAG of stages read from a TOML file, each stage a
+//!   contract-net round inside one trace, outputs flowing to the stages that read them;
+//! * [`ParallelRun`] ([`parallel`]): one input split into shards run at the same time on
+//!   distinct providers where enough exist, outputs reduced in shard order;
 //! * [`Provider`]: one node's bidding and task execution over any number of intents;
 //! * [`select`]: constraint checks, scoring and ranking of offers, and the `selection` events
 //!   that explain a choice;
 //! * [`sim`]: an in-memory driver (simulated clock and network) for tests, examples and
 //!   simulations at scale.
 //!
+//! ## One driver interface
+//!
+//! Requester, workflow and parallel runs all implement [`Coordination`]: `start(now)`,
+//! `handle(input, now)`, `trace()`, `claims(object)`, `is_finished()`, `outcome()`,
+//! `cancel(reason, now)`. A node keeps one `Box<dyn Coordination>` per trace it coordinates
+//! and routes to it every received object of that trace and every timer whose
+//! [`TimerToken::trace`] is that trace. A composite routes further inside: objects to the
+//! sub-requester that [`Requester::claims`] them, timers by [`TimerToken::scope`] (the id of
+//! the sub-requester's first intent; for a root requester `scope == trace`).
+//!
+//! | pattern | root intent | sub-intents | outcome |
+//! |---|---|---|---|
+//! | contract-net ([`Requester`]) | published, bid on | re-publications after failures | [`Completion`] of the task; `parts` empty |
+//! | workflow ([`WorkflowRun`]) | `workflow:<name>`, pattern Workflow, recorded only | one per stage (+ re-publications, in the same trace) | `parts` = every stage; task/output = the final stage's; cost/awards = totals |
+//! | parallel ([`ParallelRun`]) | the capability, pattern Parallel, recorded only | one per shard (+ restarts) and a reducer | `parts` = shards then reducer; output = reduced; cost/awards = totals |
+//!
+//! ```text
+//!                      root Intent (recorded, not published)
+//!                     /            |             \
+//!        stage/shard Intent   stage/shard Intent   ...      each: offers, selection,
+//!          (sub-requester)      (sub-requester)             award, progress, done,
+//!                |                    |                     receipt, reassignment
+//!        stage-done/shard-done  stage-done/shard-done
+//!                 \                  /
+//!      downstream stage Intent | reducer Intent (parents: root + upstream receipts)
+//!                           |
+//!               workflow-done | reduced  ->  Finished(Outcome with parts)
+//! ```
+//!
 //! ## Inputs
 //!
-//! | input | requester | provider |
-//! |---|---|---|
-//! | [`Input::Received`] (an object of the trace, decoded and checked by the node) | offer, progress, done, receipt, the winner's `award-refused` event | intent, award (`TaskStart`), reject, countersigned receipt |
-//! | [`Input::Timer`] (a [`TimerToken`] it asked for) | window close, watchdog, receipt wait | none |
-//! | [`Input::Progress`], [`Input::Executed`] (from the executor) | refused | progress, done + receipt |
+//! | input | requester | provider | workflow / parallel |
+//! |---|---|---|---|
+//! | [`Input::Received`] (an object of the trace, decoded and checked by the node) | offer, progress, done, receipt, the winner's `award-refused` event | intent, award (`TaskStart`), reject, countersigned receipt | the same as a requester, for any of its sub-requesters |
+//! | [`Input::Timer`] (a [`TimerToken`] it asked for) | window close, watchdog, receipt wait | none | its sub-requesters' timers |
+//! | [`Input::Progress`], [`Input::Executed`] (from the executor) | refused | progress, done + receipt | refused |
 //!
 //! `handle`/`on_*` return `Result<Vec<Action>, PatternError>`. An `Err` means the input was
 //! refused and nothing changed (wrong trace, wrong signer, unknown task, ...): the node logs it
@@ -39,7 +74,7 @@
 //! ## Timers
 //!
 //! The requester sets three kinds of timers, all keyed by its trace id so the driver can
-//! route them: [`TimerKind::OfferWindow`] (close the offer window of a round),
+//! route them, and by its scope so that a composite can tell its sub-requesters apart: [`TimerKind::OfferWindow`] (close the offer window of a round),
 //! [`TimerKind::TaskWatchdog`] (the awarded provider must deliver within its eta plus a grace,
 //! must not stay silent longer than the silence limit, and must not pass the deadline; the
 //! watchdog re-arms itself when progress moved the limit) and [`TimerKind::ReceiptWait`]

@@ -480,3 +480,44 @@ fn a_hash_only_input_cannot_be_split() {
         Some(Outcome::Failed(f)) if f.reason == FailureReason::Cancelled
     ));
 }
+
+#[test]
+fn a_silent_shard_provider_is_replaced_without_stopping_the_others() {
+    let mut spec = spec("upper", Reduce::Concat);
+    spec.template.silence_ms = Some(1_000);
+    let silent = key(13).public();
+    let exec: Executor = Box::new(move |who, _, capability, input| {
+        if *who == silent {
+            ExecPlan::Hang
+        } else {
+            ExecPlan::Finish {
+                after_ms: 300,
+                result: compute(capability, input.inline().unwrap()).map(Payload::Inline),
+                progress: false,
+            }
+        }
+    });
+    let sim = run(spec, TEXT, providers(4, &["upper"]), exec);
+    let done = completed(&sim);
+    assert_eq!(
+        done.output,
+        Some(Payload::Inline(TEXT.to_ascii_uppercase()))
+    );
+    assert!(done.parts.iter().all(|p| p.provider != Some(silent)));
+    let reassigned = events_in(&sim.recorded, "reassigned");
+    assert_eq!(reassigned.len(), 1);
+    assert!(
+        attr(&reassigned[0], "reason").unwrap().contains("silent"),
+        "{:?}",
+        reassigned[0]
+    );
+    // The other shards finished long before the silent one was replaced.
+    let replaced = done
+        .parts
+        .iter()
+        .find(|p| p.awards == 2)
+        .expect("one shard was awarded twice");
+    for p in done.parts.iter().filter(|p| p.awards == 1) {
+        assert!(p.finished_ms.unwrap() < replaced.finished_ms.unwrap());
+    }
+}
