@@ -19,7 +19,9 @@
 //!   exponent), added exactly; the result keeps the largest number of decimals of any output;
 //! * any other word is a capability: once every shard is done, a reducer sub-intent (child of
 //!   the root, parents = the shards' receipts) whose input is the shard outputs joined by `\n`
-//!   is awarded by contract-net; its output is the result.
+//!   is awarded by contract-net; its output is the result. (Parents are capped at
+//!   [`pvl_protocol::MAX_PARENTS`]: with more shards, the reducer intent and the `reduced`
+//!   event name the root and the first shards' receipts.)
 //!
 //! ## A run ([`ParallelRun`])
 //!

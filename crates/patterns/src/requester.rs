@@ -1422,7 +1422,7 @@ impl crate::coordination::Coordination for Requester {
     }
 
     fn claims(&self, object: &SignedObject) -> bool {
-        Requester::claims(self, object)
+        !self.is_finished() && Requester::claims(self, object)
     }
 
     fn is_finished(&self) -> bool {

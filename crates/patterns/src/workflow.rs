@@ -58,6 +58,9 @@
 //!   [`crate::FailureReason::BadInput`]. So does a stage whose upstream reported no output,
 //!   or whose concatenated input exceeds [`pvl_protocol::MAX_INLINE_PAYLOAD`].
 //!
+//! A stage intent lists at most [`pvl_protocol::MAX_PARENTS`] parents (the root first, then
+//! the upstream proofs in input order); so does the `workflow-done` event.
+//!
 //! ## Outcome
 //!
 //! [`crate::Completion::parts`] lists every stage in declaration order. The completion's own
@@ -794,14 +797,18 @@ impl WorkflowRun {
             info!(stage = %stage.name, capability = %stage.capability, "stage ready");
             if let Err(e) = self.inner.launch(index, request, &parents, now_ms, actions) {
                 let why = format!("the stage could not start: {e}");
+                let reason = if self
+                    .template
+                    .constraints
+                    .deadline_ms
+                    .is_some_and(|d| d <= now_ms)
+                {
+                    FailureReason::DeadlinePassed
+                } else {
+                    FailureReason::BadInput
+                };
                 self.inner.mark_failed(index, &why, now_ms)?;
-                return self.stage_failed(
-                    index,
-                    FailureReason::DeadlinePassed,
-                    &why,
-                    now_ms,
-                    actions,
-                );
+                return self.stage_failed(index, reason, &why, now_ms, actions);
             }
         }
         Ok(())
