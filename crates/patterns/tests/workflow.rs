@@ -622,3 +622,42 @@ fn a_workflow_refuses_objects_of_other_traces_and_can_be_cancelled() {
 fn spec_for_other() -> RequestSpec {
     RequestSpec::new("echo", Payload::Inline(vec![]))
 }
+
+#[test]
+fn stage_options_shape_the_stage_intent() {
+    let text = r#"
+[[stage]]
+name = "hash"
+capability = "sha256"
+strategy = "fastest"
+budget = 10
+deadline_ms = 5000
+min_reliability = 0.95
+window_ms = 300
+"#;
+    let spec = WorkflowSpec::parse(text).unwrap();
+    let mut template = template();
+    template.constraints.max_cost = Some(1_000);
+    let mut run = WorkflowRun::new(key(1), spec, Payload::Inline(b"x".to_vec()))
+        .unwrap()
+        .with_template(template);
+    let actions = run.start(T0).unwrap();
+    let intent = published(&actions).pop().unwrap();
+    let Body::Intent(body) = intent.body() else {
+        unreachable!()
+    };
+    assert_eq!(body.capability, "sha256");
+    assert_eq!(body.input, Payload::Inline(b"x".to_vec()));
+    assert_eq!(body.strategy, pvl_protocol::Strategy::Fastest);
+    assert_eq!(body.constraints.max_cost, Some(10), "the stage budget wins");
+    assert_eq!(body.constraints.deadline_ms, Some(T0 + 5_000));
+    assert_eq!(body.constraints.min_reliability_bps, Some(9_500));
+    assert_eq!(body.expires_at_ms, T0 + 300, "the stage's offer window");
+    assert_eq!(body.pattern, pvl_protocol::PatternHint::ContractNet);
+    let root = run.root().unwrap();
+    assert_eq!(intent.parents(), &[root.id()]);
+    assert_eq!(
+        timers(&actions),
+        vec![(T0 + 300, pvl_patterns::TimerKind::OfferWindow { round: 1 })]
+    );
+}
