@@ -46,11 +46,15 @@ pub enum Action {
     Finished(Outcome),
 }
 
-/// A timer a state machine asked for; routed back to it by its trace id.
+/// A timer a state machine asked for; routed back to it by its trace id, then (inside a
+/// composite such as a workflow, where several requesters share one trace) by its scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerToken {
-    /// The trace of the state machine that set the timer.
+    /// The trace of the state machine that set the timer: the driver routes on this.
     pub trace: TraceId,
+    /// Which requester inside the trace set the timer: the id of that requester's first
+    /// intent. For a requester that is the root of its own trace, `scope == trace`.
+    pub scope: ObjectId,
     /// What the timer is for.
     pub kind: TimerKind,
 }
@@ -144,6 +148,12 @@ pub struct Completion {
     pub receipt: Option<SignedObject>,
     /// How many tasks were awarded in total (1 when the first winner delivered).
     pub awards: u32,
+    /// For a composite (workflow, parallel): every part (stage, shard, reducer) in order,
+    /// each with its own task, provider, cost, receipt and output; the fields above then
+    /// describe the final part (see the composite's documentation) except `cost` and `awards`,
+    /// which are totals. Contract-net leaves `parts` **empty**: the fields above are its
+    /// single task.
+    pub parts: Vec<PartResult>,
 }
 
 /// The unsuccessful end of an intent.
@@ -155,6 +165,87 @@ pub struct Failure {
     pub reason: FailureReason,
     /// Why, in words.
     pub detail: String,
+    /// For a composite (workflow, parallel): every part in order, including those that
+    /// finished well before the failure (with their receipts). Contract-net leaves `parts`
+    /// **empty**.
+    pub parts: Vec<PartResult>,
+}
+
+/// One part of a composite coordination: a workflow stage, a parallel shard or a reducer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartResult {
+    /// The part's name: the stage name, `shard-<i>` (from 0) or `reduce`.
+    pub label: String,
+    /// The capability the part asked for.
+    pub capability: String,
+    /// Where the part stands.
+    pub status: PartStatus,
+    /// The last task awarded for the part (id of its `TaskStart`), if any.
+    pub task: Option<ObjectId>,
+    /// The provider of that task.
+    pub provider: Option<PublicKey>,
+    /// The offer that won that task.
+    pub offer: Option<ObjectId>,
+    /// The cost of that offer (0 when nothing was awarded).
+    pub cost: u64,
+    /// The countersigned receipt, when the part completed with one.
+    pub receipt: Option<SignedObject>,
+    /// The output as reported in `TaskDone`, when the part completed.
+    pub output: Option<Payload>,
+    /// How many tasks were awarded for the part, over all its attempts.
+    pub awards: u32,
+    /// When the part's first intent was signed, unix ms (`None`: never started).
+    pub started_ms: Option<u64>,
+    /// When the part ended, unix ms.
+    pub finished_ms: Option<u64>,
+}
+
+impl PartResult {
+    /// A part that has not started yet.
+    pub fn pending(label: impl Into<String>, capability: impl Into<String>) -> Self {
+        PartResult {
+            label: label.into(),
+            capability: capability.into(),
+            status: PartStatus::Pending,
+            task: None,
+            provider: None,
+            offer: None,
+            cost: 0,
+            receipt: None,
+            output: None,
+            awards: 0,
+            started_ms: None,
+            finished_ms: None,
+        }
+    }
+}
+
+/// Where one part of a composite stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartStatus {
+    /// Not started (its inputs were not ready when the composite ended).
+    Pending,
+    /// Collecting offers or following a task.
+    Running,
+    /// Completed: output (and normally a receipt) available.
+    Done,
+    /// Failed, with the reason.
+    Failed(String),
+    /// Cancelled because the composite ended first.
+    Cancelled,
+}
+
+impl PartStatus {
+    /// A short machine-readable name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PartStatus::Pending => "pending",
+            PartStatus::Running => "running",
+            PartStatus::Done => "done",
+            PartStatus::Failed(_) => "failed",
+            PartStatus::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// Why an intent failed.
@@ -174,6 +265,9 @@ pub enum FailureReason {
     RejectedByCommittee,
     /// The approval committee did not reach its threshold in any voting round.
     NoQuorum,
+    /// A composite could not feed a part: its input is unusable (e.g. an upstream output
+    /// travels as a hash only, or a parallel input cannot be split).
+    BadInput,
 }
 
 impl FailureReason {
@@ -187,6 +281,7 @@ impl FailureReason {
             FailureReason::Cancelled => "cancelled",
             FailureReason::RejectedByCommittee => "rejected-by-committee",
             FailureReason::NoQuorum => "no-quorum",
+            FailureReason::BadInput => "bad-input",
         }
     }
 }

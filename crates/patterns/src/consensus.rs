@@ -245,6 +245,8 @@ impl Decision {
 pub struct Ballot {
     key: Keypair,
     trace: TraceId,
+    /// The scope of the requester that runs this ballot (its timers carry it).
+    scope: ObjectId,
     parents: Vec<ObjectId>,
     terms: ProposalTerms,
     committee: Committee,
@@ -287,6 +289,7 @@ impl Ballot {
         Ok(Ballot {
             key,
             trace,
+            scope: trace,
             parents,
             terms,
             committee,
@@ -332,7 +335,15 @@ impl Ballot {
     /// Whether `token` is one of this ballot's timers (any round).
     pub fn owns_timer(&self, token: &TimerToken) -> bool {
         token.trace == self.trace
+            && token.scope == self.scope
             && matches!(token.kind, TimerKind::VoteRound { offer, .. } if offer == self.terms.offer)
+    }
+
+    /// Sets the scope its timers carry: that of the requester running the ballot (default: the
+    /// trace id, the scope of a requester that is not part of a composite).
+    pub fn with_scope(mut self, scope: ObjectId) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// Signs the round-1 proposal: Record it, Send it to every member, SetTimer(VoteRound 1).
@@ -497,6 +508,7 @@ impl Ballot {
             at_ms: closes_at_ms,
             token: TimerToken {
                 trace: self.trace,
+                scope: self.scope,
                 kind: TimerKind::VoteRound {
                     offer: self.terms.offer,
                     round,

@@ -6,11 +6,16 @@
 //! therefore run with a fake clock and real signatures, and thousands of state machines can
 //! run in one process.
 //!
-//! This crate implements contract-net with auction-style selection, committee approval and
-//! adaptive pattern choice:
+//! This crate implements contract-net with auction-style selection, committee approval,
+//! adaptive pattern choice, and two composite patterns built from contract-net:
 //!
 //! * [`Requester`]: one intent, from publication to a countersigned receipt (or a clear
-//!   failure);
+//!   failure); either the root of its own trace ([`Requester::start`]) or a child in an
+//!   existing trace ([`Requester::start_within`]);
+//! * [`WorkflowRun`] ([`workflow`]): a DAG of stages read from a TOML file, each stage a
+//!   contract-net round inside one trace, outputs flowing to the stages that read them;
+//! * [`ParallelRun`] ([`parallel`]): one input split into shards run at the same time on
+//!   distinct providers where enough exist, outputs reduced in shard order;
 //! * [`Provider`]: one node's bidding and task execution over any number of intents;
 //! * [`select`]: constraint checks, scoring and ranking of offers, and the `selection` events
 //!   that explain a choice;
@@ -21,16 +26,45 @@
 //! * [`sim`]: an in-memory driver (simulated clock and network) for tests, examples and
 //!   simulations at scale.
 //!
+//! ## One driver interface
+//!
+//! Requester, workflow and parallel runs all implement [`Coordination`]: `start(now)`,
+//! `handle(input, now)`, `trace()`, `claims(object)`, `is_finished()`, `outcome()`,
+//! `cancel(reason, now)`. A node keeps one `Box<dyn Coordination>` per trace it coordinates
+//! and routes to it every received object of that trace and every timer whose
+//! [`TimerToken::trace`] is that trace. A composite routes further inside: objects to the
+//! sub-requester that [`Requester::claims`] them, timers by [`TimerToken::scope`] (the id of
+//! the sub-requester's first intent; for a root requester `scope == trace`).
+//!
+//! | pattern | root intent | sub-intents | outcome |
+//! |---|---|---|---|
+//! | contract-net ([`Requester`]) | published, bid on | re-publications after failures | [`Completion`] of the task; `parts` empty |
+//! | workflow ([`WorkflowRun`]) | `workflow:<name>`, pattern Workflow, recorded only | one per stage (+ re-publications, in the same trace) | `parts` = every stage; task/output = the final stage's; cost/awards = totals |
+//! | parallel ([`ParallelRun`]) | the capability, pattern Parallel, recorded only | one per shard (+ restarts) and a reducer | `parts` = shards then reducer; output = reduced; cost/awards = totals |
+//!
+//! ```text
+//!                      root Intent (recorded, not published)
+//!                     /            |             \
+//!        stage/shard Intent   stage/shard Intent   ...      each: offers, selection,
+//!          (sub-requester)      (sub-requester)             award, progress, done,
+//!                |                    |                     receipt, reassignment
+//!        stage-done/shard-done  stage-done/shard-done
+//!                 \                  /
+//!      downstream stage Intent | reducer Intent (parents: root + upstream receipts)
+//!                           |
+//!               workflow-done | reduced  ->  Finished(Outcome with parts)
+//! ```
+//!
 //! ## Inputs
 //!
-//! | input | requester | provider |
-//! |---|---|---|
-//! | [`Input::Received`] (an object of the trace, decoded and checked by the node) | offer, progress, done, receipt, the winner's `award-refused` event, committee votes | intent, award (`TaskStart`), reject, countersigned receipt |
-//! | [`Input::Timer`] (a [`TimerToken`] it asked for) | window close, watchdog, receipt wait, vote round | none |
+//! | input | requester | provider | workflow / parallel |
+//! |---|---|---|---|
+//! | [`Input::Received`] (an object of the trace, decoded and checked by the node) | offer, progress, done, receipt, the winner's `award-refused` event, committee votes | intent, award (`TaskStart`), reject, countersigned receipt | the same as a requester, for any of its sub-requesters |
+//! | [`Input::Timer`] (a [`TimerToken`] it asked for) | window close, watchdog, receipt wait, vote round | none | its sub-requesters' timers |
+//! | [`Input::Progress`], [`Input::Executed`] (from the executor) | refused | progress, done + receipt | refused |
 //!
 //! A committee member's node feeds the proposals it receives to its [`Voter`]
 //! ([`Voter::on_proposal`]); a voter sets no timers.
-//! | [`Input::Progress`], [`Input::Executed`] (from the executor) | refused | progress, done + receipt |
 //!
 //! `handle`/`on_*` return `Result<Vec<Action>, PatternError>`. An `Err` means the input was
 //! refused and nothing changed (wrong trace, wrong signer, unknown task, ...): the node logs it
@@ -47,7 +81,8 @@
 //! ## Timers
 //!
 //! The requester sets four kinds of timers, all keyed by its trace id so the driver can
-//! route them: [`TimerKind::VoteRound`] (a committee voting round closes, see [`consensus`]), [`TimerKind::OfferWindow`] (close the offer window of a round),
+//! route them, and by its scope so that a composite can tell its sub-requesters apart:
+//! [`TimerKind::VoteRound`] (a committee voting round closes, see [`consensus`]), [`TimerKind::OfferWindow`] (close the offer window of a round),
 //! [`TimerKind::TaskWatchdog`] (the awarded provider must deliver within its eta plus a grace,
 //! must not stay silent longer than the silence limit, and must not pass the deadline; the
 //! watchdog re-arms itself when progress moved the limit) and [`TimerKind::ReceiptWait`]
@@ -101,16 +136,21 @@
 
 pub mod action;
 pub mod adaptive;
+mod composite;
 pub mod consensus;
+pub mod coordination;
 mod error;
+pub mod parallel;
 pub mod provider;
 pub mod requester;
 pub mod select;
 pub mod sim;
 mod util;
+pub mod workflow;
 
 pub use action::{
-    Action, Completion, Failure, FailureReason, Input, Outcome, TimerKind, TimerToken,
+    Action, Completion, Failure, FailureReason, Input, Outcome, PartResult, PartStatus, TimerKind,
+    TimerToken,
 };
 pub use adaptive::{
     Choice, NoPatternHistory, PatternHistory, PatternRecord, ProviderRecord, Situation, choose,
@@ -119,7 +159,10 @@ pub use consensus::{
     Ballot, Decision, MemberReason, ProposalTerms, RulePolicy, Stance, VoteDecision, VotePolicy,
     Voter, verify_certificate,
 };
+pub use coordination::Coordination;
 pub use error::{PatternError, Result};
+pub use parallel::{ParallelError, ParallelRun, ParallelSpec, Reduce, Split, split};
 pub use provider::{BidDecision, OfferPolicy, Provider};
 pub use requester::{RequestSpec, Requester, RequesterState, RequesterStats};
 pub use select::{Candidate, NoHistory, Ranking, ReliabilitySource, Scored, Violation};
+pub use workflow::{StageSpec, WorkflowError, WorkflowRun, WorkflowSpec};

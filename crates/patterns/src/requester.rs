@@ -235,6 +235,15 @@ pub struct Requester {
     stats: RequesterStats,
     /// The consensus ballot of the last award that needed approval.
     ballot: Option<Ballot>,
+    /// The id of the first intent: the scope of this requester's timers.
+    scope: Option<ObjectId>,
+    /// Every intent this requester signed (one per round).
+    intents: Vec<ObjectId>,
+    /// Every task this requester awarded.
+    tasks: Vec<ObjectId>,
+    /// Providers ranked after all others at selection and reassignment (set by a composite:
+    /// those already holding another part of the trace).
+    ranked_last: HashSet<PublicKey>,
 }
 
 impl std::fmt::Debug for Requester {
@@ -270,6 +279,39 @@ impl Requester {
             republished: 0,
             stats: RequesterStats::default(),
             ballot: None,
+            scope: None,
+            intents: Vec::new(),
+            tasks: Vec::new(),
+            ranked_last: HashSet::new(),
+        }
+    }
+
+    /// The scope of this requester's timers (the id of its first intent), once started.
+    pub fn scope(&self) -> Option<ObjectId> {
+        self.scope
+    }
+
+    /// Ranks offers of `providers` after every other acceptable offer, at selection and when
+    /// choosing a standby offer after a failure (they are not excluded). A composite sets this
+    /// before each input so that parts spread over distinct providers where enough exist.
+    pub fn set_ranked_last(&mut self, providers: impl IntoIterator<Item = PublicKey>) {
+        self.ranked_last = providers.into_iter().collect();
+    }
+
+    /// Whether `object` belongs to this requester: an offer for one of its intents (any
+    /// round), or a progress, done, receipt or event about one of the tasks it awarded. Lets a
+    /// composite route objects among requesters that share one trace.
+    pub fn claims(&self, object: &SignedObject) -> bool {
+        if Some(object.trace_id()) != self.trace {
+            return false;
+        }
+        match object.body() {
+            Body::Offer(o) => self.intents.contains(&o.intent),
+            Body::TaskProgress(p) => self.tasks.contains(&p.task),
+            Body::TaskDone(d) => self.tasks.contains(&d.task),
+            Body::Receipt(r) => self.tasks.contains(&r.task),
+            Body::Event(e) => e.about.iter().any(|id| self.tasks.contains(id)),
+            _ => false,
         }
     }
 
@@ -332,8 +374,35 @@ impl Requester {
         matches!(self.phase, Phase::Finished(_))
     }
 
-    /// Signs and publishes the intent and opens the offer window.
+    /// Signs and publishes the intent, as the root of a new trace, and opens the offer window.
     pub fn start(&mut self, now_ms: u64) -> Result<Vec<Action>> {
+        self.begin(None, &[], now_ms)
+    }
+
+    /// Like [`Requester::start`], but the intent is a child in the existing trace `trace`,
+    /// with `parents` (objects of that trace, at least one) as its causal predecessors. Used
+    /// by composites (workflow stages, parallel shards). Timers carry the new intent's id as
+    /// their scope.
+    pub fn start_within(
+        &mut self,
+        trace: TraceId,
+        parents: &[ObjectId],
+        now_ms: u64,
+    ) -> Result<Vec<Action>> {
+        if parents.is_empty() {
+            return Err(PatternError::Invalid(
+                "an intent inside a trace needs at least one parent".into(),
+            ));
+        }
+        self.begin(Some(trace), parents, now_ms)
+    }
+
+    fn begin(
+        &mut self,
+        trace: Option<TraceId>,
+        parents: &[ObjectId],
+        now_ms: u64,
+    ) -> Result<Vec<Action>> {
         if !matches!(self.phase, Phase::Idle) {
             return Err(PatternError::Invalid(
                 "the requester was already started".into(),
@@ -355,7 +424,7 @@ impl Requester {
             )));
         }
         let mut actions = Vec::new();
-        self.open_round(None, &[], now_ms, &mut actions)?;
+        self.open_round(trace, parents, now_ms, &mut actions)?;
         Ok(actions)
     }
 
@@ -401,9 +470,9 @@ impl Requester {
 
     /// A timer this requester set fired.
     pub fn on_timer(&mut self, token: TimerToken, now_ms: u64) -> Result<Vec<Action>> {
-        if Some(token.trace) != self.trace {
+        if Some(token.trace) != self.trace || Some(token.scope) != self.scope {
             return Err(PatternError::Invalid(format!(
-                "timer {} belongs to another trace",
+                "timer {} belongs to another trace or requester",
                 token.kind
             )));
         }
@@ -501,6 +570,8 @@ impl Requester {
         )?;
         let trace = intent.trace_id();
         self.trace = Some(trace);
+        self.scope.get_or_insert(intent.id());
+        self.intents.push(intent.id());
         self.round = round;
         self.stats.rounds = round;
         self.held.clear();
@@ -691,7 +762,8 @@ impl Requester {
             return self.fail(reason, detail, now_ms, actions);
         }
         let candidates: Vec<Candidate> = valid.iter().map(|h| h.candidate.clone()).collect();
-        let mut ranking = rank(self.spec.strategy, &candidates);
+        let ranking = rank(self.spec.strategy, &candidates);
+        let mut ranking = self.rank_busy_last(ranking, intent_id, now_ms, actions)?;
         let avoided = demote_avoided(&mut ranking, &self.spec.avoid);
         let rejected: Vec<(RejectCode, usize)> = [
             RejectCode::OverBudget,
@@ -804,6 +876,7 @@ impl Requester {
             }),
         )?;
         self.stats.awards += 1;
+        self.tasks.push(start.id());
         info!(
             task = %start.id().short(), provider = %held.object.signer().short(),
             award = self.stats.awards, "task awarded"
@@ -865,7 +938,8 @@ impl Requester {
             committee,
             self.spec.vote_round_ms,
             self.spec.max_vote_rounds,
-        )?;
+        )?
+        .with_scope(self.scope.unwrap_or(trace));
         actions.extend(ballot.start(now_ms)?);
         info!(offer = %held.object.id().short(), "award waits for the committee");
         self.ballot = Some(ballot);
@@ -1145,6 +1219,7 @@ impl Requester {
             cost: running.held.offer.cost,
             receipt,
             awards: self.stats.awards,
+            parts: Vec::new(),
         }
     }
 
@@ -1237,7 +1312,13 @@ impl Requester {
         let mut parents = vec![failed_task];
         parents.extend(running.done.as_ref().map(SignedObject::id));
 
-        // The next standby offer still acceptable now.
+        // The next standby offer still acceptable now, free providers first.
+        if !self.ranked_last.is_empty() {
+            let (free, busy): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.standby)
+                .into_iter()
+                .partition(|(_, h)| !self.ranked_last.contains(&h.candidate.provider));
+            self.standby = free.into_iter().chain(busy).collect();
+        }
         let mut next = None;
         while let Some((scored, held)) = self.standby.pop_front() {
             if self.excluded.contains(&held.candidate.provider) {
@@ -1367,6 +1448,7 @@ impl Requester {
                 trace,
                 reason,
                 detail: text(detail),
+                parts: Vec::new(),
             }),
             actions,
         );
@@ -1382,6 +1464,44 @@ impl Requester {
 
     // ----- helpers -----------------------------------------------------------------------
 
+    /// Moves offers of [`Requester::set_ranked_last`] providers after the others (keeping
+    /// the order within each group) and records a `ranked-last` event when that changed
+    /// anything.
+    fn rank_busy_last(
+        &self,
+        mut ranking: select::Ranking,
+        intent: ObjectId,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<select::Ranking> {
+        let busy = |s: &Scored| self.ranked_last.contains(&s.candidate.provider);
+        let moved: Vec<ObjectId> = ranking
+            .ranked
+            .iter()
+            .filter(|s| busy(s))
+            .map(|s| s.candidate.offer)
+            .collect();
+        if moved.is_empty() || moved.len() == ranking.ranked.len() {
+            return Ok(ranking);
+        }
+        let (free, taken): (Vec<Scored>, Vec<Scored>) =
+            ranking.ranked.into_iter().partition(|s| !busy(s));
+        ranking.ranked = free.into_iter().chain(taken).collect();
+        let event = self.event(
+            "ranked-last",
+            moved.clone(),
+            &[intent],
+            format!(
+                "{} offer(s) from providers already holding another part of this trace ranked after the free ones",
+                moved.len()
+            ),
+            vec![("count".into(), moved.len().to_string())],
+            now_ms,
+        )?;
+        actions.push(Action::Record(event));
+        Ok(ranking)
+    }
+
     fn current_intent_id(&self) -> Result<ObjectId> {
         self.intent
             .as_ref()
@@ -1394,6 +1514,7 @@ impl Requester {
             at_ms,
             token: TimerToken {
                 trace: self.trace.unwrap_or(ObjectId([0; 32])),
+                scope: self.scope.unwrap_or(ObjectId([0; 32])),
                 kind,
             },
         }
@@ -1500,4 +1621,34 @@ fn explain_avoided(body: &mut Event, avoided: &[ObjectId], ranking: &select::Ran
         " Offers from providers avoided for a poor record rank after all others."
     };
     body.message = text(format!("{}{note}", body.message));
+}
+
+impl crate::coordination::Coordination for Requester {
+    fn start(&mut self, now_ms: u64) -> Result<Vec<Action>> {
+        Requester::start(self, now_ms)
+    }
+
+    fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>> {
+        Requester::handle(self, input, now_ms)
+    }
+
+    fn trace(&self) -> Option<TraceId> {
+        self.trace
+    }
+
+    fn claims(&self, object: &SignedObject) -> bool {
+        !self.is_finished() && Requester::claims(self, object)
+    }
+
+    fn is_finished(&self) -> bool {
+        Requester::is_finished(self)
+    }
+
+    fn outcome(&self) -> Option<&Outcome> {
+        Requester::outcome(self)
+    }
+
+    fn cancel(&mut self, reason: &str, now_ms: u64) -> Result<Vec<Action>> {
+        Requester::cancel(self, reason, now_ms)
+    }
 }

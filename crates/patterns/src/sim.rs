@@ -1,5 +1,6 @@
-//! An in-memory driver: one [`Requester`], many [`Provider`]s and, optionally, the committee
-//! members' [`Voter`]s on a simulated network with a simulated clock.
+//! An in-memory driver: one coordination (a [`Requester`], or any [`Coordination`] such as a
+//! workflow or a parallel run), many [`Provider`]s and, optionally, the committee members'
+//! [`Voter`]s on a simulated network with a simulated clock.
 //!
 //! It is what the node does, minus the sockets and the store: objects travel as wire bytes
 //! and are decoded (signatures verified) on delivery, timers and executions are events on a
@@ -11,8 +12,9 @@ use std::collections::{BinaryHeap, HashMap};
 
 use pvl_protocol::{Body, Kind, ObjectId, Payload, PublicKey, SignedObject};
 
-use crate::action::{Action, Outcome, TimerToken};
+use crate::action::{Action, Input, Outcome, TimerToken};
 use crate::consensus::Voter;
+use crate::coordination::Coordination;
 use crate::provider::Provider;
 use crate::requester::Requester;
 
@@ -60,12 +62,12 @@ pub struct SimStats {
     pub events: usize,
 }
 
-/// The simulation.
-pub struct Sim {
+/// The simulation, of a requester (`C` = [`Requester`]) or any other [`Coordination`].
+pub struct Sim<C: Coordination = Requester> {
     /// The simulated clock, unix ms.
     pub now_ms: u64,
     latency_ms: u64,
-    requester: Requester,
+    requester: C,
     requester_key: PublicKey,
     providers: Vec<Provider>,
     index: HashMap<PublicKey, usize>,
@@ -85,7 +87,7 @@ pub struct Sim {
     outcome: Option<Outcome>,
 }
 
-impl std::fmt::Debug for Sim {
+impl<C: Coordination> std::fmt::Debug for Sim<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sim")
             .field("now_ms", &self.now_ms)
@@ -95,11 +97,11 @@ impl std::fmt::Debug for Sim {
     }
 }
 
-impl Sim {
+impl<C: Coordination> Sim<C> {
     /// A simulation of `requester` (not yet started, signing as `requester_key`) and
     /// `providers`, with a one-way network latency of `latency_ms`.
     pub fn new(
-        requester: Requester,
+        requester: C,
         requester_key: PublicKey,
         providers: Vec<Provider>,
         latency_ms: u64,
@@ -144,8 +146,8 @@ impl Sim {
         self
     }
 
-    /// The requester.
-    pub fn requester(&self) -> &Requester {
+    /// The requester (the coordination being simulated).
+    pub fn requester(&self) -> &C {
         &self.requester
     }
 
@@ -207,12 +209,12 @@ impl Sim {
         match event {
             Event::ToRequester(bytes) => {
                 if let Some(o) = self.decode(&bytes) {
-                    let r = self.requester.on_object(o, now);
+                    let r = self.requester.handle(Input::Received(o), now);
                     self.after(None, r);
                 }
             }
             Event::Timer(token) => {
-                let r = self.requester.on_timer(token, now);
+                let r = self.requester.handle(Input::Timer(token), now);
                 self.after(None, r);
             }
             Event::ToProvider(i, bytes) => {

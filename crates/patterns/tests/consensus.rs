@@ -365,6 +365,7 @@ fn late_votes_of_an_old_round_are_recorded_and_ignored() {
     let (mut ballot, first) = started_ballot();
     let token = TimerToken {
         trace: first.trace_id(),
+        scope: first.trace_id(),
         kind: TimerKind::VoteRound {
             offer: terms().offer,
             round: 1,
@@ -701,6 +702,7 @@ fn the_requester_refuses_votes_it_did_not_ask_for() {
     requester.on_object(o.clone(), T0 + 10).unwrap();
     let token = TimerToken {
         trace: intent.trace_id(),
+        scope: intent.trace_id(),
         kind: TimerKind::OfferWindow { round: 1 },
     };
     let actions = requester.on_timer(token, T0 + 1_000).unwrap();
@@ -751,6 +753,7 @@ fn a_rejected_winner_is_told_and_a_cancelled_vote_rejects_it() {
     requester.on_object(o.clone(), T0 + 10).unwrap();
     let token = TimerToken {
         trace: intent.trace_id(),
+        scope: intent.trace_id(),
         kind: TimerKind::OfferWindow { round: 1 },
     };
     requester.on_timer(token, T0 + 1_000).unwrap();

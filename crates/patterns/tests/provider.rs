@@ -347,6 +347,7 @@ fn done_without_a_receipt_completes_after_the_receipt_wait() {
     );
     let token = pvl_patterns::TimerToken {
         trace: r.trace().unwrap(),
+        scope: r.scope().unwrap(),
         kind: wait[0].1,
     };
     let actions = r.on_timer(token, T0 + 5_110).unwrap();
@@ -411,6 +412,7 @@ fn the_deadline_ends_a_task_that_never_finishes() {
     );
     let token = pvl_patterns::TimerToken {
         trace: r.trace().unwrap(),
+        scope: r.scope().unwrap(),
         kind: watchdog.1,
     };
     let actions = r.on_timer(token, T0 + 4_000).unwrap();
@@ -436,6 +438,7 @@ fn a_refused_award_is_reassigned_at_once() {
     r.on_object(fair.clone(), T0 + 20).unwrap();
     let token = pvl_patterns::TimerToken {
         trace: r.trace().unwrap(),
+        scope: r.scope().unwrap(),
         kind: pvl_patterns::TimerKind::OfferWindow { round: 1 },
     };
     let start = task_starts(&r.on_timer(token, T0 + 1_000).unwrap())

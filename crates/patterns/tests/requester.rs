@@ -26,6 +26,7 @@ fn started(strategy: Strategy) -> (Requester, SignedObject) {
 fn window_timer(r: &Requester, round: u32) -> TimerToken {
     TimerToken {
         trace: r.trace().unwrap(),
+        scope: r.scope().unwrap(),
         kind: TimerKind::OfferWindow { round },
     }
 }

@@ -169,6 +169,7 @@ mod through_the_requester {
         }
         let token = TimerToken {
             trace: r.trace().unwrap(),
+            scope: r.scope().unwrap(),
             kind: TimerKind::OfferWindow { round: 1 },
         };
         r.on_timer(token, T0 + 2_000)
