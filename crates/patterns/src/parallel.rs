@@ -20,7 +20,7 @@
 //! * any other word is a capability: once every shard is done, a reducer sub-intent (child of
 //!   the root, parents = the shards' receipts) whose input is the shard outputs joined by `\n`
 //!   is awarded by contract-net; its output is the result. (Parents are capped at
-//!   [`pvl_protocol::MAX_PARENTS`]: with more shards, the reducer intent and the `reduced`
+//!   [`pvl_protocol::MAX_PARENTS`]: with more shards, the reducer intent and the `parallel-done`
 //!   event name the root and the first shards' receipts.)
 //!
 //! ## A run ([`ParallelRun`])
@@ -39,7 +39,7 @@
 //!    |      done:      Event shard-done
 //!    v
 //!  all shards done: reduce (concat | sum locally, or a reducer sub-intent: reduce-started,
-//!  reduce-failed + restart as for shards) -> Event reduced, Finished(Completed)
+//!  reduce-failed + restart as for shards) -> Event parallel-done, Finished(Completed)
 //! ```
 //!
 //! [`crate::Completion::parts`] lists the shards (`shard-0`, `shard-1`, ...) and, for a
@@ -681,7 +681,7 @@ impl ParallelRun {
         }
     }
 
-    /// Records `reduced` and completes the run with `output`.
+    /// Records `parallel-done` and completes the run with `output`.
     fn reduced(
         &mut self,
         reducer: Option<usize>,
@@ -706,7 +706,7 @@ impl ParallelRun {
             .map(|p| p.awards)
             .fold(0u32, u32::saturating_add);
         let e = self.inner.event(
-            "reduced",
+            "parallel-done",
             vec![root],
             parents,
             format!(

@@ -267,7 +267,7 @@ fn four_shards_on_four_providers_survive_a_failing_provider() {
     assert_eq!(done.parts.iter().map(|p| p.awards).sum::<u32>(), 5);
     assert_eq!(done.awards, 5);
     assert_eq!(events(&sim, "shard-done").len(), 4);
-    assert_eq!(events(&sim, "reduced").len(), 1);
+    assert_eq!(events(&sim, "parallel-done").len(), 1);
     assert_decodes(&sim.recorded);
 }
 
@@ -302,7 +302,7 @@ fn reduce_sum_adds_the_shard_outputs() {
     let words = String::from_utf8_lossy(TEXT).split_whitespace().count();
     assert_eq!(words, 14);
     assert_eq!(done.output, Some(Payload::Inline(b"14".to_vec())));
-    let reduced = events(&sim, "reduced");
+    let reduced = events(&sim, "parallel-done");
     assert_eq!(attr_of(&reduced[0], "how"), "sum");
 }
 
@@ -352,7 +352,7 @@ fn reduce_by_capability_awards_a_reducer_after_every_shard() {
         "the reducer reads the shard outputs joined by newlines"
     );
     assert_eq!(events(&sim, "reduce-started").len(), 1);
-    assert_eq!(attr_of(&events(&sim, "reduced")[0], "how"), "sum-lines");
+    assert_eq!(attr_of(&events(&sim, "parallel-done")[0], "how"), "sum-lines");
     // Root: recorded, never published, pattern Parallel.
     let Body::Intent(root_body) = root.body() else {
         unreachable!()
