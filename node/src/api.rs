@@ -27,8 +27,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
-use pvl_patterns::{Action, Outcome, RequestSpec};
-use pvl_protocol::{Constraints, ObjectId, PatternHint, Payload, SignedObject, Strategy};
+use pvl_patterns::parallel::{ParallelRun, ParallelSpec, Reduce, Split};
+use pvl_patterns::workflow::{WorkflowRun, WorkflowSpec};
+use pvl_patterns::{Action, Coordination, Outcome, RequestSpec, Requester, Situation};
+use pvl_protocol::{
+    Committee, Constraints, ObjectId, PatternHint, Payload, SignedObject, Strategy,
+};
 use pvl_trace::TraceError;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -176,8 +180,22 @@ async fn peers(State(state): State<Shared>) -> ApiResult<Json<Value>> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublishIntent {
-    /// Capability wanted.
+    /// Capability wanted (not needed with `workflow`).
+    #[serde(default)]
     pub capability: String,
+    /// A workflow file's text (TOML, see `pvl_patterns::workflow`): run it instead of one
+    /// intent.
+    pub workflow: Option<String>,
+    /// Split the input into at most this many shards, each awarded to its own provider.
+    pub parallel: Option<usize>,
+    /// How to split for `parallel`: `lines` (default), `bytes:SIZE`, `json-array`.
+    pub split: Option<String>,
+    /// How to combine shard outputs: `concat` (default), `sum`, or a capability.
+    pub reduce: Option<String>,
+    /// Approval committee: members' public keys (64 hex digits) or peer ids.
+    pub committee: Option<Vec<String>>,
+    /// Approvals needed (default: more than two thirds of the committee).
+    pub threshold: Option<u32>,
     /// Input as UTF-8 text.
     pub input: Option<String>,
     /// Input as hex (for binary data).
@@ -207,10 +225,10 @@ pub struct PublishIntent {
 
 async fn publish_intent(
     State(state): State<Shared>,
-    Json(request): Json<PublishIntent>,
+    Json(mut request): Json<PublishIntent>,
 ) -> ApiResult<Response> {
     let bad = |e: pvl_protocol::ProtocolError| ApiError::bad_request(e.to_string());
-    let input = match (request.input, request.input_hex) {
+    let input = match (request.input.take(), request.input_hex.take()) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "give `input` or `input_hex`, not both",
@@ -225,19 +243,28 @@ async fn publish_intent(
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut spec = RequestSpec::new(request.capability, Payload::Inline(input));
+    let input_lines = input.iter().filter(|b| **b == b'\n').count() as u64;
+    let input_size = input.len() as u64;
+    let mut spec = RequestSpec::new(request.capability.clone(), Payload::Inline(input));
     spec.constraints = Constraints {
         max_cost: request.budget,
         deadline_ms: request.deadline_ms.map(|d| now.saturating_add(d)),
         min_reliability_bps: request.min_reliability_bps,
         resources: Default::default(),
     };
-    if let Some(strategy) = request.strategy {
-        spec.strategy = strategy.parse::<Strategy>().map_err(bad)?;
+    let objective = match &request.strategy {
+        Some(strategy) => Some(strategy.parse::<Strategy>().map_err(bad)?),
+        None => None,
+    };
+    if let Some(strategy) = objective {
+        spec.strategy = strategy;
     }
-    if let Some(pattern) = request.pattern {
-        spec.pattern = pattern.parse::<PatternHint>().map_err(bad)?;
-    }
+    let asked = match request.pattern.as_deref() {
+        // Asking for shards is asking for the parallel pattern.
+        None | Some("auto") if request.parallel.is_some() => PatternHint::Parallel,
+        None | Some("auto") => PatternHint::Adaptive,
+        Some(pattern) => pattern.parse::<PatternHint>().map_err(bad)?,
+    };
     spec.nonce = u64::from_le_bytes(nonce);
     if let Some(window) = request.window_ms {
         spec.offer_window_ms = window;
@@ -245,6 +272,45 @@ async fn publish_intent(
     if let Some(k) = request.min_offers {
         spec.min_offers = k;
     }
+    if let Some(members) = &request.committee {
+        spec.committee = Some(committee(members, request.threshold)?);
+    } else if request.threshold.is_some() {
+        return Err(ApiError::bad_request("`threshold` needs a `committee`"));
+    }
+    if request.workflow.is_none() && request.capability.is_empty() {
+        return Err(ApiError::bad_request(
+            "give a `capability` (or a `workflow`)",
+        ));
+    }
+    // The history of the capability (a workflow's stages have their own).
+    let history = Arc::new(crate::history::StoreHistory::load(
+        &state.store,
+        &request.capability,
+    ));
+    let choice = (asked == PatternHint::Adaptive).then(|| {
+        let situation = Situation {
+            capability: request.capability.clone(),
+            has_stages: request.workflow.is_some(),
+            committee: request.committee.is_some(),
+            parallel_requested: request.parallel.is_some(),
+            input_size,
+            // Only an input the caller said how to split is decomposable.
+            input_lines: if request.split.is_some() {
+                input_lines
+            } else {
+                0
+            },
+            objective,
+            providers_known: history.providers_known(),
+        };
+        pvl_patterns::choose(&situation, history.as_ref())
+    });
+    let pattern = choice.as_ref().map_or(asked, |c| c.pattern);
+    if let Some(choice) = &choice {
+        spec.avoid = choice.avoid.clone();
+    }
+    spec.pattern = pattern;
+    let run = build_run(&state, &request, spec, pattern, history)?;
     let wait_timeout = request
         .wait_timeout_ms
         .unwrap_or(match request.deadline_ms {
@@ -253,9 +319,14 @@ async fn publish_intent(
         });
     let (trace, actions, waiter) = {
         let mut coordinator = state.coordinator();
-        let (trace, actions) = coordinator
-            .request(spec, now)
-            .map_err(ApiError::bad_request)?;
+        let (trace, mut actions) = coordinator.start(run, now).map_err(ApiError::bad_request)?;
+        if let Some(choice) = &choice {
+            // Why this pattern: the first object after the root.
+            let event = choice
+                .to_event(coordinator.key(), trace, &[trace], now)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            actions.insert(0, Action::Record(event));
+        }
         let waiter = if request.wait {
             coordinator.wait(&trace)
         } else {
@@ -308,35 +379,178 @@ async fn publish_intent(
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-/// The JSON shape of an intent's outcome: `status`, `provider`, `output`, `receipt_id`, ...
+/// The committee of an intent: members by public key or peer id, and the threshold (default:
+/// more than two thirds of the members).
+fn committee(members: &[String], threshold: Option<u32>) -> ApiResult<Committee> {
+    let members = members
+        .iter()
+        .map(|m| {
+            if let Ok(key) = m.parse::<pvl_protocol::PublicKey>() {
+                return Ok(key);
+            }
+            m.parse::<pvl_net::PeerId>()
+                .ok()
+                .and_then(|peer| pvl_net::public_key_of(&peer))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "committee member `{m}` is neither a public key (64 hex digits) nor a \
+                         peer id"
+                    ))
+                })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let n = members.len() as u32;
+    let committee = Committee {
+        threshold: threshold.unwrap_or(n * 2 / 3 + 1).min(n.max(1)),
+        members,
+    };
+    if let Some(t) = threshold
+        && (t == 0 || t > n)
+    {
+        return Err(ApiError::bad_request(format!(
+            "threshold {t} is not between 1 and the {n} committee members"
+        )));
+    }
+    Ok(committee)
+}
+
+/// The coordination run for a request: a workflow, a parallel run or one contract-net intent
+/// (with its committee, if any).
+fn build_run(
+    state: &NodeState,
+    request: &PublishIntent,
+    spec: RequestSpec,
+    pattern: PatternHint,
+    history: Arc<crate::history::StoreHistory>,
+) -> ApiResult<Box<dyn Coordination>> {
+    let key = state.key.clone();
+    let conflict = |what: &str| {
+        ApiError::bad_request(format!("{what} does not go with the pattern `{pattern}`"))
+    };
+    match pattern {
+        PatternHint::Workflow => {
+            let Some(text) = &request.workflow else {
+                return Err(ApiError::bad_request(
+                    "the pattern `workflow` needs a workflow file",
+                ));
+            };
+            let workflow = WorkflowSpec::parse(text)
+                .map_err(|e| ApiError::bad_request(format!("workflow: {e}")))?;
+            let input = spec.input.clone();
+            let run = WorkflowRun::new(key, workflow, input)
+                .map_err(|e| ApiError::bad_request(format!("workflow: {e}")))?
+                .with_template(spec);
+            Ok(Box::new(run))
+        }
+        PatternHint::Parallel => {
+            if request.workflow.is_some() {
+                return Err(conflict("a workflow"));
+            }
+            let split = match &request.split {
+                Some(s) => s
+                    .parse::<Split>()
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                None => Split::Lines,
+            };
+            let reduce = match &request.reduce {
+                Some(r) => r
+                    .parse::<Reduce>()
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                None => Reduce::Concat,
+            };
+            let shards = request
+                .parallel
+                .unwrap_or_else(|| history.providers_known().clamp(2, 8));
+            if shards == 0 {
+                return Err(ApiError::bad_request("`parallel` needs at least 1 shard"));
+            }
+            let input = spec.input.clone();
+            let mut parallel = ParallelSpec::new(spec.capability.clone(), split, shards, reduce);
+            parallel.template = spec;
+            let run = ParallelRun::new(key, parallel, input)
+                .map_err(|e| ApiError::bad_request(format!("parallel: {e}")))?
+                .with_history(history);
+            Ok(Box::new(run))
+        }
+        _ => {
+            if request.workflow.is_some() {
+                return Err(conflict("a workflow"));
+            }
+            if request.parallel.is_some() {
+                return Err(conflict("`parallel`"));
+            }
+            if pattern == PatternHint::Consensus && spec.committee.is_none() {
+                return Err(ApiError::bad_request(
+                    "the pattern `consensus` needs a committee",
+                ));
+            }
+            Ok(Box::new(Requester::new(key, spec).with_history(history)))
+        }
+    }
+}
+
+/// The JSON shape of an intent's outcome: `status`, `provider`, `output`, `receipt_id`, ...,
+/// and for a workflow or parallel run `parts` (one per stage or shard).
 pub fn outcome_json(outcome: &Outcome) -> Value {
     match outcome {
         Outcome::Completed(c) => {
-            let bytes = c
-                .output
-                .as_ref()
-                .and_then(|p| p.inline())
-                .unwrap_or_default();
-            let text = std::str::from_utf8(bytes).ok();
+            let (output, output_hex) = payload_json(c.output.as_ref());
             json!({
                 "status": "completed",
                 "provider": c.provider.to_string(),
                 "task": c.task.to_string(),
                 "offer": c.offer.to_string(),
                 "cost": c.cost,
-                "output": text,
-                "output_hex": if text.is_none() { Some(hex::encode(bytes)) } else { None },
+                "output": output,
+                "output_hex": output_hex,
                 "receipt_id": c.receipt.as_ref().map(|r| r.id().to_string()),
                 "receipt_countersigned": c.receipt.as_ref().is_some_and(|r| r.is_countersigned()),
                 "awards": c.awards,
+                "parts": c.parts.iter().map(part_json).collect::<Vec<_>>(),
             })
         }
         Outcome::Failed(f) => json!({
             "status": "failed",
             "reason": f.reason.name(),
             "detail": f.detail,
+            "parts": f.parts.iter().map(part_json).collect::<Vec<_>>(),
         }),
     }
+}
+
+/// An output as text when it is UTF-8, as hex otherwise.
+fn payload_json(payload: Option<&Payload>) -> (Option<String>, Option<String>) {
+    let Some(bytes) = payload.and_then(|p| p.inline()) else {
+        return (None, None);
+    };
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (Some(text.to_owned()), None),
+        Err(_) => (None, Some(hex::encode(bytes))),
+    }
+}
+
+/// One stage or shard of a composite outcome.
+fn part_json(part: &pvl_patterns::PartResult) -> Value {
+    let (output, output_hex) = payload_json(part.output.as_ref());
+    json!({
+        "label": part.label,
+        "capability": part.capability,
+        "status": part.status.name(),
+        "failure": match &part.status {
+            pvl_patterns::PartStatus::Failed(reason) => Some(reason.as_str()),
+            _ => None,
+        },
+        "provider": part.provider.map(|p| p.to_string()),
+        "task": part.task.map(|t| t.to_string()),
+        "cost": part.cost,
+        "awards": part.awards,
+        "output": output,
+        "output_hex": output_hex,
+        "receipt_id": part.receipt.as_ref().map(|r| r.id().to_string()),
+        "started_ms": part.started_ms,
+        "finished_ms": part.finished_ms,
+        "duration_ms": part.started_ms.zip(part.finished_ms).map(|(s, f)| f.saturating_sub(s)),
+    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -48,6 +48,12 @@ pub enum Command {
         #[command(subcommand)]
         command: IntentCommand,
     },
+    /// Workflows: multi-stage pipelines.
+    Workflow {
+        /// What to do.
+        #[command(subcommand)]
+        command: WorkflowCommand,
+    },
     /// Traces: list, show, export, verify, analyse.
     Trace {
         /// What to do.
@@ -105,7 +111,7 @@ pub enum PskCommand {
 #[derive(Debug, Subcommand)]
 pub enum IntentCommand {
     /// Sign, record and publish an intent.
-    Publish(PublishArgs),
+    Publish(Box<PublishArgs>),
     /// The outcome of an intent this node published (waits while it is still running; after
     /// a restart, read from the trace store).
     Outcome {
@@ -126,13 +132,40 @@ pub struct PublishArgs {
     /// Capability wanted.
     #[arg(long)]
     pub capability: String,
+    /// Pattern: auto (the node chooses; the default), contract-net, auction, parallel,
+    /// consensus.
+    #[arg(long)]
+    pub pattern: Option<String>,
+    /// Split the input into at most N shards, each awarded to its own provider.
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// How to split for --parallel: lines, bytes:SIZE, json-array.
+    #[arg(long, value_name = "HOW")]
+    pub split: Option<String>,
+    /// How to combine shard outputs: concat, sum, or a capability that does it.
+    #[arg(long, value_name = "HOW")]
+    pub reduce: Option<String>,
+    /// Approval committee: peer ids or public keys, comma-separated (or repeated).
+    #[arg(long, value_delimiter = ',', value_name = "PEER")]
+    pub committee: Vec<String>,
+    /// Approvals needed (default: more than two thirds of the committee).
+    #[arg(long, value_name = "K")]
+    pub threshold: Option<u32>,
+    /// Input, constraints and how to wait.
+    #[command(flatten)]
+    pub round: RoundArgs,
+}
+
+/// What every request has: input, constraints, selection and how to wait for it.
+#[derive(Debug, Args)]
+pub struct RoundArgs {
     /// Input text.
     #[arg(long, conflicts_with = "input_file")]
     pub input: Option<String>,
     /// Input file.
     #[arg(long, value_name = "FILE")]
     pub input_file: Option<PathBuf>,
-    /// Highest acceptable cost.
+    /// Highest acceptable cost (per task).
     #[arg(long)]
     pub budget: Option<u64>,
     /// Deadline from now, e.g. 30s, 2m.
@@ -141,9 +174,6 @@ pub struct PublishArgs {
     /// Selection strategy: lowest-cost, highest-quality, fastest, weighted:cost=W,latency=W,reliability=W.
     #[arg(long)]
     pub strategy: Option<String>,
-    /// Pattern hint: adaptive, contract-net, auction, workflow, parallel, consensus.
-    #[arg(long)]
-    pub pattern: Option<String>,
     /// How long offers are accepted, e.g. 60s.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub expires_in: Option<Duration>,
@@ -159,6 +189,25 @@ pub struct PublishArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `pvl workflow ...`
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Run a workflow file (TOML stages): each ready stage is awarded by contract-net, the
+    /// outputs of one stage are the inputs of the next.
+    Run {
+        /// The workflow file.
+        file: PathBuf,
+        /// Input, constraints (for every stage) and how to wait.
+        #[command(flatten)]
+        round: RoundArgs,
+    },
+    /// Check a workflow file without running it.
+    Check {
+        /// The workflow file.
+        file: PathBuf,
+    },
 }
 
 /// `pvl trace ...`
@@ -303,7 +352,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Intent {
             command: IntentCommand::Publish(args),
-        } => publish(&dir, args),
+        } => publish(&dir, *args),
         Command::Intent {
             command: IntentCommand::Outcome { id, timeout, json },
         } => {
@@ -316,6 +365,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("trace {}", str_of(&result["trace_id"]));
             print_outcome(&result)
         }
+        Command::Workflow { command } => workflow(&dir, command),
         Command::Trace { command } => trace(&dir, command),
     }
 }
@@ -424,7 +474,70 @@ fn run_node(dir: PathBuf) -> Result<()> {
 }
 
 fn publish(dir: &Path, args: PublishArgs) -> Result<()> {
-    let mut body = json!({ "capability": args.capability });
+    let mut body = round_body(&args.round)?;
+    body["capability"] = json!(args.capability);
+    if let Some(pattern) = &args.pattern {
+        if pattern != "auto" {
+            pattern.parse::<pvl_protocol::PatternHint>()?;
+        }
+        body["pattern"] = json!(pattern);
+    }
+    if let Some(n) = args.parallel {
+        body["parallel"] = json!(n);
+    }
+    if let Some(split) = &args.split {
+        split.parse::<pvl_patterns::parallel::Split>()?;
+        body["split"] = json!(split);
+    }
+    if let Some(reduce) = &args.reduce {
+        body["reduce"] = json!(reduce);
+    }
+    if !args.committee.is_empty() {
+        body["committee"] = json!(args.committee);
+    }
+    if let Some(k) = args.threshold {
+        body["threshold"] = json!(k);
+    }
+    submit(dir, body, &args.round)
+}
+
+fn workflow(dir: &Path, command: WorkflowCommand) -> Result<()> {
+    match command {
+        WorkflowCommand::Check { file } => {
+            let spec = read_workflow(&file)?;
+            println!(
+                "{}: {} stages, final stage `{}`",
+                file.display(),
+                spec.stages.len(),
+                spec.final_stage()
+                    .and_then(|i| spec.stages.get(i))
+                    .map_or("-", |s| s.name.as_str())
+            );
+            Ok(())
+        }
+        WorkflowCommand::Run { file, round } => {
+            // Refused here, before anything is published, with the line at fault.
+            read_workflow(&file)?;
+            let text = std::fs::read_to_string(&file)?;
+            let mut body = round_body(&round)?;
+            body["workflow"] = json!(text);
+            body["pattern"] = json!("workflow");
+            submit(dir, body, &round)
+        }
+    }
+}
+
+/// Reads and checks a workflow file; errors name the file and the line.
+fn read_workflow(file: &Path) -> Result<pvl_patterns::workflow::WorkflowSpec> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    pvl_patterns::workflow::WorkflowSpec::parse(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+}
+
+/// The request body shared by intents and workflows.
+fn round_body(args: &RoundArgs) -> Result<Value> {
+    let mut body = json!({});
     match (&args.input, &args.input_file) {
         (Some(text), _) => body["input"] = json!(text),
         (None, Some(path)) => {
@@ -452,15 +565,16 @@ fn publish(dir: &Path, args: PublishArgs) -> Result<()> {
     if let Some(k) = args.min_offers {
         body["min_offers"] = json!(k);
     }
-    body["wait"] = json!(args.wait);
     if let Some(strategy) = &args.strategy {
         strategy.parse::<pvl_protocol::Strategy>()?;
         body["strategy"] = json!(strategy);
     }
-    if let Some(pattern) = &args.pattern {
-        pattern.parse::<pvl_protocol::PatternHint>()?;
-        body["pattern"] = json!(pattern);
-    }
+    body["wait"] = json!(args.wait);
+    Ok(body)
+}
+
+/// Sends the request; with `--wait` follows it (live, or as one JSON object).
+fn submit(dir: &Path, body: Value, args: &RoundArgs) -> Result<()> {
     if args.wait && !args.json {
         return publish_live(&Api::open(dir)?, body);
     }
@@ -759,6 +873,7 @@ fn print_outcome(result: &Value) -> Result<()> {
                 result["cost"],
                 result["awards"]
             );
+            print_parts(result);
             println!("output  {}", plain(&result["output"]));
             println!(
                 "receipt {} (countersigned: {})",
@@ -767,11 +882,36 @@ fn print_outcome(result: &Value) -> Result<()> {
             );
             Ok(())
         }
-        _ => bail!(
-            "the intent failed: {} ({})",
-            str_of(&result["reason"]),
-            str_of(&result["detail"])
-        ),
+        _ => {
+            print_parts(result);
+            bail!(
+                "the intent failed: {} ({})",
+                str_of(&result["reason"]),
+                str_of(&result["detail"])
+            )
+        }
+    }
+}
+
+/// One line per stage or shard of a workflow or parallel outcome.
+fn print_parts(result: &Value) {
+    let Some(parts) = result["parts"].as_array().filter(|p| !p.is_empty()) else {
+        return;
+    };
+    for part in parts {
+        let mut line = format!(
+            "  {:<12} {:<10} {:<9} by {:<8} {:>6} ms  awards {}",
+            str_of(&part["label"]),
+            str_of(&part["capability"]),
+            str_of(&part["status"]),
+            short(&part["provider"]),
+            plain(&part["duration_ms"]),
+            plain(&part["awards"]),
+        );
+        if let Some(failure) = part["failure"].as_str() {
+            line.push_str(&format!("  ({failure})"));
+        }
+        println!("{line}");
     }
 }
 
@@ -792,7 +932,14 @@ fn print_progress(line: &str, trace: &str, started: std::time::Instant) {
             short(&event["id"]),
             short(&event["signer"])
         ),
-        (Some("event"), _) => format!("event {} recorded", short(&event["id"])),
+        (Some("event"), _) => format!(
+            "{} ({})",
+            event["event_type"].as_str().unwrap_or("event"),
+            short(&event["id"])
+        ),
+        (Some("proposal"), _) => format!("proposal {} to the committee", short(&event["id"])),
+        (Some("vote"), _) => format!("vote from {}", short(&event["signer"])),
+        (Some("quorum_cert"), _) => format!("quorum certificate {}", short(&event["id"])),
         (Some("task_start"), _) => format!("award {}", short(&event["id"])),
         (Some("reject"), _) => format!("reject {} sent to a loser", short(&event["id"])),
         (Some("task_progress"), _) => format!("progress from {}", short(&event["signer"])),

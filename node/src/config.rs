@@ -18,9 +18,73 @@ pub struct Config {
     pub store: StoreSection,
     /// Task execution settings.
     pub tasks: TasksSection,
+    /// How this node votes when it sits on an approval committee.
+    pub consensus: ConsensusSection,
     /// Executors: one `[[executor]]` table per capability served.
     #[serde(rename = "executor")]
     pub executors: Vec<ExecutorConfig>,
+}
+
+/// `[consensus]`: how this node votes on the proposals of committees it is a member of.
+///
+/// Either rules (checked in the order denied provider, capability, cost, eta; the first that
+/// fails is the rejection reason; otherwise the vote is `approve`), or an `exec` handler that
+/// decides instead: it gets the proposal's terms on stdin (one line, `award capability=...
+/// provider=<hex> offer=<hex> cost=N eta_ms=N input_sha256=<hex>`) and answers on stdout with
+/// `approve [reason]` or `reject reason`; a non-zero exit, a timeout or any other answer is a
+/// rejection with that as the reason.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusSection {
+    /// The vote when no rule rejects.
+    pub approve: bool,
+    /// Reject awards costing more than this.
+    pub max_cost: Option<u64>,
+    /// Reject awards slower than this (the offer's eta), in ms.
+    pub max_eta_ms: Option<u64>,
+    /// Capabilities that may be awarded; empty: any.
+    pub capabilities: Vec<String>,
+    /// Providers (public keys, 64 hex digits) that must not be awarded.
+    pub deny_providers: Vec<String>,
+    /// A command that decides instead of the rules (see above); empty: use the rules.
+    pub exec: Vec<String>,
+    /// How long the `exec` handler may take, in ms.
+    pub exec_timeout_ms: u64,
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        ConsensusSection {
+            approve: true,
+            max_cost: None,
+            max_eta_ms: None,
+            capabilities: Vec::new(),
+            deny_providers: Vec::new(),
+            exec: Vec::new(),
+            exec_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl ConsensusSection {
+    /// The rules as a policy for [`pvl_patterns::Voter`].
+    pub fn rules(&self) -> anyhow::Result<pvl_patterns::RulePolicy> {
+        let denied = self
+            .deny_providers
+            .iter()
+            .map(|k| {
+                k.parse::<pvl_protocol::PublicKey>()
+                    .map_err(|e| anyhow::anyhow!("[consensus] deny_providers `{k}`: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(pvl_patterns::RulePolicy {
+            max_cost: self.max_cost,
+            max_eta_ms: self.max_eta_ms,
+            allowed_capabilities: self.capabilities.clone(),
+            denied_providers: denied,
+            default_approve: self.approve,
+        })
+    }
 }
 
 /// `[tasks]`
@@ -148,6 +212,7 @@ impl Config {
             addr.parse::<pvl_net::Multiaddr>()
                 .map_err(|e| anyhow::anyhow!("[network] address `{addr}`: {e}"))?;
         }
+        config.consensus.rules()?;
         Ok(config)
     }
 
@@ -197,6 +262,19 @@ impl Config {
              # Most awarded tasks this node runs at once.\n\
              max_concurrent = {max_concurrent}\n\
              \n\
+             [consensus]\n\
+             # How this node votes on proposals of committees it sits on. Rules: a denied\n\
+             # provider, another capability, a higher cost or a slower eta is rejected with that\n\
+             # reason; otherwise the vote is `approve`. Or an exec handler decides instead: the\n\
+             # terms on stdin, `approve [reason]` or `reject reason` on stdout.\n\
+             approve = {approve}\n\
+             {max_cost}\
+             {max_eta}\
+             capabilities = {vote_caps}\n\
+             deny_providers = {deny}\n\
+             exec = {vote_exec}\n\
+             exec_timeout_ms = {exec_timeout}\n\
+             \n\
              # Executors: one [[executor]] table per capability this node serves. kind is builtin\n\
              # (echo, sha256, wordcount, sleep), exec (command = [...]: input on stdin, output from\n\
              # stdout, exit status decides) or http (url = \"...\": the input is POSTed). Example:\n\
@@ -229,6 +307,19 @@ impl Config {
             cache_mb = self.store.cache_mb,
             flush = self.store.flush_interval_ms,
             max_concurrent = self.tasks.max_concurrent,
+            approve = self.consensus.approve,
+            max_cost = match self.consensus.max_cost {
+                Some(v) => format!("max_cost = {v}\n"),
+                None => "# max_cost = 100\n".into(),
+            },
+            max_eta = match self.consensus.max_eta_ms {
+                Some(v) => format!("max_eta_ms = {v}\n"),
+                None => "# max_eta_ms = 60000\n".into(),
+            },
+            vote_caps = list(&self.consensus.capabilities),
+            deny = list(&self.consensus.deny_providers),
+            vote_exec = list(&self.consensus.exec),
+            exec_timeout = self.consensus.exec_timeout_ms,
             executors = self.render_executors(),
         )
     }
@@ -273,6 +364,13 @@ mod tests {
         private.network.psk = Some("swarm.key".into());
         private.network.allow = Some("allow.txt".into());
         assert_eq!(Config::parse(&private.render()).unwrap(), private);
+        let mut voter = Config::default();
+        voter.consensus.max_cost = Some(50);
+        voter.consensus.exec = vec!["./vote.sh".into()];
+        voter.consensus.deny_providers = vec!["ab".repeat(32)];
+        assert_eq!(Config::parse(&voter.render()).unwrap(), voter);
+        let err = Config::parse("[consensus]\ndeny_providers = [\"nope\"]\n").unwrap_err();
+        assert!(err.to_string().contains("deny_providers"), "{err}");
     }
 
     #[test]

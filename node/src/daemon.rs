@@ -46,6 +46,10 @@ pub struct NodeState {
     pub coordinator: Mutex<Coordinator>,
     /// The store writer: every object is recorded through it.
     pub recorder: Recorder,
+    /// The `[consensus] exec` vote handler (empty: votes follow the rules).
+    pub vote_exec: Vec<String>,
+    /// How long the vote handler may take.
+    pub vote_timeout: Duration,
 }
 
 impl NodeState {
@@ -176,7 +180,11 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
             key.clone(),
             config.executors.clone(),
             config.tasks.max_concurrent,
+            config.consensus.rules()?,
+            !config.consensus.exec.is_empty(),
         )),
+        vote_exec: config.consensus.exec.clone(),
+        vote_timeout: Duration::from_millis(config.consensus.exec_timeout_ms),
         key,
         events,
         recorder,
@@ -270,6 +278,28 @@ fn on_net_events(state: &Arc<NodeState>, events: Vec<NetEvent>) {
     }
     let received: Vec<SignedObject> = objects.iter().map(|(o, _, _)| o.clone()).collect();
     state.record_batch(objects);
+    deliver(state, received);
+}
+
+/// Hands objects (from the network, or sent by this node to itself) to the coordinator and
+/// performs what it answers. Proposals go to the `exec` vote handler first when there is one.
+fn deliver(state: &Arc<NodeState>, received: Vec<SignedObject>) {
+    let (proposals, received): (Vec<SignedObject>, Vec<SignedObject>) =
+        received.into_iter().partition(|o| {
+            !state.vote_exec.is_empty() && matches!(o.body(), pvl_protocol::Body::Proposal(_))
+        });
+    for proposal in proposals {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let decision =
+                crate::executor::vote(&state.vote_exec, &proposal, state.vote_timeout).await;
+            let actions =
+                state
+                    .coordinator()
+                    .on_decided_proposal(&proposal, decision, pvl_net::now_ms());
+            perform(&state, actions);
+        });
+    }
     let now = pvl_net::now_ms();
     let actions: Vec<Action> = {
         let mut coordinator = state.coordinator();
@@ -312,6 +342,11 @@ pub fn perform(state: &Arc<NodeState>, actions: Vec<Action>) {
                         warn!("could not publish: {e}");
                     }
                 });
+            }
+            // To itself (a requester on its own committee): handed over, not sent.
+            Action::Send { to, object } if to == state.key.public() => {
+                let state = state.clone();
+                tokio::spawn(async move { deliver(&state, vec![object]) });
             }
             Action::Send { to, object } => {
                 let state = state.clone();

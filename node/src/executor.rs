@@ -10,7 +10,8 @@
 
 use std::time::Duration;
 
-use pvl_protocol::Payload;
+use pvl_patterns::VoteDecision;
+use pvl_protocol::{Body, Payload, SignedObject};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
@@ -134,6 +135,57 @@ async fn builtin(capability: &str, input: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
+/// Asks the `[consensus] exec` vote handler how to vote on `proposal`: the terms (the
+/// proposal's action line) on stdin, `approve [reason]` or `reject reason` expected on stdout.
+/// Anything else (another answer, a failure, a timeout) is a rejection saying so.
+pub async fn vote(command: &[String], proposal: &SignedObject, timeout: Duration) -> VoteDecision {
+    let reject = |reason: String| VoteDecision {
+        approve: false,
+        reason,
+    };
+    let Body::Proposal(p) = proposal.body() else {
+        return reject(format!("a {} is not a proposal", proposal.kind()));
+    };
+    let input = format!("{}\n", p.action);
+    match tokio::time::timeout(timeout, exec(command, input.as_bytes())).await {
+        Err(_) => reject(format!(
+            "the vote handler timed out after {} ms",
+            timeout.as_millis()
+        )),
+        Ok(Err(e)) => reject(format!("the vote handler failed: {e}")),
+        Ok(Ok(out)) => parse_vote(&String::from_utf8_lossy(&out)),
+    }
+}
+
+/// Reads a vote handler's answer: its first line, `approve [reason]` or `reject reason`.
+fn parse_vote(answer: &str) -> VoteDecision {
+    let line = answer.lines().next().unwrap_or("").trim();
+    let (word, reason) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let reason = reason.trim();
+    match word {
+        "approve" => VoteDecision {
+            approve: true,
+            reason: if reason.is_empty() {
+                "approved by the vote handler".into()
+            } else {
+                reason.into()
+            },
+        },
+        "reject" => VoteDecision {
+            approve: false,
+            reason: if reason.is_empty() {
+                "rejected by the vote handler".into()
+            } else {
+                reason.into()
+            },
+        },
+        _ => VoteDecision {
+            approve: false,
+            reason: format!("the vote handler answered `{line}`, not approve or reject"),
+        },
+    }
+}
+
 async fn exec(command: &[String], input: &[u8]) -> Result<Vec<u8>, String> {
     let (program, args) = command.split_first().ok_or("empty command")?;
     let mut child = tokio::process::Command::new(program)
@@ -240,6 +292,25 @@ mod tests {
                 .check()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn vote_answers_are_read_strictly() {
+        let yes = parse_vote("approve cheap enough\nignored");
+        assert!(yes.approve);
+        assert_eq!(yes.reason, "cheap enough");
+        assert!(parse_vote("approve").approve);
+        let no = parse_vote("reject too slow");
+        assert!(!no.approve);
+        assert_eq!(no.reason, "too slow");
+        let odd = parse_vote("yes please");
+        assert!(!odd.approve);
+        assert!(
+            odd.reason.contains("not approve or reject"),
+            "{}",
+            odd.reason
+        );
+        assert!(!parse_vote("").approve);
     }
 
     #[tokio::test]

@@ -8,6 +8,8 @@
 //! - [`daemon`]: `pvl run`, which starts the network event loop (`pvl-net`), opens the trace
 //!   store (`pvl-trace`), records every object sent or received, serves the control API and
 //!   shuts down cleanly on SIGINT/SIGTERM (store flushed, `api.addr` removed);
+//! - [`history`]: what the trace store says about a capability's providers and patterns
+//!   (for the adaptive choice);
 //! - [`recorder`]: the trace-store writer thread that keeps sled off the message path;
 //! - [`recovery`]: intents left open by a previous run are ended on start, and outcomes are
 //!   read back from the store;
@@ -20,6 +22,7 @@ pub mod config;
 pub mod coordinator;
 pub mod daemon;
 pub mod executor;
+pub mod history;
 pub mod home;
 pub mod recorder;
 pub mod recovery;

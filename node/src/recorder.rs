@@ -165,8 +165,13 @@ pub fn write_and_announce(
         }
         let _span = info_span!("trace", trace = %object.trace_id().short()).entered();
         info!(id = %object.id().short(), kind = %object.kind(), origin, ?outcome, "recorded");
+        let event_type = match object.body() {
+            pvl_protocol::Body::Event(e) => Some(e.event_type.as_str()),
+            _ => None,
+        };
         let event = json!({
             "type": "object",
+            "event_type": event_type,
             "origin": origin,
             "peer": peer.map(|p| p.to_string()),
             "id": object.id().to_string(),

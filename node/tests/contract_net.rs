@@ -5,61 +5,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{Running, WAIT, init, pvl, pvl_json, pvl_ok, wait_until};
+use common::{Net, Running, WAIT, network, pvl, pvl_json, pvl_ok, wait_until};
 use serde_json::Value;
-
-struct Net {
-    nodes: Vec<Running>,
-    requester: PathBuf,
-    /// Public keys of the providers, in the order given.
-    providers: Vec<String>,
-    _tmp: tempfile::TempDir,
-}
-
-/// A requester plus one provider per `--builtin` spec (and optional extra config lines).
-fn network(providers: &[(&str, &str)]) -> Net {
-    let tmp = tempfile::tempdir().unwrap();
-    let requester = tmp.path().join("requester");
-    init(&requester, &[]);
-    let mut nodes = vec![Running::start(&requester)];
-    let boot = pvl_json(&requester, &["id"])["listen_addrs"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut keys = Vec::new();
-    for (i, (builtin, extra_config)) in providers.iter().enumerate() {
-        let dir = tmp.path().join(format!("provider-{i}"));
-        let mut args = vec!["--bootstrap", boot.as_str()];
-        if !builtin.is_empty() {
-            args.extend(["--builtin", builtin]);
-        }
-        init(&dir, &args);
-        if !extra_config.is_empty() {
-            let mut config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
-            config.push_str(extra_config);
-            std::fs::write(dir.join("config.toml"), config).unwrap();
-        }
-        nodes.push(Running::start(&dir));
-        keys.push(
-            pvl_json(&dir, &["id"])["public_key"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
-    let n = providers.len();
-    wait_until("the requester to know every provider", || {
-        pvl_json(&requester, &["peers"]).as_array().unwrap().len() >= n
-    });
-    Net {
-        nodes,
-        requester,
-        providers: keys,
-        _tmp: tmp,
-    }
-}
 
 fn publish(net: &Net, strategy: &str) -> Value {
     // With min-offers equal to the number of providers the window closes once all have bid.
