@@ -842,10 +842,10 @@ fn publish_live(api: &Api, mut body: Value) -> Result<()> {
     std::thread::spawn(move || {
         let _ = tx.send(waiter.get(&path));
     });
-    let started = std::time::Instant::now();
+    let mut start = None;
     let result = loop {
         while let Ok(line) = events.try_recv() {
-            print_progress(&line, &trace, started);
+            print_progress(&line, &trace, &mut start);
         }
         match outcome.recv_timeout(Duration::from_millis(50)) {
             Ok(result) => break result?,
@@ -858,7 +858,7 @@ fn publish_live(api: &Api, mut body: Value) -> Result<()> {
     // The last objects (the receipt) may be announced just after the outcome.
     std::thread::sleep(Duration::from_millis(100));
     while let Ok(line) = events.try_recv() {
-        print_progress(&line, &trace, started);
+        print_progress(&line, &trace, &mut start);
     }
     print_outcome(&result)
 }
@@ -867,12 +867,18 @@ fn publish_live(api: &Api, mut body: Value) -> Result<()> {
 fn print_outcome(result: &Value) -> Result<()> {
     match result["status"].as_str() {
         Some("completed") => {
-            println!(
-                "completed by {} for {} (awards: {})",
-                short(&result["provider"]),
-                result["cost"],
-                result["awards"]
-            );
+            match result["parts"].as_array().map_or(0, Vec::len) {
+                0 => println!(
+                    "completed by {} for {} (awards: {})",
+                    short(&result["provider"]),
+                    result["cost"],
+                    result["awards"]
+                ),
+                n => println!(
+                    "completed: {n} parts for {} in all (awards: {})",
+                    result["cost"], result["awards"]
+                ),
+            }
             print_parts(result);
             println!("output  {}", plain(&result["output"]));
             println!(
@@ -916,14 +922,20 @@ fn print_parts(result: &Value) {
 }
 
 /// One line per object of `trace` the node recorded, as it happens.
-fn print_progress(line: &str, trace: &str, started: std::time::Instant) {
+fn print_progress(line: &str, trace: &str, start: &mut Option<u64>) {
     let Some(data) = line.strip_prefix("data:") else {
         return;
     };
     let Ok(event) = serde_json::from_str::<Value>(data.trim()) else {
         return;
     };
-    if event["type"] != "object" || event["trace_id"] != trace || event["kind"] == "intent" {
+    if event["type"] != "object" || event["trace_id"] != trace {
+        return;
+    }
+    if event["kind"] == "intent" {
+        if event["id"] == trace {
+            *start = event["timestamp_ms"].as_u64();
+        }
         return;
     }
     let what = match (event["kind"].as_str(), event["origin"].as_str()) {
@@ -955,7 +967,11 @@ fn print_progress(line: &str, trace: &str, started: std::time::Instant) {
         (Some(kind), _) => format!("{kind} {}", short(&event["id"])),
         _ => return,
     };
-    println!("  +{:>5} ms  {what}", started.elapsed().as_millis());
+    // Times are the objects' own (signed) timestamps, relative to the root intent's (or, if
+    // it was missed, to the first object seen).
+    let ts = event["timestamp_ms"].as_u64().unwrap_or(0);
+    let t0 = *start.get_or_insert(ts);
+    println!("  +{:>5} ms  {what}", ts.saturating_sub(t0));
 }
 
 /// A client of a running node's control API.

@@ -178,6 +178,7 @@ pub fn write_and_announce(
             "kind": object.kind().name(),
             "trace_id": object.trace_id().to_string(),
             "signer": object.signer().to_string(),
+            "timestamp_ms": object.timestamp_ms(),
             "stored": outcome.is_some(),
         });
         let _ = events.send(event.to_string());

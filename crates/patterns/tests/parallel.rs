@@ -352,7 +352,10 @@ fn reduce_by_capability_awards_a_reducer_after_every_shard() {
         "the reducer reads the shard outputs joined by newlines"
     );
     assert_eq!(events(&sim, "reduce-started").len(), 1);
-    assert_eq!(attr_of(&events(&sim, "parallel-done")[0], "how"), "sum-lines");
+    assert_eq!(
+        attr_of(&events(&sim, "parallel-done")[0], "how"),
+        "sum-lines"
+    );
     // Root: recorded, never published, pattern Parallel.
     let Body::Intent(root_body) = root.body() else {
         unreachable!()
