@@ -283,10 +283,17 @@ async fn publish_intent(
         ));
     }
     // The history of the capability (a workflow's stages have their own).
-    let history = Arc::new(crate::history::StoreHistory::load(
-        &state.store,
-        &request.capability,
-    ));
+    let (generation, in_flight) = {
+        let coordinator = state.coordinator();
+        (
+            coordinator.generation(&request.capability),
+            coordinator.in_flight(&request.capability),
+        )
+    };
+    let history = state
+        .history
+        .get(&state.store, &request.capability, generation, in_flight)
+        .await;
     let choice = (asked == PatternHint::Adaptive).then(|| {
         let situation = Situation {
             capability: request.capability.clone(),
@@ -319,7 +326,9 @@ async fn publish_intent(
         });
     let (trace, actions, waiter) = {
         let mut coordinator = state.coordinator();
-        let (trace, mut actions) = coordinator.start(run, now).map_err(ApiError::bad_request)?;
+        let (trace, mut actions) = coordinator
+            .start(run, request.capability.clone(), now)
+            .map_err(ApiError::bad_request)?;
         if let Some(choice) = &choice {
             // Why this pattern: the first object after the root.
             let event = choice

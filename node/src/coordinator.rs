@@ -28,6 +28,8 @@ use crate::executor::ExecutorConfig;
 /// One intent this node coordinates as requester.
 struct Active {
     run: Box<dyn Coordination>,
+    /// The capability asked for (the workflow's name for a workflow).
+    capability: String,
     waiters: Vec<oneshot::Sender<Outcome>>,
 }
 
@@ -69,6 +71,8 @@ pub struct Coordinator {
     runs: HashMap<TraceId, Active>,
     /// Outcomes of intents finished before anyone waited for them (bounded).
     finished: HashMap<TraceId, Outcome>,
+    /// Runs finished so far, by capability: tells when a capability's history has changed.
+    generations: HashMap<String, u64>,
 }
 
 const MAX_REMEMBERED_OUTCOMES: usize = 1024;
@@ -114,6 +118,7 @@ impl Coordinator {
                 .collect(),
             runs: HashMap::new(),
             finished: HashMap::new(),
+            generations: HashMap::new(),
         }
     }
 
@@ -134,14 +139,33 @@ impl Coordinator {
         spec: RequestSpec,
         now_ms: u64,
     ) -> Result<(TraceId, Vec<Action>), String> {
-        self.start(Box::new(Requester::new(self.key.clone(), spec)), now_ms)
+        let capability = spec.capability.clone();
+        self.start(
+            Box::new(Requester::new(self.key.clone(), spec)),
+            capability,
+            now_ms,
+        )
     }
 
-    /// Starts any coordination run (contract-net, workflow, parallel); returns its trace id
-    /// and the first actions.
+    /// How many runs for `capability` have finished (its history changes with each).
+    pub fn generation(&self, capability: &str) -> u64 {
+        self.generations.get(capability).copied().unwrap_or(0)
+    }
+
+    /// How many runs for `capability` are in progress.
+    pub fn in_flight(&self, capability: &str) -> usize {
+        self.runs
+            .values()
+            .filter(|a| a.capability == capability)
+            .count()
+    }
+
+    /// Starts any coordination run (contract-net, workflow, parallel) for `capability`;
+    /// returns its trace id and the first actions.
     pub fn start(
         &mut self,
         mut run: Box<dyn Coordination>,
+        capability: String,
         now_ms: u64,
     ) -> Result<(TraceId, Vec<Action>), String> {
         let actions = run.start(now_ms).map_err(|e| e.to_string())?;
@@ -150,6 +174,7 @@ impl Coordinator {
             trace,
             Active {
                 run,
+                capability,
                 waiters: Vec::new(),
             },
         );
@@ -262,6 +287,7 @@ impl Coordinator {
                 Action::Finished(outcome) => {
                     let trace = outcome.trace();
                     if let Some(active) = self.runs.remove(&trace) {
+                        *self.generations.entry(active.capability).or_default() += 1;
                         for waiter in active.waiters {
                             let _ = waiter.send(outcome.clone());
                         }

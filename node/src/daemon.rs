@@ -50,6 +50,8 @@ pub struct NodeState {
     pub vote_exec: Vec<String>,
     /// How long the vote handler may take.
     pub vote_timeout: Duration,
+    /// What the trace store says about each capability (for the adaptive choice).
+    pub history: crate::history::HistoryCache,
 }
 
 impl NodeState {
@@ -185,6 +187,7 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
         )),
         vote_exec: config.consensus.exec.clone(),
         vote_timeout: Duration::from_millis(config.consensus.exec_timeout_ms),
+        history: Default::default(),
         key,
         events,
         recorder,

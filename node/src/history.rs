@@ -2,8 +2,9 @@
 //! pattern did. Feeds the adaptive choice ([`pvl_patterns::choose`]) and the requester's
 //! observed reliabilities ([`pvl_patterns::select::ReliabilitySource`]).
 //!
-//! Built on demand from the most recent [`RECENT_TRACES`] traces asking for the capability
-//! (the root intent's, or any stage's or shard's), analysed by `pvl-trace`: a task that
+//! Built on demand (and cached, see [`HistoryCache`]) from the most recent
+//! [`RECENT_TRACES`] traces asking for the capability (the root intent's, or a workflow
+//! stage's), analysed by `pvl-trace`: a task that
 //! finished well is a success; a task that failed, or that never finished in a trace that is
 //! over, is a failure of its provider. A trace is a run of its detected pattern, a success
 //! when it ended done.
@@ -17,7 +18,57 @@ use pvl_trace::{Pattern, TraceStatus, TraceStore};
 use tracing::debug;
 
 /// How many recent traces are looked at.
-pub const RECENT_TRACES: usize = 300;
+pub const RECENT_TRACES: usize = 200;
+
+/// How long a loaded history is reused before it is read again anyway.
+pub const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// While rounds of a capability are in flight, its history is read again at most this often.
+pub const BUSY_RELOAD: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A loaded history: when, at which generation (runs finished), and what it says.
+type Loaded = (std::time::Instant, u64, std::sync::Arc<StoreHistory>);
+
+/// Histories by capability. Reading one decodes a few thousand objects, far too much for
+/// every intent of a busy requester, so a history is reused until a run of its capability
+/// finishes (the history changed), and while other runs are in flight at most every
+/// [`BUSY_RELOAD`]; in any case it is read again after [`FRESH_FOR`].
+#[derive(Default)]
+pub struct HistoryCache {
+    loaded: tokio::sync::Mutex<HashMap<String, Loaded>>,
+}
+
+impl HistoryCache {
+    /// The history of `capability`, whose runs have finished `generation` times and of which
+    /// `in_flight` are running. Concurrent callers wait for one read instead of each doing it.
+    pub async fn get(
+        &self,
+        store: &std::sync::Arc<TraceStore>,
+        capability: &str,
+        generation: u64,
+        in_flight: usize,
+    ) -> std::sync::Arc<StoreHistory> {
+        let mut loaded = self.loaded.lock().await;
+        if let Some((at, seen, history)) = loaded.get(capability) {
+            let age = at.elapsed();
+            let unchanged = *seen == generation;
+            let busy = in_flight > 0 && age < BUSY_RELOAD;
+            if age < FRESH_FOR && (unchanged || busy) {
+                return history.clone();
+            }
+        }
+        let (store, cap) = (store.clone(), capability.to_owned());
+        let history = tokio::task::spawn_blocking(move || StoreHistory::load(&store, &cap))
+            .await
+            .map(std::sync::Arc::new)
+            .unwrap_or_default();
+        loaded.insert(
+            capability.to_owned(),
+            (std::time::Instant::now(), generation, history.clone()),
+        );
+        history
+    }
+}
 
 /// A capability's history, read from the trace store.
 #[derive(Debug, Default, Clone)]
@@ -38,6 +89,15 @@ impl StoreHistory {
             return history;
         };
         for summary in summaries {
+            // Roots of other capabilities are skipped unread (a workflow's root is
+            // `workflow:<name>`: its stages may ask for the capability).
+            let composite = summary
+                .capability
+                .as_deref()
+                .is_some_and(|c| c.starts_with("workflow:"));
+            if summary.capability.as_deref() != Some(capability) && !composite {
+                continue;
+            }
             let Ok(objects) = store.trace(&summary.trace).and_then(|dag| dag.objects()) else {
                 continue;
             };

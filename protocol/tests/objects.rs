@@ -403,6 +403,30 @@ fn batch_decoding_agrees_with_single_decoding() {
 }
 
 #[test]
+fn trusted_decoding_checks_everything_but_the_signatures() {
+    for original in samples() {
+        let trusted = SignedObject::decode_trusted(original.bytes()).unwrap();
+        assert_eq!(trusted, original);
+        assert_eq!(trusted.id(), original.id());
+    }
+    // A flipped signature bit: refused by decode, accepted (as documented) by the trusted path.
+    let offer = of_kind(Kind::Offer);
+    let mut forged = offer.bytes().to_vec();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert!(SignedObject::decode(&forged).is_err());
+    assert_eq!(
+        SignedObject::decode_trusted(&forged).unwrap().id(),
+        offer.id()
+    );
+    // Structure is still checked: truncation and trailing bytes fail.
+    assert!(SignedObject::decode_trusted(&offer.bytes()[..offer.bytes().len() - 3]).is_err());
+    let mut longer = offer.bytes().to_vec();
+    longer.push(0);
+    assert!(SignedObject::decode_trusted(&longer).is_err());
+}
+
+#[test]
 fn json_view_names_the_kind_and_ids() {
     let receipt = of_kind(Kind::Receipt);
     let json = serde_json::to_value(&receipt).unwrap();
