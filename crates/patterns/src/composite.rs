@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use pvl_protocol::{Body, Event, Intent, Keypair, ObjectId, PublicKey, SignedObject, TraceId};
 
-use crate::action::{Action, Input, Outcome, PartResult, PartStatus, TimerToken};
+use crate::action::{Action, FailureReason, Input, Outcome, PartResult, PartStatus, TimerToken};
+use crate::coordination::Coordination;
 use crate::error::{PatternError, Result};
 use crate::requester::{RequestSpec, Requester, RequesterState};
 use crate::select::{NoHistory, ReliabilitySource};
@@ -359,5 +360,76 @@ impl Composite {
                 result.status = PartStatus::Failed(text(format!("{}: {}", f.reason, f.detail)));
             }
         }
+    }
+}
+
+/// A pattern made of parts (workflow, parallel): what it adds to [`Composite`]. Every such
+/// pattern is a [`Coordination`] through the blanket implementation below.
+pub(crate) trait CompositeRun: Send {
+    /// The pattern in words, for errors and the cancellation reason (`the workflow`).
+    const WHAT: &'static str;
+    /// The shared machinery.
+    fn composite(&self) -> &Composite;
+    /// The shared machinery, mutably.
+    fn composite_mut(&mut self) -> &mut Composite;
+    /// Signs the root and starts the parts that are ready.
+    fn start_run(&mut self, now_ms: u64) -> Result<Vec<Action>>;
+    /// One input for one of the parts.
+    fn on_input(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>>;
+    /// Ends the run as failed (records the pattern's failure event).
+    fn fail_run(
+        &mut self,
+        reason: FailureReason,
+        detail: String,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()>;
+}
+
+impl<T: CompositeRun> Coordination for T {
+    fn start(&mut self, now_ms: u64) -> Result<Vec<Action>> {
+        if self.composite().is_started() {
+            return Err(PatternError::Invalid(format!(
+                "{} was already started",
+                T::WHAT
+            )));
+        }
+        self.start_run(now_ms)
+    }
+
+    fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>> {
+        self.on_input(input, now_ms)
+    }
+
+    fn trace(&self) -> Option<TraceId> {
+        self.composite().trace()
+    }
+
+    fn claims(&self, object: &SignedObject) -> bool {
+        self.composite().outcome.is_none() && self.composite().claims(object)
+    }
+
+    fn is_finished(&self) -> bool {
+        self.composite().outcome.is_some()
+    }
+
+    fn outcome(&self) -> Option<&Outcome> {
+        self.composite().outcome.as_ref()
+    }
+
+    fn cancel(&mut self, reason: &str, now_ms: u64) -> Result<Vec<Action>> {
+        let mut actions = Vec::new();
+        if !self.composite().is_started() || self.composite().outcome.is_some() {
+            return Ok(actions);
+        }
+        self.composite_mut()
+            .cancel_running(reason, now_ms, &mut actions)?;
+        self.fail_run(
+            FailureReason::Cancelled,
+            format!("{} was cancelled: {reason}", T::WHAT),
+            now_ms,
+            &mut actions,
+        )?;
+        Ok(actions)
     }
 }

@@ -53,15 +53,14 @@ use std::sync::Arc;
 
 use pvl_protocol::{
     Intent, Keypair, MAX_CAPABILITY_LEN, MAX_INLINE_PAYLOAD, ObjectId, PatternHint, Payload,
-    SignedObject, TraceId,
+    SignedObject,
 };
 use tracing::{info, warn};
 
 use crate::action::{
     Action, Completion, Failure, FailureReason, Input, Outcome, PartResult, PartStatus,
 };
-use crate::composite::{Composite, PartEvent};
-use crate::coordination::Coordination;
+use crate::composite::{Composite, CompositeRun, PartEvent};
 use crate::error::{PatternError, Result};
 use crate::requester::RequestSpec;
 use crate::select::ReliabilitySource;
@@ -840,49 +839,32 @@ impl ParallelRun {
     }
 }
 
-impl Coordination for ParallelRun {
-    fn start(&mut self, now_ms: u64) -> Result<Vec<Action>> {
-        if self.inner.is_started() {
-            return Err(PatternError::Invalid(
-                "the parallel run was already started".into(),
-            ));
-        }
-        self.start_run(now_ms)
+impl CompositeRun for ParallelRun {
+    const WHAT: &'static str = "the parallel run";
+
+    fn composite(&self) -> &Composite {
+        &self.inner
     }
 
-    fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>> {
-        self.on_input(input, now_ms)
+    fn composite_mut(&mut self) -> &mut Composite {
+        &mut self.inner
     }
 
-    fn trace(&self) -> Option<TraceId> {
-        self.inner.trace()
+    fn start_run(&mut self, now_ms: u64) -> Result<Vec<Action>> {
+        ParallelRun::start_run(self, now_ms)
     }
 
-    fn claims(&self, object: &SignedObject) -> bool {
-        self.inner.outcome.is_none() && self.inner.claims(object)
+    fn on_input(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>> {
+        ParallelRun::on_input(self, input, now_ms)
     }
 
-    fn is_finished(&self) -> bool {
-        self.inner.outcome.is_some()
-    }
-
-    fn outcome(&self) -> Option<&Outcome> {
-        self.inner.outcome.as_ref()
-    }
-
-    fn cancel(&mut self, reason: &str, now_ms: u64) -> Result<Vec<Action>> {
-        let mut actions = Vec::new();
-        if !self.inner.is_started() || self.inner.outcome.is_some() {
-            return Ok(actions);
-        }
-        self.inner.cancel_running(reason, now_ms, &mut actions)?;
-        self.fail(
-            FailureReason::Cancelled,
-            format!("the parallel run was cancelled: {reason}"),
-            &[],
-            now_ms,
-            &mut actions,
-        )?;
-        Ok(actions)
+    fn fail_run(
+        &mut self,
+        reason: FailureReason,
+        detail: String,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        self.fail(reason, detail, &[], now_ms, actions)
     }
 }

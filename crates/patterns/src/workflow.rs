@@ -79,7 +79,7 @@ use std::sync::Arc;
 
 use pvl_protocol::{
     BASIS_POINTS, Intent, Keypair, MAX_CAPABILITY_LEN, MAX_INLINE_PAYLOAD, ObjectId, PatternHint,
-    Payload, SignedObject, Strategy, TraceId,
+    Payload, SignedObject, Strategy,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -88,8 +88,7 @@ use tracing::{info, warn};
 use crate::action::{
     Action, Completion, Failure, FailureReason, Input, Outcome, PartResult, PartStatus,
 };
-use crate::composite::{Composite, PartEvent};
-use crate::coordination::Coordination;
+use crate::composite::{Composite, CompositeRun, PartEvent};
 use crate::error::{PatternError, Result};
 use crate::requester::RequestSpec;
 use crate::select::ReliabilitySource;
@@ -1111,50 +1110,32 @@ pub(crate) fn hex_prefix(hash: &[u8; 32]) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-impl Coordination for WorkflowRun {
-    fn start(&mut self, now_ms: u64) -> Result<Vec<Action>> {
-        if self.inner.is_started() {
-            return Err(PatternError::Invalid(
-                "the workflow was already started".into(),
-            ));
-        }
-        self.start_run(now_ms)
+impl CompositeRun for WorkflowRun {
+    const WHAT: &'static str = "the workflow";
+
+    fn composite(&self) -> &Composite {
+        &self.inner
     }
 
-    fn handle(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>> {
-        self.on_input(input, now_ms)
+    fn composite_mut(&mut self) -> &mut Composite {
+        &mut self.inner
     }
 
-    fn trace(&self) -> Option<TraceId> {
-        self.inner.trace()
+    fn start_run(&mut self, now_ms: u64) -> Result<Vec<Action>> {
+        WorkflowRun::start_run(self, now_ms)
     }
 
-    fn claims(&self, object: &SignedObject) -> bool {
-        self.inner.outcome.is_none() && self.inner.claims(object)
+    fn on_input(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>> {
+        WorkflowRun::on_input(self, input, now_ms)
     }
 
-    fn is_finished(&self) -> bool {
-        self.inner.outcome.is_some()
-    }
-
-    fn outcome(&self) -> Option<&Outcome> {
-        self.inner.outcome.as_ref()
-    }
-
-    fn cancel(&mut self, reason: &str, now_ms: u64) -> Result<Vec<Action>> {
-        let mut actions = Vec::new();
-        if !self.inner.is_started() || self.inner.outcome.is_some() {
-            return Ok(actions);
-        }
-        self.inner.cancel_running(reason, now_ms, &mut actions)?;
-        self.fail(
-            FailureReason::Cancelled,
-            format!("the workflow was cancelled: {reason}"),
-            None,
-            &[],
-            now_ms,
-            &mut actions,
-        )?;
-        Ok(actions)
+    fn fail_run(
+        &mut self,
+        reason: FailureReason,
+        detail: String,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        self.fail(reason, detail, None, &[], now_ms, actions)
     }
 }
