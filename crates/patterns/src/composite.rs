@@ -10,14 +10,14 @@
 
 use std::sync::Arc;
 
-use pvl_protocol::{Body, Event, Intent, Keypair, ObjectId, PublicKey, SignedObject, TraceId};
+use pvl_protocol::{Body, Intent, Keypair, ObjectId, PublicKey, SignedObject, TraceId};
 
 use crate::action::{Action, FailureReason, Input, Outcome, PartResult, PartStatus, TimerToken};
 use crate::coordination::Coordination;
 use crate::error::{PatternError, Result};
 use crate::requester::{RequestSpec, Requester, RequesterState};
 use crate::select::{NoHistory, ReliabilitySource};
-use crate::util::{sign, text};
+use crate::util::{EventText, sign, sign_event, text};
 
 /// Something that happened to a part while an input was handled.
 // At most two per input: boxing the outcome would only make matching clumsier.
@@ -126,20 +126,17 @@ impl Composite {
         } else {
             parents.to_vec()
         };
-        sign(
+        sign_event(
             &self.key,
             Some(root),
             &parents,
             now_ms,
-            Body::Event(Event {
-                event_type: event_type.to_string(),
+            EventText {
+                event_type,
                 about,
-                message: text(message),
-                attrs: attrs
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), text(v)))
-                    .collect(),
-            }),
+                message,
+                attrs: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            },
         )
     }
 

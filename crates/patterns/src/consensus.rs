@@ -51,14 +51,14 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 
 use pvl_protocol::{
-    Body, Committee, Event, Keypair, Kind, ObjectId, Proposal, PublicKey, QuorumCert, SignedObject,
+    Body, Committee, Keypair, Kind, ObjectId, Proposal, PublicKey, QuorumCert, SignedObject,
     TraceId, Vote,
 };
 use tracing::{debug, info, warn};
 
 use crate::action::{Action, TimerKind, TimerToken};
 use crate::error::{PatternError, Result};
-use crate::util::{sign, text};
+use crate::util::{EventText, sign, sign_event, text};
 
 /// The verb that starts every proposal action this crate writes.
 pub const AWARD_VERB: &str = "award";
@@ -751,17 +751,17 @@ impl Ballot {
         attrs: Vec<(String, String)>,
         now_ms: u64,
     ) -> Result<SignedObject> {
-        sign(
+        sign_event(
             &self.key,
             Some(self.trace),
             parents,
             now_ms,
-            Body::Event(Event {
-                event_type: event_type.to_string(),
+            EventText {
+                event_type,
                 about,
-                message: text(message),
-                attrs: attrs.into_iter().map(|(k, v)| (k, text(v))).collect(),
-            }),
+                message,
+                attrs,
+            },
         )
     }
 }

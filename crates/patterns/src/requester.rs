@@ -22,7 +22,7 @@ use crate::error::{PatternError, Result};
 use crate::select::{
     self, Candidate, NoHistory, ReliabilitySource, Scored, check_offer, fmt_score, rank,
 };
-use crate::util::{sign, text};
+use crate::util::{EventText, sign, sign_event, text};
 
 /// Everything the requester needs to run one intent: what is wanted and how to coordinate it.
 ///
@@ -1577,17 +1577,17 @@ impl Requester {
         attrs: Vec<(String, String)>,
         now_ms: u64,
     ) -> Result<SignedObject> {
-        sign(
+        sign_event(
             &self.key,
             self.trace,
             parents,
             now_ms,
-            Body::Event(Event {
-                event_type: event_type.to_string(),
+            EventText {
+                event_type,
                 about,
-                message: text(message),
-                attrs: attrs.into_iter().map(|(k, v)| (k, text(v))).collect(),
-            }),
+                message,
+                attrs,
+            },
         )
     }
 

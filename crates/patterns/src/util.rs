@@ -1,7 +1,7 @@
 //! Small helpers shared by the state machines.
 
 use pvl_protocol::{
-    Body, Envelope, Keypair, MAX_PARENTS, MAX_TEXT_LEN, ObjectId, SignedObject, TraceId,
+    Body, Envelope, Event, Keypair, MAX_PARENTS, MAX_TEXT_LEN, ObjectId, SignedObject, TraceId,
 };
 
 use crate::error::Result;
@@ -30,6 +30,36 @@ pub(crate) fn sign(
         body,
     }
     .sign(key)?)
+}
+
+/// What an `Event` says: its type, the objects it is about, a message and attributes.
+pub(crate) struct EventText<'a> {
+    pub(crate) event_type: &'a str,
+    pub(crate) about: Vec<ObjectId>,
+    pub(crate) message: String,
+    pub(crate) attrs: Vec<(String, String)>,
+}
+
+/// Signs an `Event` in `trace`, its free text cut to the protocol's limits.
+pub(crate) fn sign_event(
+    key: &Keypair,
+    trace: Option<TraceId>,
+    parents: &[ObjectId],
+    now_ms: u64,
+    event: EventText<'_>,
+) -> Result<SignedObject> {
+    sign(
+        key,
+        trace,
+        parents,
+        now_ms,
+        Body::Event(Event {
+            event_type: event.event_type.to_string(),
+            about: event.about,
+            message: text(event.message),
+            attrs: event.attrs.into_iter().map(|(k, v)| (k, text(v))).collect(),
+        }),
+    )
 }
 
 /// Cuts free text to the protocol's text limit.
