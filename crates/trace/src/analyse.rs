@@ -490,18 +490,22 @@ pub(crate) fn groups(objects: &[SignedObject]) -> Groups {
     let in_consensus: HashSet<ObjectId> = consensus.iter().copied().collect();
     let root = view.root_id();
     let parts = if built.parts.len() >= 2 {
+        let mut members: HashMap<&str, Vec<ObjectId>> = HashMap::new();
+        for o in &view.by_time {
+            let id = o.id();
+            if Some(id) == root || in_consensus.contains(&id) {
+                continue;
+            }
+            if let Some(label) = built.part_of.get(&id) {
+                members.entry(label.as_str()).or_default().push(id);
+            }
+        }
         built
             .parts
             .iter()
             .map(|p| {
-                let members = view
-                    .by_time
-                    .iter()
-                    .map(|o| o.id())
-                    .filter(|id| Some(*id) != root && !in_consensus.contains(id))
-                    .filter(|id| built.part_of.get(id) == Some(&p.label))
-                    .collect();
-                (p.label.clone(), members)
+                let ids = members.remove(p.label.as_str()).unwrap_or_default();
+                (p.label.clone(), ids)
             })
             .collect()
     } else {

@@ -112,24 +112,26 @@ fn named_part(event: &Event) -> Option<&str> {
 /// Builds the parts of the trace from its tasks (kinds are set by [`classify`]).
 pub(crate) fn build(view: &View<'_>, tasks: &[TaskInfo]) -> Built {
     let mut labels: Vec<String> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for t in tasks {
-        if !labels.contains(&t.label) {
+        if seen.insert(t.label.as_str()) {
             labels.push(t.label.clone());
         }
     }
     for (o, e) in view.events() {
         if let Some(label) = named_part(e)
             && view.by_requester(o)
-            && !labels.iter().any(|l| l == label)
+            && seen.insert(label)
         {
             labels.push(label.to_string());
         }
     }
     let part_of = assign(view, tasks, &labels);
+    let index = LabelIndex::new(view, tasks, &part_of);
     let completions = completions(view);
     let mut parts: Vec<PartTiming> = labels
         .iter()
-        .map(|label| timing(view, label, tasks, &part_of, &completions))
+        .map(|label| timing(view, label, &index, &part_of, &completions))
         .collect();
     parts.sort_by_key(|p| {
         (
@@ -138,6 +140,59 @@ pub(crate) fn build(view: &View<'_>, tasks: &[TaskInfo]) -> Built {
         )
     });
     Built { parts, part_of }
+}
+
+/// What [`timing`] needs per label, gathered in one pass over tasks, objects and events (so
+/// that a trace with thousands of parts is analysed in linear time).
+struct LabelIndex<'t, 'a> {
+    tasks: HashMap<&'t str, Vec<&'t TaskInfo>>,
+    intents: HashMap<String, HashSet<ObjectId>>,
+    /// The requester's events that may change a part's outcome, by the labels they concern.
+    events: HashMap<String, Vec<(&'a SignedObject, &'a Event)>>,
+}
+
+/// Event types that may change a part's outcome.
+const OUTCOME_EVENTS: [&str; 3] = ["reassigned", "receipt-missing", "intent-failed"];
+
+impl<'t, 'a> LabelIndex<'t, 'a> {
+    fn new(view: &View<'a>, tasks: &'t [TaskInfo], part_of: &HashMap<ObjectId, String>) -> Self {
+        let mut by_label: HashMap<&str, Vec<&TaskInfo>> = HashMap::new();
+        let mut intents: HashMap<String, HashSet<ObjectId>> = HashMap::new();
+        let mut intent_labels: HashMap<ObjectId, HashSet<String>> = HashMap::new();
+        for t in tasks {
+            by_label.entry(t.label.as_str()).or_default().push(t);
+            if let Some(i) = t.intent {
+                intents.entry(t.label.clone()).or_default().insert(i);
+                intent_labels.entry(i).or_default().insert(t.label.clone());
+            }
+        }
+        for (id, label) in part_of {
+            if view.by_id.get(id).is_some_and(|o| o.kind() == Kind::Intent) {
+                intents.entry(label.clone()).or_default().insert(*id);
+                intent_labels.entry(*id).or_default().insert(label.clone());
+            }
+        }
+        let mut events: HashMap<String, Vec<(&SignedObject, &Event)>> = HashMap::new();
+        for (o, e) in view.events().filter(|(o, _)| view.by_requester(o)) {
+            let named = named_part(e);
+            if named.is_none() && !OUTCOME_EVENTS.contains(&e.event_type.as_str()) {
+                continue;
+            }
+            let mut concerned: HashSet<String> = named.map(str::to_string).into_iter().collect();
+            for a in &e.about {
+                concerned.extend(part_of.get(a).cloned());
+                concerned.extend(intent_labels.get(a).into_iter().flatten().cloned());
+            }
+            for label in concerned {
+                events.entry(label).or_default().push((o, e));
+            }
+        }
+        LabelIndex {
+            tasks: by_label,
+            intents,
+            events,
+        }
+    }
 }
 
 /// `shard-10` after `shard-9`: the label split into text and a trailing number.
@@ -315,24 +370,18 @@ fn event_signal(
 fn timing(
     view: &View<'_>,
     label: &str,
-    all_tasks: &[TaskInfo],
+    index: &LabelIndex<'_, '_>,
     part_of: &HashMap<ObjectId, String>,
     completions: &HashMap<ObjectId, Vec<&SignedObject>>,
 ) -> PartTiming {
-    let tasks: Vec<&TaskInfo> = all_tasks.iter().filter(|t| t.label == label).collect();
+    let tasks: Vec<&TaskInfo> = index.tasks.get(label).cloned().unwrap_or_default();
     let task_ids: HashSet<ObjectId> = tasks.iter().map(|t| t.task).collect();
-    let mut intents: HashSet<ObjectId> = part_of
-        .iter()
-        .filter(|(id, l)| {
-            l.as_str() == label
-                && view
-                    .by_id
-                    .get(*id)
-                    .is_some_and(|o| o.kind() == Kind::Intent)
-        })
-        .map(|(id, _)| *id)
-        .collect();
-    intents.extend(tasks.iter().filter_map(|t| t.intent));
+    let intents: HashSet<ObjectId> = index.intents.get(label).cloned().unwrap_or_default();
+    let events = index
+        .events
+        .get(label)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let first_intent = intents
         .iter()
         .filter_map(|i| view.by_id.get(i))
@@ -364,7 +413,7 @@ fn timing(
         outcome.see(report.id(), signal);
     }
     let mut named_capability = None;
-    for (o, e) in view.events().filter(|(o, _)| view.by_requester(o)) {
+    for (o, e) in events {
         if named_part(e) == Some(label) && named_capability.is_none() {
             named_capability = attr(e, "capability").map(str::to_string);
         }
