@@ -467,8 +467,8 @@ pub(crate) fn label_of(object: &SignedObject) -> String {
     short_label(object)
 }
 
-/// How the exports group objects: the parts (when there are two or more) and the consensus
-/// objects.
+/// How the exports group objects: the parts (when there are two or more, or the root asks
+/// for a workflow or parallel run) and the consensus objects.
 pub(crate) struct Groups {
     /// `(part label, objects)` in part order.
     pub(crate) parts: Vec<(String, Vec<ObjectId>)>,
@@ -489,7 +489,10 @@ pub(crate) fn groups(objects: &[SignedObject]) -> Groups {
         .collect();
     let in_consensus: HashSet<ObjectId> = consensus.iter().copied().collect();
     let root = view.root_id();
-    let parts = if built.parts.len() >= 2 {
+    let composite = view
+        .root_intent
+        .is_some_and(|i| matches!(i.pattern, PatternHint::Workflow | PatternHint::Parallel));
+    let parts = if built.parts.len() >= 2 || (composite && !built.parts.is_empty()) {
         let mut members: HashMap<&str, Vec<ObjectId>> = HashMap::new();
         for o in &view.by_time {
             let id = o.id();

@@ -2,7 +2,7 @@
 //!
 //! The DOT and Mermaid drawings group objects the way the analysis sees them
 //! ([`crate::analyse()`]): when a trace has two or more parts (workflow stages, parallel
-//! shards, the reducer) each part's objects (sub-intents, offers, selection, award, progress,
+//! shards, the reducer), or is a workflow or parallel run, each part's objects (sub-intents, offers, selection, award, progress,
 //! done, receipt, part events) form one cluster named after its label, and every consensus
 //! object (proposals, votes, certificates, ballot events) forms `cluster_consensus`.
 //!
@@ -90,7 +90,7 @@ fn escape_dot(s: &str) -> String {
 
 /// The trace as a Graphviz `digraph` (render with `dot -Tsvg`). Parents not in `objects` are
 /// drawn dashed. When the trace has two or more parts (workflow stages, parallel shards, the
-/// reducer), each part's objects are drawn in a `subgraph "cluster_<label>"`; proposals,
+/// reducer), or is a workflow or parallel run, each part's objects are drawn in a `subgraph "cluster_<label>"`; proposals,
 /// votes, certificates and ballot events in `cluster_consensus`. The root intent and the
 /// run-level events stay outside.
 pub fn to_dot(objects: &[SignedObject]) -> String {

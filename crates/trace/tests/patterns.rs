@@ -332,6 +332,17 @@ fn dot_and_mermaid_cluster_stages_shards_and_consensus() {
         assert!(dot.contains(&format!("label=\"{stage}\";")));
     }
     assert!(!dot.contains("cluster_consensus"));
+    // A workflow with a single stage started so far is still drawn by stage.
+    let objects = testkit::workflow_run().unwrap();
+    let first_award = objects
+        .iter()
+        .position(|o| o.kind() == Kind::TaskStart)
+        .unwrap();
+    let dot = to_dot(&objects[..=first_award]);
+    assert_eq!(dot.matches("subgraph \"cluster_").count(), 1);
+    assert!(dot.contains("subgraph \"cluster_zip\""));
+    // A contract-net (one part) is not clustered.
+    assert!(!to_dot(&testkit::reassigned_run().unwrap()).contains("subgraph"));
     let objects = testkit::parallel_run().unwrap();
     let dot = to_dot(&objects);
     assert_eq!(dot.matches("subgraph \"cluster_").count(), 5);
