@@ -1,5 +1,11 @@
 //! Exports: JSON, Graphviz DOT and Mermaid for people; a CBOR bundle for offline verification.
 //!
+//! The DOT and Mermaid drawings group objects the way the analysis sees them
+//! ([`crate::analyse()`]): when a trace has two or more parts (workflow stages, parallel
+//! shards, the reducer), or is a workflow or parallel run, each part's objects (sub-intents, offers, selection, award, progress,
+//! done, receipt, part events) form one cluster named after its label, and every consensus
+//! object (proposals, votes, certificates, ballot events) forms `cluster_consensus`.
+//!
 //! # Bundle format (version 1)
 //!
 //! A bundle is one CBOR item, a definite-length array of four elements:
@@ -21,13 +27,14 @@
 //! the bundle. At most [`MAX_BUNDLE_OBJECTS`] objects, each at most
 //! [`pvl_protocol::MAX_OBJECT_SIZE`] bytes.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use ciborium::value::Value;
 use pvl_protocol::{ObjectId, SignedObject, TraceId};
 use serde::Serialize;
 
-use crate::analyse::label_of;
+use crate::analyse::{groups, label_of};
 use crate::error::{Result, TraceError};
 use crate::verify::{VerifyReport, verify_objects};
 
@@ -82,25 +89,42 @@ fn escape_dot(s: &str) -> String {
 }
 
 /// The trace as a Graphviz `digraph` (render with `dot -Tsvg`). Parents not in `objects` are
-/// drawn dashed.
+/// drawn dashed. When the trace has two or more parts (workflow stages, parallel shards, the
+/// reducer), or is a workflow or parallel run, each part's objects are drawn in a `subgraph "cluster_<label>"`; proposals,
+/// votes, certificates and ballot events in `cluster_consensus`. The root intent and the
+/// run-level events stay outside.
 pub fn to_dot(objects: &[SignedObject]) -> String {
     let mut out = String::new();
     let trace = trace_of(objects);
     let _ = writeln!(out, "digraph \"trace_{}\" {{", trace.short());
     let _ = writeln!(out, "  rankdir=TB;");
     let _ = writeln!(out, "  node [shape=box, fontname=\"monospace\"];");
-    let known: std::collections::HashSet<ObjectId> = objects.iter().map(|o| o.id()).collect();
-    for o in objects {
-        let _ = writeln!(
-            out,
-            "  \"{}\" [label=\"{}\\n{}\\n{}\\nby {}\"];",
-            o.id(),
-            o.kind(),
-            escape_dot(&label_of(o)),
-            o.id().short(),
-            o.signer().short()
-        );
+    let by_id: HashMap<ObjectId, &SignedObject> = objects.iter().map(|o| (o.id(), o)).collect();
+    let groups = groups(objects);
+    let mut clustered: HashSet<ObjectId> = HashSet::new();
+    for (label, members) in &groups.parts {
+        let name = if label == "consensus" {
+            "part_consensus".to_string()
+        } else {
+            label.clone()
+        };
+        dot_cluster(&mut out, &name, label, members, &by_id);
+        clustered.extend(members.iter().copied());
     }
+    if !groups.consensus.is_empty() {
+        dot_cluster(
+            &mut out,
+            "consensus",
+            "consensus",
+            &groups.consensus,
+            &by_id,
+        );
+        clustered.extend(groups.consensus.iter().copied());
+    }
+    for o in objects.iter().filter(|o| !clustered.contains(&o.id())) {
+        dot_node(&mut out, "  ", o);
+    }
+    let known: HashSet<ObjectId> = by_id.keys().copied().collect();
     for o in objects {
         for p in o.parents() {
             if !known.contains(p) {
@@ -117,6 +141,36 @@ pub fn to_dot(objects: &[SignedObject]) -> String {
     out
 }
 
+fn dot_node(out: &mut String, indent: &str, o: &SignedObject) {
+    let _ = writeln!(
+        out,
+        "{indent}\"{}\" [label=\"{}\\n{}\\n{}\\nby {}\"];",
+        o.id(),
+        o.kind(),
+        escape_dot(&label_of(o)),
+        o.id().short(),
+        o.signer().short()
+    );
+}
+
+fn dot_cluster(
+    out: &mut String,
+    name: &str,
+    label: &str,
+    members: &[ObjectId],
+    by_id: &HashMap<ObjectId, &SignedObject>,
+) {
+    let _ = writeln!(out, "  subgraph \"cluster_{}\" {{", escape_dot(name));
+    let _ = writeln!(out, "    label=\"{}\";", escape_dot(label));
+    let _ = writeln!(out, "    style=rounded;");
+    for id in members {
+        if let Some(o) = by_id.get(id) {
+            dot_node(out, "    ", o);
+        }
+    }
+    let _ = writeln!(out, "  }}");
+}
+
 fn escape_mermaid(s: &str) -> String {
     s.replace('"', "#quot;")
         .replace('<', "#lt;")
@@ -125,22 +179,37 @@ fn escape_mermaid(s: &str) -> String {
 }
 
 /// The trace as a Mermaid `flowchart` (renders in Markdown viewers that support Mermaid).
+/// Parts and consensus objects are grouped in `subgraph`s as in [`to_dot`].
 pub fn to_mermaid(objects: &[SignedObject]) -> String {
     let mut out = String::from("flowchart TD\n");
-    let mut names: std::collections::HashMap<ObjectId, String> = objects
+    let mut names: HashMap<ObjectId, String> = objects
         .iter()
         .enumerate()
         .map(|(i, o)| (o.id(), format!("n{i}")))
         .collect();
-    for o in objects {
-        let name = names.get(&o.id()).cloned().unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  {name}[\"{}<br/>{}<br/>{}\"]",
-            o.kind(),
-            escape_mermaid(&label_of(o)),
-            o.id().short()
-        );
+    let by_id: HashMap<ObjectId, &SignedObject> = objects.iter().map(|o| (o.id(), o)).collect();
+    let groups = groups(objects);
+    let mut clustered: HashSet<ObjectId> = HashSet::new();
+    let mut clusters: Vec<(&str, &[ObjectId])> = groups
+        .parts
+        .iter()
+        .map(|(l, m)| (l.as_str(), m.as_slice()))
+        .collect();
+    if !groups.consensus.is_empty() {
+        clusters.push(("consensus", groups.consensus.as_slice()));
+    }
+    for (i, (label, members)) in clusters.into_iter().enumerate() {
+        let _ = writeln!(out, "  subgraph g{i} [\"{}\"]", escape_mermaid(label));
+        for id in members {
+            if let Some(o) = by_id.get(id) {
+                mermaid_node(&mut out, "    ", &names, o);
+            }
+        }
+        out.push_str("  end\n");
+        clustered.extend(members.iter().copied());
+    }
+    for o in objects.iter().filter(|o| !clustered.contains(&o.id())) {
+        mermaid_node(&mut out, "  ", &names, o);
     }
     let mut extra = objects.len();
     for o in objects {
@@ -160,6 +229,22 @@ pub fn to_mermaid(objects: &[SignedObject]) -> String {
         }
     }
     out
+}
+
+fn mermaid_node(
+    out: &mut String,
+    indent: &str,
+    names: &HashMap<ObjectId, String>,
+    o: &SignedObject,
+) {
+    let name = names.get(&o.id()).cloned().unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{indent}{name}[\"{}<br/>{}<br/>{}\"]",
+        o.kind(),
+        escape_mermaid(&label_of(o)),
+        o.id().short()
+    );
 }
 
 /// Encodes a bundle (see the module docs) of `objects`, which must be one trace.

@@ -15,9 +15,14 @@
 //!   [`TraceStore::by_time`], [`TraceStore::children`], [`TraceStore::orphans`]).
 //! * **Verify**: [`TraceStore::verify_trace`] re-checks every signature and link and names the
 //!   object at fault ([`VerifyReport`]).
-//! * **Analyse**: [`analyse()`] / [`TraceStore::analyse`]: detected [`Pattern`], tasks per
-//!   agent, critical path, bottleneck stage, offer latencies (rules in [`analyse`](mod@analyse)).
-//! * **Export** ([`export`]): JSON, Graphviz DOT, Mermaid, and a self-contained CBOR bundle
+//! * **Analyse**: [`analyse()`] / [`TraceStore::analyse`]: detected [`Pattern`] (the
+//!   requester's hint and events first, the shape second), [`TraceStatus`] with its
+//!   [`TraceFailure`], per-part timings ([`PartTiming`]: stages, shards, reducer, with
+//!   re-awards and coordination overhead), workflow stages in dependency order, consensus
+//!   rounds ([`ConsensusRound`]), the adaptive choice ([`AdaptiveChoice`]), tasks per agent,
+//!   critical path, bottleneck stage, offer latencies (rules in [`analyse`](mod@analyse)).
+//! * **Export** ([`export`]): JSON, Graphviz DOT and Mermaid (stages, shards and consensus
+//!   rounds drawn as clusters), and a self-contained CBOR bundle
 //!   that anyone can verify offline ([`export::verify_bundle`]).
 //!
 //! ## Key layout in sled
@@ -103,7 +108,8 @@ pub mod export;
 pub mod testkit;
 
 pub use analyse::{
-    AgentTasks, Analysis, CriticalPath, OfferLatency, PathStep, Pattern, TaskInfo, TraceStatus,
+    AdaptiveChoice, AgentTasks, Analysis, ConsensusRound, CriticalPath, OfferLatency, PartKind,
+    PartTiming, PathStep, Pattern, RoundOutcome, RoundVote, TaskInfo, TraceFailure, TraceStatus,
     analyse,
 };
 pub use error::{Result, TraceError};

@@ -98,14 +98,21 @@ pub struct TraceSummary {
     pub capability: Option<String>,
     /// The pattern the root intent asked for.
     pub hint: Option<PatternHint>,
-    /// The pattern detected from the shape.
+    /// The pattern detected (rules in [`crate::analyse()`]'s module docs).
     pub pattern: Pattern,
+    /// The pattern an adaptive requester chose (its `pattern-chosen` event), if any.
+    pub chosen_by_adaptive: Option<PatternHint>,
     /// Where it stands.
     pub status: TraceStatus,
+    /// Why it failed (the ending event's `reason`, or the failed part's failure), for a
+    /// failed trace.
+    pub failure_reason: Option<String>,
     /// Number of objects stored.
     pub objects: usize,
-    /// Number of tasks awarded.
+    /// Number of tasks awarded (re-awards included).
     pub tasks: usize,
+    /// Number of parts (stages, shards, reducer; 1 for a contract-net that awarded).
+    pub parts: usize,
     /// Earliest object timestamp, unix ms.
     pub first_ms: u64,
     /// Latest object timestamp, unix ms.
@@ -269,9 +276,12 @@ impl TraceStore {
             capability: analysis.capability,
             hint: analysis.hint,
             pattern: analysis.pattern,
+            chosen_by_adaptive: analysis.chosen_by_adaptive.as_ref().map(|c| c.pattern),
             status: analysis.status,
+            failure_reason: analysis.failure.as_ref().map(|f| f.reason.clone()),
             objects: objects.len(),
             tasks: analysis.tasks.len(),
+            parts: analysis.parts.len(),
             first_ms: objects.first().map(|o| o.timestamp_ms()).unwrap_or(0),
             last_ms: objects.last().map(|o| o.timestamp_ms()).unwrap_or(0),
         })

@@ -24,6 +24,10 @@ fn dot_export_has_every_node_and_edge_and_parses() {
         testkit::consensus().unwrap(),
         testkit::workflow().unwrap(),
         testkit::parallel(3).unwrap(),
+        // Real shapes: stage, shard and consensus clusters.
+        testkit::workflow_run().unwrap(),
+        testkit::parallel_run().unwrap(),
+        testkit::consensus_run().unwrap(),
         // With a missing parent (the root left out).
         testkit::auction().unwrap()[1..].to_vec(),
     ] {
@@ -74,7 +78,11 @@ fn mermaid_export_has_every_node_and_edge() {
     let objects = testkit::parallel(2).unwrap();
     let m = to_mermaid(&objects);
     assert!(m.starts_with("flowchart TD\n"));
-    let nodes = m.lines().filter(|l| l.contains("[\"")).count();
+    // Object nodes (cluster headers `subgraph gN ["label"]` excluded).
+    let nodes = m
+        .lines()
+        .filter(|l| l.contains("[\"") && !l.trim_start().starts_with("subgraph "))
+        .count();
     assert_eq!(nodes, objects.len());
     let edges: usize = objects.iter().map(|o| o.parents().len()).sum();
     assert_eq!(m.lines().filter(|l| l.contains(" --> ")).count(), edges);
