@@ -11,6 +11,15 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::home;
 
+/// `println!` that returns an error instead of panicking when stdout is closed (e.g. piped
+/// into `head`); [`main`] ends quietly on that error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 /// pvl: a peer-to-peer coordination node for Pervasive.link.
 #[derive(Debug, Parser)]
 #[command(name = "pvl", version, about)]
@@ -281,6 +290,13 @@ pub fn main() -> std::process::ExitCode {
     };
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader went away (`pvl trace show ... | head`): nothing left to say.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -304,10 +320,10 @@ fn run(cli: Cli) -> Result<()> {
             if flag.json {
                 return print_json(&id);
             }
-            println!("peer id     {}", str_of(&id["peer_id"]));
-            println!("public key  {}", str_of(&id["public_key"]));
+            say!("peer id     {}", str_of(&id["peer_id"]));
+            say!("public key  {}", str_of(&id["public_key"]));
             for addr in id["listen_addrs"].as_array().into_iter().flatten() {
-                println!("listening   {}", str_of(addr));
+                say!("listening   {}", str_of(addr));
             }
             Ok(())
         }
@@ -325,9 +341,9 @@ fn run(cli: Cli) -> Result<()> {
                 "queued_publishes",
                 "dir",
             ] {
-                println!("{key:<17} {}", plain(&status[key]));
+                say!("{key:<17} {}", plain(&status[key]));
             }
-            println!("{:<17} {}", "topics", plain(&status["topics"]));
+            say!("{:<17} {}", "topics", plain(&status["topics"]));
             Ok(())
         }
         Command::Peers(flag) => {
@@ -335,9 +351,9 @@ fn run(cli: Cli) -> Result<()> {
             if flag.json {
                 return print_json(&peers);
             }
-            println!("{:<54} {:<9} ADDRESSES", "PEER ID", "CONNECTED");
+            say!("{:<54} {:<9} ADDRESSES", "PEER ID", "CONNECTED");
             for peer in peers.as_array().into_iter().flatten() {
-                println!(
+                say!(
                     "{:<54} {:<9} {}",
                     str_of(&peer["peer_id"]),
                     if peer["connected"].as_bool() == Some(true) {
@@ -362,7 +378,7 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 return print_json(&result);
             }
-            println!("trace {}", str_of(&result["trace_id"]));
+            say!("trace {}", str_of(&result["trace_id"]));
             print_outcome(&result)
         }
         Command::Workflow { command } => workflow(&dir, command),
@@ -421,9 +437,9 @@ fn init(dir: &Path, args: InitArgs) -> Result<()> {
     };
     home::write_secret(&dir.join(home::TOKEN_FILE), home::new_token()?.as_bytes())?;
     std::fs::write(&config_path, text)?;
-    println!("initialised {}", dir.display());
-    println!("peer id     {}", keypair.public().to_peer_id());
-    println!("run it with `pvl run --dir {}`", dir.display());
+    say!("initialised {}", dir.display());
+    say!("peer id     {}", keypair.public().to_peer_id());
+    say!("run it with `pvl run --dir {}`", dir.display());
     Ok(())
 }
 
@@ -505,7 +521,7 @@ fn workflow(dir: &Path, command: WorkflowCommand) -> Result<()> {
     match command {
         WorkflowCommand::Check { file } => {
             let spec = read_workflow(&file)?;
-            println!(
+            say!(
                 "{}: {} stages, final stage `{}`",
                 file.display(),
                 spec.stages.len(),
@@ -582,12 +598,12 @@ fn submit(dir: &Path, body: Value, args: &RoundArgs) -> Result<()> {
     if args.json {
         return print_json(&result);
     }
-    println!(
+    say!(
         "published intent {} on {}",
         str_of(&result["id"]),
         plain(&result["topics"])
     );
-    println!("trace {}", str_of(&result["trace_id"]));
+    say!("trace {}", str_of(&result["trace_id"]));
     Ok(())
 }
 
@@ -598,12 +614,17 @@ fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
             if json {
                 return print_json(&traces);
             }
-            println!(
+            say!(
                 "{:<16} {:<13} {:<16} {:<8} {:>7} {:>5}",
-                "TRACE", "PATTERN", "CAPABILITY", "STATUS", "OBJECTS", "TASKS"
+                "TRACE",
+                "PATTERN",
+                "CAPABILITY",
+                "STATUS",
+                "OBJECTS",
+                "TASKS"
             );
             for t in traces.as_array().into_iter().flatten() {
-                println!(
+                say!(
                     "{:<16} {:<13} {:<16} {:<8} {:>7} {:>5}",
                     &str_of(&t["trace_id"]).chars().take(16).collect::<String>(),
                     str_of(&t["kind"]),
@@ -620,7 +641,7 @@ fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
             if json {
                 return print_json(&trace);
             }
-            print_tree(&trace);
+            print_tree(&trace)?;
             Ok(())
         }
         TraceCommand::Export { id, format, out } => {
@@ -648,14 +669,17 @@ fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
             if json {
                 print_json(&serde_json::to_value(&verified.report)?)?;
             } else {
-                println!(
+                say!(
                     "trace {}: {} objects checked",
-                    verified.report.trace, verified.report.checked
+                    verified.report.trace,
+                    verified.report.checked
                 );
                 for problem in &verified.report.problems {
-                    println!(
+                    say!(
                         "  BAD {} {:?}: {}",
-                        problem.object, problem.kind, problem.detail
+                        problem.object,
+                        problem.kind,
+                        problem.detail
                     );
                 }
             }
@@ -663,7 +687,7 @@ fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
                 bail!("{} problem(s) found", verified.report.problems.len());
             }
             if !json {
-                println!("every signature and link verifies");
+                say!("every signature and link verifies");
             }
             Ok(())
         }
@@ -672,13 +696,13 @@ fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
             if json {
                 return print_json(&analysis);
             }
-            print_analysis(&analysis);
+            print_analysis(&analysis)?;
             Ok(())
         }
     }
 }
 
-fn print_tree(trace: &Value) {
+fn print_tree(trace: &Value) -> Result<()> {
     let objects: Vec<&Value> = trace["objects"].as_array().into_iter().flatten().collect();
     let start = objects
         .iter()
@@ -686,7 +710,7 @@ fn print_tree(trace: &Value) {
         .min()
         .unwrap_or(0);
     let summary = &trace["summary"];
-    println!(
+    say!(
         "trace {}  pattern {}  status {}",
         str_of(&summary["trace"]),
         str_of(&summary["pattern"]),
@@ -712,7 +736,7 @@ fn print_tree(trace: &Value) {
             .as_u64()
             .unwrap_or(0)
             .saturating_sub(start);
-        println!(
+        say!(
             "{:>9}  {}{} {}  by {}{}",
             format!("+{}.{:03}s", at / 1000, at % 1000),
             "  ".repeat(d.min(12)),
@@ -722,6 +746,7 @@ fn print_tree(trace: &Value) {
             detail(&object["body"]),
         );
     }
+    Ok(())
 }
 
 fn detail(body: &Value) -> String {
@@ -752,18 +777,96 @@ fn detail(body: &Value) -> String {
     }
 }
 
-fn print_analysis(a: &Value) {
-    println!("trace      {}", str_of(&a["trace"]));
-    println!(
+fn print_analysis(a: &Value) -> Result<()> {
+    say!("trace      {}", str_of(&a["trace"]));
+    say!(
         "pattern    {} (asked for {})",
         str_of(&a["pattern"]),
         plain(&a["hint"])
     );
-    println!("status     {}", str_of(&a["status"]));
-    println!("objects    {}", plain(&a["objects"]));
-    println!("tasks per agent:");
+    say!("status     {}", str_of(&a["status"]));
+    if a["failure"].is_object() {
+        say!(
+            "failure    {} ({})",
+            str_of(&a["failure"]["reason"]),
+            str_of(&a["failure"]["event_type"])
+        );
+    }
+    if a["chosen_by_adaptive"].is_object() {
+        let c = &a["chosen_by_adaptive"];
+        say!("adaptive   chose {}:", str_of(&c["pattern"]));
+        for reason in c["reasons"].as_array().into_iter().flatten() {
+            say!("  - {}", str_of(reason));
+        }
+    }
+    say!("objects    {}", plain(&a["objects"]));
+    let parts = a["parts"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if parts.len() > 1 || parts.iter().any(|p| p["kind"] != "task") {
+        say!(
+            "parts:\n  {:<12} {:<6} {:<10} {:<8} {:>8} {:>9} {:>6}  result",
+            "LABEL",
+            "KIND",
+            "CAPABILITY",
+            "PROVIDER",
+            "WAITED",
+            "DURATION",
+            "AWARDS"
+        );
+        for p in parts {
+            let result = match p["ok"].as_bool() {
+                Some(true) => "ok".to_string(),
+                Some(false) => format!("failed: {}", str_of(&p["failure"])),
+                None => "running".to_string(),
+            };
+            say!(
+                "  {:<12} {:<6} {:<10} {:<8} {:>5} ms {:>6} ms {:>6}  {result}{}",
+                str_of(&p["label"]),
+                str_of(&p["kind"]),
+                str_of(&p["capability"]),
+                short(&p["provider"]),
+                plain(&p["waited_ms"]),
+                plain(&p["duration_ms"]),
+                plain(&p["awards"]),
+                if p["on_critical_path"] == true {
+                    " (critical)"
+                } else {
+                    ""
+                },
+            );
+        }
+    }
+    for r in a["rounds"].as_array().into_iter().flatten() {
+        let approvals = r["votes"]
+            .as_array()
+            .map_or(0, |v| v.iter().filter(|v| v["approve"] == true).count());
+        say!(
+            "consensus round {}: {} ({} of {} approvals, threshold {}) in {} ms",
+            plain(&r["round"]),
+            str_of(&r["outcome"]),
+            approvals,
+            plain(&r["members"]),
+            plain(&r["threshold"]),
+            plain(&r["latency_ms"]),
+        );
+        for v in r["votes"].as_array().into_iter().flatten() {
+            say!(
+                "  {} {} {}",
+                short(&v["member"]),
+                if v["approve"] == true {
+                    "approve"
+                } else {
+                    "reject "
+                },
+                str_of(&v["reason"])
+            );
+        }
+        if let Some(e) = r["equivocators"].as_array().filter(|e| !e.is_empty()) {
+            say!("  equivocated: {}", plain(&Value::Array(e.clone())));
+        }
+    }
+    say!("tasks per agent:");
     for t in a["tasks_per_agent"].as_array().into_iter().flatten() {
-        println!(
+        say!(
             "  {}  awarded {} ok {} failed {}",
             short(&t["provider"]),
             t["awarded"],
@@ -771,12 +874,12 @@ fn print_analysis(a: &Value) {
             t["failed"]
         );
     }
-    println!(
+    say!(
         "critical path ({} ms):",
         plain(&a["critical_path"]["total_ms"])
     );
     for step in a["critical_path"]["steps"].as_array().into_iter().flatten() {
-        println!(
+        say!(
             "  +{:>6} ms  {} {}",
             plain(&step["since_previous_ms"]),
             str_of(&step["kind"]),
@@ -785,7 +888,7 @@ fn print_analysis(a: &Value) {
     }
     if a["bottleneck"].is_object() {
         let b = &a["bottleneck"];
-        println!(
+        say!(
             "bottleneck task {} ({}) by {}",
             short(&b["task"]),
             str_of(&b["label"]),
@@ -793,12 +896,13 @@ fn print_analysis(a: &Value) {
         );
     }
     for l in a["offer_latencies"].as_array().into_iter().flatten() {
-        println!(
+        say!(
             "offer from {} after {} ms",
             short(&l["provider"]),
             l["latency_ms"]
         );
     }
+    Ok(())
 }
 
 fn str_of(v: &Value) -> String {
@@ -819,7 +923,7 @@ fn plain(v: &Value) -> String {
 }
 
 fn print_json(v: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    say!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -830,12 +934,12 @@ fn publish_live(api: &Api, mut body: Value) -> Result<()> {
     body["wait"] = json!(false);
     let published = api.post("/v1/intents", &body)?;
     let trace = str_of(&published["trace_id"]);
-    println!(
+    say!(
         "published intent {} on {}",
         short(&published["id"]),
         plain(&published["topics"])
     );
-    println!("trace {trace}");
+    say!("trace {trace}");
     let (tx, outcome) = std::sync::mpsc::channel();
     let waiter = api.with_timeout(None);
     let path = format!("/v1/intents/{trace}/outcome?timeout_ms=600000");
@@ -845,7 +949,7 @@ fn publish_live(api: &Api, mut body: Value) -> Result<()> {
     let mut start = None;
     let result = loop {
         while let Ok(line) = events.try_recv() {
-            print_progress(&line, &trace, &mut start);
+            print_progress(&line, &trace, &mut start)?;
         }
         match outcome.recv_timeout(Duration::from_millis(50)) {
             Ok(result) => break result?,
@@ -858,7 +962,7 @@ fn publish_live(api: &Api, mut body: Value) -> Result<()> {
     // The last objects (the receipt) may be announced just after the outcome.
     std::thread::sleep(Duration::from_millis(100));
     while let Ok(line) = events.try_recv() {
-        print_progress(&line, &trace, &mut start);
+        print_progress(&line, &trace, &mut start)?;
     }
     print_outcome(&result)
 }
@@ -868,20 +972,21 @@ fn print_outcome(result: &Value) -> Result<()> {
     match result["status"].as_str() {
         Some("completed") => {
             match result["parts"].as_array().map_or(0, Vec::len) {
-                0 => println!(
+                0 => say!(
                     "completed by {} for {} (awards: {})",
                     short(&result["provider"]),
                     result["cost"],
                     result["awards"]
                 ),
-                n => println!(
+                n => say!(
                     "completed: {n} parts for {} in all (awards: {})",
-                    result["cost"], result["awards"]
+                    result["cost"],
+                    result["awards"]
                 ),
             }
-            print_parts(result);
-            println!("output  {}", plain(&result["output"]));
-            println!(
+            print_parts(result)?;
+            say!("output  {}", plain(&result["output"]));
+            say!(
                 "receipt {} (countersigned: {})",
                 str_of(&result["receipt_id"]),
                 result["receipt_countersigned"]
@@ -889,7 +994,7 @@ fn print_outcome(result: &Value) -> Result<()> {
             Ok(())
         }
         _ => {
-            print_parts(result);
+            print_parts(result)?;
             bail!(
                 "the intent failed: {} ({})",
                 str_of(&result["reason"]),
@@ -900,9 +1005,9 @@ fn print_outcome(result: &Value) -> Result<()> {
 }
 
 /// One line per stage or shard of a workflow or parallel outcome.
-fn print_parts(result: &Value) {
+fn print_parts(result: &Value) -> Result<()> {
     let Some(parts) = result["parts"].as_array().filter(|p| !p.is_empty()) else {
-        return;
+        return Ok(());
     };
     for part in parts {
         let mut line = format!(
@@ -917,26 +1022,27 @@ fn print_parts(result: &Value) {
         if let Some(failure) = part["failure"].as_str() {
             line.push_str(&format!("  ({failure})"));
         }
-        println!("{line}");
+        say!("{line}");
     }
+    Ok(())
 }
 
 /// One line per object of `trace` the node recorded, as it happens.
-fn print_progress(line: &str, trace: &str, start: &mut Option<u64>) {
+fn print_progress(line: &str, trace: &str, start: &mut Option<u64>) -> Result<()> {
     let Some(data) = line.strip_prefix("data:") else {
-        return;
+        return Ok(());
     };
     let Ok(event) = serde_json::from_str::<Value>(data.trim()) else {
-        return;
+        return Ok(());
     };
     if event["type"] != "object" || event["trace_id"] != trace {
-        return;
+        return Ok(());
     }
     if event["kind"] == "intent" {
         if event["id"] == trace {
             *start = event["timestamp_ms"].as_u64();
         }
-        return;
+        return Ok(());
     }
     let what = match (event["kind"].as_str(), event["origin"].as_str()) {
         (Some("offer"), _) => format!(
@@ -965,13 +1071,14 @@ fn print_progress(line: &str, trace: &str, start: &mut Option<u64>) {
             short(&event["signer"])
         ),
         (Some(kind), _) => format!("{kind} {}", short(&event["id"])),
-        _ => return,
+        _ => return Ok(()),
     };
     // Times are the objects' own (signed) timestamps, relative to the root intent's (or, if
     // it was missed, to the first object seen).
     let ts = event["timestamp_ms"].as_u64().unwrap_or(0);
     let t0 = *start.get_or_insert(ts);
-    println!("  +{:>5} ms  {what}", ts.saturating_sub(t0));
+    say!("  +{:>5} ms  {what}", ts.saturating_sub(t0));
+    Ok(())
 }
 
 /// A client of a running node's control API.

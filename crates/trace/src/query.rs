@@ -79,12 +79,14 @@ impl TraceDag {
         self.nodes.is_empty()
     }
 
-    /// All nodes fully decoded and signature-verified (batch verification), in node order.
+    /// All nodes decoded, in node order. Signatures are not checked again: the store holds
+    /// only objects verified before they were inserted, and every structural check (and the
+    /// id, in the store's reads) still runs; [`crate::TraceStore::verify_trace`] re-verifies
+    /// everything, signatures included.
     pub fn objects(&self) -> Result<Vec<SignedObject>> {
-        let inputs: Vec<&[u8]> = self.nodes.iter().map(|n| n.bytes.as_slice()).collect();
-        SignedObject::decode_batch(&inputs)
-            .into_iter()
-            .map(|r| r.map_err(TraceError::from))
+        self.nodes
+            .iter()
+            .map(|n| SignedObject::decode_trusted(&n.bytes).map_err(TraceError::from))
             .collect()
     }
 }

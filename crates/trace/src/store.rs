@@ -684,14 +684,17 @@ impl TraceStore {
         Ok(out)
     }
 
-    /// All objects of a trace, fully decoded and verified (batch verification), in time order.
+    /// All objects of a trace, decoded, in time order. Signatures are not checked again (the
+    /// store holds only verified objects; [`TraceStore::verify_trace`] re-checks them): reads
+    /// for display and analysis cost a parse, not an ed25519 verification per object.
     pub fn trace_objects(&self, trace: &TraceId) -> Result<Vec<SignedObject>> {
         let entries = self.trace_entries(trace)?;
         if entries.is_empty() {
             return Err(TraceError::UnknownTrace(*trace));
         }
-        let inputs: Vec<&[u8]> = entries.iter().map(|e| e.bytes.as_slice()).collect();
-        let decoded = SignedObject::decode_batch(&inputs);
+        let decoded = entries
+            .iter()
+            .map(|e| SignedObject::decode_trusted(&e.bytes));
         let mut out = Vec::with_capacity(entries.len());
         for (e, result) in entries.iter().zip(decoded) {
             let object = result.map_err(|err| TraceError::Corrupt {
@@ -1029,9 +1032,10 @@ pub(crate) fn check_light(key: &[u8], value: &[u8], id: &ObjectId) -> Result<Lig
     Ok(light)
 }
 
-/// Fully decodes (verifying signatures) a stored value and checks its id.
+/// Decodes a stored value (every structural check, not the signatures: only verified objects
+/// are stored) and checks its id.
 pub(crate) fn decode_checked(key: &[u8], value: &[u8], id: &ObjectId) -> Result<SignedObject> {
-    let object = SignedObject::decode(value).map_err(|e| TraceError::Corrupt {
+    let object = SignedObject::decode_trusted(value).map_err(|e| TraceError::Corrupt {
         key: key_name(key),
         reason: e.to_string(),
     })?;
