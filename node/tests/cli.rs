@@ -189,8 +189,59 @@ fn mistakes_get_a_one_line_error_and_a_non_zero_exit() {
     assert!(!pvl(&dir, &["init"]).status.success());
     init(&dir, &["--force"]);
 
-    // A wrong token is refused by the API.
+    // Pattern requests that cannot be run are refused with the reason, before anything is
+    // published.
     let node = Running::start(&dir);
+    for (args, expected) in [
+        (
+            &["--committee", "not-a-peer"][..],
+            "neither a public key (64 hex digits) nor a peer id",
+        ),
+        (
+            &["--parallel", "2", "--split", "bytes:lots"][..],
+            "chunk size",
+        ),
+        (&["--pattern", "workflow"][..], "needs a workflow file"),
+        (&["--pattern", "consensus"][..], "needs a committee"),
+        (&["--pattern", "telepathy"][..], "unknown pattern"),
+    ] {
+        let mut all = vec!["intent", "publish", "--capability", "echo", "--input", "x"];
+        all.extend_from_slice(args);
+        let out = pvl(&dir, &all);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    let cycle = tmp.path().join("cycle.toml");
+    std::fs::write(
+        &cycle,
+        "[[stage]]\nname = \"a\"\ncapability = \"echo\"\ninputs = [\"a\"]\n",
+    )
+    .unwrap();
+    let out = pvl(&dir, &["workflow", "check", cycle.to_str().unwrap()]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success() && err.contains("line"), "{err}");
+    assert_eq!(
+        pvl_json(&dir, &["trace", "list"]).as_array().unwrap().len(),
+        0,
+        "nothing was published"
+    );
+    // A reader that goes away early (`| head`) ends the CLI quietly, not with a panic.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pvl"))
+        .args(["--help"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+        "{out:?}"
+    );
+
+    // A wrong token is refused by the API.
     std::fs::write(dir.join("api-token"), "not-the-token").unwrap();
     let out = pvl(&dir, &["status"]);
     assert!(!out.status.success());
