@@ -110,9 +110,15 @@ fn outsiders_cannot_take_part_in_a_private_testnet_and_members_complete_a_contra
     assert_eq!(outcome["status"], "completed", "{outcome}");
     assert_eq!(outcome["receipt_countersigned"], true);
     let provider = outcome["provider"].as_str().unwrap();
+    let member_keys: Vec<&str> = state["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["public_key"].as_str().unwrap())
+        .collect();
     assert!(
-        members[1..].iter().any(|m| m == provider),
-        "the winner {provider} is not a member provider"
+        member_keys[1..].contains(&provider),
+        "the winner {provider} is not a member provider ({member_keys:?})"
     );
     let trace = outcome["trace_id"].as_str().unwrap();
     let shown = pvl_json(&net.node(0), &["trace", "show", trace]);
