@@ -143,22 +143,29 @@ fn failed(name: &'static str, completed: Option<Completed>, e: &anyhow::Error) -
 
 fn print_layout(testnet: &Testnet) {
     println!(
-        "{:<8} {:<14} {:>12} {:>12} {:>12}",
-        "NODE", "PEER ID", "sha256 PRICE", "ETA ms", "REL bps"
+        "{:<8} {:<9} {:<54} {:>12} {:>7} {:>8}",
+        "NODE", "KEY", "PEER ID", "sha256 PRICE", "ETA ms", "REL bps"
     );
     for node in &testnet.state.nodes {
         let sha = node.builtin("sha256");
         println!(
-            "{:<8} {:<14} {:>12} {:>12} {:>12}",
+            "{:<8} {:<9} {:<54} {:>12} {:>7} {:>8}",
             node.name,
-            node.peer_id.chars().skip(44).collect::<String>(),
+            node.public_key
+                .as_deref()
+                .unwrap_or("?")
+                .chars()
+                .take(8)
+                .collect::<String>(),
+            node.peer_id,
             sha.map_or(0, |b| b.price),
             sha.map_or(0, |b| b.eta_ms),
             sha.map_or(0, |b| b.reliability_bps),
         );
     }
     println!(
-        "(node-0 is the bootstrap node and the requester; peer ids shown by their last 8 characters)"
+        "node-0 is the bootstrap node and the requester; traces name signers by KEY (the first \
+         8 hex digits of the public key)"
     );
 }
 
