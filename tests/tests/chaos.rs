@@ -35,18 +35,20 @@ fn chaos_keeps_every_acknowledged_receipt() {
 
 /// A requester restarted in the middle of a round finds its open intents again.
 ///
-/// Ignored: the node cannot do this yet. Its coordinator keeps open intents in memory only, so
-/// a restarted `pvl run` has forgotten them: offers for them are refused, the outcome endpoint
-/// answers 404 ("this node does not coordinate intent ..."). It needs the coordinator's open
-/// rounds persisted (or rebuilt from the trace store at start: open traces whose root intent it
-/// signed and whose deadline has not passed) and `GET /v1/intents/{trace}/outcome` to serve
-/// them after the restart.
+/// Ignored: the node cannot do this yet (run with `--ignored`: it times out). Its coordinator
+/// keeps open rounds in memory only, so a `pvl run` restarted during the offer window has
+/// forgotten the intent: the offers land in its trace store, but nothing selects, awards or
+/// completes the round, and `GET /v1/intents/{trace}/outcome` answers 404. It needs the open
+/// rounds persisted (or rebuilt at start from the trace store: open traces whose root intent
+/// this node signed and whose deadline has not passed, with their offers) and the outcome
+/// endpoint to serve them after the restart.
 #[test]
 #[ignore = "needs the node to persist or rebuild open intents across a restart"]
 fn a_restarted_requester_finds_its_open_intents() {
     use pvl_e2e::{TestnetGuard, pvl_json, pvl_ok};
     let tmp = tempfile::tempdir().unwrap();
     let net = TestnetGuard::up(&tmp.path().join("net"), &["--nodes", "3"]);
+    // A 3 s offer window: the requester is restarted while the round collects offers.
     let published = pvl_ok(
         &net.node(0),
         &[
@@ -55,13 +57,13 @@ fn a_restarted_requester_finds_its_open_intents() {
             "--capability",
             "sleep",
             "--input",
-            "2000",
+            "200",
             "--budget",
             "100",
             "--deadline",
             "60s",
             "--window",
-            "1s",
+            "3s",
         ],
     );
     let trace = published
@@ -70,11 +72,11 @@ fn a_restarted_requester_finds_its_open_intents() {
         .unwrap()
         .trim()
         .to_owned();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
     success(
         &testnet(&["restart", "node-0", "--dir", net.dir.to_str().unwrap()]),
         "restart",
     );
+    // The restarted requester still selects, awards and completes the round.
     pvl_e2e::wait_until("the round to finish on the restarted requester", || {
         pvl_json(&net.node(0), &["trace", "show", &trace])["summary"]["status"] == "done"
     });
