@@ -1,0 +1,503 @@
+//! `pvl-testnet bench`: measurements on a fresh testnet, all through the control API of real
+//! processes:
+//!
+//! 1. gossip: node-0 publishes intents for a capability nobody serves; every other node's
+//!    event stream (`/v1/events`) timestamps their arrival. Delivery ratio and latency p50/p99.
+//! 2. contract-net latency: sequential rounds from node-0 (`echo`, an offer from every provider
+//!    awaited); intent->award and intent->receipt from the objects' timestamps in the trace.
+//! 3. throughput: contract-net rounds/s sustained by one requester under concurrent
+//!    `POST /v1/intents` with `wait`.
+//! 4. consensus round latency: not available until the CLI has consensus.
+//! 5. resources: RSS (`VmRSS`) and CPU time (`/proc/PID/stat`) of every node at the end.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::api::Api;
+use crate::procs;
+use crate::stats::{mean, percentile};
+use crate::testnet::{Testnet, UpOptions};
+
+/// Options of `bench`.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Write the results here as JSON.
+    pub json: Option<PathBuf>,
+    /// Gossip: intents to publish.
+    pub intents: usize,
+    /// Latency: sequential rounds.
+    pub rounds: usize,
+    /// Throughput: rounds in all.
+    pub load_rounds: usize,
+    /// Throughput: concurrent requests.
+    pub concurrency: usize,
+    /// Testnet directory (fresh under the temporary directory if `None`).
+    pub dir: Option<PathBuf>,
+}
+
+/// Gossip results.
+#[derive(Debug, Serialize)]
+pub struct Gossip {
+    /// Intents published.
+    pub intents: usize,
+    /// (intent, receiver) pairs that arrived.
+    pub deliveries: usize,
+    /// (intent, receiver) pairs expected.
+    pub expected: usize,
+    /// deliveries / expected.
+    pub delivery_ratio: f64,
+    /// Publish-to-arrival latency, ms.
+    pub p50_ms: Option<f64>,
+    /// Publish-to-arrival latency, ms.
+    pub p99_ms: Option<f64>,
+    /// Worst latency, ms.
+    pub max_ms: Option<f64>,
+}
+
+/// Sequential contract-net latency.
+#[derive(Debug, Serialize)]
+pub struct RoundLatency {
+    /// Rounds run.
+    pub rounds: usize,
+    /// Rounds that completed.
+    pub completed: usize,
+    /// Offers awaited per round.
+    pub min_offers: usize,
+    /// Intent to award, ms.
+    pub award_p50_ms: Option<f64>,
+    /// Intent to award, ms.
+    pub award_p99_ms: Option<f64>,
+    /// Intent to provider-signed receipt, ms.
+    pub receipt_p50_ms: Option<f64>,
+    /// Intent to provider-signed receipt, ms.
+    pub receipt_p99_ms: Option<f64>,
+}
+
+/// Concurrent contract-net throughput.
+#[derive(Debug, Serialize)]
+pub struct Throughput {
+    /// Rounds submitted.
+    pub rounds: usize,
+    /// Concurrent requests.
+    pub concurrency: usize,
+    /// Offers that let the requester select early.
+    pub min_offers: usize,
+    /// Rounds completed.
+    pub completed: usize,
+    /// Rounds failed, by reason.
+    pub failed: HashMap<String, usize>,
+    /// Wall time, s.
+    pub seconds: f64,
+    /// completed / seconds.
+    pub rounds_per_s: f64,
+}
+
+/// One node's resource use.
+#[derive(Debug, Serialize)]
+pub struct Resources {
+    /// `node-i`.
+    pub node: String,
+    /// VmRSS, KiB.
+    pub rss_kib: Option<u64>,
+    /// User + system CPU time, s.
+    pub cpu_s: Option<f64>,
+}
+
+/// Everything `bench` measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Nodes in the testnet.
+    pub nodes: usize,
+    /// CPU cores available to them (and to this benchmark).
+    pub cores: usize,
+    /// Gossip delivery.
+    pub gossip: Gossip,
+    /// Sequential round latency.
+    pub contract_net: RoundLatency,
+    /// Throughput under concurrency.
+    pub throughput: Throughput,
+    /// Consensus round latency.
+    pub consensus: Value,
+    /// Mean RSS, MiB.
+    pub rss_mean_mib: Option<f64>,
+    /// Largest RSS, MiB.
+    pub rss_max_mib: Option<f64>,
+    /// Per node.
+    pub resources: Vec<Resources>,
+}
+
+/// Runs the benchmark on a fresh testnet and prints the table (and writes JSON if asked).
+pub fn run(options: &BenchOptions, pvl_bin: PathBuf) -> Result<Report> {
+    let dir = match &options.dir {
+        Some(dir) => dir.clone(),
+        None => crate::demo::fresh_dir("pvl-bench")?,
+    };
+    let up = UpOptions {
+        nodes: options.nodes,
+        private: false,
+        dir: dir.clone(),
+        base_port: None,
+        netns: None,
+        mesh_timeout: Duration::from_secs(30 + 2 * options.nodes as u64),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "==> bench: {} nodes on {cores} core(s), testnet in {}",
+        options.nodes,
+        dir.display()
+    );
+    procs::own(dir.clone());
+    let started = Instant::now();
+    let testnet = Testnet::up(&up, pvl_bin)?;
+    println!(
+        "    every node knows the others after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("==> gossip: {} intents from node-0", options.intents);
+    let gossip = gossip(&testnet, options.intents)?;
+    println!(
+        "==> contract-net latency: {} sequential rounds",
+        options.rounds
+    );
+    let contract_net = round_latency(&testnet, options.rounds)?;
+    println!(
+        "==> throughput: {} rounds, {} concurrent",
+        options.load_rounds, options.concurrency
+    );
+    let throughput = throughput(&testnet, options.load_rounds, options.concurrency)?;
+    let resources = resources(&testnet);
+    let rss: Vec<f64> = resources
+        .iter()
+        .filter_map(|r| r.rss_kib.map(|k| k as f64 / 1024.0))
+        .collect();
+    let report = Report {
+        nodes: options.nodes,
+        cores,
+        gossip,
+        contract_net,
+        throughput,
+        consensus: json!({
+            "status": "not available yet: the pvl CLI has no consensus (committee) command",
+        }),
+        rss_mean_mib: mean(&rss),
+        rss_max_mib: rss.iter().copied().reduce(f64::max),
+        resources,
+    };
+    testnet.down()?;
+    print_table(&report);
+    if let Some(path) = &options.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("JSON written to {}", path.display());
+    }
+    Ok(report)
+}
+
+fn gossip(testnet: &Testnet, intents: usize) -> Result<Gossip> {
+    let n = testnet.state.nodes.len();
+    let publisher = Api::open(&testnet.state.nodes[0].dir)?;
+    let mut collectors = Vec::new();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for node in &testnet.state.nodes[1..] {
+        let events = Api::open(&node.dir)?.events()?;
+        let stop = stop.clone();
+        collectors.push(std::thread::spawn(move || {
+            let mut arrivals: HashMap<String, Instant> = HashMap::new();
+            while !stop.load(Ordering::Relaxed) {
+                match events.recv_timeout(Duration::from_millis(100)) {
+                    Ok((at, event)) => {
+                        if event["type"] == "object"
+                            && event["kind"] == "intent"
+                            && let Some(trace) = event["trace_id"].as_str()
+                        {
+                            arrivals.entry(trace.to_owned()).or_insert(at);
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            arrivals
+        }));
+    }
+    let mut published: HashMap<String, Instant> = HashMap::new();
+    for i in 0..intents {
+        let at = Instant::now();
+        let answer = publisher.post(
+            "/v1/intents",
+            &json!({
+                "capability": "bench-nobody-serves-this",
+                "input": format!("gossip probe {i}"),
+                "expires_in_ms": 5_000,
+                "deadline_ms": 10_000,
+            }),
+        )?;
+        if let Some(trace) = answer["trace_id"].as_str() {
+            published.insert(trace.to_owned(), at);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for collector in collectors {
+        let arrivals = collector
+            .join()
+            .map_err(|_| anyhow::anyhow!("an event collector panicked"))?;
+        for (trace, at) in arrivals {
+            if let Some(sent) = published.get(&trace) {
+                latencies.push(at.saturating_duration_since(*sent).as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let expected = published.len() * (n - 1);
+    Ok(Gossip {
+        intents: published.len(),
+        deliveries: latencies.len(),
+        expected,
+        delivery_ratio: latencies.len() as f64 / expected.max(1) as f64,
+        p50_ms: percentile(&latencies, 50.0),
+        p99_ms: percentile(&latencies, 99.0),
+        max_ms: latencies.iter().copied().reduce(f64::max),
+    })
+}
+
+fn round_latency(testnet: &Testnet, rounds: usize) -> Result<RoundLatency> {
+    let api = Api::open(&testnet.state.nodes[0].dir)?;
+    let min_offers = testnet.state.nodes.len() - 1;
+    let (mut award, mut receipt) = (Vec::new(), Vec::new());
+    let mut completed = 0;
+    for i in 0..rounds {
+        let outcome = api.post(
+            "/v1/intents",
+            &json!({
+                "capability": "echo",
+                "input": format!("round {i}"),
+                "budget": 1000,
+                "deadline_ms": 60_000,
+                "min_offers": min_offers,
+                "window_ms": 10_000,
+                "wait": true,
+            }),
+        )?;
+        if outcome["status"] != "completed" {
+            continue;
+        }
+        completed += 1;
+        let trace = outcome["trace_id"].as_str().unwrap_or_default();
+        let objects = api.get(&format!("/v1/traces/{trace}"))?;
+        let (a, r) = award_and_receipt_ms(&objects["objects"]);
+        award.extend(a);
+        receipt.extend(r);
+    }
+    Ok(RoundLatency {
+        rounds,
+        completed,
+        min_offers,
+        award_p50_ms: percentile(&award, 50.0),
+        award_p99_ms: percentile(&award, 99.0),
+        receipt_p50_ms: percentile(&receipt, 50.0),
+        receipt_p99_ms: percentile(&receipt, 99.0),
+    })
+}
+
+/// (intent->first award, intent->first receipt) in ms, from the objects' signed timestamps.
+fn award_and_receipt_ms(objects: &Value) -> (Option<f64>, Option<f64>) {
+    let first = |kind: &str| -> Option<u64> {
+        objects
+            .as_array()?
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .filter_map(|o| o["timestamp_ms"].as_u64())
+            .min()
+    };
+    let Some(intent) = first("intent") else {
+        return (None, None);
+    };
+    let since = |t: Option<u64>| t.map(|t| t.saturating_sub(intent) as f64);
+    (since(first("task_start")), since(first("receipt")))
+}
+
+fn throughput(testnet: &Testnet, rounds: usize, concurrency: usize) -> Result<Throughput> {
+    let api = Api::open(&testnet.state.nodes[0].dir)?;
+    let min_offers = (testnet.state.nodes.len() - 1).min(3);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (api, next) = (api.clone(), next.clone());
+            std::thread::spawn(move || {
+                let mut results: Vec<std::result::Result<(), String>> = Vec::new();
+                while next.fetch_add(1, Ordering::Relaxed) < rounds {
+                    let outcome = api.post(
+                        "/v1/intents",
+                        &json!({
+                            "capability": "echo",
+                            "input": "load",
+                            "budget": 1000,
+                            "deadline_ms": 60_000,
+                            "min_offers": min_offers,
+                            "window_ms": 2_000,
+                            "wait": true,
+                        }),
+                    );
+                    results.push(match outcome {
+                        Ok(o) if o["status"] == "completed" => Ok(()),
+                        Ok(o) => Err(o["reason"].as_str().unwrap_or("unknown").to_owned()),
+                        Err(e) => Err(format!("api: {}", first_line(&format!("{e:#}")))),
+                    });
+                }
+                results
+            })
+        })
+        .collect();
+    let mut completed = 0;
+    let mut failed: HashMap<String, usize> = HashMap::new();
+    for worker in workers {
+        let results = worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a load worker panicked"))?;
+        for result in results {
+            match result {
+                Ok(()) => completed += 1,
+                Err(reason) => *failed.entry(reason).or_default() += 1,
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Throughput {
+        rounds,
+        concurrency,
+        min_offers,
+        completed,
+        failed,
+        seconds,
+        rounds_per_s: completed as f64 / seconds.max(f64::EPSILON),
+    })
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(120)
+        .collect()
+}
+
+fn resources(testnet: &Testnet) -> Vec<Resources> {
+    testnet
+        .state
+        .nodes
+        .iter()
+        .map(|node| {
+            let pid = testnet.pid(node.index);
+            Resources {
+                node: node.name.clone(),
+                rss_kib: pid.and_then(procs::rss_kib),
+                cpu_s: pid
+                    .and_then(procs::cpu_ticks)
+                    .map(|t| t as f64 / procs::TICKS_PER_SECOND as f64),
+            }
+        })
+        .collect()
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+}
+
+fn print_table(r: &Report) {
+    let g = &r.gossip;
+    let c = &r.contract_net;
+    let t = &r.throughput;
+    let cpu: Vec<f64> = r.resources.iter().filter_map(|x| x.cpu_s).collect();
+    println!(
+        "\nbench: {} nodes, {} core(s), release pvl processes on loopback",
+        r.nodes, r.cores
+    );
+    println!("{:<44} value", "measure");
+    println!(
+        "{:<44} {}/{} = {:.4}",
+        "gossip delivery (intent, receiver)", g.deliveries, g.expected, g.delivery_ratio
+    );
+    println!(
+        "{:<44} p50 {} p99 {} max {}",
+        "gossip latency to all nodes, ms",
+        ms(g.p50_ms),
+        ms(g.p99_ms),
+        ms(g.max_ms)
+    );
+    println!(
+        "{:<44} p50 {} p99 {} ({}/{} rounds, {} offers each)",
+        "intent -> award, ms",
+        ms(c.award_p50_ms),
+        ms(c.award_p99_ms),
+        c.completed,
+        c.rounds,
+        c.min_offers
+    );
+    println!(
+        "{:<44} p50 {} p99 {}",
+        "intent -> receipt, ms",
+        ms(c.receipt_p50_ms),
+        ms(c.receipt_p99_ms)
+    );
+    println!(
+        "{:<44} {:.1} ({} of {} completed in {:.1} s, {} concurrent, min_offers {})",
+        "contract-net rounds/s, one requester",
+        t.rounds_per_s,
+        t.completed,
+        t.rounds,
+        t.seconds,
+        t.concurrency,
+        t.min_offers
+    );
+    if !t.failed.is_empty() {
+        println!("{:<44} {:?}", "  failed rounds by reason", t.failed);
+    }
+    println!(
+        "{:<44} {}",
+        "consensus round latency",
+        r.consensus["status"].as_str().unwrap_or("-")
+    );
+    println!(
+        "{:<44} mean {} max {}",
+        "RSS per node, MiB",
+        ms(r.rss_mean_mib),
+        ms(r.rss_max_mib)
+    );
+    println!(
+        "{:<44} mean {} max {}",
+        "CPU time per node, s",
+        ms(mean(&cpu)),
+        ms(cpu.iter().copied().reduce(f64::max))
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn award_and_receipt_come_from_the_first_objects_of_their_kind() {
+        let objects = json!([
+            {"kind": "intent", "timestamp_ms": 1000},
+            {"kind": "offer", "timestamp_ms": 1005},
+            {"kind": "task_start", "timestamp_ms": 1020},
+            {"kind": "task_start", "timestamp_ms": 1500},
+            {"kind": "receipt", "timestamp_ms": 1031},
+        ]);
+        assert_eq!(award_and_receipt_ms(&objects), (Some(20.0), Some(31.0)));
+        assert_eq!(award_and_receipt_ms(&json!([])), (None, None));
+    }
+}
