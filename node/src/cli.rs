@@ -254,6 +254,10 @@ pub enum TraceCommand {
     Verify {
         /// Bundle file.
         file: PathBuf,
+        /// Require every linked object to be in the bundle (by default a participant's
+        /// partial copy verifies when every object it holds does).
+        #[arg(long)]
+        complete: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -661,7 +665,11 @@ fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
             }
             Ok(())
         }
-        TraceCommand::Verify { file, json } => {
+        TraceCommand::Verify {
+            file,
+            json,
+            complete,
+        } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let verified = pvl_trace::export::verify_bundle(&bytes)
@@ -676,20 +684,36 @@ fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
                 );
                 for problem in &verified.report.problems {
                     say!(
-                        "  BAD {} {:?}: {}",
+                        "  {} {} {:?}: {}",
+                        if problem.kind.is_absence() {
+                            "ABSENT"
+                        } else {
+                            "BAD"
+                        },
                         problem.object,
                         problem.kind,
                         problem.detail
                     );
                 }
             }
-            if !verified.is_ok() {
-                bail!("{} problem(s) found", verified.report.problems.len());
+            let report = &verified.report;
+            if verified.is_ok() {
+                if !json {
+                    say!("every signature and link verifies");
+                }
+                return Ok(());
             }
-            if !json {
-                say!("every signature and link verifies");
+            if report.is_ok_as_partial_copy() && !complete {
+                if !json {
+                    say!(
+                        "every signature verifies; partial copy: {} link(s) to objects this \
+                         copy does not hold (--complete to require them)",
+                        report.absent_links()
+                    );
+                }
+                return Ok(());
             }
-            Ok(())
+            bail!("{} problem(s) found", report.problems.len())
         }
         TraceCommand::Analyze { id, json } => {
             let analysis = Api::open(dir)?.get(&format!("/v1/traces/{id}/analysis"))?;

@@ -8,6 +8,14 @@ mod common;
 use common::{Net, Running, WAIT, network, pvl, pvl_json, pvl_ok, wait_until};
 use serde_json::Value;
 
+/// The trace of the requester's most recent round.
+fn shown_trace_of_last_round(net: &Net) -> String {
+    pvl_json(&net.requester, &["trace", "list"])[0]["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn publish(net: &Net, strategy: &str) -> Value {
     // With min-offers equal to the number of providers the window closes once all have bid.
     pvl_json(
@@ -79,6 +87,32 @@ fn each_strategy_picks_its_winner_and_both_sides_hold_the_receipt() {
         }
         assert_eq!(shown["summary"]["status"], "done");
     }
+
+    // The winner's copy of the last trace lacks what it never received (the selection event,
+    // the other offers): it verifies as a partial copy, and `--complete` says what is absent.
+    let trace = shown_trace_of_last_round(&net);
+    let winner_dir = net.nodes[1].dir.clone(); // provider 0, the last (weighted) winner
+    let bundle = winner_dir.join("copy.bundle");
+    pvl_ok(
+        &winner_dir,
+        &[
+            "trace",
+            "export",
+            &trace,
+            "--format",
+            "bundle",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let partial = pvl_ok(&winner_dir, &["trace", "verify", bundle.to_str().unwrap()]);
+    assert!(partial.contains("partial copy"), "{partial}");
+    let complete = pvl(
+        &winner_dir,
+        &["trace", "verify", bundle.to_str().unwrap(), "--complete"],
+    );
+    assert!(!complete.status.success());
+    assert!(String::from_utf8_lossy(&complete.stdout).contains("ABSENT"));
 
     // The same kind of round for people: `--wait` without `--json` follows it live (and
     // honours the strategy: the fastest provider is not the cheapest).

@@ -1,7 +1,7 @@
 //! The demo's scenarios: each one runs one coordination end to end on a live testnet through
-//! the `pvl` CLI and checks its outcome. A scenario is one function; the patterns the CLI does
-//! not offer yet (workflow, parallel, consensus, `--pattern auto`) plug in as one more entry in
-//! [`all`] each when it does.
+//! the `pvl` CLI and checks its outcome: contract-net, an auction per strategy, a federated
+//! workflow, a parallel job, a consensus round and an adaptive choice. A scenario is one
+//! function and one entry in [`all`].
 
 use std::time::Instant;
 
@@ -38,7 +38,7 @@ pub struct Completed {
     pub outcome: Value,
 }
 
-/// Every scenario today's CLI can run.
+/// Every scenario, in the order the demo runs them.
 pub fn all() -> Vec<Scenario> {
     vec![
         Scenario {
@@ -66,7 +66,225 @@ pub fn all() -> Vec<Scenario> {
             about: "auction: sha256, weighted score over cost, latency and reliability",
             run: |t, r| auction(t, r, "weighted:cost=0.5,latency=0.3,reliability=0.2"),
         },
+        Scenario {
+            name: "workflow",
+            about: "federated workflow: echo -> sha256 -> wordcount, each stage awarded by contract-net",
+            run: workflow,
+        },
+        Scenario {
+            name: "parallel",
+            about: "parallel: 8 lines split into 4 echo shards on different providers, concatenated",
+            run: parallel,
+        },
+        Scenario {
+            name: "consensus",
+            about: "consensus: every other node on the committee approves the award first",
+            run: consensus,
+        },
+        Scenario {
+            name: "adaptive",
+            about: "adaptive: the node chooses the pattern itself and records why",
+            run: adaptive,
+        },
     ]
+}
+
+/// The workflow the demo runs: the hash of the input, then the words of the hash.
+const DIGEST_WORKFLOW: &str = "name = \"digest\"\n\n\
+    [[stage]]\nname = \"fetch\"\ncapability = \"echo\"\n\n\
+    [[stage]]\nname = \"hash\"\ncapability = \"sha256\"\ninputs = [\"fetch\"]\n\n\
+    [[stage]]\nname = \"count\"\ncapability = \"wordcount\"\ninputs = [\"hash\"]\n";
+
+fn workflow(testnet: &Testnet, requester: usize) -> Result<Completed> {
+    let file = testnet.dir.join("digest.toml");
+    std::fs::write(&file, DIGEST_WORKFLOW)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    let file = file.to_string_lossy().into_owned();
+    let min_offers = live_providers(testnet, requester).len().to_string();
+    let started = Instant::now();
+    let outcome = testnet.cli_json(
+        requester,
+        &[
+            "workflow",
+            "run",
+            &file,
+            "--input",
+            "hello",
+            "--min-offers",
+            &min_offers,
+            "--window",
+            "10s",
+            "--wait",
+        ],
+    )?;
+    let stages = check_parts(&outcome, 3)?;
+    if stages[1]["output"] != "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        || outcome["output"] != "1"
+    {
+        bail!("the stages' outputs did not flow: {outcome}");
+    }
+    completed(testnet, outcome, started)
+}
+
+fn parallel(testnet: &Testnet, requester: usize) -> Result<Completed> {
+    let input: String = (1..=8).map(|i| format!("line {i}\n")).collect();
+    let min_offers = live_providers(testnet, requester).len().to_string();
+    let started = Instant::now();
+    let outcome = testnet.cli_json(
+        requester,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "echo",
+            "--input",
+            &input,
+            "--parallel",
+            "4",
+            "--split",
+            "lines",
+            "--reduce",
+            "concat",
+            "--min-offers",
+            &min_offers,
+            "--window",
+            "10s",
+            "--wait",
+        ],
+    )?;
+    let shards = check_parts(&outcome, 4)?;
+    if outcome["output"] != input.as_str() {
+        bail!("the shards were not put back in order: {outcome}");
+    }
+    let providers: std::collections::HashSet<&str> = shards
+        .iter()
+        .filter_map(|s| s["provider"].as_str())
+        .collect();
+    if providers.len() < shards.len().min(live_providers(testnet, requester).len()) {
+        bail!("shards were not spread over the providers: {outcome}");
+    }
+    completed(testnet, outcome, started)
+}
+
+fn consensus(testnet: &Testnet, requester: usize) -> Result<Completed> {
+    let committee: Vec<String> = live_providers(testnet, requester)
+        .into_iter()
+        .map(|i| testnet.state.nodes[i].peer_id.clone())
+        .collect();
+    let committee = committee.join(",");
+    let min_offers = live_providers(testnet, requester).len().to_string();
+    let started = Instant::now();
+    let outcome = testnet.cli_json(
+        requester,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "sha256",
+            "--input",
+            "hello",
+            "--committee",
+            &committee,
+            "--min-offers",
+            &min_offers,
+            "--window",
+            "10s",
+            "--wait",
+        ],
+    )?;
+    if outcome["status"] != "completed" {
+        bail!("the committee round failed: {outcome}");
+    }
+    let trace = outcome["trace_id"].as_str().unwrap_or_default().to_owned();
+    let shown = testnet.cli_json(requester, &["trace", "show", &trace])?;
+    let has = |kind: &str| {
+        shown["objects"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|o| o["kind"] == kind))
+    };
+    if !has("proposal") || !has("vote") || !has("quorum_cert") {
+        bail!("no proposal, votes and certificate in the trace");
+    }
+    completed(testnet, outcome, started)
+}
+
+fn adaptive(testnet: &Testnet, requester: usize) -> Result<Completed> {
+    let min_offers = live_providers(testnet, requester).len().to_string();
+    let started = Instant::now();
+    let outcome = testnet.cli_json(
+        requester,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "wordcount",
+            "--input",
+            "one two three",
+            "--pattern",
+            "auto",
+            "--min-offers",
+            &min_offers,
+            "--window",
+            "10s",
+            "--wait",
+        ],
+    )?;
+    if outcome["output"] != "3" {
+        bail!("wrong output: {outcome}");
+    }
+    let trace = outcome["trace_id"].as_str().unwrap_or_default().to_owned();
+    let analysis = testnet.cli_json(requester, &["trace", "analyze", &trace])?;
+    if !analysis["chosen_by_adaptive"].is_object() {
+        bail!("the trace does not say which pattern was chosen and why");
+    }
+    completed(testnet, outcome, started)
+}
+
+/// The live nodes other than the requester.
+fn live_providers(testnet: &Testnet, requester: usize) -> Vec<usize> {
+    (0..testnet.state.nodes.len())
+        .filter(|&i| i != requester && testnet.is_alive(i))
+        .collect()
+}
+
+/// A composite outcome completed with `n` parts, each done with a receipt; its parts.
+fn check_parts(outcome: &Value, n: usize) -> Result<Vec<Value>> {
+    if outcome["status"] != "completed" {
+        bail!(
+            "the run failed: {} ({})",
+            outcome["reason"].as_str().unwrap_or("?"),
+            outcome["detail"].as_str().unwrap_or("")
+        );
+    }
+    let parts = outcome["parts"].as_array().cloned().unwrap_or_default();
+    if parts.len() != n {
+        bail!("{} parts instead of {n}: {outcome}", parts.len());
+    }
+    for part in &parts {
+        if part["status"] != "done" || !part["receipt_id"].is_string() {
+            bail!(
+                "part {} did not complete with a receipt: {part}",
+                part["label"]
+            );
+        }
+    }
+    Ok(parts)
+}
+
+/// The `Completed` record of a run that was checked.
+fn completed(testnet: &Testnet, outcome: Value, started: Instant) -> Result<Completed> {
+    let provider_key = outcome["provider"].as_str().unwrap_or_default();
+    Ok(Completed {
+        trace_id: outcome["trace_id"]
+            .as_str()
+            .context("the outcome has no trace_id")?
+            .to_owned(),
+        provider: node_of(testnet, provider_key),
+        expected_provider: None,
+        awards: outcome["awards"].as_u64().unwrap_or(0),
+        elapsed_ms: started.elapsed().as_millis(),
+        outcome,
+    })
 }
 
 /// One contract-net round to run and check.

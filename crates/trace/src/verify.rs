@@ -24,11 +24,23 @@ pub enum ProblemKind {
     MissingParent,
     /// A parent exists but belongs to another trace.
     ParentOutsideTrace,
-    /// A body field names an object (intent, offer, task, proposal) that is not in the trace
-    /// or is of the wrong kind.
+    /// A body field names an object (intent, offer, task, proposal) that is not in the trace.
     DanglingReference,
+    /// A body field names an object of the trace that is of the wrong kind.
+    WrongReference,
     /// The object is signed by someone other than the party that must sign it.
     WrongSigner,
+}
+
+impl ProblemKind {
+    /// Whether the problem is only that a linked object is not in this copy (a missing parent
+    /// or a reference to an absent object), not that something present is wrong.
+    pub fn is_absence(self) -> bool {
+        matches!(
+            self,
+            ProblemKind::MissingParent | ProblemKind::DanglingReference
+        )
+    }
 }
 
 /// One problem found by verification.
@@ -57,6 +69,18 @@ impl VerifyReport {
     /// Whether no problem was found.
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Whether every problem is a link to an object this copy does not hold: what a
+    /// participant's copy of a trace looks like (a provider never receives the requester's
+    /// selection event or the other providers' offers). Every object present verified.
+    pub fn is_ok_as_partial_copy(&self) -> bool {
+        self.problems.iter().all(|p| p.kind.is_absence())
+    }
+
+    /// How many links point to objects this copy does not hold.
+    pub fn absent_links(&self) -> usize {
+        self.problems.iter().filter(|p| p.kind.is_absence()).count()
     }
 
     /// Ids of the objects at fault.
@@ -180,10 +204,17 @@ fn check_links(
     let mut dangling = |field: &str, target: &ObjectId, kind: Kind| -> Option<&SignedObject> {
         let found = find(target, kind);
         if found.is_none() && !bad.contains(target) {
-            push(
-                ProblemKind::DanglingReference,
-                format!("{field} names {target}, which is not a {kind} of this trace"),
-            );
+            if objects.contains_key(target) {
+                push(
+                    ProblemKind::WrongReference,
+                    format!("{field} names {target}, which is not a {kind}"),
+                );
+            } else {
+                push(
+                    ProblemKind::DanglingReference,
+                    format!("{field} names {target}, which is not in this copy of the trace"),
+                );
+            }
         }
         found
     };
