@@ -283,16 +283,14 @@ async fn publish_intent(
         ));
     }
     // The history of the capability (a workflow's stages have their own).
-    let (generation, in_flight) = {
-        let coordinator = state.coordinator();
-        (
-            coordinator.generation(&request.capability),
-            coordinator.in_flight(&request.capability),
-        )
-    };
+    let finished = state.coordinator().take_finished(&request.capability);
+    if !finished.is_empty() {
+        // The finished runs' last objects may still be on their way to the store.
+        state.recorder.synced().await;
+    }
     let history = state
         .history
-        .get(&state.store, &request.capability, generation, in_flight)
+        .get(&state.store, &request.capability, finished)
         .await;
     let choice = (asked == PatternHint::Adaptive).then(|| {
         let situation = Situation {
@@ -324,6 +322,8 @@ async fn publish_intent(
             Some(deadline) => deadline.saturating_add(30_000),
             None => 120_000,
         });
+    // Signed now, after the history was read: the intent's timestamp is when it goes out.
+    let now = pvl_net::now_ms();
     let (trace, actions, waiter) = {
         let mut coordinator = state.coordinator();
         let (trace, mut actions) = coordinator

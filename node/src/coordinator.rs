@@ -71,11 +71,16 @@ pub struct Coordinator {
     runs: HashMap<TraceId, Active>,
     /// Outcomes of intents finished before anyone waited for them (bounded).
     finished: HashMap<TraceId, Outcome>,
-    /// Runs finished so far, by capability: tells when a capability's history has changed.
-    generations: HashMap<String, u64>,
+    /// Traces of runs finished since their capability's history was last brought up to
+    /// date, by capability (bounded: the oldest are dropped past [`MAX_UNSEEN_FINISHED`]).
+    unseen_finished: HashMap<String, Vec<TraceId>>,
 }
 
 const MAX_REMEMBERED_OUTCOMES: usize = 1024;
+
+/// Most finished traces kept per capability for its history (a capability asked for often
+/// enough has its history brought up to date long before).
+const MAX_UNSEEN_FINISHED: usize = 1024;
 
 impl Coordinator {
     /// A coordinator for `key`, serving the capabilities of `executors` (none: requester only),
@@ -118,7 +123,7 @@ impl Coordinator {
                 .collect(),
             runs: HashMap::new(),
             finished: HashMap::new(),
-            generations: HashMap::new(),
+            unseen_finished: HashMap::new(),
         }
     }
 
@@ -147,17 +152,9 @@ impl Coordinator {
         )
     }
 
-    /// How many runs for `capability` have finished (its history changes with each).
-    pub fn generation(&self, capability: &str) -> u64 {
-        self.generations.get(capability).copied().unwrap_or(0)
-    }
-
-    /// How many runs for `capability` are in progress.
-    pub fn in_flight(&self, capability: &str) -> usize {
-        self.runs
-            .values()
-            .filter(|a| a.capability == capability)
-            .count()
+    /// The traces of runs for `capability` finished since the last call (for its history).
+    pub fn take_finished(&mut self, capability: &str) -> Vec<TraceId> {
+        self.unseen_finished.remove(capability).unwrap_or_default()
     }
 
     /// Starts any coordination run (contract-net, workflow, parallel) for `capability`;
@@ -287,7 +284,11 @@ impl Coordinator {
                 Action::Finished(outcome) => {
                     let trace = outcome.trace();
                     if let Some(active) = self.runs.remove(&trace) {
-                        *self.generations.entry(active.capability).or_default() += 1;
+                        let unseen = self.unseen_finished.entry(active.capability).or_default();
+                        if unseen.len() >= MAX_UNSEEN_FINISHED {
+                            unseen.remove(0);
+                        }
+                        unseen.push(trace);
                         for waiter in active.waiters {
                             let _ = waiter.send(outcome.clone());
                         }

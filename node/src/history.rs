@@ -2,71 +2,65 @@
 //! pattern did. Feeds the adaptive choice ([`pvl_patterns::choose`]) and the requester's
 //! observed reliabilities ([`pvl_patterns::select::ReliabilitySource`]).
 //!
-//! Built on demand (and cached, see [`HistoryCache`]) from the most recent
-//! [`RECENT_TRACES`] traces asking for the capability (the root intent's, or a workflow
-//! stage's), analysed by `pvl-trace`: a task that
+//! A capability's history is read from the store once, from the most recent
+//! [`RECENT_TRACES`] traces asking for it (the root intent's, or a workflow stage's), and then
+//! kept up to date one trace at a time: every run this node finishes is added when the next
+//! request for the capability comes ([`HistoryCache`]), so no request waits for more than the
+//! traces finished since the last one. Each trace is analysed by `pvl-trace`: a task that
 //! finished well is a success; a task that failed, or that never finished in a trace that is
 //! over, is a failure of its provider. A trace is a run of its detected pattern, a success
 //! when it ended done.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use pvl_patterns::select::ReliabilitySource;
 use pvl_patterns::{PatternHistory, PatternRecord, ProviderRecord};
-use pvl_protocol::{Body, PatternHint, PublicKey};
+use pvl_protocol::{Body, PatternHint, PublicKey, SignedObject, TraceId};
 use pvl_trace::{Pattern, TraceStatus, TraceStore};
 use tracing::debug;
 
-/// How many recent traces are looked at.
+/// How many recent traces are read when a capability's history is first needed.
 pub const RECENT_TRACES: usize = 200;
 
-/// How long a loaded history is reused before it is read again anyway.
-pub const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// While rounds of a capability are in flight, its history is read again at most this often.
-pub const BUSY_RELOAD: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// A loaded history: when, at which generation (runs finished), and what it says.
-type Loaded = (std::time::Instant, u64, std::sync::Arc<StoreHistory>);
-
-/// Histories by capability. Reading one decodes a few thousand objects, far too much for
-/// every intent of a busy requester, so a history is reused until a run of its capability
-/// finishes (the history changed), and while other runs are in flight at most every
-/// [`BUSY_RELOAD`]; in any case it is read again after [`FRESH_FOR`].
+/// Histories by capability, each read once and then updated with every finished run.
 #[derive(Default)]
 pub struct HistoryCache {
-    loaded: tokio::sync::Mutex<HashMap<String, Loaded>>,
+    loaded: tokio::sync::Mutex<HashMap<String, Arc<StoreHistory>>>,
 }
 
 impl HistoryCache {
-    /// The history of `capability`, whose runs have finished `generation` times and of which
-    /// `in_flight` are running. Concurrent callers wait for one read instead of each doing it.
+    /// The history of `capability`, with the runs in `finished` (traces this node ended
+    /// since the last call for it) added. The caller makes sure they are in the store.
     pub async fn get(
         &self,
-        store: &std::sync::Arc<TraceStore>,
+        store: &Arc<TraceStore>,
         capability: &str,
-        generation: u64,
-        in_flight: usize,
-    ) -> std::sync::Arc<StoreHistory> {
+        finished: Vec<TraceId>,
+    ) -> Arc<StoreHistory> {
         let mut loaded = self.loaded.lock().await;
-        if let Some((at, seen, history)) = loaded.get(capability) {
-            let age = at.elapsed();
-            let unchanged = *seen == generation;
-            let busy = in_flight > 0 && age < BUSY_RELOAD;
-            if age < FRESH_FOR && (unchanged || busy) {
-                return history.clone();
-            }
+        let current = loaded.get(capability).cloned();
+        if let Some(history) = &current
+            && finished.is_empty()
+        {
+            return history.clone();
         }
         let (store, cap) = (store.clone(), capability.to_owned());
-        let history = tokio::task::spawn_blocking(move || StoreHistory::load(&store, &cap))
-            .await
-            .map(std::sync::Arc::new)
-            .unwrap_or_default();
-        loaded.insert(
-            capability.to_owned(),
-            (std::time::Instant::now(), generation, history.clone()),
-        );
-        history
+        let updated = tokio::task::spawn_blocking(move || match current {
+            Some(history) => {
+                let mut history = (*history).clone();
+                for trace in finished {
+                    history.add_stored(&store, &trace);
+                }
+                history
+            }
+            None => StoreHistory::load(&store, &cap),
+        })
+        .await
+        .map(Arc::new)
+        .unwrap_or_default();
+        loaded.insert(capability.to_owned(), updated.clone());
+        updated
     }
 }
 
@@ -98,46 +92,7 @@ impl StoreHistory {
             if summary.capability.as_deref() != Some(capability) && !composite {
                 continue;
             }
-            let Ok(objects) = store.trace(&summary.trace).and_then(|dag| dag.objects()) else {
-                continue;
-            };
-            let asks = objects
-                .iter()
-                .any(|o| matches!(o.body(), Body::Intent(i) if i.capability == capability));
-            if !asks {
-                continue;
-            }
-            let analysis = pvl_trace::analyse(&objects);
-            let over = matches!(analysis.status, TraceStatus::Done | TraceStatus::Failed);
-            for task in &analysis.tasks {
-                if task.capability.as_deref() != Some(capability) {
-                    continue;
-                }
-                let (record, latency_sum) = history.providers.entry(task.provider).or_default();
-                match task.ok {
-                    Some(true) => {
-                        record.tasks += 1;
-                        record.successes += 1;
-                        if let Some(d) = task.duration_ms() {
-                            *latency_sum += d;
-                        }
-                    }
-                    Some(false) => record.tasks += 1,
-                    None if over => record.tasks += 1,
-                    None => {}
-                }
-            }
-            if over && let Some(hint) = hint_of(analysis.pattern) {
-                let record = history.patterns.entry(hint).or_default();
-                record.runs += 1;
-                if analysis.status == TraceStatus::Done {
-                    record.successes += 1;
-                }
-            }
-        }
-        for (record, latency_sum) in history.providers.values_mut() {
-            record.mean_latency_ms =
-                (record.successes > 0).then(|| *latency_sum / record.successes);
+            history.add_stored(store, &summary.trace);
         }
         debug!(
             capability,
@@ -146,6 +101,54 @@ impl StoreHistory {
             "history loaded"
         );
         history
+    }
+
+    /// Adds one stored trace (nothing if it cannot be read or does not ask for the
+    /// capability).
+    fn add_stored(&mut self, store: &TraceStore, trace: &TraceId) {
+        if let Ok(objects) = store.trace(trace).and_then(|dag| dag.objects()) {
+            self.add(&objects);
+        }
+    }
+
+    /// Adds one trace's tasks and, if it is over, its run.
+    pub fn add(&mut self, objects: &[SignedObject]) {
+        let capability = self.capability.as_str();
+        let asks = objects
+            .iter()
+            .any(|o| matches!(o.body(), Body::Intent(i) if i.capability == capability));
+        if !asks {
+            return;
+        }
+        let analysis = pvl_trace::analyse(objects);
+        let over = matches!(analysis.status, TraceStatus::Done | TraceStatus::Failed);
+        for task in &analysis.tasks {
+            if task.capability.as_deref() != Some(capability) {
+                continue;
+            }
+            let (record, latency_sum) = self.providers.entry(task.provider).or_default();
+            match task.ok {
+                Some(true) => {
+                    record.tasks += 1;
+                    record.successes += 1;
+                    if let Some(d) = task.duration_ms() {
+                        *latency_sum += d;
+                    }
+                }
+                Some(false) => record.tasks += 1,
+                None if over => record.tasks += 1,
+                None => {}
+            }
+            record.mean_latency_ms =
+                (record.successes > 0).then(|| *latency_sum / record.successes);
+        }
+        if over && let Some(hint) = hint_of(analysis.pattern) {
+            let record = self.patterns.entry(hint).or_default();
+            record.runs += 1;
+            if analysis.status == TraceStatus::Done {
+                record.successes += 1;
+            }
+        }
     }
 
     /// How many providers have a record for the capability.

@@ -7,8 +7,12 @@
 //!    awaited); intent->award and intent->receipt from the objects' timestamps in the trace.
 //! 3. throughput: contract-net rounds/s sustained by one requester under concurrent
 //!    `POST /v1/intents` with `wait`.
-//! 4. consensus round latency: not available until the CLI has consensus.
-//! 5. resources: RSS (`VmRSS`) and CPU time (`/proc/PID/stat`) of every node at the end.
+//! 4. consensus round latency: sequential rounds from node-0 with a committee of up to 7 other
+//!    nodes; proposal -> quorum certificate from the objects' timestamps.
+//! 5. workflow coordination overhead: sequential 3-stage workflows (echo -> sha256 ->
+//!    wordcount); per stage, its wall time (first intent to end) minus the task's own
+//!    execution time (from the receipt).
+//! 6. resources: RSS (`VmRSS`) and CPU time (`/proc/PID/stat`) of every node at the end.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -101,6 +105,34 @@ pub struct Throughput {
     pub rounds_per_s: f64,
 }
 
+/// Consensus rounds: proposal to quorum certificate.
+#[derive(Debug, Serialize)]
+pub struct ConsensusLatency {
+    /// Rounds attempted.
+    pub rounds: usize,
+    /// Rounds whose award was approved.
+    pub approved: usize,
+    /// Committee size.
+    pub members: usize,
+    /// Median proposal -> certificate, ms.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile, ms.
+    pub p99_ms: Option<f64>,
+}
+
+/// Workflow stages: wall time minus execution time.
+#[derive(Debug, Serialize)]
+pub struct WorkflowOverhead {
+    /// Workflows run.
+    pub runs: usize,
+    /// Stages measured.
+    pub stages: usize,
+    /// Median coordination overhead per stage, ms.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile, ms.
+    pub p99_ms: Option<f64>,
+}
+
 /// One node's resource use.
 #[derive(Debug, Serialize)]
 pub struct Resources {
@@ -126,7 +158,9 @@ pub struct Report {
     /// Throughput under concurrency.
     pub throughput: Throughput,
     /// Consensus round latency.
-    pub consensus: Value,
+    pub consensus: ConsensusLatency,
+    /// Workflow coordination overhead per stage.
+    pub workflow: WorkflowOverhead,
     /// Mean RSS, MiB.
     pub rss_mean_mib: Option<f64>,
     /// Largest RSS, MiB.
@@ -174,6 +208,10 @@ pub fn run(options: &BenchOptions, pvl_bin: PathBuf) -> Result<Report> {
         options.load_rounds, options.concurrency
     );
     let throughput = throughput(&testnet, options.load_rounds, options.concurrency)?;
+    println!("==> consensus: {} sequential rounds", options.rounds);
+    let consensus = consensus(&testnet, options.rounds)?;
+    println!("==> workflow: {} sequential 3-stage runs", options.rounds);
+    let workflow = workflow_overhead(&testnet, options.rounds)?;
     let resources = resources(&testnet);
     let rss: Vec<f64> = resources
         .iter()
@@ -185,9 +223,8 @@ pub fn run(options: &BenchOptions, pvl_bin: PathBuf) -> Result<Report> {
         gossip,
         contract_net,
         throughput,
-        consensus: json!({
-            "status": "not available yet: the pvl CLI has no consensus (committee) command",
-        }),
+        consensus,
+        workflow,
         rss_mean_mib: mean(&rss),
         rss_max_mib: rss.iter().copied().reduce(f64::max),
         resources,
@@ -307,6 +344,115 @@ fn round_latency(testnet: &Testnet, rounds: usize) -> Result<RoundLatency> {
         award_p99_ms: percentile(&award, 99.0),
         receipt_p50_ms: percentile(&receipt, 50.0),
         receipt_p99_ms: percentile(&receipt, 99.0),
+    })
+}
+
+/// Sequential consensus rounds from node-0, the committee being up to 7 other nodes (their
+/// default policy approves).
+fn consensus(testnet: &Testnet, rounds: usize) -> Result<ConsensusLatency> {
+    let api = Api::open(&testnet.state.nodes[0].dir)?;
+    let members: Vec<String> = testnet.state.nodes[1..]
+        .iter()
+        .take(7)
+        .map(|n| n.peer_id.clone())
+        .collect();
+    let min_offers = testnet.state.nodes.len() - 1;
+    let mut latencies = Vec::new();
+    for i in 0..rounds {
+        let outcome = api.post(
+            "/v1/intents",
+            &json!({
+                "capability": "echo",
+                "input": format!("approve {i}"),
+                "committee": members,
+                "min_offers": min_offers,
+                "window_ms": 10_000,
+                "wait": true,
+            }),
+        )?;
+        if outcome["status"] != "completed" {
+            continue;
+        }
+        let trace = outcome["trace_id"].as_str().unwrap_or_default();
+        let objects = api.get(&format!("/v1/traces/{trace}"))?;
+        let first = |kind: &str| -> Option<u64> {
+            objects["objects"]
+                .as_array()?
+                .iter()
+                .filter(|o| o["kind"] == kind)
+                .filter_map(|o| o["timestamp_ms"].as_u64())
+                .min()
+        };
+        if let (Some(p), Some(q)) = (first("proposal"), first("quorum_cert")) {
+            latencies.push(q.saturating_sub(p) as f64);
+        }
+    }
+    Ok(ConsensusLatency {
+        rounds,
+        approved: latencies.len(),
+        members: members.len(),
+        p50_ms: percentile(&latencies, 50.0),
+        p99_ms: percentile(&latencies, 99.0),
+    })
+}
+
+/// The workflow the benchmark runs.
+const BENCH_WORKFLOW: &str = "[[stage]]\nname = \"fetch\"\ncapability = \"echo\"\n\
+    [[stage]]\nname = \"hash\"\ncapability = \"sha256\"\ninputs = [\"fetch\"]\n\
+    [[stage]]\nname = \"count\"\ncapability = \"wordcount\"\ninputs = [\"hash\"]\n";
+
+/// Sequential 3-stage workflows from node-0; per stage, wall time minus execution time.
+fn workflow_overhead(testnet: &Testnet, runs: usize) -> Result<WorkflowOverhead> {
+    let api = Api::open(&testnet.state.nodes[0].dir)?;
+    let min_offers = testnet.state.nodes.len() - 1;
+    let mut overheads = Vec::new();
+    for i in 0..runs {
+        let outcome = api.post(
+            "/v1/intents",
+            &json!({
+                "workflow": BENCH_WORKFLOW,
+                "pattern": "workflow",
+                "input": format!("run {i}"),
+                "min_offers": min_offers,
+                "window_ms": 10_000,
+                "wait": true,
+            }),
+        )?;
+        if outcome["status"] != "completed" {
+            continue;
+        }
+        let trace = outcome["trace_id"].as_str().unwrap_or_default();
+        let objects = api.get(&format!("/v1/traces/{trace}"))?;
+        let execution: HashMap<String, u64> = objects["objects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["kind"] == "receipt")
+            .filter_map(|o| {
+                let b = &o["body"];
+                let ran = b["finished_at_ms"]
+                    .as_u64()?
+                    .saturating_sub(b["started_at_ms"].as_u64()?);
+                Some((b["task"].as_str()?.to_owned(), ran))
+            })
+            .collect();
+        for part in outcome["parts"].as_array().into_iter().flatten() {
+            let (Some(start), Some(end), Some(task)) = (
+                part["started_ms"].as_u64(),
+                part["finished_ms"].as_u64(),
+                part["task"].as_str(),
+            ) else {
+                continue;
+            };
+            let ran = execution.get(task).copied().unwrap_or(0);
+            overheads.push(end.saturating_sub(start).saturating_sub(ran) as f64);
+        }
+    }
+    Ok(WorkflowOverhead {
+        runs,
+        stages: overheads.len(),
+        p50_ms: percentile(&overheads, 50.0),
+        p99_ms: percentile(&overheads, 99.0),
     })
 }
 
@@ -465,10 +611,24 @@ fn print_table(r: &Report) {
     if !t.failed.is_empty() {
         println!("{:<44} {:?}", "  failed rounds by reason", t.failed);
     }
+    let k = &r.consensus;
     println!(
-        "{:<44} {}",
-        "consensus round latency",
-        r.consensus["status"].as_str().unwrap_or("-")
+        "{:<44} p50 {} p99 {} ({} members, {}/{} approved)",
+        "consensus round (proposal -> certificate), ms",
+        ms(k.p50_ms),
+        ms(k.p99_ms),
+        k.members,
+        k.approved,
+        k.rounds
+    );
+    let w = &r.workflow;
+    println!(
+        "{:<44} p50 {} p99 {} ({} stages of {} runs)",
+        "workflow coordination per stage, ms",
+        ms(w.p50_ms),
+        ms(w.p99_ms),
+        w.stages,
+        w.runs
     );
     println!(
         "{:<44} mean {} max {}",
