@@ -379,3 +379,79 @@ fn the_adaptive_choice_is_recorded_and_avoids_a_provider_that_keeps_failing() {
     );
     net.nodes.truncate(1);
 }
+
+/// Sends a signal to a process (`STOP`, `CONT`).
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_round_with_two_silent_members_times_out_and_the_next_round_decides() {
+    let mut net = network(&[("sha256:10:100", "")]);
+    let members: Vec<String> = (1..=5)
+        .map(|i| member(&mut net, &format!("m{i}"), |c| c))
+        .collect();
+    let n = members.len() + 1;
+    wait_until("the requester to know every node", || {
+        pvl_json(&net.requester, &["peers"])
+            .as_array()
+            .unwrap()
+            .len()
+            >= n
+    });
+    // m4 and m5 stop answering (SIGSTOP): round 1 gets 3 approvals of the 4 needed.
+    let silent: Vec<u32> = net.nodes[net.nodes.len() - 2..]
+        .iter()
+        .map(Running::pid)
+        .collect();
+    for pid in &silent {
+        signal(*pid, "STOP");
+    }
+    let requester = net.requester.clone();
+    let committee = members.join(",");
+    let run = std::thread::spawn(move || {
+        pvl_json(
+            &requester,
+            &[
+                "intent",
+                "publish",
+                "--capability",
+                "sha256",
+                "--input",
+                "hello",
+                "--committee",
+                &committee,
+                "--threshold",
+                "4",
+                "--min-offers",
+                "1",
+                "--window",
+                "2s",
+                "--wait",
+            ],
+        )
+    });
+    // Once round 1 has timed out, the two come back and round 2 decides.
+    wait_until("round 1 to time out", || {
+        let traces = pvl_json(&net.requester, &["trace", "list"]);
+        traces.as_array().unwrap().iter().any(|t| {
+            let id = t["trace_id"].as_str().unwrap();
+            !events_of(&objects(&net.requester, id), "round-timeout").is_empty()
+        })
+    });
+    for pid in &silent {
+        signal(*pid, "CONT");
+    }
+    let outcome = run.join().unwrap();
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+    let trace = outcome["trace_id"].as_str().unwrap();
+    let analysis = pvl_json(&net.requester, &["trace", "analyze", trace]);
+    let rounds = analysis["rounds"].as_array().unwrap();
+    assert!(rounds.len() >= 2, "{analysis}");
+    assert_eq!(rounds[0]["outcome"], "timed-out", "{analysis}");
+    assert_eq!(rounds.last().unwrap()["outcome"], "approved", "{analysis}");
+}
