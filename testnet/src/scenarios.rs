@@ -100,22 +100,10 @@ fn workflow(testnet: &Testnet, requester: usize) -> Result<Completed> {
     std::fs::write(&file, DIGEST_WORKFLOW)
         .with_context(|| format!("cannot write {}", file.display()))?;
     let file = file.to_string_lossy().into_owned();
-    let min_offers = live_providers(testnet, requester).len().to_string();
-    let started = Instant::now();
-    let outcome = testnet.cli_json(
+    let (outcome, started) = publish_and_wait(
+        testnet,
         requester,
-        &[
-            "workflow",
-            "run",
-            &file,
-            "--input",
-            "hello",
-            "--min-offers",
-            &min_offers,
-            "--window",
-            "10s",
-            "--wait",
-        ],
+        &["workflow", "run", &file, "--input", "hello"],
     )?;
     let stages = check_parts(&outcome, 3)?;
     if stages[1]["output"] != "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
@@ -128,9 +116,8 @@ fn workflow(testnet: &Testnet, requester: usize) -> Result<Completed> {
 
 fn parallel(testnet: &Testnet, requester: usize) -> Result<Completed> {
     let input: String = (1..=8).map(|i| format!("line {i}\n")).collect();
-    let min_offers = live_providers(testnet, requester).len().to_string();
-    let started = Instant::now();
-    let outcome = testnet.cli_json(
+    let (outcome, started) = publish_and_wait(
+        testnet,
         requester,
         &[
             "intent",
@@ -145,11 +132,6 @@ fn parallel(testnet: &Testnet, requester: usize) -> Result<Completed> {
             "lines",
             "--reduce",
             "concat",
-            "--min-offers",
-            &min_offers,
-            "--window",
-            "10s",
-            "--wait",
         ],
     )?;
     let shards = check_parts(&outcome, 4)?;
@@ -172,9 +154,8 @@ fn consensus(testnet: &Testnet, requester: usize) -> Result<Completed> {
         .map(|i| testnet.state.nodes[i].peer_id.clone())
         .collect();
     let committee = committee.join(",");
-    let min_offers = live_providers(testnet, requester).len().to_string();
-    let started = Instant::now();
-    let outcome = testnet.cli_json(
+    let (outcome, started) = publish_and_wait(
+        testnet,
         requester,
         &[
             "intent",
@@ -185,11 +166,6 @@ fn consensus(testnet: &Testnet, requester: usize) -> Result<Completed> {
             "hello",
             "--committee",
             &committee,
-            "--min-offers",
-            &min_offers,
-            "--window",
-            "10s",
-            "--wait",
         ],
     )?;
     if outcome["status"] != "completed" {
@@ -209,9 +185,8 @@ fn consensus(testnet: &Testnet, requester: usize) -> Result<Completed> {
 }
 
 fn adaptive(testnet: &Testnet, requester: usize) -> Result<Completed> {
-    let min_offers = live_providers(testnet, requester).len().to_string();
-    let started = Instant::now();
-    let outcome = testnet.cli_json(
+    let (outcome, started) = publish_and_wait(
+        testnet,
         requester,
         &[
             "intent",
@@ -222,11 +197,6 @@ fn adaptive(testnet: &Testnet, requester: usize) -> Result<Completed> {
             "one two three",
             "--pattern",
             "auto",
-            "--min-offers",
-            &min_offers,
-            "--window",
-            "10s",
-            "--wait",
         ],
     )?;
     if outcome["output"] != "3" {
@@ -238,6 +208,21 @@ fn adaptive(testnet: &Testnet, requester: usize) -> Result<Completed> {
         bail!("the trace does not say which pattern was chosen and why");
     }
     completed(testnet, outcome, started)
+}
+
+/// Runs a `pvl` command that publishes (`intent publish`, `workflow run`) on `requester`,
+/// waiting for an offer from every live provider and for the outcome; the outcome and when
+/// it started.
+fn publish_and_wait(
+    testnet: &Testnet,
+    requester: usize,
+    args: &[&str],
+) -> Result<(Value, Instant)> {
+    let min_offers = live_providers(testnet, requester).len().to_string();
+    let mut all = args.to_vec();
+    all.extend(["--min-offers", &min_offers, "--window", "10s", "--wait"]);
+    let started = Instant::now();
+    Ok((testnet.cli_json(requester, &all)?, started))
 }
 
 /// The live nodes other than the requester.
