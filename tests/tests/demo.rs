@@ -1,4 +1,5 @@
-//! A public testnet of 5 runs every demo scenario; every trace verifies on every node.
+//! A public testnet of 5 runs every demo scenario (contract-net, four auctions, a workflow, a
+//! parallel job, a consensus round, an adaptive choice); every trace verifies on every node.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use pvl_e2e::{recorded_pids, success, testnet};
@@ -30,7 +31,11 @@ fn a_public_testnet_of_five_runs_every_scenario_and_traces_verify_on_every_node(
             "auction-lowest-cost",
             "auction-highest-quality",
             "auction-fastest",
-            "auction-weighted"
+            "auction-weighted",
+            "workflow",
+            "parallel",
+            "consensus",
+            "adaptive"
         ]
     );
     for scenario in scenarios {
@@ -69,6 +74,20 @@ fn a_public_testnet_of_five_runs_every_scenario_and_traces_verify_on_every_node(
     assert_eq!(winner("auction-lowest-cost"), "node-2");
     assert_eq!(winner("auction-fastest"), "node-3");
     assert_eq!(winner("auction-highest-quality"), "node-1");
+    // The composite runs report their parts: three stages, four shards on distinct providers.
+    let parts = |name: &str| {
+        scenarios.iter().find(|s| s["name"] == name).unwrap()["completed"]["outcome"]["parts"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(parts("workflow").len(), 3);
+    let shards = parts("parallel");
+    let providers: std::collections::HashSet<&str> = shards
+        .iter()
+        .map(|s| s["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!((shards.len(), providers.len()), (4, 4));
     // Every node was stopped.
     let pids = recorded_pids(&out.path().join("testnet"));
     assert!(pids.is_empty(), "pid files left behind: {pids:?}");
