@@ -452,33 +452,6 @@ impl ParallelRun {
             .unwrap_or_default()
     }
 
-    fn start_run(&mut self, now_ms: u64) -> Result<Vec<Action>> {
-        let mut actions = Vec::new();
-        let t = &self.spec.template;
-        let intent = Intent {
-            capability: self.spec.capability.clone(),
-            input: self.input.clone(),
-            constraints: t.constraints.clone(),
-            strategy: t.strategy,
-            pattern: PatternHint::Parallel,
-            committee: None,
-            nonce: t.nonce,
-            // Nobody may bid on the root: it accepts offers until now only.
-            expires_at_ms: now_ms,
-        };
-        self.inner.sign_root(intent, now_ms, &mut actions)?;
-        let _span = self.span();
-        info!(
-            capability = %self.spec.capability, shards = self.shards.len(),
-            split = %self.spec.split, reduce = %self.spec.reduce, "parallel run started"
-        );
-        let root = self.inner.root_id()?;
-        for index in 0..self.shards.len() {
-            self.launch(index, &[root], now_ms, &mut actions)?;
-        }
-        Ok(actions)
-    }
-
     /// Starts (or restarts) part `index` with a fresh sub-intent.
     fn launch(
         &mut self,
@@ -538,36 +511,6 @@ impl ParallelRun {
                 }
             })
             .collect()
-    }
-
-    fn on_input(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>> {
-        if self.inner.outcome.is_some() {
-            return Err(PatternError::Invalid("the parallel run is over".into()));
-        }
-        let _span = self.span();
-        let mut actions = Vec::new();
-        let events = self.inner.route(input, now_ms, &mut actions)?;
-        for event in events {
-            if self.inner.outcome.is_some() {
-                break;
-            }
-            match event {
-                PartEvent::Awarded {
-                    part,
-                    task,
-                    provider,
-                } => self.part_started(part, task, provider, now_ms, &mut actions)?,
-                PartEvent::Finished {
-                    part,
-                    outcome: Outcome::Completed(c),
-                } => self.part_done(part, &c, now_ms, &mut actions)?,
-                PartEvent::Finished {
-                    part,
-                    outcome: Outcome::Failed(f),
-                } => self.part_failed(part, &f, now_ms, &mut actions)?,
-            }
-        }
-        Ok(actions)
     }
 
     fn part_started(
@@ -851,11 +794,60 @@ impl CompositeRun for ParallelRun {
     }
 
     fn start_run(&mut self, now_ms: u64) -> Result<Vec<Action>> {
-        ParallelRun::start_run(self, now_ms)
+        let mut actions = Vec::new();
+        let t = &self.spec.template;
+        let intent = Intent {
+            capability: self.spec.capability.clone(),
+            input: self.input.clone(),
+            constraints: t.constraints.clone(),
+            strategy: t.strategy,
+            pattern: PatternHint::Parallel,
+            committee: None,
+            nonce: t.nonce,
+            // Nobody may bid on the root: it accepts offers until now only.
+            expires_at_ms: now_ms,
+        };
+        self.inner.sign_root(intent, now_ms, &mut actions)?;
+        let _span = self.span();
+        info!(
+            capability = %self.spec.capability, shards = self.shards.len(),
+            split = %self.spec.split, reduce = %self.spec.reduce, "parallel run started"
+        );
+        let root = self.inner.root_id()?;
+        for index in 0..self.shards.len() {
+            self.launch(index, &[root], now_ms, &mut actions)?;
+        }
+        Ok(actions)
     }
 
     fn on_input(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>> {
-        ParallelRun::on_input(self, input, now_ms)
+        if self.inner.outcome.is_some() {
+            return Err(PatternError::Invalid("the parallel run is over".into()));
+        }
+        let _span = self.span();
+        let mut actions = Vec::new();
+        let events = self.inner.route(input, now_ms, &mut actions)?;
+        for event in events {
+            if self.inner.outcome.is_some() {
+                break;
+            }
+            match event {
+                PartEvent::Awarded {
+                    part,
+                    task,
+                    provider,
+                } => self.part_started(part, task, provider, now_ms, &mut actions)?,
+                PartEvent::Finished {
+                    part,
+                    outcome: Outcome::Completed(c),
+                } => self.part_done(part, &c, now_ms, &mut actions)?,
+                PartEvent::Finished {
+                    part,
+                    outcome: Outcome::Failed(f),
+                } => self.part_failed(part, &f, now_ms, &mut actions)?,
+            }
+        }
+        Ok(actions)
     }
 
     fn fail_run(

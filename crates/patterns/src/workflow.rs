@@ -651,94 +651,9 @@ impl WorkflowRun {
         self.inner.root.as_ref()
     }
 
-    fn start_run(&mut self, now_ms: u64) -> Result<Vec<Action>> {
-        let mut actions = Vec::new();
-        let intent = Intent {
-            capability: format!("{WORKFLOW_PREFIX}{}", self.spec.name),
-            input: self.input.clone(),
-            constraints: self.template.constraints.clone(),
-            strategy: self.template.strategy,
-            pattern: PatternHint::Workflow,
-            committee: None,
-            nonce: self.template.nonce,
-            // Nobody may bid on the root: it accepts offers until now only.
-            expires_at_ms: now_ms,
-        };
-        self.inner.sign_root(intent, now_ms, &mut actions)?;
-        let _span = self.span();
-        info!(name = %self.spec.name, stages = self.spec.stages.len(), "workflow started");
-        self.launch_ready(now_ms, &mut actions)?;
-        Ok(actions)
-    }
-
     fn span(&self) -> tracing::span::EnteredSpan {
         let trace = self.inner.trace().map(|t| t.short()).unwrap_or_default();
         tracing::info_span!("workflow", trace = %trace).entered()
-    }
-
-    fn on_input(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>> {
-        if self.inner.outcome.is_some() {
-            return Err(PatternError::Invalid("the workflow is over".into()));
-        }
-        let _span = self.span();
-        let mut actions = Vec::new();
-        let events = self.inner.route(input, now_ms, &mut actions)?;
-        for event in events {
-            if self.inner.outcome.is_some() {
-                break;
-            }
-            match event {
-                PartEvent::Awarded {
-                    part,
-                    task,
-                    provider,
-                } => {
-                    let stage = self.stage(part)?;
-                    let awards = self.inner.part(part)?.result.awards;
-                    let e = self.inner.event(
-                        "stage-started",
-                        vec![task],
-                        &[task],
-                        format!(
-                            "stage `{}` ({}) awarded to {} (award {awards})",
-                            stage.name,
-                            stage.capability,
-                            provider.short()
-                        ),
-                        vec![
-                            ("stage", stage.name.clone()),
-                            ("capability", stage.capability.clone()),
-                            ("provider", provider.to_string()),
-                            ("task", task.to_string()),
-                            ("award", awards.to_string()),
-                        ],
-                        now_ms,
-                    )?;
-                    actions.push(Action::Record(e));
-                }
-                PartEvent::Finished {
-                    part,
-                    outcome: Outcome::Completed(c),
-                } => {
-                    self.stage_done(part, &c, now_ms, &mut actions)?;
-                }
-                PartEvent::Finished {
-                    part,
-                    outcome: Outcome::Failed(f),
-                } => {
-                    let detail = f.detail.clone();
-                    self.stage_failed(part, f.reason, &detail, now_ms, &mut actions)?;
-                }
-            }
-        }
-        if self.inner.outcome.is_none() {
-            if self.all_done() {
-                self.complete(now_ms, &mut actions)?;
-            } else {
-                self.launch_ready(now_ms, &mut actions)?;
-            }
-        }
-        Ok(actions)
     }
 
     fn stage(&self, index: usize) -> Result<StageSpec> {
@@ -1122,11 +1037,88 @@ impl CompositeRun for WorkflowRun {
     }
 
     fn start_run(&mut self, now_ms: u64) -> Result<Vec<Action>> {
-        WorkflowRun::start_run(self, now_ms)
+        let mut actions = Vec::new();
+        let intent = Intent {
+            capability: format!("{WORKFLOW_PREFIX}{}", self.spec.name),
+            input: self.input.clone(),
+            constraints: self.template.constraints.clone(),
+            strategy: self.template.strategy,
+            pattern: PatternHint::Workflow,
+            committee: None,
+            nonce: self.template.nonce,
+            // Nobody may bid on the root: it accepts offers until now only.
+            expires_at_ms: now_ms,
+        };
+        self.inner.sign_root(intent, now_ms, &mut actions)?;
+        let _span = self.span();
+        info!(name = %self.spec.name, stages = self.spec.stages.len(), "workflow started");
+        self.launch_ready(now_ms, &mut actions)?;
+        Ok(actions)
     }
 
     fn on_input(&mut self, input: Input, now_ms: u64) -> Result<Vec<Action>> {
-        WorkflowRun::on_input(self, input, now_ms)
+        if self.inner.outcome.is_some() {
+            return Err(PatternError::Invalid("the workflow is over".into()));
+        }
+        let _span = self.span();
+        let mut actions = Vec::new();
+        let events = self.inner.route(input, now_ms, &mut actions)?;
+        for event in events {
+            if self.inner.outcome.is_some() {
+                break;
+            }
+            match event {
+                PartEvent::Awarded {
+                    part,
+                    task,
+                    provider,
+                } => {
+                    let stage = self.stage(part)?;
+                    let awards = self.inner.part(part)?.result.awards;
+                    let e = self.inner.event(
+                        "stage-started",
+                        vec![task],
+                        &[task],
+                        format!(
+                            "stage `{}` ({}) awarded to {} (award {awards})",
+                            stage.name,
+                            stage.capability,
+                            provider.short()
+                        ),
+                        vec![
+                            ("stage", stage.name.clone()),
+                            ("capability", stage.capability.clone()),
+                            ("provider", provider.to_string()),
+                            ("task", task.to_string()),
+                            ("award", awards.to_string()),
+                        ],
+                        now_ms,
+                    )?;
+                    actions.push(Action::Record(e));
+                }
+                PartEvent::Finished {
+                    part,
+                    outcome: Outcome::Completed(c),
+                } => {
+                    self.stage_done(part, &c, now_ms, &mut actions)?;
+                }
+                PartEvent::Finished {
+                    part,
+                    outcome: Outcome::Failed(f),
+                } => {
+                    let detail = f.detail.clone();
+                    self.stage_failed(part, f.reason, &detail, now_ms, &mut actions)?;
+                }
+            }
+        }
+        if self.inner.outcome.is_none() {
+            if self.all_done() {
+                self.complete(now_ms, &mut actions)?;
+            } else {
+                self.launch_ready(now_ms, &mut actions)?;
+            }
+        }
+        Ok(actions)
     }
 
     fn fail_run(
