@@ -337,7 +337,6 @@ pub fn perform(state: &Arc<NodeState>, actions: Vec<Action>) {
     }
     for action in actions {
         match action {
-            Action::Record(object) => state.record(&object, "local", None),
             Action::Publish(object) => {
                 let state = state.clone();
                 tokio::spawn(async move {
@@ -393,8 +392,9 @@ pub fn perform(state: &Arc<NodeState>, actions: Vec<Action>) {
                     perform(&state, actions);
                 });
             }
-            // The coordinator handles `Finished` itself (it tells the waiters).
-            Action::Finished(_) => {}
+            // Records were written above; the coordinator handles `Finished` itself (it tells
+            // the waiters).
+            Action::Record(_) | Action::Finished(_) => {}
         }
     }
 }

@@ -227,9 +227,17 @@ fn mistakes_get_a_one_line_error_and_a_non_zero_exit() {
         0,
         "nothing was published"
     );
-    // A reader that goes away early (`| head`) ends the CLI quietly, not with a panic.
+    // A reader that goes away early (`| head`) ends the CLI quietly, not with a panic
+    // (`workflow check` prints its one line with nobody reading).
+    std::fs::write(
+        tmp.path().join("digest.toml"),
+        "[[stage]]\nname = \"a\"\ncapability = \"echo\"\n",
+    )
+    .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pvl"))
-        .args(["--help"])
+        .arg("workflow")
+        .arg("check")
+        .arg(tmp.path().join("digest.toml"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -240,6 +248,7 @@ fn mistakes_get_a_one_line_error_and_a_non_zero_exit() {
         !String::from_utf8_lossy(&out.stderr).contains("panicked"),
         "{out:?}"
     );
+    assert!(out.status.success(), "{out:?}");
 
     // A wrong token is refused by the API.
     std::fs::write(dir.join("api-token"), "not-the-token").unwrap();
