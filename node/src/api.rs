@@ -239,7 +239,7 @@ async fn publish_intent(
             .map_err(|e| ApiError::bad_request(format!("input_hex: {e}")))?,
         (None, None) => Vec::new(),
     };
-    let now = pvl_net::now_ms();
+    let received_at = pvl_net::now_ms();
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -248,7 +248,7 @@ async fn publish_intent(
     let mut spec = RequestSpec::new(request.capability.clone(), Payload::Inline(input));
     spec.constraints = Constraints {
         max_cost: request.budget,
-        deadline_ms: request.deadline_ms.map(|d| now.saturating_add(d)),
+        deadline_ms: request.deadline_ms.map(|d| received_at.saturating_add(d)),
         min_reliability_bps: request.min_reliability_bps,
         resources: Default::default(),
     };
@@ -282,16 +282,21 @@ async fn publish_intent(
             "give a `capability` (or a `workflow`)",
         ));
     }
-    // The history of the capability (a workflow's stages have their own).
-    let finished = state.coordinator().take_finished(&request.capability);
-    if !finished.is_empty() {
-        // The finished runs' last objects may still be on their way to the store.
-        state.recorder.synced().await;
-    }
-    let history = state
-        .history
-        .get(&state.store, &request.capability, finished)
-        .await;
+    // The history of the capability. A workflow has no single capability (its stages have
+    // theirs) and its pattern is settled by its stages: it needs none.
+    let history = if request.workflow.is_some() {
+        Arc::default()
+    } else {
+        let finished = state.coordinator().take_finished(&request.capability);
+        if !finished.is_empty() {
+            // The finished runs' last objects may still be on their way to the store.
+            state.recorder.synced().await;
+        }
+        state
+            .history
+            .get(&state.store, &request.capability, finished)
+            .await
+    };
     let choice = (asked == PatternHint::Adaptive).then(|| {
         let situation = Situation {
             capability: request.capability.clone(),
@@ -330,11 +335,11 @@ async fn publish_intent(
             .start(run, request.capability.clone(), now)
             .map_err(ApiError::bad_request)?;
         if let Some(choice) = &choice {
-            // Why this pattern: the first object after the root.
+            // Why this pattern (recorded with the root, see `perform`).
             let event = choice
                 .to_event(coordinator.key(), trace, &[trace], now)
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            actions.insert(0, Action::Record(event));
+            actions.push(Action::Record(event));
         }
         let waiter = if request.wait {
             coordinator.wait(&trace)
