@@ -175,14 +175,7 @@ pub fn run(options: &BenchOptions, pvl_bin: PathBuf) -> Result<Report> {
         Some(dir) => dir.clone(),
         None => crate::demo::fresh_dir("pvl-bench")?,
     };
-    let up = UpOptions {
-        nodes: options.nodes,
-        private: false,
-        dir: dir.clone(),
-        base_port: None,
-        netns: None,
-        mesh_timeout: Duration::from_secs(30 + 2 * options.nodes as u64),
-    };
+    let up = UpOptions::local(options.nodes, dir.clone(), Duration::from_secs(2));
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
         "==> bench: {} nodes on {cores} core(s), testnet in {}",

@@ -68,14 +68,7 @@ pub fn run(options: &ChaosOptions, pvl_bin: PathBuf) -> Result<ChaosReport> {
         Some(dir) => dir.clone(),
         None => crate::demo::fresh_dir("pvl-chaos")?,
     };
-    let up = UpOptions {
-        nodes: options.nodes,
-        private: false,
-        dir: dir.clone(),
-        base_port: None,
-        netns: None,
-        mesh_timeout: Duration::from_secs(30 + options.nodes as u64),
-    };
+    let up = UpOptions::local(options.nodes, dir.clone(), Duration::from_secs(1));
     println!(
         "==> chaos: {} nodes, {} intents, seed {}, testnet in {}",
         options.nodes,

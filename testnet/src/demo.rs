@@ -44,14 +44,7 @@ pub fn run(options: &DemoOptions, pvl_bin: PathBuf) -> Result<()> {
     let out = std::fs::canonicalize(&out)?;
     println!("==> pvl:    {}", pvl_bin.display());
     println!("==> output: {}", out.display());
-    let up = UpOptions {
-        nodes: options.nodes,
-        private: false,
-        dir: out.join("testnet"),
-        base_port: None,
-        netns: None,
-        mesh_timeout: Duration::from_secs(30 + options.nodes as u64),
-    };
+    let up = UpOptions::local(options.nodes, out.join("testnet"), Duration::from_secs(1));
     println!("==> starting {} nodes", options.nodes);
     procs::own(up.dir.clone());
     let testnet = Testnet::up(&up, pvl_bin)?;

@@ -147,6 +147,21 @@ pub struct UpOptions {
     pub mesh_timeout: Duration,
 }
 
+impl UpOptions {
+    /// A public loopback testnet of `nodes` in `dir` on free ports, waiting up to 30 s plus
+    /// `per_node` for each node to see the others (the demo, bench and chaos start these).
+    pub fn local(nodes: usize, dir: PathBuf, per_node: Duration) -> Self {
+        UpOptions {
+            nodes,
+            private: false,
+            dir,
+            base_port: None,
+            netns: None,
+            mesh_timeout: Duration::from_secs(30) + per_node * nodes as u32,
+        }
+    }
+}
+
 /// What one node looks like now.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
