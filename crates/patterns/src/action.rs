@@ -44,6 +44,10 @@ pub enum Action {
     Record(SignedObject),
     /// The intent is over; no further action will come from this state machine.
     Finished(Outcome),
+    /// Decide this node's vote on a proposal it may vote on (only with
+    /// [`crate::VoteMode::External`]): the driver asks whoever decides and feeds the answer
+    /// back as [`Input::VoteDecided`].
+    DecideVote(SignedObject),
 }
 
 /// A timer a state machine asked for; routed back to it by its trace id, then (inside a
@@ -318,5 +322,12 @@ pub enum Input {
         task: ObjectId,
         /// The output, or the failure reason.
         result: Result<Payload, String>,
+    },
+    /// The decision on a proposal asked for with [`Action::DecideVote`].
+    VoteDecided {
+        /// The proposal.
+        proposal: SignedObject,
+        /// The decision.
+        decision: crate::VoteDecision,
     },
 }

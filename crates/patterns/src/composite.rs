@@ -197,6 +197,12 @@ impl Composite {
                     task.short()
                 )));
             }
+            Input::VoteDecided { proposal, .. } => {
+                return Err(PatternError::Invalid(format!(
+                    "a composite does not vote (decision on proposal {})",
+                    proposal.id().short()
+                )));
+            }
         };
         let busy = if index < self.spread {
             self.busy_providers(index)

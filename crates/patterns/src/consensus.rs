@@ -957,7 +957,19 @@ impl Voter {
     /// proposal answered before gets the same vote again (Send only). `Err` when the object is
     /// not a proposal, this node is not in its committee, or its voting deadline passed.
     pub fn on_proposal(&mut self, proposal: SignedObject, now_ms: u64) -> Result<Vec<Action>> {
-        let _span = tracing::info_span!("voter", trace = %proposal.trace_id().short()).entered();
+        if let Some(again) = self.prepare(&proposal, now_ms)? {
+            return Ok(again);
+        }
+        let decision = self.decide(&proposal);
+        self.on_decided(proposal, decision, now_ms)
+    }
+
+    /// Checks a proposal before anyone decides on it: `Ok(Some(actions))` when it was
+    /// answered before (the same vote is sent again), `Ok(None)` when it needs a decision
+    /// (from the policy, or from an outside decider whose answer goes to
+    /// [`Voter::on_decided`]), `Err` when it is not a proposal, this node is not in its
+    /// committee, or its voting deadline passed.
+    pub fn prepare(&self, proposal: &SignedObject, now_ms: u64) -> Result<Option<Vec<Action>>> {
         let Body::Proposal(body) = proposal.body() else {
             return Err(PatternError::Unexpected {
                 kind: proposal.kind(),
@@ -967,10 +979,10 @@ impl Voter {
         };
         if let Some(vote) = self.answered.get(&proposal.id()) {
             debug!(proposal = %proposal.id().short(), "proposal delivered again: same vote");
-            return Ok(vec![Action::Send {
+            return Ok(Some(vec![Action::Send {
                 to: proposal.signer(),
                 object: vote.clone(),
-            }]);
+            }]));
         }
         if !body.committee.members.contains(&self.key.public()) {
             return Err(PatternError::Invalid(format!(
@@ -986,9 +998,38 @@ impl Voter {
                 body.deadline_ms
             )));
         }
-        let decision = match ProposalTerms::from_proposal(body) {
+        Ok(None)
+    }
+
+    /// The policy's decision on `proposal` (a rejection when its terms are unreadable).
+    pub fn decide(&self, proposal: &SignedObject) -> VoteDecision {
+        let Body::Proposal(body) = proposal.body() else {
+            return VoteDecision::reject("not a proposal");
+        };
+        match ProposalTerms::from_proposal(body) {
             Ok(terms) => self.policy.decide(&terms, body),
             Err(e) => VoteDecision::reject(format!("unreadable terms: {e}")),
+        }
+    }
+
+    /// Signs the vote `decision` on `proposal` (checked again, see [`Voter::prepare`]):
+    /// Record(proposal), Record(vote), Send(vote) to the proposer.
+    pub fn on_decided(
+        &mut self,
+        proposal: SignedObject,
+        decision: VoteDecision,
+        now_ms: u64,
+    ) -> Result<Vec<Action>> {
+        let _span = tracing::info_span!("voter", trace = %proposal.trace_id().short()).entered();
+        if let Some(again) = self.prepare(&proposal, now_ms)? {
+            return Ok(again);
+        }
+        let Body::Proposal(body) = proposal.body() else {
+            return Err(PatternError::Unexpected {
+                kind: proposal.kind(),
+                id: proposal.id(),
+                state: "voting",
+            });
         };
         let vote = sign(
             &self.key,

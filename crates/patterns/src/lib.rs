@@ -139,9 +139,11 @@ pub mod adaptive;
 mod composite;
 pub mod consensus;
 pub mod coordination;
+pub mod engine;
 mod error;
 pub mod parallel;
 pub mod provider;
+pub mod request;
 pub mod requester;
 pub mod select;
 pub mod sim;
@@ -160,9 +162,11 @@ pub use consensus::{
     Voter, verify_certificate,
 };
 pub use coordination::Coordination;
+pub use engine::{Engine, EngineConfig, EngineStats, RESTARTED, RUN_SPEC, VoteMode};
 pub use error::{PatternError, Result};
 pub use parallel::{ParallelError, ParallelRun, ParallelSpec, Reduce, Split, split};
 pub use provider::{BidDecision, OfferPolicy, Provider};
+pub use request::{History, NoRecords, Planned, Request, RequestError, RequestOptions};
 pub use requester::{RequestSpec, Requester, RequesterState, RequesterStats};
 pub use select::{Candidate, NoHistory, Ranking, ReliabilitySource, Scored, Violation};
 pub use workflow::{StageSpec, WorkflowError, WorkflowRun, WorkflowSpec};

@@ -196,6 +196,10 @@ impl Provider {
                 "a provider sets no timers, got {}",
                 token.kind
             ))),
+            Input::VoteDecided { proposal, .. } => Err(PatternError::Invalid(format!(
+                "a provider does not vote (decision on proposal {})",
+                proposal.id().short()
+            ))),
         }
     }
 

@@ -439,6 +439,10 @@ impl Requester {
                     task.short()
                 )))
             }
+            Input::VoteDecided { proposal, .. } => Err(PatternError::Invalid(format!(
+                "a requester does not vote (decision on proposal {})",
+                proposal.id().short()
+            ))),
         }
     }
 
@@ -1605,6 +1609,343 @@ impl Requester {
 }
 
 /// Adds to a `selection` event body why avoided providers' offers rank last.
+// ----- restart ---------------------------------------------------------------------------
+
+/// Most providers listed in a `run-spec` event's `avoid` attribute (the attribute must fit
+/// the protocol's text limit).
+const MAX_AVOID_LISTED: usize = 60;
+
+/// The coordination knobs of `spec` that its intent does not carry, as the attributes of the
+/// `run-spec` event a run records at its start (see [`Requester::restore`]).
+pub(crate) fn spec_attrs(spec: &RequestSpec) -> Vec<(String, String)> {
+    let mut attrs = vec![
+        ("window_ms".to_string(), spec.offer_window_ms.to_string()),
+        ("min_offers".into(), spec.min_offers.to_string()),
+        ("grace_ms".into(), spec.grace_ms.to_string()),
+        ("receipt_wait_ms".into(), spec.receipt_wait_ms.to_string()),
+        ("max_offers".into(), spec.max_offers.to_string()),
+        ("max_republish".into(), spec.max_republish.to_string()),
+        ("vote_round_ms".into(), spec.vote_round_ms.to_string()),
+        ("max_vote_rounds".into(), spec.max_vote_rounds.to_string()),
+        ("label".into(), spec.label.clone()),
+    ];
+    if let Some(silence) = spec.silence_ms {
+        attrs.push(("silence_ms".into(), silence.to_string()));
+    }
+    if !spec.avoid.is_empty() {
+        let avoid: Vec<String> = spec
+            .avoid
+            .iter()
+            .take(MAX_AVOID_LISTED)
+            .map(PublicKey::to_string)
+            .collect();
+        attrs.push(("avoid".into(), avoid.join(",")));
+    }
+    attrs
+}
+
+/// The spec of a run from its root intent and its `run-spec` attributes.
+fn spec_from(intent: &Intent, attrs: &[(String, String)]) -> Result<RequestSpec> {
+    let get = |key: &str| attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    fn num<T: std::str::FromStr>(key: &str, value: Option<&str>) -> Result<Option<T>> {
+        value
+            .map(|v| {
+                v.parse::<T>().map_err(|_| {
+                    PatternError::Invalid(format!("run-spec attribute `{key}` = `{v}` is not a number"))
+                })
+            })
+            .transpose()
+    }
+    let mut spec = RequestSpec::new(intent.capability.clone(), intent.input.clone());
+    spec.constraints = intent.constraints.clone();
+    spec.strategy = intent.strategy;
+    spec.pattern = intent.pattern;
+    spec.committee = intent.committee.clone();
+    spec.nonce = intent.nonce;
+    if let Some(v) = num("window_ms", get("window_ms"))? {
+        spec.offer_window_ms = v;
+    }
+    if let Some(v) = num("min_offers", get("min_offers"))? {
+        spec.min_offers = v;
+    }
+    if let Some(v) = num("grace_ms", get("grace_ms"))? {
+        spec.grace_ms = v;
+    }
+    if let Some(v) = num("receipt_wait_ms", get("receipt_wait_ms"))? {
+        spec.receipt_wait_ms = v;
+    }
+    if let Some(v) = num("max_offers", get("max_offers"))? {
+        spec.max_offers = v;
+    }
+    if let Some(v) = num("max_republish", get("max_republish"))? {
+        spec.max_republish = v;
+    }
+    if let Some(v) = num("vote_round_ms", get("vote_round_ms"))? {
+        spec.vote_round_ms = v;
+    }
+    if let Some(v) = num("max_vote_rounds", get("max_vote_rounds"))? {
+        spec.max_vote_rounds = v;
+    }
+    spec.silence_ms = num("silence_ms", get("silence_ms"))?;
+    if let Some(label) = get("label") {
+        spec.label = label.to_string();
+    }
+    if let Some(avoid) = get("avoid") {
+        spec.avoid = avoid
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(|k| {
+                k.parse::<PublicKey>().map_err(|_| {
+                    PatternError::Invalid(format!("run-spec `avoid` lists `{k}`, not a key"))
+                })
+            })
+            .collect::<Result<_>>()?;
+    }
+    Ok(spec)
+}
+
+impl Requester {
+    /// Rebuilds the requester of a contract-net run from the objects of its trace (in any
+    /// order) after the node restarted, and returns the actions due now. The trace is the
+    /// log: the root intent and the `run-spec` event give the spec; re-published intents,
+    /// offers, the awards (`TaskStart`s), `reassigned` events and the provider's reports give
+    /// the state:
+    ///
+    /// * a round still collecting keeps the offers received (each is checked again as when it
+    ///   arrived, at its own signed time) and closes at its intent's expiry (at once when
+    ///   that passed while the node was down, or when enough offers are in);
+    /// * an award already sent is followed, not repeated: the task's progress, done and
+    ///   receipt are replayed, the watchdog or the receipt wait is re-armed from their signed
+    ///   timestamps, and the other offers of its round stand by as before;
+    /// * a round whose deadline passed while the node was down ends, `deadline-passed`.
+    ///
+    /// A round that was waiting for its committee's votes selects again (a new ballot).
+    /// Records of objects already in `objects` are not repeated. `Err` when the objects are
+    /// not an open contract-net run of `key` (no root intent of its own, no `run-spec` event,
+    /// or the run already ended).
+    pub fn restore(
+        key: Keypair,
+        objects: &[SignedObject],
+        history: Arc<dyn ReliabilitySource + Send + Sync>,
+        now_ms: u64,
+    ) -> Result<(Self, Vec<Action>)> {
+        let me = key.public();
+        let mine = |kind: Kind| {
+            let mut v: Vec<&SignedObject> = objects
+                .iter()
+                .filter(|o| o.kind() == kind && o.signer() == me)
+                .collect();
+            v.sort_by_key(|o| (o.timestamp_ms(), !o.is_root()));
+            v
+        };
+        let intents = mine(Kind::Intent);
+        let Some(root) = intents.first().copied().filter(|o| o.is_root()) else {
+            return Err(PatternError::Invalid(
+                "no root intent signed by this node".into(),
+            ));
+        };
+        let Body::Intent(intent) = root.body() else {
+            return Err(PatternError::Invalid("the root is not an intent".into()));
+        };
+        let events: Vec<(&SignedObject, &Event)> = mine(Kind::Event)
+            .into_iter()
+            .filter_map(|o| match o.body() {
+                Body::Event(e) => Some((o, e)),
+                _ => None,
+            })
+            .collect();
+        let Some((_, run_spec)) = events.iter().find(|(_, e)| e.event_type == "run-spec") else {
+            return Err(PatternError::Invalid(
+                "the trace has no run-spec event (started by an older version)".into(),
+            ));
+        };
+        if events
+            .iter()
+            .any(|(_, e)| matches!(e.event_type.as_str(), "intent-failed" | "receipt-missing"))
+            || objects
+                .iter()
+                .any(|o| o.kind() == Kind::Receipt && o.is_countersigned())
+        {
+            return Err(PatternError::Invalid("the run already ended".into()));
+        }
+        let spec = spec_from(intent, &run_spec.attrs)?;
+        let mut r = Requester::new(key, spec).with_history(history);
+        r.trace = Some(root.id());
+        r.scope = Some(root.id());
+        r.intents = intents.iter().map(|o| o.id()).collect();
+        r.round = intents.len() as u32;
+        r.republished = r.round.saturating_sub(1);
+        r.stats.rounds = r.round;
+        let latest_intent = intents.last().copied().unwrap_or(root);
+        r.intent = Some(latest_intent.clone());
+
+        let starts = mine(Kind::TaskStart);
+        r.tasks = starts.iter().map(|o| o.id()).collect();
+        r.stats.awards = starts.len() as u32;
+        let failed: HashSet<ObjectId> = events
+            .iter()
+            .filter(|(_, e)| e.event_type == "reassigned")
+            .filter_map(|(_, e)| e.about.first().copied())
+            .collect();
+        for start in &starts {
+            if failed.contains(&start.id())
+                && let Body::TaskStart(t) = start.body()
+            {
+                r.excluded.insert(t.provider);
+            }
+        }
+        let stored: HashSet<(ObjectId, bool)> = objects
+            .iter()
+            .map(|o| (o.id(), o.is_countersigned()))
+            .collect();
+        let mut actions = Vec::new();
+
+        if let Some(deadline) = r.spec.constraints.deadline_ms
+            && deadline <= now_ms
+        {
+            r.phase = Phase::Collecting {
+                closes_at_ms: deadline,
+            };
+            r.fail(
+                FailureReason::DeadlinePassed,
+                format!("the deadline {deadline} ms passed while the requester was down"),
+                now_ms,
+                &mut actions,
+            )?;
+            return Ok((r, actions));
+        }
+
+        let offers_for = |intent: ObjectId| {
+            let mut v: Vec<&SignedObject> = objects
+                .iter()
+                .filter(|o| matches!(o.body(), Body::Offer(of) if of.intent == intent))
+                .collect();
+            v.sort_by_key(|o| o.timestamp_ms());
+            v
+        };
+        let running = starts
+            .last()
+            .copied()
+            .filter(|s| !failed.contains(&s.id()) && s.timestamp_ms() >= latest_intent.timestamp_ms());
+        if let Some(start) = running {
+            let Body::TaskStart(task) = start.body() else {
+                return Err(PatternError::Invalid("not a task start".into()));
+            };
+            let Some(winner) = objects.iter().find(|o| o.id() == task.offer) else {
+                return Err(PatternError::Invalid(format!(
+                    "the awarded offer {} is not in the trace",
+                    task.offer.short()
+                )));
+            };
+            let Body::Offer(offer) = winner.body() else {
+                return Err(PatternError::Invalid("the awarded object is not an offer".into()));
+            };
+            let served = offer.intent;
+            r.replay_offers(&offers_for(served), latest_intent.timestamp_ms());
+            let held = std::mem::take(&mut r.held);
+            let winner_held = Held {
+                object: winner.clone(),
+                offer: offer.clone(),
+                candidate: Candidate::new(winner.id(), winner.signer(), offer, &*r.history),
+            };
+            let others: Vec<Held> = held
+                .into_iter()
+                .filter(|h| h.object.id() != winner.id() && !r.excluded.contains(&h.candidate.provider))
+                .collect();
+            let candidates: Vec<Candidate> = others.iter().map(|h| h.candidate.clone()).collect();
+            let mut by_id: HashMap<ObjectId, Held> =
+                others.into_iter().map(|h| (h.object.id(), h)).collect();
+            r.standby = rank(r.spec.strategy, &candidates)
+                .ranked
+                .into_iter()
+                .filter_map(|scored| {
+                    let held = by_id.remove(&scored.candidate.offer)?;
+                    Some((scored, held))
+                })
+                .collect();
+            r.phase = Phase::Running(Box::new(Running {
+                start: start.clone(),
+                held: winner_held,
+                intent: served,
+                awarded_at_ms: start.timestamp_ms(),
+                last_heard_ms: start.timestamp_ms(),
+                done: None,
+                receipt: None,
+            }));
+            let mut reports: Vec<&SignedObject> = objects
+                .iter()
+                .filter(|o| o.signer() == task.provider && !o.is_countersigned())
+                .filter(|o| match o.body() {
+                    Body::TaskProgress(p) => p.task == start.id(),
+                    Body::TaskDone(d) => d.task == start.id(),
+                    Body::Receipt(rc) => rc.task == start.id(),
+                    Body::Event(e) => e.event_type == "award-refused" && e.about.contains(&start.id()),
+                    _ => false,
+                })
+                .collect();
+            reports.sort_by_key(|o| o.timestamp_ms());
+            for report in reports {
+                let at = report.timestamp_ms().clamp(start.timestamp_ms(), now_ms);
+                match r.on_object(report.clone(), at) {
+                    Ok(more) => actions.extend(more),
+                    Err(e) => debug!(id = %report.id().short(), "report not replayed: {e}"),
+                }
+            }
+            if let Phase::Running(running) = &r.phase
+                && running.done.is_none()
+            {
+                let (limit, _) = r.watchdog_limit(running);
+                let task = running.start.id();
+                actions.push(r.timer(limit, TimerKind::TaskWatchdog { task }));
+            }
+        } else {
+            let Body::Intent(current) = latest_intent.body() else {
+                return Err(PatternError::Invalid("the latest intent is not an intent".into()));
+            };
+            r.phase = Phase::Collecting {
+                closes_at_ms: current.expires_at_ms,
+            };
+            r.replay_offers(&offers_for(latest_intent.id()), latest_intent.timestamp_ms());
+            let closes_at = match r.phase {
+                Phase::Collecting { closes_at_ms } => closes_at_ms,
+                _ => current.expires_at_ms,
+            };
+            if r.spec.min_offers > 0 && r.held.len() >= r.spec.min_offers {
+                r.select(now_ms, &mut actions)?;
+            } else {
+                let round = r.round;
+                actions.push(r.timer(closes_at, TimerKind::OfferWindow { round }));
+            }
+        }
+        actions.retain(|a| !matches!(a, Action::Record(o) if stored.contains(&(o.id(), o.is_countersigned()))));
+        info!(
+            trace = %root.id().short(), round = r.round, phase = r.phase.name(),
+            offers = r.stats.offers_received, "run resumed after a restart"
+        );
+        Ok((r, actions))
+    }
+
+    /// Takes the offers of a round back as they arrived, each at its own signed time (not
+    /// before the round's intent): held, seen and the counters are as before the restart.
+    /// Nothing is sent or recorded again, and the window does not close here.
+    fn replay_offers(&mut self, offers: &[&SignedObject], round_start_ms: u64) {
+        let min_offers = std::mem::replace(&mut self.spec.min_offers, 0);
+        if !matches!(self.phase, Phase::Collecting { .. }) {
+            self.phase = Phase::Collecting {
+                closes_at_ms: u64::MAX,
+            };
+        }
+        for offer in offers {
+            let mut ignored = Vec::new();
+            let at = offer.timestamp_ms().max(round_start_ms);
+            if let Err(e) = self.on_offer((*offer).clone(), at, &mut ignored) {
+                debug!(id = %offer.id().short(), "offer not replayed: {e}");
+            }
+        }
+        self.spec.min_offers = min_offers;
+    }
+}
+
 fn explain_avoided(body: &mut Event, avoided: &[ObjectId], ranking: &select::Ranking) {
     if avoided.is_empty() {
         return;

@@ -1,4 +1,13 @@
-//! An in-memory driver: one coordination (a [`Requester`], or any [`Coordination`] such as a
+//! In-memory drivers on a simulated network with a simulated clock.
+//!
+//! * [`Network`]: N [`Engine`]s, exactly what N nodes run, with objects travelling as wire
+//!   bytes between them (decoded and verified on delivery), executors as events on the
+//!   timeline, and crashes: a node's engine can be dropped and rebuilt from the objects it
+//!   recorded ([`Network::restart`]).
+//! * [`Sim`]: one coordination state machine with providers and voters around it, for unit
+//!   tests of a single pattern.
+//!
+//! [`Sim`], an in-memory driver of one coordination (a [`Requester`], or any [`Coordination`] such as a
 //! workflow or a parallel run), many [`Provider`]s and, optionally, the committee members'
 //! [`Voter`]s on a simulated network with a simulated clock.
 //!
@@ -10,11 +19,13 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use pvl_protocol::{Body, Kind, ObjectId, Payload, PublicKey, SignedObject};
+use pvl_protocol::{Body, Kind, ObjectId, Payload, PublicKey, SignedObject, TraceId};
 
 use crate::action::{Action, Input, Outcome, TimerToken};
 use crate::consensus::Voter;
 use crate::coordination::Coordination;
+use crate::engine::Engine;
+use crate::request::Planned;
 use crate::provider::Provider;
 use crate::requester::Requester;
 
@@ -302,6 +313,8 @@ impl<C: Coordination> Sim<C> {
                 Action::SetTimer { at_ms, token } => self.schedule(at_ms, Event::Timer(token)),
                 Action::Record(o) => self.recorded.push(o),
                 Action::Finished(outcome) => self.outcome = Some(outcome),
+                // Voters in this harness decide by their own policy.
+                Action::DecideVote(_) => {}
                 Action::Execute {
                     task,
                     capability,
@@ -326,6 +339,273 @@ impl<C: Coordination> Sim<C> {
                         ExecPlan::Hang => {}
                     }
                 }
+            }
+        }
+    }
+}
+
+// ----- N engines ---------------------------------------------------------------------------
+
+/// What travels or happens on the simulated network of [`Network`].
+enum NetEvent {
+    /// Wire bytes arrive at node `to`.
+    Deliver { to: usize, bytes: Vec<u8> },
+    /// An executor of node `node` reports progress on `task`.
+    Progress { node: usize, task: ObjectId },
+    /// An executor of node `node` finished `task`.
+    Executed {
+        node: usize,
+        task: ObjectId,
+        result: Result<Payload, String>,
+    },
+}
+
+/// N nodes' [`Engine`]s on a simulated network (see the module documentation): the node's
+/// own coordination core, minus sockets and the store.
+pub struct Network {
+    /// The simulated clock, unix ms.
+    pub now_ms: u64,
+    latency_ms: u64,
+    engines: Vec<Engine>,
+    index: HashMap<PublicKey, usize>,
+    executor: Executor,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: HashMap<u64, NetEvent>,
+    seq: u64,
+    /// Nodes that are down: whatever arrives for them is lost.
+    down: Vec<bool>,
+    /// Every object each node recorded, in order (its trace store).
+    pub recorded: Vec<Vec<SignedObject>>,
+    /// Messages put on the network (a publication counts once per receiver).
+    pub messages: u64,
+    /// Objects that failed to decode on delivery, as text.
+    pub errors: Vec<String>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("now_ms", &self.now_ms)
+            .field("nodes", &self.engines.len())
+            .field("messages", &self.messages)
+            .finish()
+    }
+}
+
+impl Network {
+    /// `engines` on a network with one-way latency `latency_ms`; `executor` plans every
+    /// execution a provider starts. The clock starts at `now_ms`.
+    pub fn new(engines: Vec<Engine>, latency_ms: u64, executor: Executor, now_ms: u64) -> Self {
+        let index = engines
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.public(), i))
+            .collect();
+        let n = engines.len();
+        Network {
+            now_ms,
+            latency_ms,
+            engines,
+            index,
+            executor,
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            seq: 0,
+            down: vec![false; n],
+            recorded: vec![Vec::new(); n],
+            messages: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Node `i`'s engine.
+    pub fn engine(&self, i: usize) -> &Engine {
+        &self.engines[i]
+    }
+
+    /// Starts a request on node `i`; returns its trace.
+    pub fn request(&mut self, i: usize, planned: Planned) -> crate::Result<TraceId> {
+        let now = self.now_ms;
+        let (trace, actions) = self.engines[i].request(planned, now)?;
+        self.apply(i, actions);
+        Ok(trace)
+    }
+
+    /// Takes node `i` down: its engine's memory is gone and messages to it are lost.
+    pub fn crash(&mut self, i: usize) {
+        self.down[i] = true;
+    }
+
+    /// Brings node `i` back with `engine` (same key, fresh memory) and rebuilds its open runs
+    /// from the objects it recorded before, as the node does on start.
+    pub fn restart(&mut self, i: usize, engine: Engine) {
+        let mut by_trace: HashMap<TraceId, Vec<SignedObject>> = HashMap::new();
+        for o in &self.recorded[i] {
+            let objects = by_trace.entry(o.trace_id()).or_default();
+            // The store keeps one copy per id: the countersigned one when there is one.
+            match objects.iter_mut().find(|x| x.id() == o.id()) {
+                Some(x) if o.is_countersigned() => *x = o.clone(),
+                Some(_) => {}
+                None => objects.push(o.clone()),
+            }
+        }
+        self.engines[i] = engine;
+        self.down[i] = false;
+        let now = self.now_ms;
+        let actions = self.engines[i].restore(
+            by_trace.into_values().collect(),
+            std::sync::Arc::new(crate::request::NoRecords),
+            now,
+        );
+        self.apply(i, actions);
+    }
+
+    /// Runs until `done(self)` holds, nothing is left to happen, or the clock passes
+    /// `until_ms`. Returns whether `done` held.
+    pub fn run_until(&mut self, until_ms: u64, done: impl Fn(&Network) -> bool) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            let next_event = self.queue.peek().map(|Reverse((at, _))| *at);
+            let next_timer = self
+                .engines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !self.down[*i])
+                .filter_map(|(i, e)| e.poll_timeout().map(|at| (at, i)))
+                .min();
+            let timer_first = match (next_event, next_timer) {
+                (None, None) => return false,
+                (Some(e), Some((t, _))) => t < e,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+            };
+            if timer_first {
+                let Some((at, i)) = next_timer else {
+                    return false;
+                };
+                if at > until_ms {
+                    return false;
+                }
+                self.now_ms = self.now_ms.max(at);
+                let now = self.now_ms;
+                let actions = self.engines[i].handle_timeout(now);
+                self.apply(i, actions);
+            } else {
+                let Some(Reverse((at, seq))) = self.queue.pop() else {
+                    return false;
+                };
+                if at > until_ms {
+                    self.queue.push(Reverse((at, seq)));
+                    return false;
+                }
+                self.now_ms = self.now_ms.max(at);
+                if let Some(event) = self.events.remove(&seq) {
+                    self.dispatch(event);
+                }
+            }
+        }
+    }
+
+    fn schedule(&mut self, at: u64, event: NetEvent) {
+        self.seq += 1;
+        self.events.insert(self.seq, event);
+        self.queue.push(Reverse((at, self.seq)));
+    }
+
+    fn dispatch(&mut self, event: NetEvent) {
+        let now = self.now_ms;
+        let (node, input) = match event {
+            NetEvent::Deliver { to, bytes } => match SignedObject::decode(&bytes) {
+                Ok(object) => (to, Input::Received(object)),
+                Err(e) => {
+                    self.errors.push(format!("decode: {e}"));
+                    return;
+                }
+            },
+            NetEvent::Progress { node, task } => (
+                node,
+                Input::Progress {
+                    task,
+                    fraction_bps: Some(5_000),
+                    message: "halfway".into(),
+                },
+            ),
+            NetEvent::Executed { node, task, result } => (node, Input::Executed { task, result }),
+        };
+        if self.down[node] {
+            return;
+        }
+        let actions = self.engines[node].handle(input, now);
+        self.apply(node, actions);
+    }
+
+    /// Carries out node `i`'s actions.
+    fn apply(&mut self, i: usize, actions: Vec<Action>) {
+        let arrive = self.now_ms + self.latency_ms;
+        for action in actions {
+            match action {
+                Action::Publish(o) => {
+                    for to in 0..self.engines.len() {
+                        if to != i {
+                            self.messages += 1;
+                            let bytes = o.bytes().to_vec();
+                            self.schedule(arrive, NetEvent::Deliver { to, bytes });
+                        }
+                    }
+                }
+                Action::Send { to, object } => match self.index.get(&to) {
+                    Some(&to) => {
+                        self.messages += 1;
+                        self.schedule(
+                            arrive,
+                            NetEvent::Deliver {
+                                to,
+                                bytes: object.into_bytes(),
+                            },
+                        );
+                    }
+                    None => self
+                        .errors
+                        .push(format!("send to unknown peer {}", to.short())),
+                },
+                Action::Record(o) => self.recorded[i].push(o),
+                Action::Execute {
+                    task,
+                    capability,
+                    input,
+                    ..
+                } => {
+                    let key = self.engines[i].public();
+                    match (self.executor)(&key, &task, &capability, &input) {
+                        ExecPlan::Finish {
+                            after_ms,
+                            result,
+                            progress,
+                        } => {
+                            if progress {
+                                self.schedule(
+                                    self.now_ms + after_ms / 2,
+                                    NetEvent::Progress { node: i, task },
+                                );
+                            }
+                            self.schedule(
+                                self.now_ms + after_ms,
+                                NetEvent::Executed {
+                                    node: i,
+                                    task,
+                                    result,
+                                },
+                            );
+                        }
+                        ExecPlan::Hang => {}
+                    }
+                }
+                // The engine keeps its timers; outcomes stay readable through it.
+                Action::SetTimer { .. } | Action::Finished(_) => {}
+                // Votes in this network are decided by the engines' rules.
+                Action::DecideVote(_) => {}
             }
         }
     }

@@ -1,0 +1,301 @@
+//! The engine: N engines on the simulated network, as N nodes run them. Routing, timers,
+//! cancellation, votes decided outside, one record per object, and rebuilding runs from the
+//! recorded objects after a crash. Real signatures, a fake clock.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use pvl_patterns::sim::{ExecPlan, Network};
+use pvl_patterns::{
+    Action, Engine, EngineConfig, FailureReason, Input, NoRecords, OfferPolicy, Outcome, Planned,
+    Provider, Request, RequestOptions, RequestSpec, VoteDecision, VoteMode,
+};
+use pvl_protocol::{Body, Keypair, Kind, Payload, PatternHint, SignedObject, TraceId};
+
+const T0: u64 = 1_800_000_000_000;
+
+fn key(i: u8) -> Keypair {
+    Keypair::from_seed([i + 1; 32])
+}
+
+/// Node 0 requests; nodes 1..=n serve `echo` at prices 10, 20, 30, ... (node 1 is cheapest).
+fn network(providers: u8) -> Network {
+    let mut engines = vec![Engine::new(EngineConfig::new(key(0)))];
+    for i in 1..=providers {
+        let provider = Provider::new(key(i), 4).serve(
+            "echo",
+            OfferPolicy::fixed(u64::from(i) * 10, 100, 9_000),
+        );
+        engines.push(Engine::new(EngineConfig::new(key(i)).with_provider(provider)));
+    }
+    let executor = Box::new(|_: &_, _: &_, _: &str, input: &Payload| ExecPlan::Finish {
+        after_ms: 50,
+        result: Ok(input.clone()),
+        progress: true,
+    });
+    Network::new(engines, 2, executor, T0)
+}
+
+fn spec(window_ms: u64, min_offers: usize) -> RequestSpec {
+    let mut spec = RequestSpec::new("echo", Payload::Inline(b"hello".to_vec()));
+    spec.offer_window_ms = window_ms;
+    spec.min_offers = min_offers;
+    spec.nonce = 7;
+    spec
+}
+
+fn planned(spec: RequestSpec) -> Planned {
+    Planned::new(Request::ContractNet(spec))
+}
+
+fn outcome(net: &Network, trace: &TraceId) -> Option<Outcome> {
+    net.engine(0).outcome(trace).cloned()
+}
+
+fn completed(net: &Network, trace: &TraceId) -> pvl_patterns::Completion {
+    match outcome(net, trace) {
+        Some(Outcome::Completed(c)) => c,
+        other => panic!("expected a completion, got {other:?}"),
+    }
+}
+
+fn of_kind<'a>(objects: &'a [SignedObject], kind: Kind) -> Vec<&'a SignedObject> {
+    objects.iter().filter(|o| o.kind() == kind).collect()
+}
+
+/// Every node recorded every object at most once (a countersigned receipt is the second
+/// version of the provider's receipt, and counts apart).
+fn assert_recorded_once(net: &Network) {
+    for (i, objects) in net.recorded.iter().enumerate() {
+        let mut seen = HashSet::new();
+        for o in objects {
+            assert!(
+                seen.insert((o.id(), o.is_countersigned())),
+                "node {i} recorded {} {} twice",
+                o.kind(),
+                o.id().short()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_round_between_engines_completes_and_records_each_object_once() {
+    let mut net = network(3);
+    let trace = net.request(0, planned(spec(200, 0))).unwrap();
+    assert!(net.engine(0).is_running(&trace));
+    assert_eq!(net.engine(0).poll_timeout(), Some(T0 + 200), "the offer window");
+    assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
+    let c = completed(&net, &trace);
+    assert_eq!(c.provider, key(1).public(), "lowest cost wins");
+    assert!(c.receipt.as_ref().is_some_and(SignedObject::is_countersigned));
+    assert!(!net.engine(0).is_running(&trace));
+    assert_recorded_once(&net);
+    // The requester's store has the root, the run-spec event, three offers, one award.
+    let mine = &net.recorded[0];
+    assert_eq!(of_kind(mine, Kind::Offer).len(), 3);
+    assert_eq!(of_kind(mine, Kind::TaskStart).len(), 1);
+    assert!(mine.iter().any(
+        |o| matches!(o.body(), Body::Event(e) if e.event_type == pvl_patterns::RUN_SPEC)
+    ));
+    // A provider that lost recorded the intent it bid on, its offer and the reject.
+    assert_eq!(of_kind(&net.recorded[2], Kind::Intent).len(), 1);
+    assert_eq!(of_kind(&net.recorded[2], Kind::Reject).len(), 1);
+}
+
+#[test]
+fn an_intent_nobody_serves_is_recorded_as_observed_and_the_window_timer_fails_the_round() {
+    let mut engines = vec![Engine::new(EngineConfig::new(key(0)))];
+    engines.push(Engine::new(EngineConfig::new(key(1))));
+    let mut net = Network::new(engines, 2, Box::new(|_: &_, _: &_, _: &str, _: &Payload| ExecPlan::Hang), T0);
+    let trace = net.request(0, planned(spec(300, 0))).unwrap();
+    assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
+    match outcome(&net, &trace) {
+        Some(Outcome::Failed(f)) => assert_eq!(f.reason, FailureReason::NoOffers),
+        other => panic!("expected no-offers, got {other:?}"),
+    }
+    assert_eq!(net.now_ms, T0 + 300, "failed when the window closed, not before");
+    assert_eq!(of_kind(&net.recorded[1], Kind::Intent).len(), 1, "observed");
+    assert_eq!(net.engine(0).stats().timers, 1);
+}
+
+#[test]
+fn cancel_ends_a_run_and_unknown_traces_are_refused() {
+    let mut engine = Engine::new(EngineConfig::new(key(0)));
+    let (trace, _) = engine.request(planned(spec(1_000, 0)), T0).unwrap();
+    let actions = engine.cancel(&trace, "changed my mind", T0 + 5).unwrap();
+    assert!(actions.iter().any(|a| matches!(a,
+        Action::Finished(Outcome::Failed(f)) if f.reason == FailureReason::Cancelled)));
+    assert!(!engine.is_running(&trace));
+    assert!(engine.cancel(&trace, "again", T0 + 6).is_err());
+    // The window timer of the cancelled run fires into nothing.
+    assert!(engine.handle_timeout(T0 + 2_000).is_empty());
+}
+
+#[test]
+fn a_requester_on_its_own_committee_votes_inside_the_engine() {
+    let mut net = network(3);
+    let mut s = spec(200, 3);
+    s.pattern = PatternHint::Consensus;
+    s.committee = Some(pvl_protocol::Committee {
+        members: vec![key(0).public(), key(2).public(), key(3).public()],
+        threshold: 3,
+    });
+    let trace = net.request(0, planned(s)).unwrap();
+    assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
+    let c = completed(&net, &trace);
+    assert_eq!(c.provider, key(1).public());
+    assert!(net.engine(0).stats().local >= 2, "proposal to itself and its vote back");
+    assert_eq!(of_kind(&net.recorded[0], Kind::Vote).len(), 3);
+    assert_recorded_once(&net);
+}
+
+#[test]
+fn votes_decided_outside_go_in_as_inputs() {
+    let requester = key(0);
+    let member = key(5);
+    let mut engine = Engine::new(EngineConfig::new(member.clone()).with_votes(VoteMode::External));
+    // A proposal from a requester's ballot: run a requester engine until it proposes.
+    let mut req = Engine::new(EngineConfig::new(requester.clone()));
+    let mut s = spec(100, 1);
+    s.committee = Some(pvl_protocol::Committee {
+        members: vec![member.public()],
+        threshold: 1,
+    });
+    s.pattern = PatternHint::Consensus;
+    let (_, actions) = req.request(planned(s), T0).unwrap();
+    let intent = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Publish(o) => Some(o.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // One provider offers.
+    let mut provider = Provider::new(key(1), 1).serve("echo", OfferPolicy::fixed(5, 10, 9_000));
+    let offer = provider
+        .on_object(intent, T0 + 1)
+        .unwrap()
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Send { object, .. } => Some(object),
+            _ => None,
+        })
+        .unwrap();
+    let actions = req.handle(Input::Received(offer), T0 + 2);
+    let proposal = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Send { object, .. } if object.kind() == Kind::Proposal => Some(object.clone()),
+            _ => None,
+        })
+        .expect("the requester proposes the award");
+    let asked = engine.handle(Input::Received(proposal.clone()), T0 + 3);
+    assert!(matches!(asked.as_slice(), [Action::DecideVote(p)] if p.id() == proposal.id()));
+    let voted = engine.handle(
+        Input::VoteDecided {
+            proposal,
+            decision: VoteDecision::reject("too expensive for me"),
+        },
+        T0 + 4,
+    );
+    let vote = voted
+        .iter()
+        .find_map(|a| match a {
+            Action::Send { object, .. } => Some(object.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(matches!(vote.body(), Body::Vote(v) if !v.approve && v.reason == "too expensive for me"));
+}
+
+#[test]
+fn a_requester_restarted_during_the_offer_window_resumes_with_the_offers_it_had() {
+    let mut net = network(3);
+    let trace = net.request(0, planned(spec(500, 0))).unwrap();
+    // The three offers are in (2 ms latency each way), the window closes at +500.
+    net.run_until(T0 + 100, |_| false);
+    assert_eq!(of_kind(&net.recorded[0], Kind::Offer).len(), 3);
+    net.crash(0);
+    net.run_until(T0 + 300, |_| false);
+    net.restart(0, Engine::new(EngineConfig::new(key(0))));
+    assert!(net.engine(0).is_running(&trace));
+    assert_eq!(net.engine(0).stats().restored, 1);
+    assert_eq!(net.engine(0).poll_timeout(), Some(T0 + 500), "the window re-armed");
+    assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
+    let c = completed(&net, &trace);
+    assert_eq!(c.provider, key(1).public(), "the offers received before the crash count");
+    assert!(c.receipt.as_ref().is_some_and(SignedObject::is_countersigned));
+    assert_eq!(of_kind(&net.recorded[0], Kind::Intent).len(), 1, "not re-published");
+    assert_recorded_once(&net);
+}
+
+#[test]
+fn a_requester_restarted_after_the_award_follows_it_without_awarding_again() {
+    let mut net = network(3);
+    let trace = net.request(0, planned(spec(50, 0))).unwrap();
+    // Window closes at +50; the award arrives at the winner at +52; the task runs 50 ms.
+    net.run_until(T0 + 60, |_| false);
+    assert_eq!(of_kind(&net.recorded[0], Kind::TaskStart).len(), 1);
+    net.crash(0);
+    // While the requester is down the provider's done and receipt are lost.
+    net.run_until(T0 + 200, |_| false);
+    net.restart(0, Engine::new(EngineConfig::new(key(0))));
+    assert!(net.engine(0).is_running(&trace));
+    // Nothing arrives any more: the watchdog (eta 100 + grace 2000 from the award) fails the
+    // winner and the next-best offer is awarded.
+    assert!(net.run_until(T0 + 60_000, |n| n.engine(0).outcome(&trace).is_some()));
+    let c = completed(&net, &trace);
+    assert_eq!(c.provider, key(2).public(), "the standby offer of the round");
+    assert_eq!(of_kind(&net.recorded[0], Kind::TaskStart).len(), 2);
+    assert_recorded_once(&net);
+
+    // The same crash, but the requester is back before the provider reports: one award.
+    let mut net = network(3);
+    let trace = net.request(0, planned(spec(50, 0))).unwrap();
+    net.run_until(T0 + 60, |_| false);
+    net.crash(0);
+    net.restart(0, Engine::new(EngineConfig::new(key(0))));
+    assert!(net.run_until(T0 + 60_000, |n| n.engine(0).outcome(&trace).is_some()));
+    let c = completed(&net, &trace);
+    assert_eq!(c.provider, key(1).public());
+    assert_eq!(c.awards, 1);
+    assert!(c.receipt.as_ref().is_some_and(SignedObject::is_countersigned));
+    assert_eq!(of_kind(&net.recorded[0], Kind::TaskStart).len(), 1, "not repeated");
+}
+
+#[test]
+fn a_round_whose_deadline_passed_while_down_ends_with_that_reason() {
+    let mut net = network(2);
+    let mut s = spec(500, 0);
+    s.constraints.deadline_ms = Some(T0 + 1_000);
+    let trace = net.request(0, planned(s)).unwrap();
+    net.run_until(T0 + 100, |_| false);
+    net.crash(0);
+    net.run_until(T0 + 5_000, |_| false);
+    net.now_ms = T0 + 5_000;
+    net.restart(0, Engine::new(EngineConfig::new(key(0))));
+    match outcome(&net, &trace) {
+        Some(Outcome::Failed(f)) => {
+            assert_eq!(f.reason, FailureReason::DeadlinePassed);
+            assert!(f.detail.contains("while the requester was down"), "{}", f.detail);
+        }
+        other => panic!("expected deadline-passed, got {other:?}"),
+    }
+}
+
+#[test]
+fn plans_come_from_options_and_run_on_the_engine() {
+    let mut net = network(2);
+    let options = RequestOptions {
+        capability: "echo".into(),
+        input: b"x".to_vec(),
+        pattern: Some(PatternHint::Auction),
+        window_ms: Some(100),
+        ..Default::default()
+    };
+    let planned = Request::plan(options, Arc::new(NoRecords), T0).unwrap();
+    let trace = net.request(0, planned).unwrap();
+    assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
+    assert!(matches!(outcome(&net, &trace), Some(Outcome::Completed(_))));
+}
