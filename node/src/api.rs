@@ -27,12 +27,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
-use pvl_patterns::parallel::{ParallelRun, ParallelSpec, Reduce, Split};
-use pvl_patterns::workflow::{WorkflowRun, WorkflowSpec};
-use pvl_patterns::{Action, Coordination, Outcome, RequestSpec, Requester, Situation};
-use pvl_protocol::{
-    Committee, Constraints, ObjectId, PatternHint, Payload, SignedObject, Strategy,
-};
+use pvl_patterns::parallel::{Reduce, Split};
+use pvl_patterns::{Outcome, Request as CoordinationRequest, RequestOptions};
+use pvl_protocol::{ObjectId, PatternHint, Payload, SignedObject, Strategy};
 use pvl_trace::TraceError;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -225,140 +222,50 @@ pub struct PublishIntent {
 
 async fn publish_intent(
     State(state): State<Shared>,
-    Json(mut request): Json<PublishIntent>,
+    Json(request): Json<PublishIntent>,
 ) -> ApiResult<Response> {
-    let bad = |e: pvl_protocol::ProtocolError| ApiError::bad_request(e.to_string());
-    let input = match (request.input.take(), request.input_hex.take()) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "give `input` or `input_hex`, not both",
-            ));
-        }
-        (Some(text), None) => text.into_bytes(),
-        (None, Some(hex_text)) => hex::decode(hex_text.trim())
-            .map_err(|e| ApiError::bad_request(format!("input_hex: {e}")))?,
-        (None, None) => Vec::new(),
-    };
-    let received_at = pvl_net::now_ms();
-    let mut nonce = [0u8; 8];
-    getrandom::fill(&mut nonce)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let input_lines = input.iter().filter(|b| **b == b'\n').count() as u64;
-    let input_size = input.len() as u64;
-    let mut spec = RequestSpec::new(request.capability.clone(), Payload::Inline(input));
-    spec.constraints = Constraints {
-        max_cost: request.budget,
-        deadline_ms: request.deadline_ms.map(|d| received_at.saturating_add(d)),
-        min_reliability_bps: request.min_reliability_bps,
-        resources: Default::default(),
-    };
-    let objective = match &request.strategy {
-        Some(strategy) => Some(strategy.parse::<Strategy>().map_err(bad)?),
-        None => None,
-    };
-    if let Some(strategy) = objective {
-        spec.strategy = strategy;
-    }
-    let asked = match request.pattern.as_deref() {
-        // Asking for shards is asking for the parallel pattern.
-        None | Some("auto") if request.parallel.is_some() => PatternHint::Parallel,
-        None | Some("auto") => PatternHint::Adaptive,
-        Some(pattern) => pattern.parse::<PatternHint>().map_err(bad)?,
-    };
-    spec.nonce = u64::from_le_bytes(nonce);
-    if let Some(window) = request.window_ms {
-        spec.offer_window_ms = window;
-    }
-    if let Some(k) = request.min_offers {
-        spec.min_offers = k;
-    }
-    if let Some(members) = &request.committee {
-        spec.committee = Some(committee(members, request.threshold)?);
-    } else if request.threshold.is_some() {
-        return Err(ApiError::bad_request("`threshold` needs a `committee`"));
-    }
-    if request.workflow.is_none() && request.capability.is_empty() {
-        return Err(ApiError::bad_request(
-            "give a `capability` (or a `workflow`)",
-        ));
-    }
-    // The history of the capability. A workflow has no single capability (its stages have
-    // theirs) and its pattern is settled by its stages: it needs none.
-    let history = if request.workflow.is_some() {
-        Arc::default()
-    } else {
-        let finished = state.coordinator().take_finished(&request.capability);
-        if !finished.is_empty() {
-            // The finished runs' last objects may still be on their way to the store.
-            state.recorder.synced().await;
-        }
-        state
-            .history
-            .get(&state.store, &request.capability, finished)
-            .await
-    };
-    let choice = (asked == PatternHint::Adaptive).then(|| {
-        let situation = Situation {
-            capability: request.capability.clone(),
-            has_stages: request.workflow.is_some(),
-            committee: request.committee.is_some(),
-            parallel_requested: request.parallel.is_some(),
-            input_size,
-            // Only an input the caller said how to split is decomposable.
-            input_lines: if request.split.is_some() {
-                input_lines
-            } else {
-                0
-            },
-            objective,
-            providers_known: history.providers_known(),
-        };
-        pvl_patterns::choose(&situation, history.as_ref())
-    });
-    let pattern = choice.as_ref().map_or(asked, |c| c.pattern);
-    if let Some(choice) = &choice {
-        spec.avoid = choice.avoid.clone();
-    }
-    spec.pattern = pattern;
-    let run = build_run(&state, &request, spec, pattern, history)?;
+    let wait = request.wait;
     let wait_timeout = request
         .wait_timeout_ms
         .unwrap_or(match request.deadline_ms {
             Some(deadline) => deadline.saturating_add(30_000),
             None => 120_000,
         });
-    // Signed now, after the history was read: the intent's timestamp is when it goes out.
-    let now = pvl_net::now_ms();
-    let (trace, actions, waiter) = {
-        let mut coordinator = state.coordinator();
-        let (trace, mut actions) = coordinator
-            .start(run, request.capability.clone(), now)
-            .map_err(ApiError::bad_request)?;
-        if let Some(choice) = &choice {
-            // Why this pattern (recorded with the root, see `perform`).
-            let event = choice
-                .to_event(coordinator.key(), trace, &[trace], now)
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            actions.push(Action::Record(event));
+    let options = request_options(request)?;
+    // The history of the capability. A workflow has no single capability (its stages have
+    // theirs) and its pattern is settled by its stages: it needs none.
+    let history: Arc<dyn pvl_patterns::History> = if options.workflow.is_some() {
+        Arc::new(pvl_patterns::NoRecords)
+    } else {
+        let finished = state
+            .actor
+            .take_finished(&options.capability)
+            .await
+            .map_err(stopped)?;
+        if !finished.is_empty() {
+            // The finished runs' last objects may still be on their way to the store.
+            state.recorder.synced().await;
         }
-        let waiter = if request.wait {
-            coordinator.wait(&trace)
-        } else {
-            None
-        };
-        (trace, actions, waiter)
+        state
+            .history
+            .get(&state.store, &options.capability, finished)
+            .await
     };
+    // Planned (and the intent signed) after the history was read: the intent's timestamp is
+    // when it goes out.
+    let planned = CoordinationRequest::plan(options, history, pvl_net::now_ms())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let started = state
+        .actor
+        .start(planned, wait)
+        .await
+        .map_err(stopped)?
+        .map_err(ApiError::bad_request)?;
+    let trace = started.trace;
     // The intent's first publication is awaited here, so the caller learns whether it went
-    // out; everything else runs in the background.
-    let (publications, rest): (Vec<Action>, Vec<Action>) = actions
-        .into_iter()
-        .partition(|a| matches!(a, Action::Publish(_)));
-    crate::daemon::perform(&state, rest);
+    // out; everything else runs in the node actor.
     let mut body = json!({ "trace_id": trace.to_string(), "id": trace.to_string() });
-    for publication in publications {
-        let Action::Publish(object) = publication else {
-            continue;
-        };
+    for object in started.publications {
         match state.net.publish(object).await {
             Ok(report) => {
                 body["published"] = json!(true);
@@ -373,7 +280,7 @@ async fn publish_intent(
             }
         }
     }
-    let Some(waiter) = waiter else {
+    let Some(waiter) = started.outcome else {
         return Ok((StatusCode::CREATED, Json(body)).into_response());
     };
     let outcome = tokio::time::timeout(std::time::Duration::from_millis(wait_timeout), waiter)
@@ -384,7 +291,7 @@ async fn publish_intent(
                 format!("no outcome within {wait_timeout} ms"),
             )
         })?
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the coordinator stopped"))?;
+        .map_err(|_| stopped(crate::actor::Stopped))?;
     // Whoever saw the outcome may read the trace next: it must all be in the store by then.
     state.recorder.synced().await;
     if let (Value::Object(outcome), Some(map)) = (outcome_json(&outcome), body.as_object_mut()) {
@@ -393,10 +300,70 @@ async fn publish_intent(
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-/// The committee of an intent: members by public key or peer id, and the threshold (default:
-/// more than two thirds of the members).
-fn committee(members: &[String], threshold: Option<u32>) -> ApiResult<Committee> {
-    let members = members
+fn stopped(e: crate::actor::Stopped) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+/// The typed request of a `POST /v1/intents` body: text fields parsed, input decoded,
+/// committee members resolved to keys. The field rules are [`CoordinationRequest::plan`]'s.
+fn request_options(mut request: PublishIntent) -> ApiResult<RequestOptions> {
+    let bad = |e: pvl_protocol::ProtocolError| ApiError::bad_request(e.to_string());
+    let input = match (request.input.take(), request.input_hex.take()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give `input` or `input_hex`, not both",
+            ));
+        }
+        (Some(text), None) => text.into_bytes(),
+        (None, Some(hex_text)) => hex::decode(hex_text.trim())
+            .map_err(|e| ApiError::bad_request(format!("input_hex: {e}")))?,
+        (None, None) => Vec::new(),
+    };
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(RequestOptions {
+        capability: request.capability,
+        input,
+        workflow: request.workflow,
+        parallel: request.parallel,
+        split: request
+            .split
+            .map(|s| s.parse::<Split>())
+            .transpose()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        reduce: request
+            .reduce
+            .map(|r| r.parse::<Reduce>())
+            .transpose()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        committee: request
+            .committee
+            .as_deref()
+            .map(committee_members)
+            .transpose()?,
+        threshold: request.threshold,
+        budget: request.budget,
+        deadline_in_ms: request.deadline_ms,
+        min_reliability_bps: request.min_reliability_bps,
+        strategy: request
+            .strategy
+            .map(|s| s.parse::<Strategy>())
+            .transpose()
+            .map_err(bad)?,
+        pattern: match request.pattern.as_deref() {
+            None | Some("auto") => None,
+            Some(p) => Some(p.parse::<PatternHint>().map_err(bad)?),
+        },
+        window_ms: request.window_ms,
+        min_offers: request.min_offers,
+        nonce: u64::from_le_bytes(nonce),
+    })
+}
+
+/// Committee members by public key or peer id.
+fn committee_members(members: &[String]) -> ApiResult<Vec<pvl_protocol::PublicKey>> {
+    members
         .iter()
         .map(|m| {
             if let Ok(key) = m.parse::<pvl_protocol::PublicKey>() {
@@ -412,95 +379,7 @@ fn committee(members: &[String], threshold: Option<u32>) -> ApiResult<Committee>
                     ))
                 })
         })
-        .collect::<ApiResult<Vec<_>>>()?;
-    let n = members.len() as u32;
-    let committee = Committee {
-        threshold: threshold.unwrap_or(n * 2 / 3 + 1).min(n.max(1)),
-        members,
-    };
-    if let Some(t) = threshold
-        && (t == 0 || t > n)
-    {
-        return Err(ApiError::bad_request(format!(
-            "threshold {t} is not between 1 and the {n} committee members"
-        )));
-    }
-    Ok(committee)
-}
-
-/// The coordination run for a request: a workflow, a parallel run or one contract-net intent
-/// (with its committee, if any).
-fn build_run(
-    state: &NodeState,
-    request: &PublishIntent,
-    spec: RequestSpec,
-    pattern: PatternHint,
-    history: Arc<crate::history::StoreHistory>,
-) -> ApiResult<Box<dyn Coordination>> {
-    let key = state.key.clone();
-    let conflict = |what: &str| {
-        ApiError::bad_request(format!("{what} does not go with the pattern `{pattern}`"))
-    };
-    match pattern {
-        PatternHint::Workflow => {
-            let Some(text) = &request.workflow else {
-                return Err(ApiError::bad_request(
-                    "the pattern `workflow` needs a workflow file",
-                ));
-            };
-            let workflow = WorkflowSpec::parse(text)
-                .map_err(|e| ApiError::bad_request(format!("workflow: {e}")))?;
-            let input = spec.input.clone();
-            let run = WorkflowRun::new(key, workflow, input)
-                .map_err(|e| ApiError::bad_request(format!("workflow: {e}")))?
-                .with_template(spec);
-            Ok(Box::new(run))
-        }
-        PatternHint::Parallel => {
-            if request.workflow.is_some() {
-                return Err(conflict("a workflow"));
-            }
-            let split = match &request.split {
-                Some(s) => s
-                    .parse::<Split>()
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
-                None => Split::Lines,
-            };
-            let reduce = match &request.reduce {
-                Some(r) => r
-                    .parse::<Reduce>()
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
-                None => Reduce::Concat,
-            };
-            let shards = request
-                .parallel
-                .unwrap_or_else(|| history.providers_known().clamp(2, 8));
-            if shards == 0 {
-                return Err(ApiError::bad_request("`parallel` needs at least 1 shard"));
-            }
-            let input = spec.input.clone();
-            let mut parallel = ParallelSpec::new(spec.capability.clone(), split, shards, reduce);
-            parallel.template = spec;
-            let run = ParallelRun::new(key, parallel, input)
-                .map_err(|e| ApiError::bad_request(format!("parallel: {e}")))?
-                .with_history(history);
-            Ok(Box::new(run))
-        }
-        _ => {
-            if request.workflow.is_some() {
-                return Err(conflict("a workflow"));
-            }
-            if request.parallel.is_some() {
-                return Err(conflict("`parallel`"));
-            }
-            if pattern == PatternHint::Consensus && spec.committee.is_none() {
-                return Err(ApiError::bad_request(
-                    "the pattern `consensus` needs a committee",
-                ));
-            }
-            Ok(Box::new(Requester::new(key, spec).with_history(history)))
-        }
-    }
+        .collect()
 }
 
 /// The JSON shape of an intent's outcome: `status`, `provider`, `output`, `receipt_id`, ...,
@@ -578,7 +457,7 @@ async fn intent_outcome(
     Query(query): Query<OutcomeQuery>,
 ) -> ApiResult<Json<Value>> {
     let trace = parse_id(&id)?;
-    let waiter = state.coordinator().wait(&trace);
+    let waiter = state.actor.wait(trace).await.map_err(stopped)?;
     let Some(waiter) = waiter else {
         // Not (or no longer) in memory: an intent of an earlier run answers from the store.
         state.recorder.synced().await;
@@ -603,7 +482,7 @@ async fn intent_outcome(
                 format!("no outcome within {timeout} ms"),
             )
         })?
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the coordinator stopped"))?;
+        .map_err(|_| stopped(crate::actor::Stopped))?;
     state.recorder.synced().await;
     let mut body = outcome_json(&outcome);
     body["trace_id"] = json!(trace.to_string());

@@ -184,6 +184,12 @@ impl PatternHistory for StoreHistory {
     }
 }
 
+impl pvl_patterns::History for StoreHistory {
+    fn providers_known(&self, _capability: &str) -> usize {
+        StoreHistory::providers_known(self)
+    }
+}
+
 impl ReliabilitySource for StoreHistory {
     /// The provider's success rate for the capability, once it has two or more tasks.
     fn observed_bps(&self, provider: &PublicKey) -> Option<u16> {

@@ -19,7 +19,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
-pub mod coordinator;
+pub mod actor;
 pub mod daemon;
 pub mod executor;
 pub mod history;

@@ -1,22 +1,20 @@
-//! What a node restarted mid-round does with the intents it had open, and how it answers
-//! for intents it coordinated before the restart.
+//! What a node restarted mid-round takes up again, and how it answers for intents it
+//! coordinated before the restart.
 //!
-//! The coordination state machines live in memory; the trace store survives. On start the node
-//! looks through its recent traces for intents it published (root intent signed by its own key)
-//! that never ended: no `intent-failed` or `receipt-missing` event, no countersigned receipt of
-//! a successful task (or, for a workflow or parallel run, none of the composite endings). Each
-//! such intent is ended with a signed `intent-failed` event, reason `requester-restarted`:
-//! nothing is silently lost, and providers' late reports are refused as for any finished
-//! intent. Resuming the round instead would need the offers' and timers' state, which the
-//! store does not hold.
+//! On start the node looks through its recent traces for runs it started (root intent signed
+//! by its own key) that never ended: no `intent-failed` or `receipt-missing` event, no
+//! countersigned receipt of a successful task (or, for a workflow or parallel run, none of
+//! the composite endings). [`open_runs`] hands their objects to
+//! [`pvl_patterns::Engine::restore`], which rebuilds each contract-net run from its trace and
+//! ends the others with a signed `intent-failed` event, reason `requester-restarted`.
 //!
 //! [`stored_outcome`] reads an ended intent's outcome back from its trace, so
 //! `GET /v1/intents/{id}/outcome` still answers after a restart.
 
-use pvl_protocol::{Body, Envelope, Event, Keypair, Kind, PatternHint, SignedObject, TraceId};
+use pvl_protocol::{Body, Keypair, Kind, PatternHint, SignedObject, TraceId};
 use pvl_trace::TraceStore;
 use serde_json::{Value, json};
-use tracing::{info, warn};
+use tracing::warn;
 
 /// How many recent traces are looked at on start.
 pub const RECENT_TRACES: usize = 10_000;
@@ -33,20 +31,17 @@ const COMPOSITE_ENDINGS: [&str; 5] = [
     "intent-failed",
 ];
 
-/// Why an intent was ended on restart (the `reason` attribute of its `intent-failed` event).
-pub const RESTARTED: &str = "requester-restarted";
-
-/// Ends every open intent of `key` among the recent traces of `store`; returns the events
-/// recorded. Errors on single traces are logged and skipped: recovery never stops a start.
-pub fn settle_open_intents(store: &TraceStore, key: &Keypair, now_ms: u64) -> Vec<SignedObject> {
+/// The objects of every run of `key` among the recent traces of `store` that never ended.
+/// Errors on single traces are logged and skipped: recovery never stops a start.
+pub fn open_runs(store: &TraceStore, key: &Keypair) -> Vec<Vec<SignedObject>> {
     let summaries = match store.recent_traces(RECENT_TRACES) {
         Ok(s) => s,
         Err(e) => {
-            warn!("cannot list traces to recover open intents: {e}");
+            warn!("cannot list traces to recover open runs: {e}");
             return Vec::new();
         }
     };
-    let mut settled = Vec::new();
+    let mut open = Vec::new();
     for summary in summaries {
         let objects = match store.trace(&summary.trace).and_then(|dag| dag.objects()) {
             Ok(objects) => objects,
@@ -61,22 +56,9 @@ pub fn settle_open_intents(store: &TraceStore, key: &Keypair, now_ms: u64) -> Ve
         if ended(&objects, root, key) {
             continue;
         }
-        match abandon(&objects, root, key, now_ms) {
-            Ok(event) => settled.push(event),
-            Err(e) => warn!(trace = %summary.trace.short(), "cannot end open intent: {e}"),
-        }
+        open.push(objects);
     }
-    if !settled.is_empty() {
-        if let Err(e) = store.insert_batch(&settled) {
-            warn!("cannot record the end of open intents: {e}");
-            return Vec::new();
-        }
-        info!(
-            count = settled.len(),
-            "intents left open by the last run ended as failed ({RESTARTED})"
-        );
-    }
-    settled
+    open
 }
 
 /// The root intent of the trace, if this node published it.
@@ -114,41 +96,6 @@ fn ended(objects: &[SignedObject], root: &SignedObject, key: &Keypair) -> bool {
         }
         _ => false,
     })
-}
-
-/// Signs the `intent-failed` event that ends an intent left open.
-fn abandon(
-    objects: &[SignedObject],
-    root: &SignedObject,
-    key: &Keypair,
-    now_ms: u64,
-) -> Result<SignedObject, pvl_protocol::ProtocolError> {
-    // The newest intent of this node in the trace (a re-publication, if there was one).
-    let last_intent = objects
-        .iter()
-        .filter(|o| o.kind() == Kind::Intent && o.signer() == key.public())
-        .max_by_key(|o| o.timestamp_ms())
-        .unwrap_or(root);
-    let mut parents = vec![last_intent.id()];
-    if last_intent.id() != root.id() {
-        parents.push(root.id());
-    }
-    Envelope {
-        trace: Some(root.trace_id()),
-        parents,
-        signer: key.public(),
-        timestamp_ms: now_ms.max(last_intent.timestamp_ms()),
-        body: Body::Event(Event {
-            event_type: "intent-failed".into(),
-            about: vec![root.id()],
-            message: format!(
-                "{RESTARTED}: the node restarted before the intent ended; its round cannot \
-                 be resumed"
-            ),
-            attrs: vec![("reason".into(), RESTARTED.into())],
-        }),
-    }
-    .sign(key)
 }
 
 /// The outcome of an ended intent of this node, read from its trace: the same JSON shape as

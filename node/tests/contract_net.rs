@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Net, Running, WAIT, network, pvl, pvl_json, pvl_ok, wait_until};
+use common::{Net, Running, WAIT, network, network_at, pvl, pvl_json, pvl_ok, wait_until};
 use serde_json::Value;
 
 /// The trace of the requester's most recent round.
@@ -446,80 +446,141 @@ fn junk_from_a_rogue_peer_is_recorded_refused_and_the_round_completes() {
     }
 }
 
+/// A free TCP port on loopback (bound and released: the requester comes back on it after a
+/// restart, so its providers find it where it was).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes the store more often than the default, so that what the requester recorded before
+/// it is SIGKILLed is on disk (the default flush interval is 500 ms).
+fn flush_often(dir: &std::path::Path) {
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let config = config.replace("flush_interval_ms = 500", "flush_interval_ms = 5");
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+}
+
+/// After its restart the requester finds the network through the first provider (without a
+/// bootstrap list it would know nobody until the providers dial it again).
+fn bootstrap_from_first_provider(net: &Net) {
+    let provider = net._tmp.path().join("provider-0");
+    let addr = pvl_json(&provider, &["id"])["listen_addrs"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let config = std::fs::read_to_string(net.requester.join("config.toml")).unwrap();
+    assert!(config.contains("bootstrap = []"), "{config}");
+    let config = config.replace("bootstrap = []", &format!("bootstrap = [\"{addr}\"]"));
+    std::fs::write(net.requester.join("config.toml"), config).unwrap();
+}
+
+fn kinds(dir: &std::path::Path, trace: &str, kind: &str) -> usize {
+    pvl_json(dir, &["trace", "show", trace])["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == kind)
+        .count()
+}
+
+/// The trace, exported from the requester, verifies as a complete copy.
+fn verifies_complete(dir: &std::path::Path, trace: &str) {
+    let bundle = dir.join(format!("{}.bundle", &trace[..8]));
+    pvl_ok(
+        dir,
+        &["trace", "export", trace, "--format", "bundle", "--out", bundle.to_str().unwrap()],
+    );
+    let verified = pvl(dir, &["trace", "verify", "--complete", bundle.to_str().unwrap()]);
+    assert!(verified.status.success(), "{verified:?}");
+}
+
 #[test]
-fn a_requester_restarted_mid_round_ends_its_open_intent_with_a_reason() {
-    // The only provider sleeps 3 s on the task: long enough to stop the requester meanwhile.
-    let mut net = network(&[("sleep:5:4000", "")]);
+fn a_requester_killed_after_the_award_resumes_and_countersigns_the_receipt() {
+    // The provider sleeps 1.5 s on the task: the requester is SIGKILLed and back meanwhile.
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    let mut net = network_at(&listen, &[("sleep:5:4000", ""), ("sleep:9:4000", "")]);
+    flush_often(&net.requester);
+    bootstrap_from_first_provider(&net);
+    // Both settings take effect from the next start.
+    net.nodes.remove(0).stop();
+    net.nodes.insert(0, Running::start(&net.requester));
+    wait_until("the requester to know both providers again", || {
+        pvl_json(&net.requester, &["peers"]).as_array().unwrap().len() >= 2
+    });
     let published = pvl_json(
         &net.requester,
         &[
-            "intent",
-            "publish",
-            "--capability",
-            "sleep",
-            "--input",
-            "3000",
-            "--min-offers",
-            "1",
-            "--window",
-            "5s",
+            "intent", "publish", "--capability", "sleep", "--input", "1500", "--min-offers",
+            "2", "--window", "5s",
         ],
     );
     let trace = published["trace_id"].as_str().unwrap().to_owned();
     wait_until("the task to be awarded", || {
-        pvl_json(&net.requester, &["trace", "show", &trace])["objects"]
+        kinds(&net.requester, &trace, "task_start") == 1
+    });
+    net.nodes.remove(0).kill();
+    net.nodes.insert(0, Running::start(&net.requester));
+
+    // The restarted node follows the award it sent: the provider's done and receipt reach
+    // it, it countersigns, and nothing is awarded twice.
+    let outcome = pvl_json(&net.requester, &["intent", "outcome", &trace]);
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+    assert_eq!(outcome["provider"], net.providers[0].as_str(), "the cheaper offer");
+    assert_eq!(outcome["receipt_countersigned"], true, "{outcome}");
+    assert_eq!(outcome["awards"], 1, "{outcome}");
+    assert_eq!(kinds(&net.requester, &trace, "task_start"), 1);
+    assert_eq!(kinds(&net.requester, &trace, "intent"), 1);
+    verifies_complete(&net.requester, &trace);
+    // A second restart finds the run ended and leaves it alone.
+    let requester = net.nodes.remove(0);
+    assert!(requester.stop().success());
+    net.nodes.insert(0, Running::start(&net.requester));
+    let outcome = pvl_json(&net.requester, &["intent", "outcome", &trace]);
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+    let shown = pvl_json(&net.requester, &["trace", "show", &trace]);
+    assert!(
+        !shown["objects"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|o| o["kind"] == "task_start")
+            .any(|o| o["body"]["event_type"] == "intent-failed"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_requester_killed_during_the_offer_window_keeps_its_offers_and_completes() {
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    let mut net = network_at(&listen, &[("echo:7:100", ""), ("echo:3:100", "")]);
+    flush_often(&net.requester);
+    bootstrap_from_first_provider(&net);
+    // Both settings take effect from the next start.
+    net.nodes.remove(0).stop();
+    net.nodes.insert(0, Running::start(&net.requester));
+    wait_until("the requester to know both providers again", || {
+        pvl_json(&net.requester, &["peers"]).as_array().unwrap().len() >= 2
     });
-    let requester = net.nodes.remove(0);
-    assert!(requester.stop().success());
+    // A 4 s window: both offers are in long before it closes.
+    let published = pvl_json(
+        &net.requester,
+        &["intent", "publish", "--capability", "echo", "--input", "hi", "--window", "4s"],
+    );
+    let trace = published["trace_id"].as_str().unwrap().to_owned();
+    wait_until("both offers", || kinds(&net.requester, &trace, "offer") == 2);
+    net.nodes.remove(0).kill();
     net.nodes.insert(0, Running::start(&net.requester));
 
-    // The restarted node ended the round it could not resume, with a signed reason, and says
-    // so when asked for the outcome.
+    // The offers received before the kill count; the window closes when it was due.
     let outcome = pvl_json(&net.requester, &["intent", "outcome", &trace]);
-    assert_eq!(outcome["status"], "failed", "{outcome}");
-    assert_eq!(outcome["reason"], "requester-restarted", "{outcome}");
-    let shown = pvl_json(&net.requester, &["trace", "show", &trace]);
-    let failed: Vec<&Value> = shown["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| o["kind"] == "event" && o["body"]["event_type"] == "intent-failed")
-        .collect();
-    assert_eq!(failed.len(), 1, "{shown}");
-    // The provider's late report reaches a node that no longer runs the round: it is recorded
-    // and the trace still verifies offline.
-    let bundle = net.requester.join("restart.bundle");
-    pvl_ok(
-        &net.requester,
-        &[
-            "trace",
-            "export",
-            &trace,
-            "--format",
-            "bundle",
-            "--out",
-            bundle.to_str().unwrap(),
-        ],
-    );
-    let verified = pvl(
-        &net.requester,
-        &["trace", "verify", bundle.to_str().unwrap()],
-    );
-    assert!(verified.status.success(), "{verified:?}");
-    // A second restart does not end it twice.
-    let requester = net.nodes.remove(0);
-    assert!(requester.stop().success());
-    net.nodes.insert(0, Running::start(&net.requester));
-    let shown = pvl_json(&net.requester, &["trace", "show", &trace]);
-    let failed = shown["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| o["kind"] == "event" && o["body"]["event_type"] == "intent-failed")
-        .count();
-    assert_eq!(failed, 1, "{shown}");
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+    assert_eq!(outcome["provider"], net.providers[1].as_str(), "the cheaper offer");
+    assert_eq!(outcome["receipt_countersigned"], true, "{outcome}");
+    assert_eq!(kinds(&net.requester, &trace, "intent"), 1, "not re-published");
+    assert_eq!(kinds(&net.requester, &trace, "offer"), 2);
+    assert_eq!(kinds(&net.requester, &trace, "task_start"), 1);
+    verifies_complete(&net.requester, &trace);
 }

@@ -1920,7 +1920,8 @@ impl Requester {
         actions.retain(|a| !matches!(a, Action::Record(o) if stored.contains(&(o.id(), o.is_countersigned()))));
         info!(
             trace = %root.id().short(), round = r.round, phase = r.phase.name(),
-            offers = r.stats.offers_received, "run resumed after a restart"
+            offers = r.stats.offers_received, held = r.held.len(), objects = objects.len(),
+            "run resumed after a restart"
         );
         Ok((r, actions))
     }
@@ -1939,7 +1940,7 @@ impl Requester {
             let mut ignored = Vec::new();
             let at = offer.timestamp_ms().max(round_start_ms);
             if let Err(e) = self.on_offer((*offer).clone(), at, &mut ignored) {
-                debug!(id = %offer.id().short(), "offer not replayed: {e}");
+                info!(id = %offer.id().short(), "offer not taken back after the restart: {e}");
             }
         }
         self.spec.min_offers = min_offers;

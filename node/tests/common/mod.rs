@@ -45,6 +45,8 @@ pub struct Running {
 
 impl Running {
     pub fn start(dir: &Path) -> Running {
+        // A node killed with SIGKILL leaves its address file behind.
+        let _ = std::fs::remove_file(dir.join("api.addr"));
         let log = std::fs::File::create(dir.join("node.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_pvl"))
             .args(["run", "--dir"])
@@ -65,6 +67,12 @@ impl Running {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL: the process ends at once, nothing is flushed or said goodbye to.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// Sends SIGTERM and waits for a clean exit.
@@ -102,7 +110,12 @@ pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 pub fn init(dir: &Path, extra: &[&str]) {
-    let mut args = vec!["init", "--listen", "/ip4/127.0.0.1/tcp/0"];
+    init_at(dir, "/ip4/127.0.0.1/tcp/0", extra)
+}
+
+/// `pvl init` listening on `listen`.
+pub fn init_at(dir: &Path, listen: &str, extra: &[&str]) {
+    let mut args = vec!["init", "--listen", listen];
     args.extend_from_slice(extra);
     pvl_ok(dir, &args);
 }
@@ -117,9 +130,15 @@ pub struct Net {
 
 /// A requester plus one provider per `--builtin` spec (and optional extra config lines).
 pub fn network(providers: &[(&str, &str)]) -> Net {
+    network_at("/ip4/127.0.0.1/tcp/0", providers)
+}
+
+/// [`network`] with the requester listening on `listen` (a fixed port lets it come back on
+/// the same address after a restart).
+pub fn network_at(listen: &str, providers: &[(&str, &str)]) -> Net {
     let tmp = tempfile::tempdir().unwrap();
     let requester = tmp.path().join("requester");
-    init(&requester, &[]);
+    init_at(&requester, listen, &[]);
     let mut nodes = vec![Running::start(&requester)];
     let boot = pvl_json(&requester, &["id"])["listen_addrs"][0]
         .as_str()

@@ -1,0 +1,431 @@
+//! The node actor: one task that owns the coordination [`Engine`] and performs what it asks.
+//!
+//! ```text
+//!   network events ─┐
+//!   API commands ───┼──► select! ──► Engine::handle / request / handle_timeout ──► actions
+//!   sleep_until(poll_timeout) ─┤                                                  │
+//!   finished jobs ──┘                                                             ▼
+//!        ▲            Record: one store batch per pass (the store writer, see [`crate::recorder`])
+//!        │            Publish / Send / Execute / DecideVote: a job in a bounded JoinSet
+//!        └────────────  whose result (executed, vote decided) comes back as an engine input
+//! ```
+//!
+//! Nothing else touches the engine, so it needs no lock. The loop never waits on the network,
+//! an executor or a vote handler: those run as jobs in a [`JoinSet`] of at most [`MAX_JOBS`]
+//! (when it is full the actor waits for one to finish before starting another, so a burst
+//! slows the node down instead of growing without bound). Commands arrive on a bounded channel
+//! with oneshot replies, like pvl-net's own `Client`.
+//!
+//! **Recording rule.** The actor stores exactly the objects the engine returns in
+//! [`Action::Record`], and nothing else: the state machine that signs or admits an object
+//! records it once (see [`pvl_patterns::engine`]). An object received from the network is
+//! stored with its origin (`gossip` or `direct`) and sender; everything else as `local`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pvl_net::{NetEvent, PeerId, Via};
+use pvl_patterns::{Action, Engine, Input, Outcome, Planned};
+use pvl_protocol::{ObjectId, SignedObject, TraceId};
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::executor::ExecutorConfig;
+use crate::recorder::{Entry, Recorder};
+
+/// Most jobs (sends, publications, executions, vote handlers) running at once.
+pub const MAX_JOBS: usize = 4096;
+
+/// Commands queued for the actor, at most.
+pub const COMMAND_QUEUE: usize = 256;
+
+/// Most network events handled in one pass (their objects are recorded in one batch).
+const NET_BATCH: usize = 256;
+
+/// A run started: its trace, its first publications (the caller sends them, to learn whether
+/// they went out) and, when asked for, a receiver of its outcome.
+#[derive(Debug)]
+pub struct Started {
+    /// The trace id (the root intent's id).
+    pub trace: TraceId,
+    /// The intents to publish now.
+    pub publications: Vec<SignedObject>,
+    /// The outcome, when it comes.
+    pub outcome: Option<oneshot::Receiver<Outcome>>,
+}
+
+/// What the actor can be asked.
+enum Command {
+    Start {
+        planned: Box<Planned>,
+        wait: bool,
+        reply: oneshot::Sender<Result<Started, String>>,
+    },
+    Wait {
+        trace: TraceId,
+        reply: oneshot::Sender<Option<oneshot::Receiver<Outcome>>>,
+    },
+    TakeFinished {
+        capability: String,
+        reply: oneshot::Sender<Vec<TraceId>>,
+    },
+}
+
+/// The handle the control API holds.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+}
+
+/// The actor stopped (the node is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the node is shutting down")]
+pub struct Stopped;
+
+impl Handle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// Starts a planned request; `wait`: also a receiver of its outcome.
+    pub async fn start(&self, planned: Planned, wait: bool) -> Result<Result<Started, String>, Stopped> {
+        self.ask(|reply| Command::Start {
+            planned: Box::new(planned),
+            wait,
+            reply,
+        })
+        .await
+    }
+
+    /// A receiver of the outcome of `trace`, or `None` when this process does not coordinate
+    /// it (nor remembers its end).
+    pub async fn wait(&self, trace: TraceId) -> Result<Option<oneshot::Receiver<Outcome>>, Stopped> {
+        self.ask(|reply| Command::Wait { trace, reply }).await
+    }
+
+    /// The traces of runs for `capability` finished since the last call (for its history).
+    pub async fn take_finished(&self, capability: &str) -> Result<Vec<TraceId>, Stopped> {
+        let capability = capability.to_string();
+        self.ask(|reply| Command::TakeFinished { capability, reply })
+            .await
+    }
+}
+
+/// What the actor needs besides the engine.
+pub struct Parts {
+    /// The network.
+    pub net: pvl_net::Client,
+    /// Network events.
+    pub net_events: mpsc::Receiver<NetEvent>,
+    /// The store writer.
+    pub recorder: Arc<Recorder>,
+    /// Node events for the server-sent-events stream.
+    pub events: broadcast::Sender<String>,
+    /// Executors by capability.
+    pub executors: HashMap<String, ExecutorConfig>,
+    /// The `[consensus] exec` vote handler (empty: the engine votes by its rules).
+    pub vote_exec: Vec<String>,
+    /// How long the vote handler may take.
+    pub vote_timeout: Duration,
+}
+
+/// A job's result: an input for the engine, or nothing.
+type JobResult = Option<Input>;
+
+struct Actor {
+    engine: Engine,
+    parts: Parts,
+    jobs: JoinSet<JobResult>,
+    waiters: HashMap<TraceId, Vec<oneshot::Sender<Outcome>>>,
+}
+
+/// Starts the actor on `engine` (with `initial` actions to carry out first, e.g. what
+/// [`Engine::restore`] returned); it runs until `shutdown` completes and returns when its
+/// jobs are done.
+pub fn spawn(
+    engine: Engine,
+    parts: Parts,
+    initial: Vec<Action>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> (Handle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let mut actor = Actor {
+        engine,
+        parts,
+        jobs: JoinSet::new(),
+        waiters: HashMap::new(),
+    };
+    let task = tokio::spawn(
+        async move {
+            actor.perform(initial, &HashMap::new()).await;
+            actor.run(rx, shutdown).await;
+        }
+        .instrument(info_span!("node")),
+    );
+    (Handle { commands: tx }, task)
+}
+
+impl Actor {
+    async fn run(
+        &mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let timeout = self.engine.poll_timeout();
+            let sleep = async {
+                match timeout {
+                    Some(at) => {
+                        let wait = at.saturating_sub(pvl_net::now_ms());
+                        tokio::time::sleep(Duration::from_millis(wait)).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(command) = commands.recv() => self.on_command(command).await,
+                Some(first) = self.parts.net_events.recv() => {
+                    let mut batch = vec![first];
+                    while batch.len() < NET_BATCH {
+                        match self.parts.net_events.try_recv() {
+                            Ok(event) => batch.push(event),
+                            Err(_) => break,
+                        }
+                    }
+                    self.on_net_events(batch).await;
+                }
+                Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
+                    match done {
+                        Ok(Some(input)) => {
+                            let actions = self.engine.handle(input, pvl_net::now_ms());
+                            self.perform(actions, &HashMap::new()).await;
+                        }
+                        Ok(None) => {}
+                        Err(e) => warn!("a job failed: {e}"),
+                    }
+                }
+                _ = sleep => {
+                    let actions = self.engine.handle_timeout(pvl_net::now_ms());
+                    self.perform(actions, &HashMap::new()).await;
+                }
+            }
+        }
+        info!(
+            jobs = self.jobs.len(),
+            runs = self.engine.running(),
+            "coordination stopped"
+        );
+        // Sends and executions in flight finish (their results are not used any more).
+        while self.jobs.join_next().await.is_some() {}
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Start {
+                planned,
+                wait,
+                reply,
+            } => {
+                let now = pvl_net::now_ms();
+                match self.engine.request(*planned, now) {
+                    Ok((trace, actions)) => {
+                        let (publications, rest): (Vec<Action>, Vec<Action>) = actions
+                            .into_iter()
+                            .partition(|a| matches!(a, Action::Publish(_)));
+                        let publications = publications
+                            .into_iter()
+                            .filter_map(|a| match a {
+                                Action::Publish(o) => Some(o),
+                                _ => None,
+                            })
+                            .collect();
+                        let outcome = wait.then(|| self.waiter(trace)).flatten();
+                        self.perform(rest, &HashMap::new()).await;
+                        let _ = reply.send(Ok(Started {
+                            trace,
+                            publications,
+                            outcome,
+                        }));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+            Command::Wait { trace, reply } => {
+                let _ = reply.send(self.waiter(trace));
+            }
+            Command::TakeFinished { capability, reply } => {
+                let _ = reply.send(self.engine.take_finished(&capability));
+            }
+        }
+    }
+
+    /// A receiver of `trace`'s outcome (at once when it is known).
+    fn waiter(&mut self, trace: TraceId) -> Option<oneshot::Receiver<Outcome>> {
+        let (tx, rx) = oneshot::channel();
+        if let Some(outcome) = self.engine.outcome(&trace) {
+            let _ = tx.send(outcome.clone());
+            return Some(rx);
+        }
+        if !self.engine.is_running(&trace) {
+            return None;
+        }
+        self.waiters.entry(trace).or_default().push(tx);
+        Some(rx)
+    }
+
+    async fn on_net_events(&mut self, events: Vec<NetEvent>) {
+        let now = pvl_net::now_ms();
+        let mut origins: HashMap<ObjectId, (&'static str, PeerId)> = HashMap::new();
+        let mut actions = Vec::new();
+        for event in events {
+            match event {
+                NetEvent::Object { from, via, object } => {
+                    let origin = match via {
+                        Via::Gossip { .. } => "gossip",
+                        Via::Direct => "direct",
+                    };
+                    origins.insert(object.id(), (origin, from));
+                    actions.extend(self.engine.handle(Input::Received(*object), now));
+                }
+                NetEvent::Refused { from, reason, .. } => {
+                    self.announce(json!({"type": "refused", "peer": from.to_string(), "reason": reason}));
+                }
+                NetEvent::PeerConnected(peer) => {
+                    self.announce(json!({"type": "peer_connected", "peer": peer.to_string()}));
+                }
+                NetEvent::PeerDisconnected(peer) => {
+                    self.announce(json!({"type": "peer_disconnected", "peer": peer.to_string()}));
+                }
+                NetEvent::ConnectionRefused { peer, reason } => {
+                    self.announce(json!({
+                        "type": "connection_refused",
+                        "peer": peer.map(|p| p.to_string()),
+                        "reason": reason,
+                    }));
+                }
+                NetEvent::Listening(addr) => {
+                    self.announce(json!({"type": "listening", "addr": addr.to_string()}));
+                }
+            }
+        }
+        self.perform(actions, &origins).await;
+    }
+
+    fn announce(&self, event: serde_json::Value) {
+        let _ = self.parts.events.send(event.to_string());
+    }
+
+    /// Carries out the engine's actions: records first (one store batch), then everything
+    /// that waits as jobs, and tells the waiters of finished runs.
+    async fn perform(
+        &mut self,
+        actions: Vec<Action>,
+        origins: &HashMap<ObjectId, (&'static str, PeerId)>,
+    ) {
+        let mut records: Vec<Entry> = Vec::new();
+        let mut rest = Vec::with_capacity(actions.len());
+        for action in actions {
+            match action {
+                Action::Record(object) => {
+                    let entry = match origins.get(&object.id()) {
+                        Some((origin, peer)) => (object, *origin, Some(*peer)),
+                        None => (object, "local", None),
+                    };
+                    records.push(entry);
+                }
+                other => rest.push(other),
+            }
+        }
+        if !records.is_empty() {
+            self.parts.recorder.record(records);
+        }
+        for action in rest {
+            match action {
+                Action::Publish(object) => {
+                    let net = self.parts.net.clone();
+                    self.job(async move {
+                        if let Err(e) = net.publish(object).await {
+                            warn!("could not publish: {e}");
+                        }
+                        None
+                    })
+                    .await;
+                }
+                Action::Send { to, object } => {
+                    let net = self.parts.net.clone();
+                    self.job(async move {
+                        let kind = object.kind();
+                        let result = match pvl_net::peer_id_of(&to) {
+                            Ok(peer) => net.send(peer, object).await,
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = result {
+                            warn!(to = %to.short(), %kind, "could not send: {e}");
+                        }
+                        None
+                    })
+                    .await;
+                }
+                Action::Execute {
+                    task,
+                    capability,
+                    input,
+                    ..
+                } => {
+                    let executor = self.parts.executors.get(&capability).cloned();
+                    self.job(async move {
+                        let result = match executor {
+                            Some(executor) => crate::executor::run(&executor, &input).await,
+                            None => Err(format!("no executor for `{capability}`")),
+                        };
+                        info!(task = %task.short(), %capability, ok = result.is_ok(), "task executed");
+                        Some(Input::Executed { task, result })
+                    })
+                    .await;
+                }
+                Action::DecideVote(proposal) => {
+                    let command = self.parts.vote_exec.clone();
+                    let timeout = self.parts.vote_timeout;
+                    self.job(async move {
+                        let decision = crate::executor::vote(&command, &proposal, timeout).await;
+                        Some(Input::VoteDecided { proposal, decision })
+                    })
+                    .await;
+                }
+                Action::Finished(outcome) => {
+                    let trace = outcome.trace();
+                    debug!(trace = %trace.short(), completed = outcome.is_completed(), "run finished");
+                    for waiter in self.waiters.remove(&trace).unwrap_or_default() {
+                        let _ = waiter.send(outcome.clone());
+                    }
+                }
+                // The engine keeps its timers and records were written above.
+                Action::SetTimer { .. } | Action::Record(_) => {}
+            }
+        }
+    }
+
+    /// Starts a job, first waiting for one to finish when [`MAX_JOBS`] are running.
+    async fn job(&mut self, job: impl std::future::Future<Output = JobResult> + Send + 'static) {
+        while self.jobs.len() >= MAX_JOBS {
+            match self.jobs.join_next().await {
+                Some(Ok(Some(input))) => {
+                    // Fed to the engine at once; its actions wait for the next pass.
+                    let actions = self.engine.handle(input, pvl_net::now_ms());
+                    Box::pin(self.perform(actions, &HashMap::new())).await;
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        self.jobs.spawn(job);
+    }
+}
