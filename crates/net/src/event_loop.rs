@@ -33,6 +33,9 @@ const TICK: Duration = Duration::from_millis(250);
 /// most of them ("at capacity"), so the offers never arrived.
 const MAX_DIRECT_STREAMS: usize = 2048;
 const BOOTSTRAP_EVERY: Duration = Duration::from_secs(30);
+/// How often a bootstrap peer this node is not connected to is dialled again (a bootstrap
+/// node that restarted is found again within this time).
+const BOOTSTRAP_REDIAL_EVERY: Duration = Duration::from_secs(1);
 
 /// Errors of the network layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -353,6 +356,8 @@ pub struct EventLoop {
     provider_queries: HashMap<kad::QueryId, ProviderQuery>,
     known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     last_bootstrap: Option<Instant>,
+    /// When disconnected bootstrap peers were last dialled again.
+    last_redial: Instant,
     announced: bool,
     published: RecentIds,
 }
@@ -435,6 +440,7 @@ pub fn new(config: NetConfig) -> Result<(Client, mpsc::Receiver<NetEvent>, Event
         provider_queries: HashMap::new(),
         known_addrs: HashMap::new(),
         last_bootstrap: None,
+        last_redial: Instant::now(),
         announced: false,
         published: RecentIds::new(),
     };
@@ -631,6 +637,21 @@ impl EventLoop {
         self.lookup_retries = later;
         for lookup in due {
             self.start_lookup(lookup);
+        }
+        if self.last_redial.elapsed() >= BOOTSTRAP_REDIAL_EVERY {
+            self.last_redial = now;
+            for (peer, addr) in &self.bootstrap {
+                if self.swarm.is_connected(peer) {
+                    continue;
+                }
+                let opts = DialOpts::peer_id(*peer)
+                    .addresses(vec![addr.clone()])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    debug!(%peer, "cannot dial the bootstrap peer again: {e}");
+                }
+            }
         }
         let due = self
             .last_bootstrap
