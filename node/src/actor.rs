@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pvl_net::{NetEvent, PeerId, Via};
-use pvl_patterns::{Action, Engine, Input, Outcome, Planned};
+use pvl_patterns::{Action, Engine, EngineStats, Input, Outcome, Planned};
 use pvl_protocol::{ObjectId, SignedObject, TraceId};
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -72,6 +72,9 @@ enum Command {
         capability: String,
         reply: oneshot::Sender<Vec<TraceId>>,
     },
+    Stats {
+        reply: oneshot::Sender<(EngineStats, usize)>,
+    },
 }
 
 /// The handle the control API holds.
@@ -106,6 +109,11 @@ impl Handle {
     /// it (nor remembers its end).
     pub async fn wait(&self, trace: TraceId) -> Result<Option<oneshot::Receiver<Outcome>>, Stopped> {
         self.ask(|reply| Command::Wait { trace, reply }).await
+    }
+
+    /// The engine's counters and the number of jobs running.
+    pub async fn stats(&self) -> Result<(EngineStats, usize), Stopped> {
+        self.ask(|reply| Command::Stats { reply }).await
     }
 
     /// The traces of runs for `capability` finished since the last call (for its history).
@@ -263,6 +271,9 @@ impl Actor {
             }
             Command::TakeFinished { capability, reply } => {
                 let _ = reply.send(self.engine.take_finished(&capability));
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send((self.engine.stats(), self.jobs.len()));
             }
         }
     }

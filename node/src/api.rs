@@ -141,6 +141,7 @@ async fn id(State(state): State<Shared>) -> ApiResult<Json<Value>> {
 
 async fn status(State(state): State<Shared>) -> ApiResult<Json<Value>> {
     let status = state.net.status().await?;
+    let (engine, jobs) = state.actor.stats().await.map_err(stopped)?;
     state.recorder.synced().await;
     let objects = state.store.object_count().map_err(ApiError::from)?;
     Ok(Json(json!({
@@ -153,6 +154,15 @@ async fn status(State(state): State<Shared>) -> ApiResult<Json<Value>> {
         "topics": status.topics,
         "queued_publishes": status.queued_publishes,
         "objects_stored": objects,
+        "engine": {
+            "runs_started": engine.started,
+            "runs_resumed": engine.restored,
+            "runs_finished": engine.finished,
+            "refused": engine.refused,
+            "delivered_locally": engine.local,
+            "timers_fired": engine.timers,
+            "jobs_running": jobs,
+        },
         "dir": state.dir.display().to_string(),
     })))
 }

@@ -309,7 +309,7 @@ fn a_winner_killed_after_the_award_is_replaced_and_the_task_completes() {
 }
 
 #[test]
-fn junk_from_a_rogue_peer_is_recorded_refused_and_the_round_completes() {
+fn junk_from_a_rogue_peer_is_refused_not_stored_and_the_round_completes() {
     use pvl_protocol::{Body, Envelope, ObjectId, Offer, Receipt, TaskDone, TaskStatus};
 
     let net = network(&[("sha256:10:300", "")]);
@@ -426,7 +426,8 @@ fn junk_from_a_rogue_peer_is_recorded_refused_and_the_round_completes() {
     assert_eq!(outcome["status"], "completed", "{outcome}");
     assert_eq!(outcome["provider"], net.providers[0].as_str());
     assert_eq!(outcome["awards"], 1);
-    // And the junk is in the requester's trace store as evidence.
+    // The junk belongs to no conversation of the requester's: it is refused, counted, and
+    // not stored (one record rule: only what a state machine admits is recorded).
     let shown = pvl_json(
         &net.requester,
         &["trace", "show", outcome["trace_id"].as_str().unwrap()],
@@ -439,11 +440,16 @@ fn junk_from_a_rogue_peer_is_recorded_refused_and_the_round_completes() {
         .collect();
     for id in &junk_ids {
         assert!(
-            stored.contains(&id.as_str()),
-            "rogue object {id} not recorded; stored: {}",
+            !stored.contains(&id.as_str()),
+            "rogue object {id} was stored: {}",
             serde_json::to_string_pretty(&shown).unwrap()
         );
     }
+    let status = pvl_json(&net.requester, &["status"]);
+    assert!(
+        status["engine"]["refused"].as_u64().unwrap() >= 3,
+        "{status}"
+    );
 }
 
 /// A free TCP port on loopback (bound and released: the requester comes back on it after a

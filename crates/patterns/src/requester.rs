@@ -613,6 +613,14 @@ impl Requester {
         if matches!(self.phase, Phase::Finished(_)) {
             return Err(self.unexpected(&object));
         }
+        if !self.intents.contains(&offer.intent) {
+            // Not an answer to anything this requester asked: refused, not recorded.
+            return Err(PatternError::Mismatch(format!(
+                "offer {} answers intent {}, which this requester never published",
+                object.id().short(),
+                offer.intent.short()
+            )));
+        }
         if self.received_this_round >= self.spec.max_offers {
             self.stats.offers_over_cap += 1;
             warn!(offer = %object.id().short(), cap = self.spec.max_offers, "offer cap reached");
