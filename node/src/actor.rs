@@ -96,7 +96,11 @@ impl Handle {
     }
 
     /// Starts a planned request; `wait`: also a receiver of its outcome.
-    pub async fn start(&self, planned: Planned, wait: bool) -> Result<Result<Started, String>, Stopped> {
+    pub async fn start(
+        &self,
+        planned: Planned,
+        wait: bool,
+    ) -> Result<Result<Started, String>, Stopped> {
         self.ask(|reply| Command::Start {
             planned: Box::new(planned),
             wait,
@@ -107,7 +111,10 @@ impl Handle {
 
     /// A receiver of the outcome of `trace`, or `None` when this process does not coordinate
     /// it (nor remembers its end).
-    pub async fn wait(&self, trace: TraceId) -> Result<Option<oneshot::Receiver<Outcome>>, Stopped> {
+    pub async fn wait(
+        &self,
+        trace: TraceId,
+    ) -> Result<Option<oneshot::Receiver<Outcome>>, Stopped> {
         self.ask(|reply| Command::Wait { trace, reply }).await
     }
 
@@ -307,7 +314,9 @@ impl Actor {
                     actions.extend(self.engine.handle(Input::Received(*object), now));
                 }
                 NetEvent::Refused { from, reason, .. } => {
-                    self.announce(json!({"type": "refused", "peer": from.to_string(), "reason": reason}));
+                    self.announce(
+                        json!({"type": "refused", "peer": from.to_string(), "reason": reason}),
+                    );
                 }
                 NetEvent::PeerConnected(peer) => {
                     self.announce(json!({"type": "peer_connected", "peer": peer.to_string()}));

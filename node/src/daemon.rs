@@ -25,7 +25,6 @@ use crate::recorder::Recorder;
 /// behind is told how many events it missed.
 const EVENT_BUFFER: usize = 1024;
 
-
 /// Everything the control API needs, shared between its handlers.
 pub struct NodeState {
     /// The node directory.

@@ -16,10 +16,10 @@
 //! - [`api`]: the control API (HTTP + JSON on loopback, bearer token, server-sent events);
 //! - [`cli`]: the command line, a thin client of that API.
 
+pub mod actor;
 pub mod api;
 pub mod cli;
 pub mod config;
-pub mod actor;
 pub mod daemon;
 pub mod executor;
 pub mod history;

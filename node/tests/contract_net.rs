@@ -498,9 +498,20 @@ fn verifies_complete(dir: &std::path::Path, trace: &str) {
     let bundle = dir.join(format!("{}.bundle", &trace[..8]));
     pvl_ok(
         dir,
-        &["trace", "export", trace, "--format", "bundle", "--out", bundle.to_str().unwrap()],
+        &[
+            "trace",
+            "export",
+            trace,
+            "--format",
+            "bundle",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
     );
-    let verified = pvl(dir, &["trace", "verify", "--complete", bundle.to_str().unwrap()]);
+    let verified = pvl(
+        dir,
+        &["trace", "verify", "--complete", bundle.to_str().unwrap()],
+    );
     assert!(verified.status.success(), "{verified:?}");
 }
 
@@ -515,13 +526,25 @@ fn a_requester_killed_after_the_award_resumes_and_countersigns_the_receipt() {
     net.nodes.remove(0).stop();
     net.nodes.insert(0, Running::start(&net.requester));
     wait_until("the requester to know both providers again", || {
-        pvl_json(&net.requester, &["peers"]).as_array().unwrap().len() >= 2
+        pvl_json(&net.requester, &["peers"])
+            .as_array()
+            .unwrap()
+            .len()
+            >= 2
     });
     let published = pvl_json(
         &net.requester,
         &[
-            "intent", "publish", "--capability", "sleep", "--input", "1500", "--min-offers",
-            "2", "--window", "5s",
+            "intent",
+            "publish",
+            "--capability",
+            "sleep",
+            "--input",
+            "1500",
+            "--min-offers",
+            "2",
+            "--window",
+            "5s",
         ],
     );
     let trace = published["trace_id"].as_str().unwrap().to_owned();
@@ -535,7 +558,11 @@ fn a_requester_killed_after_the_award_resumes_and_countersigns_the_receipt() {
     // it, it countersigns, and nothing is awarded twice.
     let outcome = pvl_json(&net.requester, &["intent", "outcome", &trace]);
     assert_eq!(outcome["status"], "completed", "{outcome}");
-    assert_eq!(outcome["provider"], net.providers[0].as_str(), "the cheaper offer");
+    assert_eq!(
+        outcome["provider"],
+        net.providers[0].as_str(),
+        "the cheaper offer"
+    );
     assert_eq!(outcome["receipt_countersigned"], true, "{outcome}");
     assert_eq!(outcome["awards"], 1, "{outcome}");
     assert_eq!(kinds(&net.requester, &trace, "task_start"), 1);
@@ -568,24 +595,47 @@ fn a_requester_killed_during_the_offer_window_keeps_its_offers_and_completes() {
     net.nodes.remove(0).stop();
     net.nodes.insert(0, Running::start(&net.requester));
     wait_until("the requester to know both providers again", || {
-        pvl_json(&net.requester, &["peers"]).as_array().unwrap().len() >= 2
+        pvl_json(&net.requester, &["peers"])
+            .as_array()
+            .unwrap()
+            .len()
+            >= 2
     });
     // A 4 s window: both offers are in long before it closes.
     let published = pvl_json(
         &net.requester,
-        &["intent", "publish", "--capability", "echo", "--input", "hi", "--window", "4s"],
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "echo",
+            "--input",
+            "hi",
+            "--window",
+            "4s",
+        ],
     );
     let trace = published["trace_id"].as_str().unwrap().to_owned();
-    wait_until("both offers", || kinds(&net.requester, &trace, "offer") == 2);
+    wait_until("both offers", || {
+        kinds(&net.requester, &trace, "offer") == 2
+    });
     net.nodes.remove(0).kill();
     net.nodes.insert(0, Running::start(&net.requester));
 
     // The offers received before the kill count; the window closes when it was due.
     let outcome = pvl_json(&net.requester, &["intent", "outcome", &trace]);
     assert_eq!(outcome["status"], "completed", "{outcome}");
-    assert_eq!(outcome["provider"], net.providers[1].as_str(), "the cheaper offer");
+    assert_eq!(
+        outcome["provider"],
+        net.providers[1].as_str(),
+        "the cheaper offer"
+    );
     assert_eq!(outcome["receipt_countersigned"], true, "{outcome}");
-    assert_eq!(kinds(&net.requester, &trace, "intent"), 1, "not re-published");
+    assert_eq!(
+        kinds(&net.requester, &trace, "intent"),
+        1,
+        "not re-published"
+    );
     assert_eq!(kinds(&net.requester, &trace, "offer"), 2);
     assert_eq!(kinds(&net.requester, &trace, "task_start"), 1);
     verifies_complete(&net.requester, &trace);

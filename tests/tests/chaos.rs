@@ -102,7 +102,18 @@ fn a_requester_killed_mid_round_resumes_it() {
     let bundle = tmp.path().join("resumed.bundle");
     pvl_ok(
         &net.node(0),
-        &["trace", "export", &trace, "--format", "bundle", "--out", bundle.to_str().unwrap()],
+        &[
+            "trace",
+            "export",
+            &trace,
+            "--format",
+            "bundle",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
     );
-    pvl_ok(&net.node(0), &["trace", "verify", "--complete", bundle.to_str().unwrap()]);
+    pvl_ok(
+        &net.node(0),
+        &["trace", "verify", "--complete", bundle.to_str().unwrap()],
+    );
 }

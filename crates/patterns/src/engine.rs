@@ -56,9 +56,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use pvl_protocol::{
-    Body, Keypair, Kind, ObjectId, PatternHint, PublicKey, SignedObject, TraceId,
-};
+use pvl_protocol::{Body, Keypair, Kind, ObjectId, PatternHint, PublicKey, SignedObject, TraceId};
 use tracing::debug;
 
 use crate::action::{Action, Input, Outcome};
@@ -402,7 +400,10 @@ impl Engine {
             let Body::Intent(intent) = root.body() else {
                 continue;
             };
-            let composite = matches!(intent.pattern, PatternHint::Workflow | PatternHint::Parallel);
+            let composite = matches!(
+                intent.pattern,
+                PatternHint::Workflow | PatternHint::Parallel
+            );
             let rebuilt = if composite {
                 Err(PatternError::Invalid(
                     "workflow and parallel runs are not resumed".into(),
@@ -455,9 +456,9 @@ impl Engine {
         match object.kind() {
             Kind::Proposal => {
                 let result = if self.external_votes {
-                    self.voter
-                        .prepare(&object, now_ms)
-                        .map(|again| again.unwrap_or_else(|| vec![Action::DecideVote(object.clone())]))
+                    self.voter.prepare(&object, now_ms).map(|again| {
+                        again.unwrap_or_else(|| vec![Action::DecideVote(object.clone())])
+                    })
                 } else {
                     self.voter.on_proposal(object.clone(), now_ms)
                 };

@@ -317,8 +317,8 @@ fn build(
             if options.parallel.is_some() {
                 return Err(conflict("`parallel`"));
             }
-            let workflow =
-                WorkflowSpec::parse(text).map_err(|e| RequestError::new(format!("workflow: {e}")))?;
+            let workflow = WorkflowSpec::parse(text)
+                .map_err(|e| RequestError::new(format!("workflow: {e}")))?;
             workflow
                 .check()
                 .map_err(|e| RequestError::new(format!("workflow: {e}")))?;
@@ -402,7 +402,12 @@ mod tests {
             threshold: Some(2),
             ..Default::default()
         };
-        assert!(plan(o.clone()).unwrap_err().0.contains("needs a `committee`"));
+        assert!(
+            plan(o.clone())
+                .unwrap_err()
+                .0
+                .contains("needs a `committee`")
+        );
         o.committee = Some(vec![key(1), key(2)]);
         o.threshold = Some(3);
         assert!(plan(o.clone()).unwrap_err().0.contains("between 1 and"));

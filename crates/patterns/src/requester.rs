@@ -1616,7 +1616,6 @@ impl Requester {
     }
 }
 
-/// Adds to a `selection` event body why avoided providers' offers rank last.
 // ----- restart ---------------------------------------------------------------------------
 
 /// Most providers listed in a `run-spec` event's `avoid` attribute (the attribute must fit
@@ -1654,12 +1653,19 @@ pub(crate) fn spec_attrs(spec: &RequestSpec) -> Vec<(String, String)> {
 
 /// The spec of a run from its root intent and its `run-spec` attributes.
 fn spec_from(intent: &Intent, attrs: &[(String, String)]) -> Result<RequestSpec> {
-    let get = |key: &str| attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let get = |key: &str| {
+        attrs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
     fn num<T: std::str::FromStr>(key: &str, value: Option<&str>) -> Result<Option<T>> {
         value
             .map(|v| {
                 v.parse::<T>().map_err(|_| {
-                    PatternError::Invalid(format!("run-spec attribute `{key}` = `{v}` is not a number"))
+                    PatternError::Invalid(format!(
+                        "run-spec attribute `{key}` = `{v}` is not a number"
+                    ))
                 })
             })
             .transpose()
@@ -1831,10 +1837,9 @@ impl Requester {
             v.sort_by_key(|o| o.timestamp_ms());
             v
         };
-        let running = starts
-            .last()
-            .copied()
-            .filter(|s| !failed.contains(&s.id()) && s.timestamp_ms() >= latest_intent.timestamp_ms());
+        let running = starts.last().copied().filter(|s| {
+            !failed.contains(&s.id()) && s.timestamp_ms() >= latest_intent.timestamp_ms()
+        });
         if let Some(start) = running {
             let Body::TaskStart(task) = start.body() else {
                 return Err(PatternError::Invalid("not a task start".into()));
@@ -1846,7 +1851,9 @@ impl Requester {
                 )));
             };
             let Body::Offer(offer) = winner.body() else {
-                return Err(PatternError::Invalid("the awarded object is not an offer".into()));
+                return Err(PatternError::Invalid(
+                    "the awarded object is not an offer".into(),
+                ));
             };
             let served = offer.intent;
             r.replay_offers(&offers_for(served), latest_intent.timestamp_ms());
@@ -1858,7 +1865,9 @@ impl Requester {
             };
             let others: Vec<Held> = held
                 .into_iter()
-                .filter(|h| h.object.id() != winner.id() && !r.excluded.contains(&h.candidate.provider))
+                .filter(|h| {
+                    h.object.id() != winner.id() && !r.excluded.contains(&h.candidate.provider)
+                })
                 .collect();
             let candidates: Vec<Candidate> = others.iter().map(|h| h.candidate.clone()).collect();
             let mut by_id: HashMap<ObjectId, Held> =
@@ -1887,7 +1896,9 @@ impl Requester {
                     Body::TaskProgress(p) => p.task == start.id(),
                     Body::TaskDone(d) => d.task == start.id(),
                     Body::Receipt(rc) => rc.task == start.id(),
-                    Body::Event(e) => e.event_type == "award-refused" && e.about.contains(&start.id()),
+                    Body::Event(e) => {
+                        e.event_type == "award-refused" && e.about.contains(&start.id())
+                    }
                     _ => false,
                 })
                 .collect();
@@ -1908,12 +1919,17 @@ impl Requester {
             }
         } else {
             let Body::Intent(current) = latest_intent.body() else {
-                return Err(PatternError::Invalid("the latest intent is not an intent".into()));
+                return Err(PatternError::Invalid(
+                    "the latest intent is not an intent".into(),
+                ));
             };
             r.phase = Phase::Collecting {
                 closes_at_ms: current.expires_at_ms,
             };
-            r.replay_offers(&offers_for(latest_intent.id()), latest_intent.timestamp_ms());
+            r.replay_offers(
+                &offers_for(latest_intent.id()),
+                latest_intent.timestamp_ms(),
+            );
             let closes_at = match r.phase {
                 Phase::Collecting { closes_at_ms } => closes_at_ms,
                 _ => current.expires_at_ms,
@@ -1925,7 +1941,9 @@ impl Requester {
                 actions.push(r.timer(closes_at, TimerKind::OfferWindow { round }));
             }
         }
-        actions.retain(|a| !matches!(a, Action::Record(o) if stored.contains(&(o.id(), o.is_countersigned()))));
+        actions.retain(
+            |a| !matches!(a, Action::Record(o) if stored.contains(&(o.id(), o.is_countersigned()))),
+        );
         info!(
             trace = %root.id().short(), round = r.round, phase = r.phase.name(),
             offers = r.stats.offers_received, held = r.held.len(), objects = objects.len(),
@@ -1955,6 +1973,7 @@ impl Requester {
     }
 }
 
+/// Adds to a `selection` event body why avoided providers' offers rank last.
 fn explain_avoided(body: &mut Event, avoided: &[ObjectId], ranking: &select::Ranking) {
     if avoided.is_empty() {
         return;

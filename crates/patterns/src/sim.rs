@@ -25,8 +25,8 @@ use crate::action::{Action, Input, Outcome, TimerToken};
 use crate::consensus::Voter;
 use crate::coordination::Coordination;
 use crate::engine::Engine;
-use crate::request::Planned;
 use crate::provider::Provider;
+use crate::request::Planned;
 use crate::requester::Requester;
 
 /// What a simulated executor does with a task.

@@ -10,7 +10,7 @@ use pvl_patterns::{
     Action, Engine, EngineConfig, FailureReason, Input, NoRecords, OfferPolicy, Outcome, Planned,
     Provider, Request, RequestOptions, RequestSpec, VoteDecision, VoteMode,
 };
-use pvl_protocol::{Body, Keypair, Kind, Payload, PatternHint, SignedObject, TraceId};
+use pvl_protocol::{Body, Keypair, Kind, PatternHint, Payload, SignedObject, TraceId};
 
 const T0: u64 = 1_800_000_000_000;
 
@@ -22,11 +22,11 @@ fn key(i: u8) -> Keypair {
 fn network(providers: u8) -> Network {
     let mut engines = vec![Engine::new(EngineConfig::new(key(0)))];
     for i in 1..=providers {
-        let provider = Provider::new(key(i), 4).serve(
-            "echo",
-            OfferPolicy::fixed(u64::from(i) * 10, 100, 9_000),
-        );
-        engines.push(Engine::new(EngineConfig::new(key(i)).with_provider(provider)));
+        let provider = Provider::new(key(i), 4)
+            .serve("echo", OfferPolicy::fixed(u64::from(i) * 10, 100, 9_000));
+        engines.push(Engine::new(
+            EngineConfig::new(key(i)).with_provider(provider),
+        ));
     }
     let executor = Box::new(|_: &_, _: &_, _: &str, input: &Payload| ExecPlan::Finish {
         after_ms: 50,
@@ -59,7 +59,7 @@ fn completed(net: &Network, trace: &TraceId) -> pvl_patterns::Completion {
     }
 }
 
-fn of_kind<'a>(objects: &'a [SignedObject], kind: Kind) -> Vec<&'a SignedObject> {
+fn of_kind(objects: &[SignedObject], kind: Kind) -> Vec<&SignedObject> {
     objects.iter().filter(|o| o.kind() == kind).collect()
 }
 
@@ -84,20 +84,29 @@ fn a_round_between_engines_completes_and_records_each_object_once() {
     let mut net = network(3);
     let trace = net.request(0, planned(spec(200, 0))).unwrap();
     assert!(net.engine(0).is_running(&trace));
-    assert_eq!(net.engine(0).poll_timeout(), Some(T0 + 200), "the offer window");
+    assert_eq!(
+        net.engine(0).poll_timeout(),
+        Some(T0 + 200),
+        "the offer window"
+    );
     assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
     let c = completed(&net, &trace);
     assert_eq!(c.provider, key(1).public(), "lowest cost wins");
-    assert!(c.receipt.as_ref().is_some_and(SignedObject::is_countersigned));
+    assert!(
+        c.receipt
+            .as_ref()
+            .is_some_and(SignedObject::is_countersigned)
+    );
     assert!(!net.engine(0).is_running(&trace));
     assert_recorded_once(&net);
     // The requester's store has the root, the run-spec event, three offers, one award.
     let mine = &net.recorded[0];
     assert_eq!(of_kind(mine, Kind::Offer).len(), 3);
     assert_eq!(of_kind(mine, Kind::TaskStart).len(), 1);
-    assert!(mine.iter().any(
-        |o| matches!(o.body(), Body::Event(e) if e.event_type == pvl_patterns::RUN_SPEC)
-    ));
+    assert!(
+        mine.iter()
+            .any(|o| matches!(o.body(), Body::Event(e) if e.event_type == pvl_patterns::RUN_SPEC))
+    );
     // A provider that lost recorded the intent it bid on, its offer and the reject.
     assert_eq!(of_kind(&net.recorded[2], Kind::Intent).len(), 1);
     assert_eq!(of_kind(&net.recorded[2], Kind::Reject).len(), 1);
@@ -107,14 +116,23 @@ fn a_round_between_engines_completes_and_records_each_object_once() {
 fn an_intent_nobody_serves_is_recorded_as_observed_and_the_window_timer_fails_the_round() {
     let mut engines = vec![Engine::new(EngineConfig::new(key(0)))];
     engines.push(Engine::new(EngineConfig::new(key(1))));
-    let mut net = Network::new(engines, 2, Box::new(|_: &_, _: &_, _: &str, _: &Payload| ExecPlan::Hang), T0);
+    let mut net = Network::new(
+        engines,
+        2,
+        Box::new(|_: &_, _: &_, _: &str, _: &Payload| ExecPlan::Hang),
+        T0,
+    );
     let trace = net.request(0, planned(spec(300, 0))).unwrap();
     assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
     match outcome(&net, &trace) {
         Some(Outcome::Failed(f)) => assert_eq!(f.reason, FailureReason::NoOffers),
         other => panic!("expected no-offers, got {other:?}"),
     }
-    assert_eq!(net.now_ms, T0 + 300, "failed when the window closed, not before");
+    assert_eq!(
+        net.now_ms,
+        T0 + 300,
+        "failed when the window closed, not before"
+    );
     assert_eq!(of_kind(&net.recorded[1], Kind::Intent).len(), 1, "observed");
     assert_eq!(net.engine(0).stats().timers, 1);
 }
@@ -145,7 +163,10 @@ fn a_requester_on_its_own_committee_votes_inside_the_engine() {
     assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
     let c = completed(&net, &trace);
     assert_eq!(c.provider, key(1).public());
-    assert!(net.engine(0).stats().local >= 2, "proposal to itself and its vote back");
+    assert!(
+        net.engine(0).stats().local >= 2,
+        "proposal to itself and its vote back"
+    );
     assert_eq!(of_kind(&net.recorded[0], Kind::Vote).len(), 3);
     assert_recorded_once(&net);
 }
@@ -206,7 +227,9 @@ fn votes_decided_outside_go_in_as_inputs() {
             _ => None,
         })
         .unwrap();
-    assert!(matches!(vote.body(), Body::Vote(v) if !v.approve && v.reason == "too expensive for me"));
+    assert!(
+        matches!(vote.body(), Body::Vote(v) if !v.approve && v.reason == "too expensive for me")
+    );
 }
 
 #[test]
@@ -221,12 +244,28 @@ fn a_requester_restarted_during_the_offer_window_resumes_with_the_offers_it_had(
     net.restart(0, Engine::new(EngineConfig::new(key(0))));
     assert!(net.engine(0).is_running(&trace));
     assert_eq!(net.engine(0).stats().restored, 1);
-    assert_eq!(net.engine(0).poll_timeout(), Some(T0 + 500), "the window re-armed");
+    assert_eq!(
+        net.engine(0).poll_timeout(),
+        Some(T0 + 500),
+        "the window re-armed"
+    );
     assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
     let c = completed(&net, &trace);
-    assert_eq!(c.provider, key(1).public(), "the offers received before the crash count");
-    assert!(c.receipt.as_ref().is_some_and(SignedObject::is_countersigned));
-    assert_eq!(of_kind(&net.recorded[0], Kind::Intent).len(), 1, "not re-published");
+    assert_eq!(
+        c.provider,
+        key(1).public(),
+        "the offers received before the crash count"
+    );
+    assert!(
+        c.receipt
+            .as_ref()
+            .is_some_and(SignedObject::is_countersigned)
+    );
+    assert_eq!(
+        of_kind(&net.recorded[0], Kind::Intent).len(),
+        1,
+        "not re-published"
+    );
     assert_recorded_once(&net);
 }
 
@@ -246,7 +285,11 @@ fn a_requester_restarted_after_the_award_follows_it_without_awarding_again() {
     // winner and the next-best offer is awarded.
     assert!(net.run_until(T0 + 60_000, |n| n.engine(0).outcome(&trace).is_some()));
     let c = completed(&net, &trace);
-    assert_eq!(c.provider, key(2).public(), "the standby offer of the round");
+    assert_eq!(
+        c.provider,
+        key(2).public(),
+        "the standby offer of the round"
+    );
     assert_eq!(of_kind(&net.recorded[0], Kind::TaskStart).len(), 2);
     assert_recorded_once(&net);
 
@@ -260,8 +303,16 @@ fn a_requester_restarted_after_the_award_follows_it_without_awarding_again() {
     let c = completed(&net, &trace);
     assert_eq!(c.provider, key(1).public());
     assert_eq!(c.awards, 1);
-    assert!(c.receipt.as_ref().is_some_and(SignedObject::is_countersigned));
-    assert_eq!(of_kind(&net.recorded[0], Kind::TaskStart).len(), 1, "not repeated");
+    assert!(
+        c.receipt
+            .as_ref()
+            .is_some_and(SignedObject::is_countersigned)
+    );
+    assert_eq!(
+        of_kind(&net.recorded[0], Kind::TaskStart).len(),
+        1,
+        "not repeated"
+    );
 }
 
 #[test]
@@ -278,7 +329,11 @@ fn a_round_whose_deadline_passed_while_down_ends_with_that_reason() {
     match outcome(&net, &trace) {
         Some(Outcome::Failed(f)) => {
             assert_eq!(f.reason, FailureReason::DeadlinePassed);
-            assert!(f.detail.contains("while the requester was down"), "{}", f.detail);
+            assert!(
+                f.detail.contains("while the requester was down"),
+                "{}",
+                f.detail
+            );
         }
         other => panic!("expected deadline-passed, got {other:?}"),
     }
