@@ -538,6 +538,8 @@ async fn show_trace(State(state): State<Shared>, Path(id): Path<String>) -> ApiR
     state.recorder.synced().await;
     let objects = trace_objects(&state, &id)?;
     let summary = state.store.trace_summary(&id)?;
+    // Parents before children (see `pvl_trace::causal_order`): clients print as given.
+    let objects = pvl_trace::causal_order(&objects);
     Ok(Json(json!({ "summary": summary, "objects": objects })))
 }
 

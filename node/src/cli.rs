@@ -726,53 +726,6 @@ fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
     }
 }
 
-/// Objects by timestamp, except that an object never comes before a parent in the list (two
-/// objects signed in the same millisecond keep their causal order): the earliest object whose
-/// parents are all out comes next.
-fn causal_order(objects: Vec<&Value>) -> Vec<&Value> {
-    use std::cmp::Reverse;
-    use std::collections::{BinaryHeap, HashMap};
-    let index: HashMap<&str, usize> = objects
-        .iter()
-        .enumerate()
-        .filter_map(|(i, o)| o["id"].as_str().map(|id| (id, i)))
-        .collect();
-    let mut waiting = vec![0usize; objects.len()];
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); objects.len()];
-    for (i, o) in objects.iter().enumerate() {
-        for parent in o["parents"].as_array().into_iter().flatten() {
-            if let Some(&p) = parent.as_str().and_then(|p| index.get(p))
-                && p != i
-            {
-                waiting[i] += 1;
-                children[p].push(i);
-            }
-        }
-    }
-    let key = |i: usize| (objects[i]["timestamp_ms"].as_u64().unwrap_or(0), i);
-    let mut ready: BinaryHeap<Reverse<(u64, usize)>> = (0..objects.len())
-        .filter(|&i| waiting[i] == 0)
-        .map(|i| Reverse(key(i)))
-        .collect();
-    let mut order = Vec::with_capacity(objects.len());
-    let mut done = vec![false; objects.len()];
-    while let Some(Reverse((_, i))) = ready.pop() {
-        done[i] = true;
-        order.push(objects[i]);
-        for &c in &children[i] {
-            waiting[c] -= 1;
-            if waiting[c] == 0 {
-                ready.push(Reverse(key(c)));
-            }
-        }
-    }
-    // A cycle cannot be signed, but a corrupt copy must still print: the rest by time.
-    let mut rest: Vec<usize> = (0..objects.len()).filter(|&i| !done[i]).collect();
-    rest.sort_by_key(|&i| key(i));
-    order.extend(rest.into_iter().map(|i| objects[i]));
-    order
-}
-
 fn print_tree(trace: &Value) -> Result<()> {
     let objects: Vec<&Value> = trace["objects"].as_array().into_iter().flatten().collect();
     let start = objects
@@ -788,7 +741,8 @@ fn print_tree(trace: &Value) -> Result<()> {
         str_of(&summary["status"])
     );
     let mut depth: std::collections::HashMap<String, usize> = Default::default();
-    for object in causal_order(objects) {
+    // The node lists the objects in causal order (parents first): printed as they come.
+    for object in objects {
         let parents: Vec<&str> = object["parents"]
             .as_array()
             .into_iter()
@@ -1272,26 +1226,5 @@ impl Api {
             .send_json(body)
             .map_err(|e| self.unreachable(e))?;
         Ok(serde_json::from_slice(&self.check(response)?)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tree_lists_parents_before_children_even_at_the_same_millisecond() {
-        let objects = [
-            json!({"id": "event", "timestamp_ms": 5, "parents": ["root"]}),
-            json!({"id": "receipt", "timestamp_ms": 9, "parents": ["done"]}),
-            json!({"id": "root", "timestamp_ms": 5, "parents": []}),
-            json!({"id": "offer", "timestamp_ms": 6, "parents": ["root", "elsewhere"]}),
-            json!({"id": "done", "timestamp_ms": 9, "parents": ["offer"]}),
-        ];
-        let order: Vec<&str> = causal_order(objects.iter().collect())
-            .iter()
-            .map(|o| o["id"].as_str().unwrap())
-            .collect();
-        assert_eq!(order, ["root", "event", "offer", "done", "receipt"]);
     }
 }

@@ -361,7 +361,7 @@ impl<'a> View<'a> {
 
 /// Kahn's algorithm over the in-trace parent links; among ready objects the earliest
 /// (timestamp, id) goes first. Objects in a (forged) cycle are appended by time.
-fn causal_order<'a>(
+pub(crate) fn causal_order<'a>(
     by_time: &[&'a SignedObject],
     by_id: &HashMap<ObjectId, &'a SignedObject>,
 ) -> Vec<&'a SignedObject> {

@@ -114,7 +114,7 @@ pub use analyse::{
 };
 pub use error::{Result, TraceError};
 pub use query::{
-    CapabilityStats, ProviderHistory, ProviderTask, TraceDag, TraceNode, TraceSummary,
+    CapabilityStats, ProviderHistory, ProviderTask, TraceDag, TraceNode, TraceSummary, causal_order,
 };
 pub use store::{
     Durability, InsertOutcome, MAX_CHUNK_BYTES, MAX_CHUNK_OBJECTS, SCHEMA_VERSION, StoreConfig,

@@ -456,3 +456,73 @@ impl TraceStore {
         Ok(analyse(&self.trace_objects(trace)?))
     }
 }
+
+/// The objects of a trace in **causal order**: every object after the objects it names as
+/// parents (where they are in `objects`), and among objects whose parents are all placed the
+/// earliest by (signed timestamp, id) first; objects of a forged cycle come last, by time.
+/// Two objects signed in the same millisecond therefore never show a child before its
+/// parent. This is the order `GET /v1/traces/{id}` returns and `pvl trace show` prints.
+pub fn causal_order(objects: &[SignedObject]) -> Vec<&SignedObject> {
+    let mut by_time: Vec<&SignedObject> = objects.iter().collect();
+    by_time.sort_by_key(|o| (o.timestamp_ms(), o.id()));
+    let by_id: HashMap<ObjectId, &SignedObject> = by_time.iter().map(|o| (o.id(), *o)).collect();
+    crate::analyse::causal_order(&by_time, &by_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use pvl_protocol::{Body, Event};
+
+    use super::causal_order;
+    use crate::testkit::{provider_key, sign};
+
+    fn event(
+        parents: &[&pvl_protocol::SignedObject],
+        at: u64,
+        name: &str,
+    ) -> pvl_protocol::SignedObject {
+        let trace = parents.first().map(|p| p.trace_id());
+        sign(
+            &provider_key(1),
+            trace,
+            parents,
+            at,
+            Body::Event(Event {
+                event_type: "note".into(),
+                about: Vec::new(),
+                message: name.into(),
+                attrs: Vec::new(),
+            }),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn parents_come_before_children_even_in_the_same_millisecond() {
+        let root = crate::testkit::intent(
+            "echo",
+            pvl_protocol::PatternHint::ContractNet,
+            pvl_protocol::Strategy::LowestCost,
+            None,
+            &[],
+            5,
+            1,
+        )
+        .unwrap();
+        let a = event(&[&root], 5, "a");
+        let b = event(&[&a], 5, "b");
+        let c = event(&[&b], 5, "c");
+        let later = event(&[&root], 9, "later");
+        let objects = vec![c.clone(), later.clone(), b.clone(), root.clone(), a.clone()];
+        let order: Vec<_> = causal_order(&objects).iter().map(|o| o.id()).collect();
+        let pos = |id| order.iter().position(|x| *x == id).unwrap();
+        assert!(pos(root.id()) < pos(a.id()));
+        assert!(pos(a.id()) < pos(b.id()));
+        assert!(pos(b.id()) < pos(c.id()));
+        assert_eq!(
+            *order.last().unwrap(),
+            later.id(),
+            "later in time comes last"
+        );
+    }
+}
