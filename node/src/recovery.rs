@@ -13,7 +13,9 @@
 //! [`stored_outcome`] reads an ended intent's outcome back from its trace, so
 //! `GET /v1/intents/{id}/outcome` still answers after a restart.
 
-use pvl_protocol::{Body, Envelope, Event, Keypair, Kind, PatternHint, SignedObject, TraceId};
+use pvl_protocol::{
+    Body, Envelope, Event, EventType, Keypair, Kind, PatternHint, SignedObject, TraceId, attr,
+};
 use pvl_trace::TraceStore;
 use serde_json::{Value, json};
 use tracing::{info, warn};
@@ -22,19 +24,19 @@ use tracing::{info, warn};
 pub const RECENT_TRACES: usize = 10_000;
 
 /// Event types that end a contract-net (or auction, or consensus) intent.
-const ENDINGS: [&str; 2] = ["intent-failed", "receipt-missing"];
+const ENDINGS: [EventType; 2] = [EventType::IntentFailed, EventType::ReceiptMissing];
 
 /// Event types that end a workflow or a parallel run (its sub-intents end with [`ENDINGS`]).
-const COMPOSITE_ENDINGS: [&str; 5] = [
-    "workflow-done",
-    "workflow-failed",
-    "parallel-done",
-    "parallel-failed",
-    "intent-failed",
+const COMPOSITE_ENDINGS: [EventType; 5] = [
+    EventType::WorkflowDone,
+    EventType::WorkflowFailed,
+    EventType::ParallelDone,
+    EventType::ParallelFailed,
+    EventType::IntentFailed,
 ];
 
 /// Why an intent was ended on restart (the `reason` attribute of its `intent-failed` event).
-pub const RESTARTED: &str = "requester-restarted";
+pub const RESTARTED: &str = attr::REQUESTER_RESTARTED;
 
 /// Ends every open intent of `key` among the recent traces of `store`; returns the events
 /// recorded. Errors on single traces are logged and skipped: recovery never stops a start.
@@ -99,13 +101,13 @@ fn is_composite(root: &SignedObject) -> bool {
 
 /// Whether the intent rooted at `root` has ended (see the module doc).
 fn ended(objects: &[SignedObject], root: &SignedObject, key: &Keypair) -> bool {
-    let endings: &[&str] = if is_composite(root) {
+    let endings: &[EventType] = if is_composite(root) {
         &COMPOSITE_ENDINGS
     } else {
         &ENDINGS
     };
     objects.iter().any(|o| match o.body() {
-        Body::Event(e) => o.signer() == key.public() && endings.contains(&e.event_type.as_str()),
+        Body::Event(e) => o.signer() == key.public() && endings.contains(&e.kind()),
         Body::Receipt(r) => {
             !is_composite(root)
                 && r.requester == key.public()
@@ -139,13 +141,13 @@ fn abandon(
         signer: key.public(),
         timestamp_ms: now_ms.max(last_intent.timestamp_ms()),
         body: Body::Event(Event {
-            event_type: "intent-failed".into(),
+            event_type: EventType::IntentFailed.to_string(),
             about: vec![root.id()],
             message: format!(
                 "{RESTARTED}: the node restarted before the intent ended; its round cannot \
                  be resumed"
             ),
-            attrs: vec![("reason".into(), RESTARTED.into())],
+            attrs: vec![(attr::REASON.into(), RESTARTED.into())],
         }),
     }
     .sign(key)
@@ -161,18 +163,14 @@ pub fn stored_outcome(objects: &[SignedObject], trace: TraceId, key: &Keypair) -
     }
     let mine = |o: &&SignedObject| o.signer() == key.public();
     let failure = objects.iter().filter(mine).find_map(|o| match o.body() {
-        Body::Event(e)
-            if e.event_type.ends_with("-failed") && !e.event_type.starts_with("stage") =>
-        {
-            Some(e)
-        }
+        Body::Event(e) if e.kind().is_run_failure() => Some(e),
         _ => None,
     });
     if let Some(event) = failure {
         let reason = event
             .attrs
             .iter()
-            .find(|(k, _)| k == "reason")
+            .find(|(k, _)| k == attr::REASON)
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| event.event_type.clone());
         let detail = event
@@ -192,11 +190,7 @@ pub fn stored_outcome(objects: &[SignedObject], trace: TraceId, key: &Keypair) -
         // Ended without a failure and without a countersigned receipt: a composite's
         // `*-done` event, or a task reported done whose receipt never came.
         let done = objects.iter().filter(mine).find_map(|o| match o.body() {
-            Body::Event(e)
-                if e.event_type.ends_with("-done") || e.event_type == "receipt-missing" =>
-            {
-                Some(e)
-            }
+            Body::Event(e) if e.kind().is_run_done() => Some(e),
             _ => None,
         })?;
         return Some(json!({

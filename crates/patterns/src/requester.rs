@@ -11,6 +11,7 @@ use pvl_protocol::{
     Payload, PublicKey, Receipt, Reject, RejectCode, SignedObject, Strategy, TaskDone, TaskStart,
     TaskStatus, TraceId,
 };
+use pvl_protocol::{EventType, attr};
 use tracing::{debug, info, warn};
 
 use crate::action::{
@@ -84,7 +85,7 @@ impl RequestSpec {
             strategy: Strategy::LowestCost,
             pattern: PatternHint::ContractNet,
             nonce: 0,
-            label: "main".to_string(),
+            label: pvl_protocol::vocab::MAIN_LABEL.to_string(),
             offer_window_ms: 2_000,
             min_offers: 0,
             grace_ms: 2_000,
@@ -1158,7 +1159,7 @@ impl Requester {
             return Err(self.unexpected(&object));
         };
         let task = running.start.id();
-        if event.event_type != "award-refused" || !event.about.contains(&task) {
+        if !event.is(&EventType::AwardRefused) || !event.about.contains(&task) {
             return Err(self.unexpected(&object));
         }
         let provider = running.held.candidate.provider;
@@ -1278,14 +1279,14 @@ impl Requester {
         };
         let completion = self.completion(running, done, None);
         let event = self.event(
-            "receipt-missing",
+            EventType::ReceiptMissing,
             vec![completion.task, done.id()],
             &[done.id()],
             format!(
                 "the task was reported done but no valid receipt arrived within {} ms",
                 self.spec.receipt_wait_ms
             ),
-            vec![("provider".into(), completion.provider.to_string())],
+            vec![(attr::PROVIDER.into(), completion.provider.to_string())],
             now_ms,
         )?;
         warn!("completed without a receipt");
@@ -1340,17 +1341,20 @@ impl Requester {
             }
         }
         let base_attrs = vec![
-            ("from-task".to_string(), failed_task.to_string()),
-            ("from-provider".to_string(), failed_provider.to_string()),
-            ("reason".to_string(), text(&reason)),
+            (attr::FROM_TASK.to_string(), failed_task.to_string()),
+            (attr::FROM_PROVIDER.to_string(), failed_provider.to_string()),
+            (attr::REASON.to_string(), text(&reason)),
         ];
         if let Some((held, scored)) = next {
             let mut attrs = base_attrs;
-            attrs.push(("to-offer".into(), held.object.id().to_string()));
-            attrs.push(("to-provider".into(), held.candidate.provider.to_string()));
-            attrs.push(("to-score".into(), fmt_score(scored.score)));
+            attrs.push((attr::TO_OFFER.into(), held.object.id().to_string()));
+            attrs.push((
+                attr::TO_PROVIDER.into(),
+                held.candidate.provider.to_string(),
+            ));
+            attrs.push((attr::TO_SCORE.into(), fmt_score(scored.score)));
             let event = self.event(
-                "reassigned",
+                EventType::Reassigned,
                 vec![failed_task, held.object.id()],
                 &parents,
                 format!(
@@ -1376,10 +1380,10 @@ impl Requester {
         if self.republished < self.spec.max_republish && time_left {
             self.republished += 1;
             let mut attrs = base_attrs;
-            attrs.push(("to".into(), "republish".into()));
-            attrs.push(("round".into(), (self.round + 1).to_string()));
+            attrs.push((attr::TO.into(), attr::REPUBLISH.into()));
+            attrs.push((attr::ROUND.into(), (self.round + 1).to_string()));
             let event = self.event(
-                "reassigned",
+                EventType::Reassigned,
                 vec![failed_task],
                 &parents,
                 format!(
@@ -1427,17 +1431,17 @@ impl Requester {
         let trace = self.trace.unwrap_or(ObjectId([0; 32]));
         let intent = self.current_intent_id()?;
         let event = self.event(
-            "intent-failed",
+            EventType::IntentFailed,
             vec![intent],
             &[intent],
             format!("{reason}: {detail}"),
             vec![
-                ("reason".into(), reason.name().into()),
+                (attr::REASON.into(), reason.name().into()),
                 (
-                    "offers-received".into(),
+                    attr::OFFERS_RECEIVED.into(),
                     self.stats.offers_received.to_string(),
                 ),
-                ("awards".into(), self.stats.awards.to_string()),
+                (attr::AWARDS.into(), self.stats.awards.to_string()),
             ],
             now_ms,
         )?;
@@ -1488,14 +1492,14 @@ impl Requester {
             ranking.ranked.into_iter().partition(|s| !busy(s));
         ranking.ranked = free.into_iter().chain(taken).collect();
         let event = self.event(
-            "ranked-last",
+            EventType::RankedLast,
             moved.clone(),
             &[intent],
             format!(
                 "{} offer(s) from providers already holding another part of this trace ranked after the free ones",
                 moved.len()
             ),
-            vec![("count".into(), moved.len().to_string())],
+            vec![(attr::COUNT.into(), moved.len().to_string())],
             now_ms,
         )?;
         actions.push(Action::Record(event));
@@ -1570,7 +1574,7 @@ impl Requester {
 
     fn event(
         &self,
-        event_type: &str,
+        event_type: EventType,
         about: Vec<ObjectId>,
         parents: &[ObjectId],
         message: String,
@@ -1614,7 +1618,7 @@ fn explain_avoided(body: &mut Event, avoided: &[ObjectId], ranking: &select::Ran
         .is_some_and(|w| avoided.contains(&w.candidate.offer));
     let ids: Vec<String> = avoided.iter().map(ObjectId::short).collect();
     body.attrs
-        .push(("avoided-offers".to_string(), text(ids.join(","))));
+        .push((attr::AVOIDED_OFFERS.to_string(), text(ids.join(","))));
     let note = if winner_avoided {
         " Only offers from avoided providers (poor record) were acceptable, so one of them was chosen."
     } else {

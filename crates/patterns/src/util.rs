@@ -1,7 +1,8 @@
 //! Small helpers shared by the state machines.
 
 use pvl_protocol::{
-    Body, Envelope, Event, Keypair, MAX_PARENTS, MAX_TEXT_LEN, ObjectId, SignedObject, TraceId,
+    Body, Envelope, Event, EventType, Keypair, MAX_PARENTS, MAX_TEXT_LEN, ObjectId, SignedObject,
+    TraceId,
 };
 
 use crate::error::Result;
@@ -33,8 +34,8 @@ pub(crate) fn sign(
 }
 
 /// What an `Event` says: its type, the objects it is about, a message and attributes.
-pub(crate) struct EventText<'a> {
-    pub(crate) event_type: &'a str,
+pub(crate) struct EventText {
+    pub(crate) event_type: EventType,
     pub(crate) about: Vec<ObjectId>,
     pub(crate) message: String,
     pub(crate) attrs: Vec<(String, String)>,
@@ -46,7 +47,7 @@ pub(crate) fn sign_event(
     trace: Option<TraceId>,
     parents: &[ObjectId],
     now_ms: u64,
-    event: EventText<'_>,
+    event: EventText,
 ) -> Result<SignedObject> {
     sign(
         key,
@@ -54,7 +55,7 @@ pub(crate) fn sign_event(
         parents,
         now_ms,
         Body::Event(Event {
-            event_type: event.event_type.to_string(),
+            event_type: event.event_type.into(),
             about: event.about,
             message: text(event.message),
             attrs: event.attrs.into_iter().map(|(k, v)| (k, text(v))).collect(),
