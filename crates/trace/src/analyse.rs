@@ -48,7 +48,7 @@
 //! # Timing
 //!
 //! A task's duration is `finished_at_ms - started_at_ms` from its receipt (preferred) or
-//! `TaskDone`; a task without either is still running and has no duration. A part's timing
+//! `TaskDone` (the receipt / done / offer rule of SPEC.md §10, [`pvl_protocol::Settlement`]); a task without either is still running and has no duration. A part's timing
 //! ([`PartTiming`]) adds the coordination overhead: `waited_ms` from its first (sub-)intent
 //! to its first award (offer window, selection, committee), and `elapsed_ms` from that intent
 //! to the end of its last attempt.
