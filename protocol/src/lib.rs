@@ -106,7 +106,7 @@ pub use terms::{AWARD_VERB, ProposalTerms, TermsError};
 pub use validate::{
     LiveValidator, ReplayGuard, check_fresh, check_parent, check_signer, expiry_of,
 };
-pub use vocab::{EventType, RunSpec, Signer, attr};
+pub use vocab::{EventType, RunSpec, SignedBy, attr};
 
 /// The protocol version this crate speaks; the first field of every envelope.
 pub const PROTOCOL_VERSION: u8 = 1;

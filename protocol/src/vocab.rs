@@ -42,7 +42,7 @@ pub const SHARD_LABEL_PREFIX: &str = "shard-";
 
 /// Who signs events of a given type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Signer {
+pub enum SignedBy {
     /// The requester of the trace (the signer of the root intent, or of a sub-intent's run).
     Requester,
     /// The provider of the task the event is about.
@@ -85,10 +85,10 @@ macro_rules! event_types {
             }
 
             /// Who signs events of this type.
-            pub fn signed_by(&self) -> Signer {
+            pub fn signed_by(&self) -> SignedBy {
                 match self {
-                    $(EventType::$variant => Signer::$signer,)*
-                    EventType::Other(_) => Signer::Anyone,
+                    $(EventType::$variant => SignedBy::$signer,)*
+                    EventType::Other(_) => SignedBy::Anyone,
                 }
             }
 
@@ -683,7 +683,7 @@ mod tests {
         assert_eq!(t, EventType::Other("note".into()));
         assert_eq!(t.as_str(), "note");
         assert!(t.allows_attr("anything"));
-        assert_eq!(t.signed_by(), Signer::Anyone);
+        assert_eq!(t.signed_by(), SignedBy::Anyone);
     }
 
     #[test]

@@ -109,15 +109,15 @@ fn event_vectors() {
             e.missing_attrs()
         );
         let signer = match kind.signed_by() {
-            pvl_protocol::Signer::Requester => fixtures::requester().public(),
-            pvl_protocol::Signer::Provider => fixtures::provider().public(),
-            pvl_protocol::Signer::Anyone => panic!("known types have a signer"),
+            pvl_protocol::SignedBy::Requester => fixtures::requester().public(),
+            pvl_protocol::SignedBy::Provider => fixtures::provider().public(),
+            pvl_protocol::SignedBy::Anyone => panic!("known types have a signer"),
         };
         assert_eq!(o.signer(), signer);
         let mut v = object_vector(kind.as_str(), o);
         v["event_type"] = json!(kind);
         v["signed_by"] = json!(match kind.signed_by() {
-            pvl_protocol::Signer::Provider => "provider",
+            pvl_protocol::SignedBy::Provider => "provider",
             _ => "requester",
         });
         v["required_attrs"] = json!(kind.required_attrs().collect::<Vec<_>>());
