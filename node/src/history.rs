@@ -88,7 +88,7 @@ impl StoreHistory {
             let composite = summary
                 .capability
                 .as_deref()
-                .is_some_and(|c| c.starts_with("workflow:"));
+                .is_some_and(|c| c.starts_with(pvl_protocol::vocab::WORKFLOW_CAPABILITY_PREFIX));
             if summary.capability.as_deref() != Some(capability) && !composite {
                 continue;
             }

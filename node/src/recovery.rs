@@ -11,7 +11,7 @@
 //! [`stored_outcome`] reads an ended intent's outcome back from its trace, so
 //! `GET /v1/intents/{id}/outcome` still answers after a restart.
 
-use pvl_protocol::{Body, Keypair, Kind, PatternHint, SignedObject, TraceId};
+use pvl_protocol::{Body, EventType, Keypair, Kind, PatternHint, SignedObject, TraceId, attr};
 use pvl_trace::TraceStore;
 use serde_json::{Value, json};
 use tracing::warn;
@@ -20,15 +20,15 @@ use tracing::warn;
 pub const RECENT_TRACES: usize = 10_000;
 
 /// Event types that end a contract-net (or auction, or consensus) intent.
-const ENDINGS: [&str; 2] = ["intent-failed", "receipt-missing"];
+const ENDINGS: [EventType; 2] = [EventType::IntentFailed, EventType::ReceiptMissing];
 
 /// Event types that end a workflow or a parallel run (its sub-intents end with [`ENDINGS`]).
-const COMPOSITE_ENDINGS: [&str; 5] = [
-    "workflow-done",
-    "workflow-failed",
-    "parallel-done",
-    "parallel-failed",
-    "intent-failed",
+const COMPOSITE_ENDINGS: [EventType; 5] = [
+    EventType::WorkflowDone,
+    EventType::WorkflowFailed,
+    EventType::ParallelDone,
+    EventType::ParallelFailed,
+    EventType::IntentFailed,
 ];
 
 /// The objects of every run of `key` among the recent traces of `store` that never ended.
@@ -81,13 +81,13 @@ fn is_composite(root: &SignedObject) -> bool {
 
 /// Whether the intent rooted at `root` has ended (see the module doc).
 fn ended(objects: &[SignedObject], root: &SignedObject, key: &Keypair) -> bool {
-    let endings: &[&str] = if is_composite(root) {
+    let endings: &[EventType] = if is_composite(root) {
         &COMPOSITE_ENDINGS
     } else {
         &ENDINGS
     };
     objects.iter().any(|o| match o.body() {
-        Body::Event(e) => o.signer() == key.public() && endings.contains(&e.event_type.as_str()),
+        Body::Event(e) => o.signer() == key.public() && endings.contains(&e.kind()),
         Body::Receipt(r) => {
             !is_composite(root)
                 && r.requester == key.public()
@@ -108,18 +108,14 @@ pub fn stored_outcome(objects: &[SignedObject], trace: TraceId, key: &Keypair) -
     }
     let mine = |o: &&SignedObject| o.signer() == key.public();
     let failure = objects.iter().filter(mine).find_map(|o| match o.body() {
-        Body::Event(e)
-            if e.event_type.ends_with("-failed") && !e.event_type.starts_with("stage") =>
-        {
-            Some(e)
-        }
+        Body::Event(e) if e.kind().is_run_failure() => Some(e),
         _ => None,
     });
     if let Some(event) = failure {
         let reason = event
             .attrs
             .iter()
-            .find(|(k, _)| k == "reason")
+            .find(|(k, _)| k == attr::REASON)
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| event.event_type.clone());
         let detail = event
@@ -139,11 +135,7 @@ pub fn stored_outcome(objects: &[SignedObject], trace: TraceId, key: &Keypair) -
         // Ended without a failure and without a countersigned receipt: a composite's
         // `*-done` event, or a task reported done whose receipt never came.
         let done = objects.iter().filter(mine).find_map(|o| match o.body() {
-            Body::Event(e)
-                if e.event_type.ends_with("-done") || e.event_type == "receipt-missing" =>
-            {
-                Some(e)
-            }
+            Body::Event(e) if e.kind().is_run_done() => Some(e),
             _ => None,
         })?;
         return Some(json!({

@@ -783,12 +783,15 @@ fn serialize_opt_hash<S: serde::Serializer>(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
     /// A short machine-readable type, e.g. `selection`, `reassigned` (capability-name charset).
+    /// The types pvl writes are [`crate::EventType`]: read this field through [`Event::kind`]
+    /// or [`Event::is`], write it as `EventType::Selection.to_string()` and the like.
     pub event_type: String,
     /// The objects the event is about.
     pub about: Vec<ObjectId>,
     /// A human-readable explanation.
     pub message: String,
-    /// Structured details as ordered key/value pairs.
+    /// Structured details as ordered key/value pairs (keys: [`crate::attr`]; read one with
+    /// [`Event::attr`]).
     pub attrs: Vec<(String, String)>,
 }
 

@@ -275,3 +275,383 @@ pub fn sample_objects() -> Result<Vec<SignedObject>, ProtocolError> {
     all.extend([cert, event, reject, start, progress, done, receipt, ad]);
     Ok(all)
 }
+
+/// One event of every type in [`crate::EventType::ALL`], in the sample trace of
+/// [`sample_objects`], with every attribute its type defines (the golden event vectors).
+///
+/// `award-refused` is signed by the provider, every other event by the requester.
+pub fn sample_events() -> Result<Vec<SignedObject>, ProtocolError> {
+    use crate::vocab::{EventType as T, RunSpec, attr};
+    let objects = sample_objects()?;
+    let find = |kind: crate::Kind| {
+        objects
+            .iter()
+            .find(|o| o.kind() == kind)
+            .ok_or_else(|| ProtocolError::field("fixtures", "sample trace incomplete"))
+    };
+    let intent = find(crate::Kind::Intent)?;
+    let offer = find(crate::Kind::Offer)?;
+    let proposal = find(crate::Kind::Proposal)?;
+    let start = find(crate::Kind::TaskStart)?;
+    let done = find(crate::Kind::TaskDone)?;
+    let receipt = find(crate::Kind::Receipt)?;
+    let votes: Vec<&SignedObject> = objects
+        .iter()
+        .filter(|o| o.kind() == crate::Kind::Vote)
+        .collect();
+    let (vote_a, vote_b) = match votes.as_slice() {
+        [a, b, ..] => (*a, *b),
+        _ => return Err(ProtocolError::field("fixtures", "two votes needed")),
+    };
+    let requester = requester();
+    let provider = provider();
+    let prov = provider.public().to_string();
+    let task = start.id().to_string();
+    let short_sha = "b6e1a4e3c2a8d2f0".to_string();
+    let kv = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect()
+    };
+    let run_spec = RunSpec {
+        window_ms: 2_000,
+        min_offers: 1,
+        grace_ms: 2_000,
+        silence_ms: Some(10_000),
+        receipt_wait_ms: 5_000,
+        max_offers: 1_024,
+        max_republish: 1,
+        vote_round_ms: 3_000,
+        max_vote_rounds: 2,
+        label: "main".into(),
+        avoid: vec![other_provider().public()],
+    };
+    // (type, signed by the provider?, about, parents, message, attrs)
+    type Row<'a> = (
+        T,
+        bool,
+        Vec<crate::ObjectId>,
+        Vec<&'a SignedObject>,
+        &'static str,
+        Vec<(String, String)>,
+    );
+    let rows: Vec<Row<'_>> = vec![
+        (
+            T::Selection,
+            false,
+            vec![offer.id()],
+            vec![intent],
+            "offer 1 of 1 wins: lowest cost 40",
+            kv(&[
+                (attr::STRATEGY, "lowest-cost".into()),
+                (attr::VALID_OFFERS, "1".into()),
+                (attr::PAGE, "1/1".into()),
+                (attr::WINNER, offer.id().to_string()),
+                (attr::WINNER_PROVIDER, prov.clone()),
+                (attr::WINNER_SCORE, "1.000".into()),
+                (attr::SCORE, "1.000".into()),
+                (attr::AVOIDED_OFFERS, offer.id().short()),
+                ("rejected:over-budget", "1".into()),
+                (
+                    &format!("{}{}", attr::OFFER_PREFIX, offer.id().short()),
+                    format!(
+                        "rank=1 score=1.000 cost=40 eta_ms=500 reliability_bps=9900 \
+                         claimed_bps=9900 provider={}",
+                        provider.public().short()
+                    ),
+                ),
+            ]),
+        ),
+        (
+            T::RankedLast,
+            false,
+            vec![offer.id()],
+            vec![intent],
+            "1 offer(s) from providers already holding another part ranked last",
+            kv(&[(attr::COUNT, "1".into())]),
+        ),
+        (
+            T::PatternChosen,
+            false,
+            vec![intent.id()],
+            vec![intent],
+            "pattern contract-net chosen: one provider known",
+            kv(&[
+                (attr::PATTERN, "contract-net".into()),
+                (attr::REASONS, "one provider known".into()),
+                (attr::AVOID, other_provider().public().to_string()),
+            ]),
+        ),
+        (
+            T::AwardRefused,
+            true,
+            vec![start.id(), offer.id()],
+            vec![start],
+            "award refused: at capacity",
+            kv(&[(attr::REASON, "at capacity".into())]),
+        ),
+        (
+            T::Reassigned,
+            false,
+            vec![start.id()],
+            vec![start, done],
+            "task failed; re-publishing the intent (round 2)",
+            kv(&[
+                (attr::FROM_TASK, task.clone()),
+                (attr::FROM_PROVIDER, prov.clone()),
+                (attr::REASON, "late".into()),
+                (attr::TO_OFFER, offer.id().to_string()),
+                (attr::TO_PROVIDER, prov.clone()),
+                (attr::TO_SCORE, "0.500".into()),
+                (attr::TO, attr::REPUBLISH.into()),
+                (attr::ROUND, "2".into()),
+            ]),
+        ),
+        (
+            T::ReceiptMissing,
+            false,
+            vec![start.id(), done.id()],
+            vec![done],
+            "the task was reported done but no valid receipt arrived within 5000 ms",
+            kv(&[(attr::PROVIDER, prov.clone())]),
+        ),
+        (
+            T::IntentFailed,
+            false,
+            vec![intent.id()],
+            vec![intent],
+            "no-offers: no offer arrived",
+            kv(&[
+                (attr::REASON, "no-offers".into()),
+                (attr::OFFERS_RECEIVED, "0".into()),
+                (attr::AWARDS, "0".into()),
+            ]),
+        ),
+        (
+            T::ConsensusRejected,
+            false,
+            vec![proposal.id(), vote_a.id(), vote_b.id()],
+            vec![proposal],
+            "the committee rejected the award",
+            kv(&[
+                (attr::ROUND, "1".into()),
+                (attr::OFFER, offer.id().to_string()),
+                (attr::THRESHOLD, "2".into()),
+                (
+                    &format!("{}{}", attr::MEMBER_PREFIX, vote_a.signer().short()),
+                    format!("reject: over budget (member {})", vote_a.signer()),
+                ),
+            ]),
+        ),
+        (
+            T::Equivocation,
+            false,
+            vec![vote_a.id(), vote_b.id()],
+            vec![vote_a, vote_b],
+            "member signed two different votes in round 1",
+            kv(&[
+                (attr::MEMBER, vote_a.signer().to_string()),
+                (attr::ROUND, "1".into()),
+                (attr::FIRST_VOTE, vote_a.id().to_string()),
+                (attr::SECOND_VOTE, vote_b.id().to_string()),
+            ]),
+        ),
+        (
+            T::RoundTimeout,
+            false,
+            vec![proposal.id()],
+            vec![proposal],
+            "voting round 1 closed with 1 of 2 approvals needed",
+            kv(&[
+                (attr::ROUND, "1".into()),
+                (attr::APPROVALS, "1".into()),
+                (attr::THRESHOLD, "2".into()),
+                (attr::SILENT, vote_b.signer().short()),
+            ]),
+        ),
+        (
+            T::StageStarted,
+            false,
+            vec![start.id()],
+            vec![start],
+            "stage `hash` (sha256) awarded",
+            kv(&[
+                (attr::STAGE, "hash".into()),
+                (attr::CAPABILITY, "sha256".into()),
+                (attr::PROVIDER, prov.clone()),
+                (attr::TASK, task.clone()),
+                (attr::AWARD, "1".into()),
+            ]),
+        ),
+        (
+            T::StageDone,
+            false,
+            vec![start.id()],
+            vec![receipt],
+            "stage `hash` (sha256) done for 40",
+            kv(&[
+                (attr::STAGE, "hash".into()),
+                (attr::CAPABILITY, "sha256".into()),
+                (attr::PROVIDER, prov.clone()),
+                (attr::TASK, task.clone()),
+                (attr::COST, "40".into()),
+                (attr::OUTPUT_SHA256, short_sha.clone()),
+                (attr::RECEIPT, receipt.id().to_string()),
+            ]),
+        ),
+        (
+            T::StageFailed,
+            false,
+            vec![start.id()],
+            vec![intent, start],
+            "stage `hash` (sha256) failed",
+            kv(&[
+                (attr::STAGE, "hash".into()),
+                (attr::CAPABILITY, "sha256".into()),
+                (attr::PROVIDER, prov.clone()),
+                (attr::TASK, task.clone()),
+                (attr::REASON, "all-providers-failed".into()),
+            ]),
+        ),
+        (
+            T::WorkflowDone,
+            false,
+            vec![intent.id(), start.id()],
+            vec![receipt],
+            "workflow `digest`: 1 stage(s) done, total cost 40",
+            kv(&[
+                (attr::STAGES, "1".into()),
+                (attr::COST, "40".into()),
+                (attr::FINAL_STAGE, "hash".into()),
+                (attr::OUTPUT_SHA256, short_sha.clone()),
+            ]),
+        ),
+        (
+            T::WorkflowFailed,
+            false,
+            vec![intent.id()],
+            vec![intent],
+            "stage `hash` failed",
+            kv(&[
+                (attr::STAGE, "hash".into()),
+                (attr::REASON, "all-providers-failed".into()),
+            ]),
+        ),
+        (
+            T::ShardStarted,
+            false,
+            vec![start.id()],
+            vec![start],
+            "shard-0 awarded (award 1)",
+            kv(&[
+                (attr::SHARD, "shard-0".into()),
+                (attr::PROVIDER, prov.clone()),
+                (attr::TASK, task.clone()),
+                (attr::AWARD, "1".into()),
+            ]),
+        ),
+        (
+            T::ShardDone,
+            false,
+            vec![start.id()],
+            vec![receipt],
+            "shard-0 done for 40",
+            kv(&[
+                (attr::SHARD, "shard-0".into()),
+                (attr::PROVIDER, prov.clone()),
+                (attr::TASK, task.clone()),
+                (attr::COST, "40".into()),
+                (attr::OUTPUT_SHA256, short_sha.clone()),
+            ]),
+        ),
+        (
+            T::ShardFailed,
+            false,
+            vec![start.id()],
+            vec![intent, start],
+            "shard-0 failed (attempt 1): restarting it with a fresh intent",
+            kv(&[
+                (attr::SHARD, "shard-0".into()),
+                (attr::REASON, "deadline-passed".into()),
+                (attr::ATTEMPT, "1".into()),
+                (attr::RESTART, attr::TRUE.into()),
+            ]),
+        ),
+        (
+            T::ReduceStarted,
+            false,
+            vec![start.id()],
+            vec![start],
+            "reduce awarded (award 1)",
+            kv(&[
+                (attr::SHARD, "reduce".into()),
+                (attr::PROVIDER, prov.clone()),
+                (attr::TASK, task.clone()),
+                (attr::AWARD, "1".into()),
+            ]),
+        ),
+        (
+            T::ReduceFailed,
+            false,
+            vec![start.id()],
+            vec![intent, start],
+            "reduce failed (attempt 2): no restart left",
+            kv(&[
+                (attr::SHARD, "reduce".into()),
+                (attr::REASON, "all-providers-failed".into()),
+                (attr::ATTEMPT, "2".into()),
+                (attr::RESTART, "false".into()),
+            ]),
+        ),
+        (
+            T::ParallelDone,
+            false,
+            vec![intent.id()],
+            vec![receipt],
+            "2 shard(s) reduced by concat, total cost 80",
+            kv(&[
+                (attr::HOW, "concat".into()),
+                (attr::SHARDS, "2".into()),
+                (attr::COST, "80".into()),
+                (attr::OUTPUT_SHA256, short_sha),
+            ]),
+        ),
+        (
+            T::ParallelFailed,
+            false,
+            vec![intent.id()],
+            vec![intent],
+            "shard-0 failed 2 time(s)",
+            kv(&[(attr::REASON, "deadline-passed".into())]),
+        ),
+        (
+            T::RunSpec,
+            false,
+            vec![intent.id()],
+            vec![intent],
+            "run main: window 2000 ms, grace 2000 ms, receipt wait 5000 ms",
+            run_spec.to_attrs(),
+        ),
+    ];
+    rows.into_iter()
+        .enumerate()
+        .map(
+            |(i, (event_type, by_provider, about, parents, message, attrs))| {
+                let key = if by_provider { &provider } else { &requester };
+                sign(
+                    key,
+                    Some(intent),
+                    &parents,
+                    T0 + 2_000 + i as u64,
+                    Body::Event(Event {
+                        event_type: event_type.to_string(),
+                        about,
+                        message: message.into(),
+                        attrs,
+                    }),
+                )
+            },
+        )
+        .collect()
+}

@@ -30,6 +30,19 @@
 //! applied separately by [`LiveValidator`], because stored evidence must stay verifiable long
 //! after it expired.
 //!
+//! Above the envelope, the vocabulary pvl writes and reads is typed here too, so that every
+//! crate (and every other implementation, through SPEC.md) has one definition of it:
+//!
+//! * [`vocab`]: event types ([`EventType`]), attribute keys ([`attr`]) and the `run-spec`
+//!   event ([`RunSpec`]);
+//! * [`ProposalTerms`]: the ballot terms grammar of a consensus proposal's `action`;
+//! * [`Settlement`]: the receipt / done / offer rule (which object is authoritative for a
+//!   task's status, timings, cost and output);
+//! * [`Bundle`]: the trace bundle file format;
+//! * [`read_header`]: the envelope fields of stored bytes without a signature check.
+//!
+//! The sample objects in `fixtures` (feature `test-utils`) serve tests, benchmarks and docs.
+//!
 //! `SPEC.md` next to this crate describes the format field by field for other implementations.
 //!
 //! ## Example
@@ -62,13 +75,19 @@
 //! ```
 
 mod body;
+mod bundle;
 mod cbor;
 mod envelope;
 mod error;
+mod header;
 mod ids;
 mod keys;
+mod settlement;
+mod terms;
 mod validate;
+pub mod vocab;
 
+#[cfg(any(test, feature = "test-utils"))]
 pub mod fixtures;
 
 pub use body::{
@@ -76,13 +95,18 @@ pub use body::{
     PriceModel, Proposal, QuorumCert, Receipt, Reject, RejectCode, Resources, Strategy, TaskDone,
     TaskProgress, TaskStart, TaskStatus, Vote, Weights,
 };
+pub use bundle::{BUNDLE_MAGIC, BUNDLE_VERSION, Bundle, MAX_BUNDLE_OBJECTS, MAX_BUNDLE_SIZE};
 pub use envelope::{Envelope, SignedObject, countersigning_input, signing_input};
 pub use error::ProtocolError;
+pub use header::{Header, read_header};
 pub use ids::{ObjectId, TraceId, sha256};
 pub use keys::{Keypair, PublicKey};
+pub use settlement::{CostSource, Settlement, SettlementError};
+pub use terms::{AWARD_VERB, ProposalTerms, TermsError};
 pub use validate::{
     LiveValidator, ReplayGuard, check_fresh, check_parent, check_signer, expiry_of,
 };
+pub use vocab::{EventType, RunSpec, SignedBy, attr};
 
 /// The protocol version this crate speaks; the first field of every envelope.
 pub const PROTOCOL_VERSION: u8 = 1;

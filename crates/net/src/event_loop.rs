@@ -209,6 +209,7 @@ enum Command {
         capability: String,
         reply: oneshot::Sender<Result<Vec<PeerId>, NetError>>,
     },
+    #[cfg(feature = "test-utils")]
     PublishUnchecked {
         topic: String,
         data: Vec<u8>,
@@ -290,8 +291,9 @@ impl Client {
     }
 
     /// Publishes `data` on `topic` exactly as given, without any check. Only for tests and
-    /// tools that must behave like a faulty or hostile peer; a node never calls it.
-    #[doc(hidden)]
+    /// tools that must behave like a faulty or hostile peer (feature `test-utils`); a node
+    /// never calls it.
+    #[cfg(feature = "test-utils")]
     pub async fn publish_unchecked(&self, topic: &str, data: Vec<u8>) -> Result<(), NetError> {
         let topic = topic.to_owned();
         self.call(|reply| Command::PublishUnchecked { topic, data, reply })
@@ -741,6 +743,7 @@ impl EventLoop {
                 let id = self.swarm.behaviour_mut().kad.get_providers(key);
                 self.provider_queries.insert(id, (HashSet::new(), reply));
             }
+            #[cfg(feature = "test-utils")]
             Command::PublishUnchecked { topic, data, reply } => {
                 let result = self
                     .swarm

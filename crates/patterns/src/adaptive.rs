@@ -35,6 +35,7 @@
 use pvl_protocol::{
     Body, Event, Keypair, ObjectId, PatternHint, PublicKey, SignedObject, Strategy, TraceId,
 };
+use pvl_protocol::{EventType, attr};
 
 use crate::error::Result;
 use crate::select::Ranking;
@@ -179,12 +180,12 @@ impl Choice {
     ) -> Result<SignedObject> {
         let reasons = self.reasons.join("; ");
         let mut attrs = vec![
-            ("pattern".to_string(), self.pattern.name().to_string()),
-            ("reasons".to_string(), text(&reasons)),
+            (attr::PATTERN.to_string(), self.pattern.name().to_string()),
+            (attr::REASONS.to_string(), text(&reasons)),
         ];
         if !self.avoid.is_empty() {
             let avoid: Vec<String> = self.avoid.iter().map(PublicKey::to_string).collect();
-            attrs.push(("avoid".to_string(), text(avoid.join(","))));
+            attrs.push((attr::AVOID.to_string(), text(avoid.join(","))));
         }
         sign(
             key,
@@ -192,7 +193,7 @@ impl Choice {
             parents,
             now_ms,
             Body::Event(Event {
-                event_type: "pattern-chosen".to_string(),
+                event_type: EventType::PatternChosen.to_string(),
                 about: parents.to_vec(),
                 message: text(format!("pattern {} chosen: {reasons}", self.pattern)),
                 attrs,
@@ -553,9 +554,9 @@ mod tests {
         let Body::Event(e) = event.body() else {
             panic!("not an event")
         };
-        assert_eq!(e.event_type, "pattern-chosen");
-        assert!(e.attrs.contains(&("pattern".into(), "auction".into())));
-        assert!(e.attrs.contains(&("reasons".into(), "one; two".into())));
+        assert_eq!(e.kind(), EventType::PatternChosen);
+        assert!(e.attrs.contains(&(attr::PATTERN.into(), "auction".into())));
+        assert!(e.attrs.contains(&(attr::REASONS.into(), "one; two".into())));
         assert!(e.attrs.iter().any(|(k, _)| k == "avoid"));
         assert_eq!(event.trace_id(), trace);
     }

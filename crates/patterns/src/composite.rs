@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use pvl_protocol::EventType;
 use pvl_protocol::{Body, Intent, Keypair, ObjectId, PublicKey, SignedObject, TraceId};
 
 use crate::action::{Action, FailureReason, Input, Outcome, PartResult, PartStatus, TimerToken};
@@ -113,7 +114,7 @@ impl Composite {
     /// Signs an event of this trace.
     pub(crate) fn event(
         &self,
-        event_type: &str,
+        event_type: EventType,
         about: Vec<ObjectId>,
         parents: &[ObjectId],
         message: String,

@@ -38,7 +38,8 @@
 //! ## Proposal terms
 //!
 //! The protocol's `Proposal` has a `subject` (the winning offer's id) and a free-text
-//! `action`. The action is the canonical text of [`ProposalTerms`]:
+//! `action`. The action is the canonical text of [`ProposalTerms`] (defined, with its
+//! grammar, in `pvl_protocol`):
 //!
 //! ```text
 //! award capability=sha256 provider=<64 hex> offer=<64 hex> cost=5 eta_ms=100 input_sha256=<64 hex>
@@ -54,105 +55,19 @@ use pvl_protocol::{
     Body, Committee, Keypair, Kind, ObjectId, Proposal, PublicKey, QuorumCert, SignedObject,
     TraceId, Vote,
 };
+use pvl_protocol::{EventType, attr};
 use tracing::{debug, info, warn};
 
 use crate::action::{Action, TimerKind, TimerToken};
 use crate::error::{PatternError, Result};
 use crate::util::{EventText, sign, sign_event, text};
 
-/// The verb that starts every proposal action this crate writes.
-pub const AWARD_VERB: &str = "award";
+/// The ballot terms grammar lives in the protocol crate (SPEC.md §9); re-exported here
+/// because every ballot speaks it.
+pub use pvl_protocol::{AWARD_VERB, ProposalTerms, TermsError};
 
 /// How many proposals a [`Voter`] remembers its vote for (older ones are forgotten first).
 pub const DEFAULT_VOTER_MEMORY: usize = 4096;
-
-/// What a proposal asks the committee to approve: the award of one offer on one input.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProposalTerms {
-    /// The capability to execute.
-    pub capability: String,
-    /// The provider who will execute it (the offer's signer).
-    pub provider: PublicKey,
-    /// The offer to award (also the proposal's `subject`).
-    pub offer: ObjectId,
-    /// The offer's cost.
-    pub cost: u64,
-    /// The offer's estimated completion time, ms.
-    pub eta_ms: u64,
-    /// SHA-256 of the task input.
-    pub input_sha256: [u8; 32],
-}
-
-impl ProposalTerms {
-    /// The canonical action text (see the module documentation).
-    pub fn to_action(&self) -> String {
-        format!(
-            "{AWARD_VERB} capability={} provider={} offer={} cost={} eta_ms={} input_sha256={}",
-            self.capability,
-            self.provider,
-            self.offer,
-            self.cost,
-            self.eta_ms,
-            ObjectId(self.input_sha256),
-        )
-    }
-
-    /// Parses a canonical action text; anything else (other order, extra spaces, missing or
-    /// repeated fields) is refused.
-    pub fn parse(action: &str) -> Result<Self> {
-        let bad = |problem: String| PatternError::Mismatch(format!("proposal action: {problem}"));
-        let mut words = action.split(' ');
-        if words.next() != Some(AWARD_VERB) {
-            return Err(bad(format!("does not start with `{AWARD_VERB} `")));
-        }
-        let mut fields: HashMap<&str, &str> = HashMap::new();
-        for word in words {
-            let (name, value) = word
-                .split_once('=')
-                .ok_or_else(|| bad(format!("`{word}` is not NAME=VALUE")))?;
-            if fields.insert(name, value).is_some() {
-                return Err(bad(format!("`{name}` given twice")));
-            }
-        }
-        let field = |name: &str| {
-            fields
-                .get(name)
-                .copied()
-                .ok_or_else(|| bad(format!("`{name}` missing")))
-        };
-        let number = |name: &str| -> Result<u64> {
-            field(name)?
-                .parse()
-                .map_err(|_| bad(format!("`{name}` is not a number")))
-        };
-        let terms = ProposalTerms {
-            capability: field("capability")?.to_string(),
-            provider: field("provider")?.parse()?,
-            offer: field("offer")?.parse()?,
-            cost: number("cost")?,
-            eta_ms: number("eta_ms")?,
-            input_sha256: field("input_sha256")?.parse::<ObjectId>()?.0,
-        };
-        if terms.to_action() != action {
-            return Err(bad("not in canonical form".into()));
-        }
-        Ok(terms)
-    }
-
-    /// The terms of a signed proposal body: its action parsed, and its subject equal to the
-    /// offer named in the action.
-    pub fn from_proposal(proposal: &Proposal) -> Result<Self> {
-        let terms = Self::parse(&proposal.action)?;
-        if terms.offer != proposal.subject {
-            return Err(PatternError::Mismatch(format!(
-                "proposal subject {} is not the offer {} named in its action",
-                proposal.subject.short(),
-                terms.offer.short()
-            )));
-        }
-        Ok(terms)
-    }
-}
 
 /// Where one member stood when a round was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -587,10 +502,10 @@ impl Ballot {
             reasons,
         };
         let mut attrs = vec![
-            ("round".to_string(), self.round.to_string()),
-            ("offer".to_string(), self.terms.offer.to_string()),
+            (attr::ROUND.to_string(), self.round.to_string()),
+            (attr::OFFER.to_string(), self.terms.offer.to_string()),
             (
-                "threshold".to_string(),
+                attr::THRESHOLD.to_string(),
                 self.committee.threshold.to_string(),
             ),
         ];
@@ -599,7 +514,7 @@ impl Ballot {
                 // Attribute names are at most 64 characters: the short key names the member,
                 // the value repeats the full key.
                 attrs.push((
-                    format!("member:{}", r.member.short()),
+                    format!("{}{}", attr::MEMBER_PREFIX, r.member.short()),
                     format!("{}: {} (member {})", r.stance, r.reason, r.member),
                 ));
             }
@@ -607,7 +522,7 @@ impl Ballot {
         let mut about = vec![proposal];
         about.extend(self.votes.values().map(SignedObject::id));
         let event = self.event(
-            "consensus-rejected",
+            EventType::ConsensusRejected,
             about,
             &[proposal],
             format!(
@@ -662,7 +577,7 @@ impl Ballot {
         self.equivocators.insert(member);
         warn!(member = %member.short(), round = self.round, "equivocation: two different votes");
         let event = self.event(
-            "equivocation",
+            EventType::Equivocation,
             vec![first.id(), second.id()],
             &[first.id(), second.id()],
             format!(
@@ -671,10 +586,10 @@ impl Ballot {
                 self.round
             ),
             vec![
-                ("member".into(), member.to_string()),
-                ("round".into(), self.round.to_string()),
-                ("first-vote".into(), first.id().to_string()),
-                ("second-vote".into(), second.id().to_string()),
+                (attr::MEMBER.into(), member.to_string()),
+                (attr::ROUND.into(), self.round.to_string()),
+                (attr::FIRST_VOTE.into(), first.id().to_string()),
+                (attr::SECOND_VOTE.into(), second.id().to_string()),
             ],
             now_ms,
         )?;
@@ -702,7 +617,7 @@ impl Ballot {
             "no round left: no quorum".to_string()
         };
         self.event(
-            "round-timeout",
+            EventType::RoundTimeout,
             vec![proposal],
             &[proposal],
             format!(
@@ -713,10 +628,10 @@ impl Ballot {
                 if silent.is_empty() { "none".to_string() } else { silent.join(", ") },
             ),
             vec![
-                ("round".into(), self.round.to_string()),
-                ("approvals".into(), approvals.to_string()),
-                ("threshold".into(), self.committee.threshold.to_string()),
-                ("silent".into(), silent.join(",")),
+                (attr::ROUND.into(), self.round.to_string()),
+                (attr::APPROVALS.into(), approvals.to_string()),
+                (attr::THRESHOLD.into(), self.committee.threshold.to_string()),
+                (attr::SILENT.into(), silent.join(",")),
             ],
             now_ms,
         )
@@ -744,7 +659,7 @@ impl Ballot {
 
     fn event(
         &self,
-        event_type: &str,
+        event_type: EventType,
         about: Vec<ObjectId>,
         parents: &[ObjectId],
         message: String,
@@ -1154,39 +1069,6 @@ mod tests {
             action,
             deadline_ms: 10,
         }
-    }
-
-    #[test]
-    fn terms_round_trip_through_their_canonical_text() {
-        let action = terms().to_action();
-        assert!(action.starts_with("award capability=sha256 provider=0303"));
-        assert!(action.contains(" cost=5 eta_ms=100 input_sha256=0606"));
-        assert_eq!(ProposalTerms::parse(&action).unwrap(), terms());
-    }
-
-    #[test]
-    fn non_canonical_or_incomplete_terms_are_refused() {
-        let action = terms().to_action();
-        let reordered = action.replace("cost=5 eta_ms=100", "eta_ms=100 cost=5");
-        let doubled = action.replace("award ", "award  ");
-        let missing = action.replace(" cost=5", "");
-        let repeated = format!("{action} cost=5");
-        let other_verb = action.replace("award", "pay");
-        let bad_number = action.replace("cost=5", "cost=five");
-        let bad_hash = action.replace("input_sha256=06", "input_sha256=zz");
-        for bad in [
-            reordered, doubled, missing, repeated, other_verb, bad_number, bad_hash,
-        ] {
-            assert!(ProposalTerms::parse(&bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_subject_must_be_the_offer_of_the_terms() {
-        let good = proposal(terms().to_action(), ObjectId([4; 32]));
-        assert_eq!(ProposalTerms::from_proposal(&good).unwrap(), terms());
-        let other = proposal(terms().to_action(), ObjectId([5; 32]));
-        assert!(ProposalTerms::from_proposal(&other).is_err());
     }
 
     #[test]

@@ -56,7 +56,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use pvl_protocol::{Body, Keypair, Kind, ObjectId, PatternHint, PublicKey, SignedObject, TraceId};
+use pvl_protocol::{
+    Body, EventType, Keypair, Kind, ObjectId, PatternHint, PublicKey, SignedObject, TraceId, attr,
+};
 use tracing::debug;
 
 use crate::action::{Action, Input, Outcome};
@@ -68,7 +70,7 @@ use crate::provider::Provider;
 use crate::request::{Planned, Request};
 use crate::requester::{RequestSpec, Requester};
 use crate::select::ReliabilitySource;
-use crate::util::{EventText, sign_event};
+use crate::util::{EventText, sign, sign_event};
 use crate::workflow::WorkflowRun;
 
 /// Finished outcomes remembered by default (the oldest are forgotten first).
@@ -80,7 +82,7 @@ const MAX_UNSEEN_FINISHED: usize = 1024;
 
 /// Why a run was ended on restart instead of resumed (the `reason` attribute of its
 /// `intent-failed` event).
-pub const RESTARTED: &str = "requester-restarted";
+pub const RESTARTED: &str = attr::REQUESTER_RESTARTED;
 
 /// How this node's committee member decides its votes.
 #[derive(Debug, Clone)]
@@ -587,25 +589,16 @@ fn run_spec_event(
     spec: &RequestSpec,
     now_ms: u64,
 ) -> Result<SignedObject> {
-    sign_event(
+    let mut run = pvl_protocol::RunSpec::from(spec);
+    run.avoid.truncate(crate::requester::MAX_AVOID_LISTED);
+    sign(
         key,
         Some(trace),
         &[trace],
         now_ms,
-        EventText {
-            event_type: RUN_SPEC,
-            about: vec![trace],
-            message: format!(
-                "run knobs: window {} ms, min offers {}, grace {} ms, receipt wait {} ms",
-                spec.offer_window_ms, spec.min_offers, spec.grace_ms, spec.receipt_wait_ms
-            ),
-            attrs: crate::requester::spec_attrs(spec),
-        },
+        Body::Event(run.to_event(trace)),
     )
 }
-
-/// The event type of the coordination knobs recorded at the start of a contract-net run.
-pub const RUN_SPEC: &str = "run-spec";
 
 /// The `intent-failed` event that ends a run this node does not resume after a restart.
 fn abandon(
@@ -628,12 +621,12 @@ fn abandon(
         &about.iter().copied().collect::<Vec<_>>(),
         now_ms,
         EventText {
-            event_type: "intent-failed",
+            event_type: EventType::IntentFailed,
             about: vec![root.id()],
             message: format!(
                 "{RESTARTED}: the requester restarted and could not resume the run ({why})"
             ),
-            attrs: vec![("reason".into(), RESTARTED.into())],
+            attrs: vec![(attr::REASON.into(), RESTARTED.into())],
         },
     )
 }

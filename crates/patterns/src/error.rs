@@ -57,3 +57,10 @@ pub enum PatternError {
 
 /// Result alias of this crate.
 pub type Result<T, E = PatternError> = std::result::Result<T, E>;
+
+/// A proposal whose action is not valid ballot terms is a mismatch with what was signed.
+impl From<pvl_protocol::TermsError> for PatternError {
+    fn from(e: pvl_protocol::TermsError) -> Self {
+        PatternError::Mismatch(e.to_string())
+    }
+}

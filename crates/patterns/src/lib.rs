@@ -162,7 +162,7 @@ pub use consensus::{
     Voter, verify_certificate,
 };
 pub use coordination::Coordination;
-pub use engine::{Engine, EngineConfig, EngineStats, RESTARTED, RUN_SPEC, VoteMode};
+pub use engine::{Engine, EngineConfig, EngineStats, RESTARTED, VoteMode};
 pub use error::{PatternError, Result};
 pub use parallel::{ParallelError, ParallelRun, ParallelSpec, Reduce, Split, split};
 pub use provider::{BidDecision, OfferPolicy, Provider};

@@ -51,6 +51,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use pvl_protocol::vocab::{REDUCE_LABEL, SHARD_LABEL_PREFIX};
+use pvl_protocol::{EventType, attr};
 use pvl_protocol::{
     Intent, Keypair, MAX_CAPABILITY_LEN, MAX_INLINE_PAYLOAD, ObjectId, PatternHint, Payload,
     SignedObject,
@@ -400,10 +402,10 @@ impl ParallelRun {
         let bytes = input.inline().ok_or(ParallelError::HashOnlyInput)?;
         let shards = split(bytes, spec.split, spec.shards)?;
         let mut parts: Vec<(String, String)> = (0..shards.len())
-            .map(|i| (format!("shard-{i}"), spec.capability.clone()))
+            .map(|i| (format!("{SHARD_LABEL_PREFIX}{i}"), spec.capability.clone()))
             .collect();
         if let Reduce::Capability(c) = &spec.reduce {
-            parts.push(("reduce".to_string(), c.clone()));
+            parts.push((REDUCE_LABEL.to_string(), c.clone()));
         }
         let count = parts.len();
         Ok(ParallelRun {
@@ -524,9 +526,9 @@ impl ParallelRun {
         let label = self.label(part);
         let awards = self.inner.part(part)?.result.awards;
         let event_type = if self.is_reducer(part) {
-            "reduce-started"
+            EventType::ReduceStarted
         } else {
-            "shard-started"
+            EventType::ShardStarted
         };
         let e = self.inner.event(
             event_type,
@@ -534,10 +536,10 @@ impl ParallelRun {
             &[task],
             format!("{label} awarded to {} (award {awards})", provider.short()),
             vec![
-                ("shard", label),
-                ("provider", provider.to_string()),
-                ("task", task.to_string()),
-                ("award", awards.to_string()),
+                (attr::SHARD, label),
+                (attr::PROVIDER, provider.to_string()),
+                (attr::TASK, task.to_string()),
+                (attr::AWARD, awards.to_string()),
             ],
             now_ms,
         )?;
@@ -561,20 +563,20 @@ impl ParallelRun {
         }
         let label = self.label(part);
         let e = self.inner.event(
-            "shard-done",
+            EventType::ShardDone,
             vec![c.task],
             &[proof],
             format!("{label} done by {} for {}", c.provider.short(), c.cost),
             vec![
-                ("shard", label),
-                ("provider", c.provider.to_string()),
-                ("task", c.task.to_string()),
-                ("cost", c.cost.to_string()),
+                (attr::SHARD, label),
+                (attr::PROVIDER, c.provider.to_string()),
+                (attr::TASK, c.task.to_string()),
+                (attr::COST, c.cost.to_string()),
                 (
-                    "output-sha256",
+                    attr::OUTPUT_SHA256,
                     c.output
                         .as_ref()
-                        .map_or_else(|| "none".into(), |o| hex_prefix(&o.sha256())),
+                        .map_or_else(|| attr::NONE.into(), |o| hex_prefix(&o.sha256())),
                 ),
             ],
             now_ms,
@@ -648,7 +650,7 @@ impl ParallelRun {
             .map(|p| p.awards)
             .fold(0u32, u32::saturating_add);
         let e = self.inner.event(
-            "parallel-done",
+            EventType::ParallelDone,
             vec![root],
             parents,
             format!(
@@ -657,14 +659,14 @@ impl ParallelRun {
                 self.spec.reduce
             ),
             vec![
-                ("how", self.spec.reduce.to_string()),
-                ("shards", self.shards.len().to_string()),
-                ("cost", cost.to_string()),
+                (attr::HOW, self.spec.reduce.to_string()),
+                (attr::SHARDS, self.shards.len().to_string()),
+                (attr::COST, cost.to_string()),
                 (
-                    "output-sha256",
+                    attr::OUTPUT_SHA256,
                     output
                         .as_ref()
-                        .map_or_else(|| "none".into(), |o| hex_prefix(&o.sha256())),
+                        .map_or_else(|| attr::NONE.into(), |o| hex_prefix(&o.sha256())),
                 ),
             ],
             now_ms,
@@ -707,9 +709,9 @@ impl ParallelRun {
         parents.extend(p.result.task);
         let restart = attempts <= self.spec.max_restarts;
         let event_type = if self.is_reducer(part) {
-            "reduce-failed"
+            EventType::ReduceFailed
         } else {
-            "shard-failed"
+            EventType::ShardFailed
         };
         let e = self.inner.event(
             event_type,
@@ -726,10 +728,10 @@ impl ParallelRun {
                 }
             ),
             vec![
-                ("shard", label.clone()),
-                ("reason", f.reason.name().to_string()),
-                ("attempt", attempts.to_string()),
-                ("restart", restart.to_string()),
+                (attr::SHARD, label.clone()),
+                (attr::REASON, f.reason.name().to_string()),
+                (attr::ATTEMPT, attempts.to_string()),
+                (attr::RESTART, restart.to_string()),
             ],
             now_ms,
         )?;
@@ -762,11 +764,11 @@ impl ParallelRun {
     ) -> Result<()> {
         let root = self.inner.root_id()?;
         let e = self.inner.event(
-            "parallel-failed",
+            EventType::ParallelFailed,
             vec![root],
             parents,
             detail.clone(),
-            vec![("reason", reason.name().to_string())],
+            vec![(attr::REASON, reason.name().to_string())],
             now_ms,
         )?;
         actions.push(Action::Record(e));

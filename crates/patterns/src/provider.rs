@@ -12,6 +12,7 @@ use pvl_protocol::{
     Body, Committee, Event, Intent, Keypair, Kind, ObjectId, Offer, Payload, PriceModel, PublicKey,
     Receipt, Resources, SignedObject, TaskDone, TaskProgress, TaskStatus,
 };
+use pvl_protocol::{EventType, attr};
 use tracing::{debug, info, warn};
 
 use crate::action::{Action, Input};
@@ -207,7 +208,7 @@ impl Provider {
     /// its countersigned receipt.
     pub fn on_object(&mut self, object: SignedObject, now_ms: u64) -> Result<Vec<Action>> {
         let _span = tracing::info_span!(
-            "provider",
+            attr::PROVIDER,
             me = %self.key.public().short(),
             trace = %object.trace_id().short()
         )
@@ -385,10 +386,10 @@ impl Provider {
                 &[task],
                 now_ms,
                 Body::Event(Event {
-                    event_type: "award-refused".into(),
+                    event_type: EventType::AwardRefused.to_string(),
                     about: vec![task, award.offer],
                     message: text(format!("award {} refused: {reason}", task.short())),
-                    attrs: vec![("reason".into(), text(&reason))],
+                    attrs: vec![(attr::REASON.into(), text(&reason))],
                 }),
             )?;
             return Ok(vec![

@@ -11,6 +11,7 @@ use pvl_protocol::{
     Payload, PublicKey, Receipt, Reject, RejectCode, SignedObject, Strategy, TaskDone, TaskStart,
     TaskStatus, TraceId,
 };
+use pvl_protocol::{EventType, RunSpec, attr};
 use tracing::{debug, info, warn};
 
 use crate::action::{
@@ -84,7 +85,7 @@ impl RequestSpec {
             strategy: Strategy::LowestCost,
             pattern: PatternHint::ContractNet,
             nonce: 0,
-            label: "main".to_string(),
+            label: pvl_protocol::vocab::MAIN_LABEL.to_string(),
             offer_window_ms: 2_000,
             min_offers: 0,
             grace_ms: 2_000,
@@ -1170,7 +1171,7 @@ impl Requester {
             return Err(self.unexpected(&object));
         };
         let task = running.start.id();
-        if event.event_type != "award-refused" || !event.about.contains(&task) {
+        if !event.is(&EventType::AwardRefused) || !event.about.contains(&task) {
             return Err(self.unexpected(&object));
         }
         let provider = running.held.candidate.provider;
@@ -1290,14 +1291,14 @@ impl Requester {
         };
         let completion = self.completion(running, done, None);
         let event = self.event(
-            "receipt-missing",
+            EventType::ReceiptMissing,
             vec![completion.task, done.id()],
             &[done.id()],
             format!(
                 "the task was reported done but no valid receipt arrived within {} ms",
                 self.spec.receipt_wait_ms
             ),
-            vec![("provider".into(), completion.provider.to_string())],
+            vec![(attr::PROVIDER.into(), completion.provider.to_string())],
             now_ms,
         )?;
         warn!("completed without a receipt");
@@ -1352,17 +1353,20 @@ impl Requester {
             }
         }
         let base_attrs = vec![
-            ("from-task".to_string(), failed_task.to_string()),
-            ("from-provider".to_string(), failed_provider.to_string()),
-            ("reason".to_string(), text(&reason)),
+            (attr::FROM_TASK.to_string(), failed_task.to_string()),
+            (attr::FROM_PROVIDER.to_string(), failed_provider.to_string()),
+            (attr::REASON.to_string(), text(&reason)),
         ];
         if let Some((held, scored)) = next {
             let mut attrs = base_attrs;
-            attrs.push(("to-offer".into(), held.object.id().to_string()));
-            attrs.push(("to-provider".into(), held.candidate.provider.to_string()));
-            attrs.push(("to-score".into(), fmt_score(scored.score)));
+            attrs.push((attr::TO_OFFER.into(), held.object.id().to_string()));
+            attrs.push((
+                attr::TO_PROVIDER.into(),
+                held.candidate.provider.to_string(),
+            ));
+            attrs.push((attr::TO_SCORE.into(), fmt_score(scored.score)));
             let event = self.event(
-                "reassigned",
+                EventType::Reassigned,
                 vec![failed_task, held.object.id()],
                 &parents,
                 format!(
@@ -1388,10 +1392,10 @@ impl Requester {
         if self.republished < self.spec.max_republish && time_left {
             self.republished += 1;
             let mut attrs = base_attrs;
-            attrs.push(("to".into(), "republish".into()));
-            attrs.push(("round".into(), (self.round + 1).to_string()));
+            attrs.push((attr::TO.into(), attr::REPUBLISH.into()));
+            attrs.push((attr::ROUND.into(), (self.round + 1).to_string()));
             let event = self.event(
-                "reassigned",
+                EventType::Reassigned,
                 vec![failed_task],
                 &parents,
                 format!(
@@ -1439,17 +1443,17 @@ impl Requester {
         let trace = self.trace.unwrap_or(ObjectId([0; 32]));
         let intent = self.current_intent_id()?;
         let event = self.event(
-            "intent-failed",
+            EventType::IntentFailed,
             vec![intent],
             &[intent],
             format!("{reason}: {detail}"),
             vec![
-                ("reason".into(), reason.name().into()),
+                (attr::REASON.into(), reason.name().into()),
                 (
-                    "offers-received".into(),
+                    attr::OFFERS_RECEIVED.into(),
                     self.stats.offers_received.to_string(),
                 ),
-                ("awards".into(), self.stats.awards.to_string()),
+                (attr::AWARDS.into(), self.stats.awards.to_string()),
             ],
             now_ms,
         )?;
@@ -1500,14 +1504,14 @@ impl Requester {
             ranking.ranked.into_iter().partition(|s| !busy(s));
         ranking.ranked = free.into_iter().chain(taken).collect();
         let event = self.event(
-            "ranked-last",
+            EventType::RankedLast,
             moved.clone(),
             &[intent],
             format!(
                 "{} offer(s) from providers already holding another part of this trace ranked after the free ones",
                 moved.len()
             ),
-            vec![("count".into(), moved.len().to_string())],
+            vec![(attr::COUNT.into(), moved.len().to_string())],
             now_ms,
         )?;
         actions.push(Action::Record(event));
@@ -1582,7 +1586,7 @@ impl Requester {
 
     fn event(
         &self,
-        event_type: &str,
+        event_type: EventType,
         about: Vec<ObjectId>,
         parents: &[ObjectId],
         message: String,
@@ -1620,101 +1624,35 @@ impl Requester {
 
 /// Most providers listed in a `run-spec` event's `avoid` attribute (the attribute must fit
 /// the protocol's text limit).
-const MAX_AVOID_LISTED: usize = 60;
+pub(crate) const MAX_AVOID_LISTED: usize = 60;
 
-/// The coordination knobs of `spec` that its intent does not carry, as the attributes of the
-/// `run-spec` event a run records at its start (see [`Requester::restore`]).
-pub(crate) fn spec_attrs(spec: &RequestSpec) -> Vec<(String, String)> {
-    let mut attrs = vec![
-        ("window_ms".to_string(), spec.offer_window_ms.to_string()),
-        ("min_offers".into(), spec.min_offers.to_string()),
-        ("grace_ms".into(), spec.grace_ms.to_string()),
-        ("receipt_wait_ms".into(), spec.receipt_wait_ms.to_string()),
-        ("max_offers".into(), spec.max_offers.to_string()),
-        ("max_republish".into(), spec.max_republish.to_string()),
-        ("vote_round_ms".into(), spec.vote_round_ms.to_string()),
-        ("max_vote_rounds".into(), spec.max_vote_rounds.to_string()),
-        ("label".into(), spec.label.clone()),
-    ];
-    if let Some(silence) = spec.silence_ms {
-        attrs.push(("silence_ms".into(), silence.to_string()));
-    }
-    if !spec.avoid.is_empty() {
-        let avoid: Vec<String> = spec
-            .avoid
-            .iter()
-            .take(MAX_AVOID_LISTED)
-            .map(PublicKey::to_string)
-            .collect();
-        attrs.push(("avoid".into(), avoid.join(",")));
-    }
-    attrs
-}
-
-/// The spec of a run from its root intent and its `run-spec` attributes.
-fn spec_from(intent: &Intent, attrs: &[(String, String)]) -> Result<RequestSpec> {
-    let get = |key: &str| {
-        attrs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+/// The spec of a run from its root intent and its `run-spec` knobs.
+fn spec_from(intent: &Intent, run: RunSpec) -> Result<RequestSpec> {
+    let number = |key: &str, v: u64| {
+        usize::try_from(v)
+            .map_err(|_| PatternError::Invalid(format!("run-spec `{key}` {v} is too large")))
     };
-    fn num<T: std::str::FromStr>(key: &str, value: Option<&str>) -> Result<Option<T>> {
-        value
-            .map(|v| {
-                v.parse::<T>().map_err(|_| {
-                    PatternError::Invalid(format!(
-                        "run-spec attribute `{key}` = `{v}` is not a number"
-                    ))
-                })
-            })
-            .transpose()
-    }
+    let small = |key: &str, v: u64| {
+        u32::try_from(v)
+            .map_err(|_| PatternError::Invalid(format!("run-spec `{key}` {v} is too large")))
+    };
     let mut spec = RequestSpec::new(intent.capability.clone(), intent.input.clone());
     spec.constraints = intent.constraints.clone();
     spec.strategy = intent.strategy;
     spec.pattern = intent.pattern;
     spec.committee = intent.committee.clone();
     spec.nonce = intent.nonce;
-    if let Some(v) = num("window_ms", get("window_ms"))? {
-        spec.offer_window_ms = v;
-    }
-    if let Some(v) = num("min_offers", get("min_offers"))? {
-        spec.min_offers = v;
-    }
-    if let Some(v) = num("grace_ms", get("grace_ms"))? {
-        spec.grace_ms = v;
-    }
-    if let Some(v) = num("receipt_wait_ms", get("receipt_wait_ms"))? {
-        spec.receipt_wait_ms = v;
-    }
-    if let Some(v) = num("max_offers", get("max_offers"))? {
-        spec.max_offers = v;
-    }
-    if let Some(v) = num("max_republish", get("max_republish"))? {
-        spec.max_republish = v;
-    }
-    if let Some(v) = num("vote_round_ms", get("vote_round_ms"))? {
-        spec.vote_round_ms = v;
-    }
-    if let Some(v) = num("max_vote_rounds", get("max_vote_rounds"))? {
-        spec.max_vote_rounds = v;
-    }
-    spec.silence_ms = num("silence_ms", get("silence_ms"))?;
-    if let Some(label) = get("label") {
-        spec.label = label.to_string();
-    }
-    if let Some(avoid) = get("avoid") {
-        spec.avoid = avoid
-            .split(',')
-            .filter(|k| !k.is_empty())
-            .map(|k| {
-                k.parse::<PublicKey>().map_err(|_| {
-                    PatternError::Invalid(format!("run-spec `avoid` lists `{k}`, not a key"))
-                })
-            })
-            .collect::<Result<_>>()?;
-    }
+    spec.offer_window_ms = run.window_ms;
+    spec.min_offers = number(attr::MIN_OFFERS, run.min_offers)?;
+    spec.grace_ms = run.grace_ms;
+    spec.silence_ms = run.silence_ms;
+    spec.receipt_wait_ms = run.receipt_wait_ms;
+    spec.max_offers = number(attr::MAX_OFFERS, run.max_offers)?;
+    spec.max_republish = small(attr::MAX_REPUBLISH, run.max_republish)?;
+    spec.vote_round_ms = run.vote_round_ms;
+    spec.max_vote_rounds = small(attr::MAX_VOTE_ROUNDS, run.max_vote_rounds)?;
+    spec.label = run.label;
+    spec.avoid = run.avoid;
     Ok(spec)
 }
 
@@ -1768,21 +1706,19 @@ impl Requester {
                 _ => None,
             })
             .collect();
-        let Some((_, run_spec)) = events.iter().find(|(_, e)| e.event_type == "run-spec") else {
+        let Some((_, run_spec)) = events.iter().find(|(_, e)| e.is(&EventType::RunSpec)) else {
             return Err(PatternError::Invalid(
                 "the trace has no run-spec event (started by an older version)".into(),
             ));
         };
-        if events
-            .iter()
-            .any(|(_, e)| matches!(e.event_type.as_str(), "intent-failed" | "receipt-missing"))
+        if events.iter().any(|(_, e)| e.kind().ends_task_run())
             || objects
                 .iter()
                 .any(|o| o.kind() == Kind::Receipt && o.is_countersigned())
         {
             return Err(PatternError::Invalid("the run already ended".into()));
         }
-        let spec = spec_from(intent, &run_spec.attrs)?;
+        let spec = spec_from(intent, RunSpec::from_event(run_spec)?)?;
         let mut r = Requester::new(key, spec).with_history(history);
         r.trace = Some(root.id());
         r.scope = Some(root.id());
@@ -1798,7 +1734,7 @@ impl Requester {
         r.stats.awards = starts.len() as u32;
         let failed: HashSet<ObjectId> = events
             .iter()
-            .filter(|(_, e)| e.event_type == "reassigned")
+            .filter(|(_, e)| e.is(&EventType::Reassigned))
             .filter_map(|(_, e)| e.about.first().copied())
             .collect();
         for start in &starts {
@@ -1897,7 +1833,7 @@ impl Requester {
                     Body::TaskDone(d) => d.task == start.id(),
                     Body::Receipt(rc) => rc.task == start.id(),
                     Body::Event(e) => {
-                        e.event_type == "award-refused" && e.about.contains(&start.id())
+                        e.is(&EventType::AwardRefused) && e.about.contains(&start.id())
                     }
                     _ => false,
                 })
@@ -1983,7 +1919,7 @@ fn explain_avoided(body: &mut Event, avoided: &[ObjectId], ranking: &select::Ran
         .is_some_and(|w| avoided.contains(&w.candidate.offer));
     let ids: Vec<String> = avoided.iter().map(ObjectId::short).collect();
     body.attrs
-        .push(("avoided-offers".to_string(), text(ids.join(","))));
+        .push((attr::AVOIDED_OFFERS.to_string(), text(ids.join(","))));
     let note = if winner_avoided {
         " Only offers from avoided providers (poor record) were acceptable, so one of them was chosen."
     } else {

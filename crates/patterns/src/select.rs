@@ -38,6 +38,7 @@ use std::collections::{BTreeMap, HashMap};
 use pvl_protocol::{
     Body, Constraints, Event, ObjectId, Offer, PublicKey, RejectCode, SignedObject, Strategy,
 };
+use pvl_protocol::{EventType, attr};
 
 /// 1.0 in score units (scores are millionths).
 pub const SCORE_SCALE: u64 = 1_000_000;
@@ -394,25 +395,25 @@ pub fn selection_events(ranking: &Ranking, rejected: &[(RejectCode, usize)]) -> 
         .enumerate()
         .map(|(page, offers)| {
             let mut attrs = vec![
-                ("strategy".to_string(), ranking.strategy.to_string()),
-                ("valid-offers".to_string(), ranking.ranked.len().to_string()),
-                ("page".to_string(), format!("{}/{page_count}", page + 1)),
+                (attr::STRATEGY.to_string(), ranking.strategy.to_string()),
+                (attr::VALID_OFFERS.to_string(), ranking.ranked.len().to_string()),
+                (attr::PAGE.to_string(), format!("{}/{page_count}", page + 1)),
             ];
             if let Some(w) = ranking.winner() {
-                attrs.push(("winner".to_string(), w.candidate.offer.to_string()));
-                attrs.push(("winner-provider".to_string(), w.candidate.provider.to_string()));
-                attrs.push(("winner-score".to_string(), fmt_score(w.score)));
+                attrs.push((attr::WINNER.to_string(), w.candidate.offer.to_string()));
+                attrs.push((attr::WINNER_PROVIDER.to_string(), w.candidate.provider.to_string()));
+                attrs.push((attr::WINNER_SCORE.to_string(), fmt_score(w.score)));
             }
             if page == 0 {
                 for (code, count) in rejected {
-                    attrs.push((format!("rejected:{}", code.name()), count.to_string()));
+                    attrs.push((format!("{}{}", attr::REJECTED_PREFIX, code.name()), count.to_string()));
                 }
             }
             let first_rank = page * OFFERS_PER_EVENT;
             for (i, s) in offers.iter().enumerate() {
                 let c = &s.candidate;
                 attrs.push((
-                    format!("offer:{}", c.offer.short()),
+                    format!("{}{}", attr::OFFER_PREFIX, c.offer.short()),
                     format!(
                         "rank={} score={} cost={} eta_ms={} reliability_bps={} claimed_bps={} provider={}",
                         first_rank + i + 1,
@@ -426,7 +427,7 @@ pub fn selection_events(ranking: &Ranking, rejected: &[(RejectCode, usize)]) -> 
                 ));
             }
             Event {
-                event_type: "selection".to_string(),
+                event_type: EventType::Selection.to_string(),
                 about: offers.iter().map(|s| s.candidate.offer).collect(),
                 message: truncate(&explanation, pvl_protocol::MAX_TEXT_LEN),
                 attrs,

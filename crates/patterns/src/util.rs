@@ -1,7 +1,8 @@
 //! Small helpers shared by the state machines.
 
 use pvl_protocol::{
-    Body, Envelope, Event, Keypair, MAX_PARENTS, MAX_TEXT_LEN, ObjectId, SignedObject, TraceId,
+    Body, Envelope, Event, EventType, Keypair, MAX_PARENTS, MAX_TEXT_LEN, ObjectId, SignedObject,
+    TraceId,
 };
 
 use crate::error::Result;
@@ -33,8 +34,8 @@ pub(crate) fn sign(
 }
 
 /// What an `Event` says: its type, the objects it is about, a message and attributes.
-pub(crate) struct EventText<'a> {
-    pub(crate) event_type: &'a str,
+pub(crate) struct EventText {
+    pub(crate) event_type: EventType,
     pub(crate) about: Vec<ObjectId>,
     pub(crate) message: String,
     pub(crate) attrs: Vec<(String, String)>,
@@ -46,7 +47,7 @@ pub(crate) fn sign_event(
     trace: Option<TraceId>,
     parents: &[ObjectId],
     now_ms: u64,
-    event: EventText<'_>,
+    event: EventText,
 ) -> Result<SignedObject> {
     sign(
         key,
@@ -54,7 +55,7 @@ pub(crate) fn sign_event(
         parents,
         now_ms,
         Body::Event(Event {
-            event_type: event.event_type.to_string(),
+            event_type: event.event_type.into(),
             about: event.about,
             message: text(event.message),
             attrs: event.attrs.into_iter().map(|(k, v)| (k, text(v))).collect(),
@@ -65,4 +66,46 @@ pub(crate) fn sign_event(
 /// Cuts free text to the protocol's text limit.
 pub(crate) fn text(s: impl AsRef<str>) -> String {
     truncate(s.as_ref(), MAX_TEXT_LEN)
+}
+
+/// The `run-spec` event's knobs of a request (see [`pvl_protocol::RunSpec`]): what a
+/// requester records at the start of a run so that its trace tells how it was coordinated.
+impl From<&crate::RequestSpec> for pvl_protocol::RunSpec {
+    fn from(spec: &crate::RequestSpec) -> Self {
+        pvl_protocol::RunSpec {
+            window_ms: spec.offer_window_ms,
+            min_offers: spec.min_offers as u64,
+            grace_ms: spec.grace_ms,
+            silence_ms: spec.silence_ms,
+            receipt_wait_ms: spec.receipt_wait_ms,
+            max_offers: spec.max_offers as u64,
+            max_republish: u64::from(spec.max_republish),
+            vote_round_ms: spec.vote_round_ms,
+            max_vote_rounds: u64::from(spec.max_vote_rounds),
+            label: spec.label.clone(),
+            avoid: spec.avoid.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_request_spec_becomes_the_run_spec_event() {
+        let mut spec = crate::RequestSpec::new("sha256", pvl_protocol::Payload::Inline(vec![]));
+        spec.min_offers = 3;
+        spec.silence_ms = Some(7_000);
+        spec.avoid = vec![pvl_protocol::PublicKey([9; 32])];
+        let run = pvl_protocol::RunSpec::from(&spec);
+        assert_eq!(run.window_ms, spec.offer_window_ms);
+        assert_eq!(run.min_offers, 3);
+        assert_eq!(run.label, pvl_protocol::vocab::MAIN_LABEL);
+        let event = run.to_event(ObjectId([1; 32]));
+        assert!(event.is(&EventType::RunSpec));
+        assert!(event.missing_attrs().is_empty());
+        assert_eq!(pvl_protocol::RunSpec::from_event(&event).unwrap(), run);
+    }
 }

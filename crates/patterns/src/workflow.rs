@@ -81,6 +81,7 @@ use pvl_protocol::{
     BASIS_POINTS, Intent, Keypair, MAX_CAPABILITY_LEN, MAX_INLINE_PAYLOAD, ObjectId, PatternHint,
     Payload, SignedObject, Strategy,
 };
+use pvl_protocol::{EventType, attr};
 use serde::Deserialize;
 use toml::Spanned;
 use tracing::{info, warn};
@@ -284,7 +285,7 @@ fn is_name(name: &str, max: usize) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '-'))
 }
 
-const WORKFLOW_PREFIX: &str = "workflow:";
+const WORKFLOW_PREFIX: &str = pvl_protocol::vocab::WORKFLOW_CAPABILITY_PREFIX;
 
 impl WorkflowSpec {
     /// Parses and checks a workflow file (format in the module documentation).
@@ -828,9 +829,9 @@ impl WorkflowRun {
             .output
             .as_ref()
             .map(|o| hex_prefix(&o.sha256()))
-            .unwrap_or_else(|| "none".into());
+            .unwrap_or_else(|| attr::NONE.into());
         let e = self.inner.event(
-            "stage-done",
+            EventType::StageDone,
             vec![c.task],
             &[proof],
             format!(
@@ -841,17 +842,17 @@ impl WorkflowRun {
                 c.cost
             ),
             vec![
-                ("stage", stage.name.clone()),
-                ("capability", stage.capability.clone()),
-                ("provider", c.provider.to_string()),
-                ("task", c.task.to_string()),
-                ("cost", c.cost.to_string()),
-                ("output-sha256", output_sha),
+                (attr::STAGE, stage.name.clone()),
+                (attr::CAPABILITY, stage.capability.clone()),
+                (attr::PROVIDER, c.provider.to_string()),
+                (attr::TASK, c.task.to_string()),
+                (attr::COST, c.cost.to_string()),
+                (attr::OUTPUT_SHA256, output_sha),
                 (
-                    "receipt",
+                    attr::RECEIPT,
                     c.receipt
                         .as_ref()
-                        .map_or_else(|| "missing".into(), |r| r.id().to_string()),
+                        .map_or_else(|| attr::MISSING.into(), |r| r.id().to_string()),
                 ),
             ],
             now_ms,
@@ -882,7 +883,7 @@ impl WorkflowRun {
             .collect();
         parents.extend(task);
         let e = self.inner.event(
-            "stage-failed",
+            EventType::StageFailed,
             task.into_iter().collect(),
             &parents,
             format!(
@@ -890,17 +891,17 @@ impl WorkflowRun {
                 stage.name, stage.capability
             ),
             vec![
-                ("stage", stage.name.clone()),
-                ("capability", stage.capability.clone()),
+                (attr::STAGE, stage.name.clone()),
+                (attr::CAPABILITY, stage.capability.clone()),
                 (
-                    "provider",
-                    provider.map_or_else(|| "none".into(), |p| p.to_string()),
+                    attr::PROVIDER,
+                    provider.map_or_else(|| attr::NONE.into(), |p| p.to_string()),
                 ),
                 (
-                    "task",
-                    task.map_or_else(|| "none".into(), |t| t.to_string()),
+                    attr::TASK,
+                    task.map_or_else(|| attr::NONE.into(), |t| t.to_string()),
                 ),
-                ("reason", reason.name().to_string()),
+                (attr::REASON, reason.name().to_string()),
             ],
             now_ms,
         )?;
@@ -937,13 +938,13 @@ impl WorkflowRun {
     ) -> Result<()> {
         let root = self.inner.root_id()?;
         let e = self.inner.event(
-            "workflow-failed",
+            EventType::WorkflowFailed,
             vec![root],
             parents,
             detail.clone(),
             vec![
-                ("stage", stage.unwrap_or("none").to_string()),
-                ("reason", reason.name().to_string()),
+                (attr::STAGE, stage.unwrap_or(attr::NONE).to_string()),
+                (attr::REASON, reason.name().to_string()),
             ],
             now_ms,
         )?;
@@ -980,7 +981,7 @@ impl WorkflowRun {
             .fold(0u32, u32::saturating_add);
         let proofs: Vec<ObjectId> = self.proofs.iter().flatten().copied().collect();
         let e = self.inner.event(
-            "workflow-done",
+            EventType::WorkflowDone,
             vec![root, task],
             &proofs,
             format!(
@@ -989,14 +990,14 @@ impl WorkflowRun {
                 parts.len()
             ),
             vec![
-                ("stages", parts.len().to_string()),
-                ("cost", cost.to_string()),
-                ("final-stage", last.label.clone()),
+                (attr::STAGES, parts.len().to_string()),
+                (attr::COST, cost.to_string()),
+                (attr::FINAL_STAGE, last.label.clone()),
                 (
-                    "output-sha256",
+                    attr::OUTPUT_SHA256,
                     last.output
                         .as_ref()
-                        .map_or_else(|| "none".into(), |o| hex_prefix(&o.sha256())),
+                        .map_or_else(|| attr::NONE.into(), |o| hex_prefix(&o.sha256())),
                 ),
             ],
             now_ms,
@@ -1076,7 +1077,7 @@ impl CompositeRun for WorkflowRun {
                     let stage = self.stage(part)?;
                     let awards = self.inner.part(part)?.result.awards;
                     let e = self.inner.event(
-                        "stage-started",
+                        EventType::StageStarted,
                         vec![task],
                         &[task],
                         format!(
@@ -1086,11 +1087,11 @@ impl CompositeRun for WorkflowRun {
                             provider.short()
                         ),
                         vec![
-                            ("stage", stage.name.clone()),
-                            ("capability", stage.capability.clone()),
-                            ("provider", provider.to_string()),
-                            ("task", task.to_string()),
-                            ("award", awards.to_string()),
+                            (attr::STAGE, stage.name.clone()),
+                            (attr::CAPABILITY, stage.capability.clone()),
+                            (attr::PROVIDER, provider.to_string()),
+                            (attr::TASK, task.to_string()),
+                            (attr::AWARD, awards.to_string()),
                         ],
                         now_ms,
                     )?;

@@ -105,7 +105,7 @@ fn a_round_between_engines_completes_and_records_each_object_once() {
     assert_eq!(of_kind(mine, Kind::TaskStart).len(), 1);
     assert!(
         mine.iter()
-            .any(|o| matches!(o.body(), Body::Event(e) if e.event_type == pvl_patterns::RUN_SPEC))
+            .any(|o| matches!(o.body(), Body::Event(e) if e.is(&pvl_protocol::EventType::RunSpec)))
     );
     // A provider that lost recorded the intent it bid on, its offer and the reject.
     assert_eq!(of_kind(&net.recorded[2], Kind::Intent).len(), 1);

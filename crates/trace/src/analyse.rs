@@ -48,7 +48,7 @@
 //! # Timing
 //!
 //! A task's duration is `finished_at_ms - started_at_ms` from its receipt (preferred) or
-//! `TaskDone`; a task without either is still running and has no duration. A part's timing
+//! `TaskDone` (the receipt / done / offer rule of SPEC.md §10, [`pvl_protocol::Settlement`]); a task without either is still running and has no duration. A part's timing
 //! ([`PartTiming`]) adds the coordination overhead: `waited_ms` from its first (sub-)intent
 //! to its first award (offer window, selection, committee), and `elapsed_ms` from that intent
 //! to the end of its last attempt.
@@ -75,8 +75,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 use pvl_protocol::{
-    Body, Event, Intent, Kind, ObjectId, PatternHint, PublicKey, SignedObject, Strategy,
-    TaskStatus, TraceId,
+    Body, Event, EventType, Intent, Kind, ObjectId, PatternHint, PublicKey, SignedObject, Strategy,
+    TaskStatus, TraceId, attr,
 };
 use serde::Serialize;
 
@@ -420,15 +420,6 @@ pub(crate) fn event_of(object: &SignedObject) -> Option<&Event> {
     }
 }
 
-/// The value of attribute `key` of an event.
-pub(crate) fn attr<'e>(event: &'e Event, key: &str) -> Option<&'e str> {
-    event
-        .attrs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
 pub(crate) fn task_of(body: &Body) -> Option<ObjectId> {
     match body {
         Body::TaskProgress(p) => Some(p.task),
@@ -679,10 +670,11 @@ fn offer_latencies(view: &View<'_>) -> Vec<OfferLatency> {
 /// The first `pattern-chosen` event of the requester whose `pattern` is a known pattern.
 fn adaptive_choice(view: &View<'_>) -> Option<AdaptiveChoice> {
     view.events()
-        .filter(|(o, e)| e.event_type == "pattern-chosen" && view.by_requester(o))
+        .filter(|(o, e)| e.is(&EventType::PatternChosen) && view.by_requester(o))
         .find_map(|(o, e)| {
-            let pattern = attr(e, "pattern")?.parse::<PatternHint>().ok()?;
-            let reasons = attr(e, "reasons")
+            let pattern = e.attr(attr::PATTERN)?.parse::<PatternHint>().ok()?;
+            let reasons = e
+                .attr(attr::REASONS)
                 .map(|r| {
                     r.split("; ")
                         .filter(|s| !s.is_empty())
@@ -690,7 +682,8 @@ fn adaptive_choice(view: &View<'_>) -> Option<AdaptiveChoice> {
                         .collect()
                 })
                 .unwrap_or_default();
-            let avoid = attr(e, "avoid")
+            let avoid = e
+                .attr(attr::AVOID)
                 .map(|a| a.split(',').filter_map(|k| k.trim().parse().ok()).collect())
                 .unwrap_or_default();
             Some(AdaptiveChoice {
@@ -768,23 +761,6 @@ fn ancestors(start: &SignedObject, by_id: &HashMap<ObjectId, &SignedObject>) -> 
     seen
 }
 
-const WORKFLOW_EVENTS: [&str; 5] = [
-    "stage-started",
-    "stage-done",
-    "stage-failed",
-    "workflow-done",
-    "workflow-failed",
-];
-const PARALLEL_EVENTS: [&str; 7] = [
-    "shard-started",
-    "shard-done",
-    "shard-failed",
-    "reduce-started",
-    "reduce-failed",
-    "parallel-done",
-    "parallel-failed",
-];
-
 /// A composite or consensus pattern named by the requester (rules 1 and 2).
 fn stated_pattern(hint: PatternHint) -> Option<Pattern> {
     match hint {
@@ -797,11 +773,11 @@ fn stated_pattern(hint: PatternHint) -> Option<Pattern> {
 
 /// A pattern told by the events and objects of the trace (rules 3 to 5).
 fn pattern_from_events(view: &View<'_>) -> Option<Pattern> {
-    let types: HashSet<&str> = view.events().map(|(_, e)| e.event_type.as_str()).collect();
-    if WORKFLOW_EVENTS.iter().any(|t| types.contains(t)) {
+    let types: HashSet<EventType> = view.events().map(|(_, e)| e.kind()).collect();
+    if types.iter().any(EventType::is_workflow) {
         return Some(Pattern::Workflow);
     }
-    if PARALLEL_EVENTS.iter().any(|t| types.contains(t)) {
+    if types.iter().any(EventType::is_parallel) {
         return Some(Pattern::Parallel);
     }
     view.by_time
@@ -894,9 +870,10 @@ fn explicit_objective(view: &View<'_>, adaptive: Option<&AdaptiveChoice>) -> boo
         .root_intent
         .is_some_and(|i| matches!(i.strategy, Strategy::Weighted(_)));
     let scored = view.events().any(|(_, e)| {
-        e.event_type == "selection"
-            && (attr(e, "score").is_some()
-                || attr(e, "strategy").is_some_and(|s| s.starts_with("weighted")))
+        e.is(&EventType::Selection)
+            && (e.attr(attr::SCORE).is_some()
+                || e.attr(attr::STRATEGY)
+                    .is_some_and(|s| s.starts_with("weighted")))
     });
     hinted || weighted || scored
 }

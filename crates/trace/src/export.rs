@@ -6,44 +6,25 @@
 //! done, receipt, part events) form one cluster named after its label, and every consensus
 //! object (proposals, votes, certificates, ballot events) forms `cluster_consensus`.
 //!
-//! # Bundle format (version 1)
+//! # Bundle
 //!
-//! A bundle is one CBOR item, a definite-length array of four elements:
-//!
-//! ```text
-//! bundle = [
-//!   magic:   "pvl-trace-bundle",   ; text string, exactly this
-//!   version: 1,                    ; unsigned integer, BUNDLE_VERSION
-//!   trace:   bstr(32),             ; the trace id (id of the root intent)
-//!   objects: [* bstr],             ; each element: the exact wire bytes of one signed object,
-//!                                  ; oldest first (order is not significant)
-//! ]
-//! ```
-//!
-//! Each object carries its own signature (and a receipt its countersignature), its id is the
-//! SHA-256 of its signed content, and its parents are ids: so anyone can check a bundle with
-//! nothing but its bytes and the protocol crate ([`verify_bundle`]): every object decodes and
-//! verifies, states the bundle's trace, and every parent and body reference resolves inside
-//! the bundle. At most [`MAX_BUNDLE_OBJECTS`] objects, each at most
-//! [`pvl_protocol::MAX_OBJECT_SIZE`] bytes.
+//! The bundle format (one CBOR array: magic, version, trace id, the objects' wire bytes) is
+//! defined by the protocol crate ([`pvl_protocol::Bundle`], SPEC.md §11) so that every
+//! implementation has one reader. [`to_bundle`] writes one; [`verify_bundle`] reads one and
+//! checks it with nothing but its bytes: every object decodes and verifies, states the
+//! bundle's trace, and every parent and body reference resolves inside the bundle.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use ciborium::value::Value;
-use pvl_protocol::{ObjectId, SignedObject, TraceId};
+use pvl_protocol::{Bundle, ObjectId, SignedObject, TraceId};
 use serde::Serialize;
 
 use crate::analyse::{groups, label_of};
 use crate::error::{Result, TraceError};
 use crate::verify::{VerifyReport, verify_objects};
 
-/// The first element of every bundle.
-pub const BUNDLE_MAGIC: &str = "pvl-trace-bundle";
-/// The bundle format version this code writes and reads.
-pub const BUNDLE_VERSION: u64 = 1;
-/// Most objects a bundle may hold.
-pub const MAX_BUNDLE_OBJECTS: usize = 1_000_000;
+pub use pvl_protocol::{BUNDLE_MAGIC, BUNDLE_VERSION, MAX_BUNDLE_OBJECTS};
 
 /// The JSON export of a trace.
 #[derive(Debug, Serialize)]
@@ -249,21 +230,9 @@ fn mermaid_node(
 
 /// Encodes a bundle (see the module docs) of `objects`, which must be one trace.
 pub fn to_bundle(objects: &[SignedObject]) -> Result<Vec<u8>> {
-    let trace = trace_of(objects);
-    let value = Value::Array(vec![
-        Value::Text(BUNDLE_MAGIC.into()),
-        Value::Integer(BUNDLE_VERSION.into()),
-        Value::Bytes(trace.0.to_vec()),
-        Value::Array(
-            objects
-                .iter()
-                .map(|o| Value::Bytes(o.bytes().to_vec()))
-                .collect(),
-        ),
-    ]);
-    let mut out = Vec::new();
-    ciborium::ser::into_writer(&value, &mut out).map_err(|e| TraceError::Export(e.to_string()))?;
-    Ok(out)
+    Bundle::new(trace_of(objects), objects)
+        .encode()
+        .map_err(|e| TraceError::Export(e.to_string()))
 }
 
 /// A bundle checked offline.
@@ -284,61 +253,23 @@ impl VerifiedBundle {
     }
 }
 
-fn bad(reason: impl Into<String>) -> TraceError {
-    TraceError::Bundle(reason.into())
-}
-
 /// Reads and verifies a bundle with nothing but its bytes. Fails if the bundle itself is
-/// malformed; problems with individual objects are listed in the report.
+/// malformed ([`Bundle::decode`]); problems with individual objects are listed in the report.
 pub fn verify_bundle(bytes: &[u8]) -> Result<VerifiedBundle> {
-    let max = MAX_BUNDLE_OBJECTS.saturating_mul(pvl_protocol::MAX_OBJECT_SIZE);
-    if bytes.len() > max {
-        return Err(bad("bundle too large"));
-    }
-    let value: Value = ciborium::de::from_reader_with_recursion_limit(bytes, 8)
-        .map_err(|e| bad(format!("not CBOR: {e}")))?;
-    let Value::Array(items) = value else {
-        return Err(bad("not an array"));
-    };
-    let [magic, version, trace, objects]: [Value; 4] =
-        items.try_into().map_err(|_| bad("expected 4 elements"))?;
-    if magic.as_text() != Some(BUNDLE_MAGIC) {
-        return Err(bad("wrong magic"));
-    }
-    let version = version
-        .as_integer()
-        .and_then(|i| u64::try_from(i).ok())
-        .ok_or_else(|| bad("version is not an integer"))?;
-    if version != BUNDLE_VERSION {
-        return Err(bad(format!("unsupported bundle version {version}")));
-    }
-    let trace = trace
-        .as_bytes()
-        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-        .map(ObjectId)
-        .ok_or_else(|| bad("trace is not 32 bytes"))?;
-    let Value::Array(objects) = objects else {
-        return Err(bad("objects is not an array"));
-    };
-    if objects.len() > MAX_BUNDLE_OBJECTS {
-        return Err(bad("too many objects"));
-    }
-    let wires: Vec<Vec<u8>> = objects
-        .into_iter()
-        .map(|v| match v {
-            Value::Bytes(b) => Ok(b),
-            _ => Err(bad("an object is not a byte string")),
-        })
-        .collect::<Result<_>>()?;
-    let items: Vec<(Option<ObjectId>, &[u8])> =
-        wires.iter().map(|w| (None, w.as_slice())).collect();
-    let report = verify_objects(trace, &items, &|_| None);
-    let objects = wires
+    let bundle = Bundle::decode(bytes).map_err(|e| TraceError::Bundle(e.to_string()))?;
+    let items: Vec<(Option<ObjectId>, &[u8])> = bundle
+        .objects
+        .iter()
+        .map(|w| (None, w.as_slice()))
+        .collect();
+    let report = verify_objects(bundle.trace, &items, &|_| None);
+    let objects = bundle
+        .objects
         .iter()
         .filter_map(|w| SignedObject::decode(w).ok())
         .collect();
     Ok(VerifiedBundle {
-        trace,
+        trace: bundle.trace,
         objects,
         report,
     })

@@ -101,10 +101,10 @@ mod error;
 mod query;
 mod store;
 mod verify;
-mod wire;
 
 pub mod analyse;
 pub mod export;
+#[cfg(feature = "test-utils")]
 pub mod testkit;
 
 pub use analyse::{

@@ -305,7 +305,7 @@ impl TraceStore {
                 continue;
             }
             if let Some(root) = self.get_bytes(&trace)?
-                && crate::wire::parse(&root).is_ok_and(|l| l.kind == Kind::CapabilityAd)
+                && pvl_protocol::read_header(&root).is_ok_and(|l| l.kind == Kind::CapabilityAd)
             {
                 continue;
             }
@@ -323,7 +323,7 @@ impl TraceStore {
             let Some(bytes) = self.get_bytes(&id)? else {
                 continue;
             };
-            if crate::wire::parse(&bytes).map(|l| l.kind).ok() != Some(Kind::Receipt) {
+            if pvl_protocol::read_header(&bytes).map(|l| l.kind).ok() != Some(Kind::Receipt) {
                 continue;
             }
             let Some(receipt) = self.get(&id)? else {

@@ -5,12 +5,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pvl_protocol::{Kind, ObjectId, PublicKey, SignedObject, TraceId};
+use pvl_protocol::{Header, Kind, ObjectId, PublicKey, SignedObject, TraceId, read_header};
 use sled::IVec;
 use tracing::{debug, info, warn};
 
 use crate::error::{Result, TraceError};
-use crate::wire::{self, Light};
 
 /// The schema version this code writes and reads; stored under the `v/schema` key.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -760,7 +759,7 @@ impl TraceStore {
         &self,
         entries: impl Iterator<Item = sled::Result<(IVec, IVec)>>,
         from_ms: u64,
-        mut keep: impl FnMut(&Light) -> bool,
+        mut keep: impl FnMut(&Header) -> bool,
     ) -> Result<Vec<ObjectId>> {
         let mut found: Vec<(u64, ObjectId)> = Vec::new();
         let mut seen: HashSet<ObjectId> = HashSet::new();
@@ -1018,10 +1017,10 @@ pub(crate) fn suffix_id(key: &[u8]) -> Result<ObjectId> {
 }
 
 /// Parses the envelope of a stored value and checks it hashes to `id`.
-pub(crate) fn check_light(key: &[u8], value: &[u8], id: &ObjectId) -> Result<Light> {
-    let light = wire::parse(value).map_err(|reason| TraceError::Corrupt {
+pub(crate) fn check_light(key: &[u8], value: &[u8], id: &ObjectId) -> Result<Header> {
+    let light = read_header(value).map_err(|e| TraceError::Corrupt {
         key: key_name(key),
-        reason,
+        reason: e.to_string(),
     })?;
     if light.id != *id {
         return Err(TraceError::Corrupt {

@@ -25,6 +25,7 @@
 //! * [`reassigned_run`]: a contract-net whose winner fails and the next offer completes;
 //! * [`restarted`]: a contract-net, or a workflow mid-run, ended by a restarted requester.
 
+use pvl_protocol::EventType;
 use pvl_protocol::fixtures::{T0, committee, offer_for, requester};
 use pvl_protocol::{
     Body, Committee, Constraints, Envelope, Event, Intent, Keypair, ObjectId, PatternHint, Payload,
@@ -236,7 +237,7 @@ fn single_task(
             &offer_objs.iter().collect::<Vec<_>>(),
             T0 + 400,
             Body::Event(Event {
-                event_type: "selection".into(),
+                event_type: EventType::Selection.to_string(),
                 about: offer_objs.iter().map(|o| o.id()).collect(),
                 message: "best weighted score".into(),
                 attrs: vec![("score".into(), "0.91".into())],
@@ -458,7 +459,7 @@ pub fn event(
     trace: ObjectId,
     parents: &[&SignedObject],
     at: u64,
-    event_type: &str,
+    event_type: EventType,
     about: &[ObjectId],
     attrs: &[(&str, String)],
 ) -> R<SignedObject> {
@@ -468,7 +469,7 @@ pub fn event(
         parents,
         at,
         Body::Event(Event {
-            event_type: event_type.into(),
+            event_type: event_type.to_string(),
             about: about.to_vec(),
             message: format!("{event_type} (testkit)"),
             attrs: attrs
@@ -538,7 +539,7 @@ fn round_on(intent: SignedObject, label: &str, at: u64, providers: &[u8]) -> R<A
         trace,
         &offers.iter().collect::<Vec<_>>(),
         at + 100,
-        "selection",
+        EventType::Selection,
         &offers.iter().map(SignedObject::id).collect::<Vec<_>>(),
         &[
             ("strategy", "lowest-cost".into()),
@@ -564,7 +565,7 @@ fn round_on(intent: SignedObject, label: &str, at: u64, providers: &[u8]) -> R<A
 
 /// A `stage-started` / `shard-started` style event for the award `start`.
 fn started_event(
-    kind: &str,
+    kind: EventType,
     name_attr: &str,
     label: &str,
     start: &SignedObject,
@@ -614,7 +615,7 @@ fn stage(
     )?;
     let mut all = round.objects.clone();
     all.push(started_event(
-        "stage-started",
+        EventType::StageStarted,
         "stage",
         name,
         &round.start,
@@ -635,7 +636,7 @@ fn stage(
         root.id(),
         &[&receipt],
         receipt.timestamp_ms() + 1,
-        "stage-done",
+        EventType::StageDone,
         &[round.start.id()],
         &[
             ("stage", name.into()),
@@ -694,7 +695,7 @@ pub fn workflow_run() -> R<Vec<SignedObject>> {
         root.id(),
         &[&zip_receipt, &encode_receipt, &archive_receipt],
         archive_receipt.timestamp_ms() + 2,
-        "workflow-done",
+        EventType::WorkflowDone,
         &[root.id()],
         &[("stages", "3".into()), ("final-stage", "archive".into())],
     )?);
@@ -732,7 +733,7 @@ pub fn parallel_run() -> R<Vec<SignedObject>> {
         )?;
         all.extend(round.objects.iter().cloned());
         all.push(started_event(
-            "shard-started",
+            EventType::ShardStarted,
             "shard",
             &label,
             &round.start,
@@ -761,7 +762,7 @@ pub fn parallel_run() -> R<Vec<SignedObject>> {
                 root.id(),
                 &[&round.start, &done],
                 T0 + 301,
-                "reassigned",
+                EventType::Reassigned,
                 &[round.start.id(), next.id()],
                 &[
                     ("from-task", round.start.id().to_string()),
@@ -775,7 +776,13 @@ pub fn parallel_run() -> R<Vec<SignedObject>> {
             let again = award(next, &label, &[next, &reassigned], T0 + 302, None)?;
             all.push(reassigned);
             all.push(again.clone());
-            all.push(started_event("shard-started", "shard", &label, &again, 2)?);
+            all.push(started_event(
+                EventType::ShardStarted,
+                "shard",
+                &label,
+                &again,
+                2,
+            )?);
             (again, provider_key((i + 1) % 4))
         } else {
             (round.start.clone(), provider_key(i))
@@ -795,7 +802,7 @@ pub fn parallel_run() -> R<Vec<SignedObject>> {
             root.id(),
             &[&receipt],
             receipt.timestamp_ms() + 1,
-            "shard-done",
+            EventType::ShardDone,
             &[start.id()],
             &[
                 ("shard", label.clone()),
@@ -825,7 +832,7 @@ pub fn parallel_run() -> R<Vec<SignedObject>> {
     )?;
     all.extend(reducer.objects.iter().cloned());
     all.push(started_event(
-        "reduce-started",
+        EventType::ReduceStarted,
         "shard",
         "reduce",
         &reducer.start,
@@ -848,7 +855,7 @@ pub fn parallel_run() -> R<Vec<SignedObject>> {
         root.id(),
         &[&receipt],
         receipt.timestamp_ms() + 1,
-        "parallel-done",
+        EventType::ParallelDone,
         &[root.id()],
         &[("how", "merge".into()), ("shards", "4".into())],
     )?);
@@ -885,7 +892,7 @@ pub fn consensus_run() -> R<Vec<SignedObject>> {
         trace,
         &[winner, loser],
         T0 + 100,
-        "selection",
+        EventType::Selection,
         &[winner.id(), loser.id()],
         &[
             ("strategy", "lowest-cost".into()),
@@ -944,7 +951,7 @@ pub fn consensus_run() -> R<Vec<SignedObject>> {
         trace,
         &[&v12a, &v12b],
         T0 + 225,
-        "equivocation",
+        EventType::Equivocation,
         &[v12a.id(), v12b.id()],
         &[("member", m2.public().to_string()), ("round", "1".into())],
     )?;
@@ -952,7 +959,7 @@ pub fn consensus_run() -> R<Vec<SignedObject>> {
         trace,
         &[&p1],
         T0 + 1_200,
-        "round-timeout",
+        EventType::RoundTimeout,
         &[p1.id()],
         &[
             ("round", "1".into()),
@@ -1043,7 +1050,7 @@ pub fn adaptive_run() -> R<Vec<SignedObject>> {
         root.id(),
         &[&root],
         T0 + 1,
-        "pattern-chosen",
+        EventType::PatternChosen,
         &[root.id()],
         &[
             ("pattern", "auction".into()),
@@ -1100,7 +1107,7 @@ pub fn reassigned_run() -> R<Vec<SignedObject>> {
         root.id(),
         &[&round.start, &done],
         T0 + 201,
-        "reassigned",
+        EventType::Reassigned,
         &[round.start.id(), next.id()],
         &[
             ("from-task", round.start.id().to_string()),
@@ -1183,7 +1190,7 @@ pub fn restarted(composite: bool) -> R<Vec<SignedObject>> {
         root.id(),
         &parents,
         at,
-        "intent-failed",
+        EventType::IntentFailed,
         &[root.id()],
         &[("reason", "requester-restarted".into())],
     )?;

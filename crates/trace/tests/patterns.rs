@@ -249,7 +249,7 @@ fn restarted_requester_fails_the_trace() {
     assert_eq!(a.status, TraceStatus::Failed);
     let f = a.failure.as_ref().unwrap();
     assert_eq!(f.reason, "requester-restarted");
-    assert_eq!(f.event_type.as_deref(), Some("intent-failed"));
+    assert_eq!(f.event_type, Some(pvl_protocol::EventType::IntentFailed));
     assert_eq!(a.parts[0].ok, Some(false));
 
     let a = analyse(&testkit::restarted(true).unwrap());

@@ -4,16 +4,27 @@
 For every vector it decodes the wire bytes with a small CBOR reader written from the spec,
 checks the encoding is canonical, takes kind and signer from the content (not from the JSON
 fields), recomputes the id and verifies the signature (and countersignature) with the
-`cryptography` package's Ed25519. Exit status 0 when every vector checks out.
+`cryptography` package's Ed25519.
+
+The vectors of Part II (`vocab/`) are checked the same way against SPEC.md sections 8 to 12:
+every event type with its signer and attribute set (the table of section 8.1, copied below),
+the ballot terms grammar (section 9), the receipt / done / offer rule (section 10), the trace
+bundle (section 11) and the header reader (section 12). Exit status 0 when every vector
+checks out.
 
 Usage: python3 check_vectors.py [VECTOR_DIR]
 """
 import hashlib
 import json
 import pathlib
+import re
 import sys
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 
 def read_item(data, pos):
@@ -108,12 +119,255 @@ def check(path):
     return vector["name"]
 
 
+# ---- Part II: the vocabulary above the envelope (SPEC.md sections 8 to 12) ----------------
+
+# Section 8.1: type -> (signer, required attributes, optional attributes, attribute prefixes).
+EVENTS = {
+    "selection": ("R", ["strategy", "valid-offers", "page"],
+                  ["winner", "winner-provider", "winner-score", "score", "avoided-offers"],
+                  ["rejected:", "offer:"]),
+    "ranked-last": ("R", ["count"], [], []),
+    "pattern-chosen": ("R", ["pattern", "reasons"], ["avoid"], []),
+    "award-refused": ("P", ["reason"], [], []),
+    "reassigned": ("R", ["from-task", "from-provider", "reason"],
+                   ["to-offer", "to-provider", "to-score", "to", "round"], []),
+    "receipt-missing": ("R", ["provider"], [], []),
+    "intent-failed": ("R", ["reason"], ["offers-received", "awards"], []),
+    "consensus-rejected": ("R", ["round", "offer", "threshold"], [], ["member:"]),
+    "equivocation": ("R", ["member", "round", "first-vote", "second-vote"], [], []),
+    "round-timeout": ("R", ["round", "approvals", "threshold", "silent"], [], []),
+    "stage-started": ("R", ["stage", "capability", "provider", "task", "award"], [], []),
+    "stage-done": ("R", ["stage", "capability", "provider", "task", "cost", "output-sha256",
+                         "receipt"], [], []),
+    "stage-failed": ("R", ["stage", "capability", "provider", "task", "reason"], [], []),
+    "workflow-done": ("R", ["stages", "cost", "final-stage", "output-sha256"], [], []),
+    "workflow-failed": ("R", ["stage", "reason"], [], []),
+    "shard-started": ("R", ["shard", "provider", "task", "award"], [], []),
+    "shard-done": ("R", ["shard", "provider", "task", "cost", "output-sha256"], [], []),
+    "shard-failed": ("R", ["shard", "reason", "attempt", "restart"], [], []),
+    "reduce-started": ("R", ["shard", "provider", "task", "award"], [], []),
+    "reduce-failed": ("R", ["shard", "reason", "attempt", "restart"], [], []),
+    "parallel-done": ("R", ["how", "shards", "cost", "output-sha256"], [], []),
+    "parallel-failed": ("R", ["reason"], [], []),
+    "run-spec": ("R", ["window_ms", "min_offers", "grace_ms", "receipt_wait_ms", "max_offers",
+                       "max_republish", "vote_round_ms", "max_vote_rounds", "label"],
+                 ["silence_ms", "avoid"], []),
+}
+NAME = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
+DECIMAL = re.compile(r"0|[1-9][0-9]*")
+HEX64 = re.compile(r"[0-9a-f]{64}")
+RUN_SPEC_NUMBERS = ["window_ms", "min_offers", "grace_ms", "silence_ms", "receipt_wait_ms",
+                    "max_offers", "max_republish", "vote_round_ms", "max_vote_rounds"]
+
+
+def public_of(seed_hex):
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed_hex)).public_key()
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def verified_object(wire_hex):
+    """Decodes and verifies one wire object (sections 2 and 3); returns (id, content fields)."""
+    wire = decode_exact(bytes.fromhex(wire_hex))
+    assert len(wire) in (2, 3), "wire items"
+    content, signature = wire[0], wire[1]
+    fields = decode_exact(content)
+    version, kind, _trace, _parents, signer, _timestamp, body = fields
+    assert version == 1, "version"
+    message = domain_input(b"pervasive.link/pvl/signature", kind, content)
+    Ed25519PublicKey.from_public_bytes(signer).verify(signature, message)
+    if len(wire) == 3:
+        assert kind == 6, "only receipts are countersigned"
+        cosig_input = domain_input(b"pervasive.link/pvl/countersignature", kind, content)
+        Ed25519PublicKey.from_public_bytes(body[2]).verify(wire[2], cosig_input)
+    return hashlib.sha256(content).hexdigest(), fields
+
+
+def check_events(vector):
+    """Section 8: every type once, signed by its role, with exactly its attribute set."""
+    signers = {"R": public_of(vector["requester_seed"]), "P": public_of(vector["provider_seed"])}
+    seen = []
+    for v in vector["events"]:
+        object_id, (_, kind, trace, _, signer, _, body) = verified_object(v["wire_hex"])
+        assert object_id == v["id"], "event id"
+        assert kind == 7, "an event"
+        assert trace.hex() == vector["trace_id"], "event trace"
+        event_type, _about, _message, attrs = body
+        assert event_type in EVENTS, f"unknown type {event_type}"
+        role, required, optional, prefixes = EVENTS[event_type]
+        assert signer == signers[role], f"{event_type}: signer"
+        keys = [k for k, _ in attrs]
+        for k in keys:
+            assert NAME.fullmatch(k), f"{event_type}: attribute name {k!r}"
+            assert k in required or k in optional or any(k.startswith(p) for p in prefixes), \
+                f"{event_type}: unexpected attribute {k}"
+        for k in required:
+            assert k in keys, f"{event_type}: missing attribute {k}"
+        values = dict(attrs)
+        if event_type == "run-spec":
+            for k in RUN_SPEC_NUMBERS:
+                if k in values:
+                    assert DECIMAL.fullmatch(values[k]), f"run-spec {k} = {values[k]!r}"
+            for key in filter(None, values.get("avoid", "").split(",")):
+                assert HEX64.fullmatch(key), "run-spec avoid"
+        seen.append(event_type)
+    assert sorted(seen) == sorted(EVENTS), "one vector per event type"
+    return len(seen)
+
+
+TERMS = re.compile(
+    r"award capability=([A-Za-z0-9._:/-]{1,64}) provider=([0-9a-f]{64}) offer=([0-9a-f]{64})"
+    r" cost=(0|[1-9][0-9]*) eta_ms=(0|[1-9][0-9]*) input_sha256=([0-9a-f]{64})"
+)
+
+
+def parse_terms(action):
+    """Section 9: the one canonical text of an award, or None."""
+    m = TERMS.fullmatch(action)
+    if not m or int(m.group(4)) >= 1 << 64 or int(m.group(5)) >= 1 << 64:
+        return None
+    return {"capability": m.group(1), "provider": m.group(2), "offer": m.group(3),
+            "cost": int(m.group(4)), "eta_ms": int(m.group(5)), "input_sha256": m.group(6)}
+
+
+def check_terms(vector):
+    for v in vector["valid"]:
+        assert parse_terms(v["action"]) == v["terms"], v["action"]
+    for v in vector["invalid"]:
+        assert parse_terms(v["action"]) is None, v["why"]
+    object_id, (_, kind, _, _, _, _, body) = verified_object(vector["proposal"]["wire_hex"])
+    assert object_id == vector["proposal"]["id"] and kind == 9, "a proposal"
+    subject, _round, _committee, action, _deadline = body
+    terms = parse_terms(action)
+    assert terms is not None and terms["offer"] == subject.hex(), "subject is the offer"
+    return len(vector["valid"]) + len(vector["invalid"]) + 1
+
+
+def output_hash(payload):
+    """SHA-256 and size of a `payload` (section 4), or (None, 0)."""
+    if payload is None:
+        return None, 0
+    if payload[0] == 0:
+        return hashlib.sha256(payload[1]).digest(), len(payload[1])
+    return payload[1], payload[2]
+
+
+def check_settlement(vector):
+    """Section 10 applied to an offer, a task_done and maybe a receipt."""
+    for case in vector["cases"]:
+        _, (_, _, _, _, _, _, offer) = verified_object(case["offer_wire_hex"])
+        _, (_, _, _, _, _, _, done) = verified_object(case["done_wire_hex"])
+        d_task, d_status, d_output, d_started, d_finished = done
+        receipt = None
+        if case["receipt_wire_hex"]:
+            _, (_, _, _, _, _, _, receipt) = verified_object(case["receipt_wire_hex"])
+        if receipt:
+            r_task, _, _, r_status, r_sha, r_size, r_cost, r_started, r_finished = receipt
+            agrees = (r_task == d_task and r_status == d_status
+                      and (r_started, r_finished) == (d_started, d_finished)
+                      and (r_sha, r_size) == output_hash(d_output) and r_cost <= offer[1])
+            status, started, finished = r_status, r_started, r_finished
+            cost, source = r_cost, "receipt"
+        else:
+            agrees = True
+            status, started, finished = d_status, d_started, d_finished
+            cost, source = offer[1], "offer"
+        output = output_hash(d_output)[0] if agrees and d_output is not None else None
+        got = {"agrees": agrees, "status": "ok" if status == [0] else "failed",
+               "started_at_ms": started, "finished_at_ms": finished, "cost": cost,
+               "cost_source": source, "output_sha256": output.hex() if output else None}
+        assert got == case["expected"], f"{case['name']}: {got} != {case['expected']}"
+    return len(vector["cases"])
+
+
+def parse_bundle(data):
+    """Section 11: the trace id and the objects' wire bytes, or an exception."""
+    bundle = decode_exact(data)
+    assert isinstance(bundle, list) and len(bundle) == 4, "bundle array"
+    magic, version, trace, objects = bundle
+    assert magic == "pvl-trace-bundle", "magic"
+    assert version == 1, "version"
+    assert isinstance(trace, bytes) and len(trace) == 32, "trace"
+    assert isinstance(objects, list) and len(objects) <= 1_000_000, "objects"
+    assert all(isinstance(o, bytes) and len(o) <= 1_048_576 for o in objects), "object bytes"
+    return trace, objects
+
+
+def check_bundle(vector):
+    trace, objects = parse_bundle(bytes.fromhex(vector["bundle_hex"]))
+    assert trace.hex() == vector["trace"], "bundle trace"
+    ids = []
+    for wire in objects:
+        object_id, (_, _, object_trace, parents, *_rest) = verified_object(wire.hex())
+        assert (object_trace or bytes.fromhex(object_id)) == trace, "object outside the trace"
+        ids.append(object_id)
+    assert ids == vector["object_ids"], "object ids"
+    for parent in (p for wire in objects for p in decode_exact(decode_exact(wire)[0])[3]):
+        assert parent.hex() in ids, "a parent outside the bundle"
+    for bad in vector["invalid"]:
+        try:
+            parse_bundle(bytes.fromhex(bad["bundle_hex"]))
+        except (AssertionError, ValueError, IndexError, UnicodeDecodeError):
+            continue
+        raise AssertionError(f"accepted an invalid bundle: {bad['why']}")
+    return len(objects) + len(vector["invalid"])
+
+
+KINDS = {1: "intent", 2: "offer", 3: "task_start", 4: "task_progress", 5: "task_done",
+         6: "receipt", 7: "event", 8: "capability_ad", 9: "proposal", 10: "vote",
+         11: "quorum_cert", 12: "reject"}
+
+
+def read_header(data):
+    """Section 12: the envelope of wire bytes, without reading the body or any signature."""
+    wire = decode_exact(data)
+    assert isinstance(wire, list) and len(wire) in (2, 3), "wire"
+    assert all(isinstance(w, bytes) for w in wire) and all(len(w) == 64 for w in wire[1:])
+    content = wire[0]
+    fields = decode_exact(content)
+    assert isinstance(fields, list) and len(fields) == 7, "content"
+    version, kind, trace, parents, signer, timestamp, _body = fields
+    assert version == 1 and kind in KINDS, "version and kind"
+    assert trace is None or (isinstance(trace, bytes) and len(trace) == 32), "trace"
+    assert len(parents) <= 32 and all(len(p) == 32 for p in parents), "parents"
+    assert isinstance(signer, bytes) and len(signer) == 32 and isinstance(timestamp, int)
+    object_id = hashlib.sha256(content).hexdigest()
+    return {"id": object_id, "kind": KINDS[kind], "kind_code": kind,
+            "trace": trace.hex() if trace else None, "trace_id": (trace.hex() if trace else object_id),
+            "parents": [p.hex() for p in parents], "signer": signer.hex(),
+            "timestamp_ms": timestamp, "countersigned": len(wire) == 3}
+
+
+def check_headers(vector):
+    for v in vector["headers"]:
+        assert read_header(bytes.fromhex(v["wire_hex"])) == v["header"], v["header"]["kind"]
+    for bad in vector["invalid"]:
+        try:
+            read_header(bytes.fromhex(bad["wire_hex"]))
+        except (AssertionError, ValueError, IndexError, TypeError):
+            continue
+        raise AssertionError(f"read an invalid header: {bad['why']}")
+    return len(vector["headers"]) + len(vector["invalid"])
+
+
+VOCAB = {
+    "events": check_events,
+    "ballot-terms": check_terms,
+    "settlement": check_settlement,
+    "bundle": check_bundle,
+    "headers": check_headers,
+}
+
+
 def main():
     folder = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).parent)
     names = [check(p) for p in sorted(folder.glob("*.json"))]
     if len(names) < 12:
         sys.exit(f"only {len(names)} vectors found in {folder}")
     print(f"{len(names)} vectors verified from SPEC.md rules alone")
+    vocab = folder / "vocab"
+    for name, checker in VOCAB.items():
+        vector = json.loads((vocab / f"{name}.json").read_text())
+        print(f"vocab/{name}: {checker(vector)} cases checked from SPEC.md part II")
 
 
 if __name__ == "__main__":

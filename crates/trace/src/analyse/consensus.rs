@@ -2,19 +2,16 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use pvl_protocol::{Body, ObjectId, PublicKey, SignedObject};
+use pvl_protocol::{Body, EventType, ObjectId, PublicKey, SignedObject};
 use serde::Serialize;
 
 use super::{View, event_of};
-
-/// Event types recorded by a committee ballot.
-const CONSENSUS_EVENTS: [&str; 3] = ["round-timeout", "equivocation", "consensus-rejected"];
 
 /// Whether `object` belongs to a consensus round (proposal, vote, certificate, ballot event).
 pub(crate) fn is_consensus_object(object: &SignedObject) -> bool {
     match object.body() {
         Body::Proposal(_) | Body::Vote(_) | Body::QuorumCert(_) => true,
-        Body::Event(e) => CONSENSUS_EVENTS.contains(&e.event_type.as_str()),
+        Body::Event(e) => e.kind().is_consensus(),
         _ => false,
     }
 }
@@ -134,9 +131,9 @@ fn decisions(
                 );
             }
             Body::Event(e) => {
-                let outcome = match e.event_type.as_str() {
-                    "consensus-rejected" => RoundOutcome::Rejected,
-                    "round-timeout" => RoundOutcome::TimedOut,
+                let outcome = match e.kind() {
+                    EventType::ConsensusRejected => RoundOutcome::Rejected,
+                    EventType::RoundTimeout => RoundOutcome::TimedOut,
                     _ => continue,
                 };
                 let about: HashSet<&ObjectId> = e.about.iter().chain(o.parents()).collect();
@@ -215,7 +212,7 @@ fn flagged_equivocators(objects: &[&SignedObject]) -> HashMap<ObjectId, Vec<Publ
     let by_id: HashMap<ObjectId, &SignedObject> = objects.iter().map(|o| (o.id(), *o)).collect();
     let mut out: HashMap<ObjectId, Vec<PublicKey>> = HashMap::new();
     for o in objects {
-        let Some(e) = event_of(o).filter(|e| e.event_type == "equivocation") else {
+        let Some(e) = event_of(o).filter(|e| e.is(&EventType::Equivocation)) else {
             continue;
         };
         for id in e.about.iter().chain(o.parents()) {

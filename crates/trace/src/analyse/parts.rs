@@ -11,10 +11,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use pvl_protocol::{Body, Event, Kind, ObjectId, PublicKey, SignedObject};
+use pvl_protocol::{Body, Event, EventType, Kind, ObjectId, PublicKey, SignedObject, attr};
 use serde::Serialize;
 
-use super::{Pattern, TaskInfo, View, attr, task_of};
+use super::{Pattern, TaskInfo, View, task_of};
 
 /// What a part is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -80,33 +80,18 @@ pub(crate) struct Built {
     pub(crate) part_of: HashMap<ObjectId, String>,
 }
 
-/// Event types that belong to the run, not to one part.
-const RUN_EVENTS: [&str; 5] = [
-    "workflow-done",
-    "workflow-failed",
-    "parallel-done",
-    "parallel-failed",
-    "pattern-chosen",
-];
+/// Whether an event type belongs to the run, not to one part.
+fn is_run_type(t: &EventType) -> bool {
+    t.ends_composite_run() || *t == EventType::PatternChosen
+}
 
-/// Event types naming their part in a `stage` or `shard` attribute.
-const PART_EVENTS: [&str; 8] = [
-    "stage-started",
-    "stage-done",
-    "stage-failed",
-    "shard-started",
-    "shard-done",
-    "shard-failed",
-    "reduce-started",
-    "reduce-failed",
-];
-
-/// The part named by a stage/shard event.
+/// The part named by a stage/shard event (event types naming their part in a `stage` or
+/// `shard` attribute: [`EventType::is_part_event`]).
 fn named_part(event: &Event) -> Option<&str> {
-    if !PART_EVENTS.contains(&event.event_type.as_str()) {
+    if !event.kind().is_part_event() {
         return None;
     }
-    attr(event, "stage").or_else(|| attr(event, "shard"))
+    event.attr(attr::STAGE).or_else(|| event.attr(attr::SHARD))
 }
 
 /// Builds the parts of the trace from its tasks (kinds are set by [`classify`]).
@@ -151,8 +136,13 @@ struct LabelIndex<'t, 'a> {
     events: HashMap<String, Vec<(&'a SignedObject, &'a Event)>>,
 }
 
-/// Event types that may change a part's outcome.
-const OUTCOME_EVENTS: [&str; 3] = ["reassigned", "receipt-missing", "intent-failed"];
+/// Whether an event type may change a part's outcome.
+fn is_outcome_type(t: &EventType) -> bool {
+    matches!(
+        t,
+        EventType::Reassigned | EventType::ReceiptMissing | EventType::IntentFailed
+    )
+}
 
 impl<'t, 'a> LabelIndex<'t, 'a> {
     fn new(view: &View<'a>, tasks: &'t [TaskInfo], part_of: &HashMap<ObjectId, String>) -> Self {
@@ -175,7 +165,7 @@ impl<'t, 'a> LabelIndex<'t, 'a> {
         let mut events: HashMap<String, Vec<(&SignedObject, &Event)>> = HashMap::new();
         for (o, e) in view.events().filter(|(o, _)| view.by_requester(o)) {
             let named = named_part(e);
-            if named.is_none() && !OUTCOME_EVENTS.contains(&e.event_type.as_str()) {
+            if named.is_none() && !is_outcome_type(&e.kind()) {
                 continue;
             }
             let mut concerned: HashSet<String> = named.map(str::to_string).into_iter().collect();
@@ -221,8 +211,9 @@ fn completions<'a>(view: &View<'a>) -> HashMap<ObjectId, Vec<&'a SignedObject>> 
 
 /// Whether an event belongs to the run as a whole.
 fn is_run_event(view: &View<'_>, event: &Event) -> bool {
-    RUN_EVENTS.contains(&event.event_type.as_str())
-        || (event.event_type == "intent-failed"
+    let kind = event.kind();
+    is_run_type(&kind)
+        || (kind == EventType::IntentFailed
             && view.root_id().is_some_and(|r| event.about.contains(&r)))
 }
 
@@ -345,24 +336,27 @@ fn event_signal(
     tasks: &HashSet<ObjectId>,
 ) -> Option<Signal> {
     let reason = || {
-        attr(event, "reason")
+        event
+            .attr(attr::REASON)
             .unwrap_or(event.event_type.as_str())
             .to_string()
     };
     let about_task = event.about.iter().any(|a| tasks.contains(a));
-    match event.event_type.as_str() {
-        "reassigned" if about_task => Some(Signal::Running),
-        "receipt-missing" if about_task => Some(Signal::Ok),
-        "intent-failed" if event.about.iter().any(|a| intents.contains(a)) => {
+    match event.kind() {
+        EventType::Reassigned if about_task => Some(Signal::Running),
+        EventType::ReceiptMissing if about_task => Some(Signal::Ok),
+        EventType::IntentFailed if event.about.iter().any(|a| intents.contains(a)) => {
             Some(Signal::Failed(reason()))
         }
         _ if named_part(event) != Some(label) => None,
-        "stage-done" | "shard-done" => Some(Signal::Ok),
-        "stage-failed" => Some(Signal::Failed(reason())),
-        "shard-failed" | "reduce-failed" if attr(event, "restart") == Some("true") => {
+        EventType::StageDone | EventType::ShardDone => Some(Signal::Ok),
+        EventType::StageFailed => Some(Signal::Failed(reason())),
+        EventType::ShardFailed | EventType::ReduceFailed
+            if event.attr(attr::RESTART) == Some(attr::TRUE) =>
+        {
             Some(Signal::Running)
         }
-        "shard-failed" | "reduce-failed" => Some(Signal::Failed(reason())),
+        EventType::ShardFailed | EventType::ReduceFailed => Some(Signal::Failed(reason())),
         _ => None,
     }
 }
@@ -415,7 +409,7 @@ fn timing(
     let mut named_capability = None;
     for (o, e) in events {
         if named_part(e) == Some(label) && named_capability.is_none() {
-            named_capability = attr(e, "capability").map(str::to_string);
+            named_capability = e.attr(attr::CAPABILITY).map(str::to_string);
         }
         if let Some(signal) = event_signal(e, label, &intents, &task_ids) {
             outcome.see(o.id(), signal);
@@ -492,9 +486,13 @@ pub(crate) fn classify(view: &View<'_>, pattern: Pattern, parts: &mut [PartTimin
     let mut named: HashMap<String, PartKind> = HashMap::new();
     for (_, e) in view.events() {
         let Some(label) = named_part(e) else { continue };
-        let kind = match e.event_type.split('-').next() {
-            Some("stage") => PartKind::Stage,
-            Some("shard") => PartKind::Shard,
+        let kind = match e.kind() {
+            EventType::StageStarted | EventType::StageDone | EventType::StageFailed => {
+                PartKind::Stage
+            }
+            EventType::ShardStarted | EventType::ShardDone | EventType::ShardFailed => {
+                PartKind::Shard
+            }
             _ => PartKind::Reduce,
         };
         named.entry(label.to_string()).or_insert(kind);
@@ -502,7 +500,9 @@ pub(crate) fn classify(view: &View<'_>, pattern: Pattern, parts: &mut [PartTimin
     for part in parts {
         part.kind = named.get(&part.label).copied().unwrap_or(match pattern {
             Pattern::Workflow => PartKind::Stage,
-            Pattern::Parallel if part.label == "reduce" => PartKind::Reduce,
+            Pattern::Parallel if part.label == pvl_protocol::vocab::REDUCE_LABEL => {
+                PartKind::Reduce
+            }
             Pattern::Parallel => PartKind::Shard,
             _ => PartKind::Task,
         });

@@ -1,11 +1,11 @@
 //! Where a trace stands: the requester's ending events first, then its parts (rules in the
 //! [`analyse`](super) module docs).
 
-use pvl_protocol::{Event, ObjectId, SignedObject};
+use pvl_protocol::{Event, EventType, ObjectId, SignedObject, attr};
 use serde::Serialize;
 
 use super::parts::PartTiming;
-use super::{PARALLEL_EVENTS, Pattern, TraceStatus, View, WORKFLOW_EVENTS, attr};
+use super::{Pattern, TraceStatus, View};
 
 /// Why a trace failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -16,7 +16,7 @@ pub struct TraceFailure {
     /// The event that ended the trace, when one did.
     pub event: Option<ObjectId>,
     /// Its type: `intent-failed`, `workflow-failed` or `parallel-failed`.
-    pub event_type: Option<String>,
+    pub event_type: Option<EventType>,
     /// The part (stage, shard, task label) that failed, when known.
     pub part: Option<String>,
     /// When the trace was ended, unix ms (the event's time, else the part's end).
@@ -25,25 +25,28 @@ pub struct TraceFailure {
 
 /// Whether `event` ends the run in failure.
 fn ends_in_failure(view: &View<'_>, composite: bool, event: &Event) -> bool {
-    match event.event_type.as_str() {
-        "workflow-failed" | "parallel-failed" => true,
-        "intent-failed" => !composite || view.root_id().is_some_and(|r| event.about.contains(&r)),
+    match event.kind() {
+        EventType::WorkflowFailed | EventType::ParallelFailed => true,
+        EventType::IntentFailed => {
+            !composite || view.root_id().is_some_and(|r| event.about.contains(&r))
+        }
         _ => false,
     }
 }
 
 /// Whether `event` ends the run successfully.
 fn ends_in_success(composite: bool, event: &Event) -> bool {
-    match event.event_type.as_str() {
-        "workflow-done" | "parallel-done" => true,
-        "receipt-missing" => !composite,
+    match event.kind() {
+        EventType::WorkflowDone | EventType::ParallelDone => true,
+        EventType::ReceiptMissing => !composite,
         _ => false,
     }
 }
 
 fn failure_from_event(object: &SignedObject, event: &Event, parts: &[PartTiming]) -> TraceFailure {
-    let part = attr(event, "stage")
-        .filter(|s| *s != "none")
+    let part = event
+        .attr(attr::STAGE)
+        .filter(|s| *s != attr::NONE)
         .map(str::to_string)
         .or_else(|| {
             parts
@@ -52,11 +55,12 @@ fn failure_from_event(object: &SignedObject, event: &Event, parts: &[PartTiming]
                 .map(|p| p.label.clone())
         });
     TraceFailure {
-        reason: attr(event, "reason")
+        reason: event
+            .attr(attr::REASON)
             .unwrap_or(event.event_type.as_str())
             .to_string(),
         event: Some(object.id()),
-        event_type: Some(event.event_type.clone()),
+        event_type: Some(event.kind()),
         part,
         at_ms: Some(object.timestamp_ms()),
     }
@@ -84,8 +88,8 @@ pub(crate) fn status(
     }
     let awarded = parts.iter().any(|p| p.awards > 0);
     let run_events = mine.iter().any(|(_, e)| {
-        let t = e.event_type.as_str();
-        WORKFLOW_EVENTS.contains(&t) || PARALLEL_EVENTS.contains(&t)
+        let t = e.kind();
+        t.is_workflow() || t.is_parallel()
     });
     if composite && run_events {
         // The run records its own ending: until then it is running.
