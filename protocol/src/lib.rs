@@ -63,6 +63,7 @@
 
 mod body;
 mod cbor;
+mod counters;
 mod envelope;
 mod error;
 mod ids;
@@ -76,6 +77,7 @@ pub use body::{
     PriceModel, Proposal, QuorumCert, Receipt, Reject, RejectCode, Resources, Strategy, TaskDone,
     TaskProgress, TaskStart, TaskStatus, Vote, Weights,
 };
+pub use counters::CryptoCounters;
 pub use envelope::{Envelope, SignedObject, countersigning_input, signing_input};
 pub use error::ProtocolError;
 pub use ids::{ObjectId, TraceId, sha256};

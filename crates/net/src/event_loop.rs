@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::codec::{Ack, DIRECT_PROTOCOL, DirectCodec};
 use crate::config::{NetConfig, TOPIC_ALL, capability_topic};
+use crate::counters;
 use crate::now_ms;
 
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/pvl/kad/1.0.0");
@@ -760,6 +761,7 @@ impl EventLoop {
             );
             match result {
                 Ok(_) => {
+                    counters::gossip_published();
                     sent.push(topic.clone());
                     self.published.remember(queued.object.id());
                 }
@@ -845,6 +847,7 @@ impl EventLoop {
                 .behaviour_mut()
                 .direct
                 .send_request(&peer, object.into_bytes());
+            counters::direct_sent();
             self.pending_sends.insert(id, reply);
             return;
         }
@@ -996,6 +999,7 @@ impl EventLoop {
             }
             return;
         };
+        counters::gossip_received();
         let topic = message.topic.as_str().to_owned();
         let via = Via::Gossip {
             topic: topic.clone(),
@@ -1027,6 +1031,8 @@ impl EventLoop {
                         object: Box::new(object),
                     })
                     .await;
+                } else {
+                    counters::gossip_duplicate();
                 }
             }
             Err((acceptance, reason)) => {
@@ -1055,6 +1061,7 @@ impl EventLoop {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    counters::direct_received();
                     let (ack, object) = self.accept_direct(&peer, &request);
                     if let Ack::Refused(reason) = &ack {
                         warn!(%peer, "direct message refused: {reason}");
@@ -1176,6 +1183,7 @@ impl EventLoop {
                                     .behaviour_mut()
                                     .direct
                                     .send_request(&lookup.peer, object.into_bytes());
+                                counters::direct_sent();
                                 self.pending_sends.insert(request, reply);
                             }
                         }

@@ -44,11 +44,13 @@
 
 mod codec;
 mod config;
+mod counters;
 mod event_loop;
 mod keys;
 
 pub use codec::{Ack, DIRECT_PROTOCOL};
 pub use config::{NetConfig, SwarmKey, TOPIC_ALL, capability_topic};
+pub use counters::NetCounters;
 pub use event_loop::{
     Client, EventLoop, NetError, NetEvent, NetStatus, PeerInfo, PublishError, PublishReport, Via,
     new,
