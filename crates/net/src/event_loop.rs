@@ -400,11 +400,7 @@ pub fn new(config: NetConfig) -> Result<(Client, mpsc::Receiver<NetEvent>, Event
             .listen_on(addr.clone())
             .map_err(|e| NetError::Transport(format!("cannot listen on {addr}: {e}")))?;
     }
-    let mut topics = Vec::new();
-    if config.observe_all {
-        topics.push(TOPIC_ALL.to_owned());
-    }
-    topics.extend(config.capabilities.iter().map(|c| capability_topic(c)));
+    let topics = subscriptions(&config);
     for topic in &topics {
         subscribe(&mut swarm, topic)?;
     }
@@ -1222,6 +1218,24 @@ impl EventLoop {
             },
             _ => {}
         }
+    }
+}
+
+/// The topics a node joins: the catch-all alone when it observes everything (every intent of
+/// its own capabilities comes on the catch-all too), else the topics of the capabilities it
+/// serves. Never both: an intent is published on both topics, so a node on both would receive,
+/// decode and verify each intent twice.
+fn subscriptions(config: &NetConfig) -> Vec<String> {
+    if config.observe_all {
+        vec![TOPIC_ALL.to_owned()]
+    } else {
+        let mut topics: Vec<String> = config
+            .capabilities
+            .iter()
+            .map(|c| capability_topic(c))
+            .collect();
+        topics.dedup();
+        topics
     }
 }
 
