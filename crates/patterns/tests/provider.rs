@@ -503,9 +503,9 @@ fn a_reject_naming_several_offers_frees_ours_like_a_reject_of_one() {
     assert_eq!(p.open_offers(), 1);
     let stranger = pvl_protocol::ObjectId([9; 32]);
 
-    // "Not selected" keeps the offer open (it may still be awarded), wherever it is named.
+    // Our offer is the second entry (code "cancelled"): it frees the slot, as a reject of our
+    // offer alone would.
     let r = reject_of(&i, &[stranger, offer], RejectCode::NotSelected, &key(1));
-    // (the second entry is "cancelled": that one frees the slot)
     let actions = p.on_object(r.clone(), T0 + 300).unwrap();
     assert_eq!(recorded(&actions), vec![r]);
     assert_eq!(p.open_offers(), 0, "our entry (cancelled) freed the offer");
@@ -514,6 +514,7 @@ fn a_reject_naming_several_offers_frees_ours_like_a_reject_of_one() {
     let offer2 = sends(&p.on_object(i2.clone(), T0 + 10).unwrap())[0].1.id();
     let r = reject_of(&i2, &[offer2, stranger], RejectCode::NotSelected, &key(1));
     p.on_object(r, T0 + 300).unwrap();
+    // Our offer is the first entry, "not selected": it stays open (it may still be awarded).
     assert_eq!(p.open_offers(), 1, "not selected: still open");
 
     // Only the requester of our offer may reject it, in any entry.
