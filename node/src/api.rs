@@ -164,7 +164,43 @@ async fn status(State(state): State<Shared>) -> ApiResult<Json<Value>> {
             "jobs_running": jobs,
         },
         "dir": state.dir.display().to_string(),
+        "counters": Counters::snapshot(),
     })))
+}
+
+/// The `counters` field of `GET /v1/status`: this process's work so far (signatures,
+/// verifications, messages by transport, store writes), monotonic, for benchmarks that compare
+/// two readings.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct Counters {
+    signatures: u64,
+    verifications: u64,
+    gossip_published: u64,
+    gossip_received: u64,
+    gossip_duplicates: u64,
+    direct_sent: u64,
+    direct_received: u64,
+    store_writes: u64,
+    store_batches: u64,
+}
+
+impl Counters {
+    fn snapshot() -> Self {
+        let crypto = pvl_protocol::CryptoCounters::snapshot();
+        let net = pvl_net::NetCounters::snapshot();
+        let store = pvl_trace::StoreCounters::snapshot();
+        Counters {
+            signatures: crypto.signatures,
+            verifications: crypto.verifications,
+            gossip_published: net.gossip_published,
+            gossip_received: net.gossip_received,
+            gossip_duplicates: net.gossip_duplicates,
+            direct_sent: net.direct_sent,
+            direct_received: net.direct_received,
+            store_writes: store.objects_written,
+            store_batches: store.batches,
+        }
+    }
 }
 
 async fn peers(State(state): State<Shared>) -> ApiResult<Json<Value>> {

@@ -795,7 +795,19 @@ fn detail(body: &Value) -> String {
             str_of(&body["event_type"]),
             str_of(&body["message"])
         ),
-        Some("reject") => format!("  {}: {}", str_of(&body["code"]), str_of(&body["detail"])),
+        Some("reject") => {
+            // One reject may name several offers, each with its own reason.
+            let mut text = format!("  {}: {}", str_of(&body["code"]), str_of(&body["detail"]));
+            for more in body["more"].as_array().into_iter().flatten() {
+                text.push_str(&format!(
+                    "; offer {} {}: {}",
+                    short(&more["offer"]),
+                    str_of(&more["code"]),
+                    str_of(&more["detail"])
+                ));
+            }
+            text
+        }
         _ => String::new(),
     }
 }

@@ -11,7 +11,7 @@
 //! over, is a failure of its provider. A trace is a run of its detected pattern, a success
 //! when it ended done.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use pvl_patterns::select::ReliabilitySource;
@@ -70,6 +70,8 @@ pub struct StoreHistory {
     capability: String,
     providers: HashMap<PublicKey, (ProviderRecord, u64)>,
     patterns: HashMap<PatternHint, PatternRecord>,
+    /// Every provider seen offering on an intent for the capability (awarded or not).
+    bidders: HashSet<PublicKey>,
 }
 
 impl StoreHistory {
@@ -120,6 +122,17 @@ impl StoreHistory {
         if !asks {
             return;
         }
+        let intents: HashSet<_> = objects
+            .iter()
+            .filter(|o| matches!(o.body(), Body::Intent(i) if i.capability == capability))
+            .map(SignedObject::id)
+            .collect();
+        self.bidders.extend(
+            objects
+                .iter()
+                .filter(|o| matches!(o.body(), Body::Offer(b) if intents.contains(&b.intent)))
+                .map(SignedObject::signer),
+        );
         let analysis = pvl_trace::analyse(objects);
         let over = matches!(analysis.status, TraceStatus::Done | TraceStatus::Failed);
         for task in &analysis.tasks {
@@ -195,5 +208,10 @@ impl ReliabilitySource for StoreHistory {
     fn observed_bps(&self, provider: &PublicKey) -> Option<u16> {
         let (record, _) = self.providers.get(provider)?;
         (record.tasks >= 2).then(|| (record.successes * 10_000 / record.tasks) as u16)
+    }
+
+    /// The providers seen offering on this capability's intents or doing its tasks.
+    fn provider_count(&self) -> Option<usize> {
+        Some(self.bidders.len().max(self.providers.len()))
     }
 }

@@ -77,11 +77,15 @@ fn each_strategy_picks_its_winner_and_both_sides_hold_the_receipt() {
             3,
             "{kinds:?}"
         );
-        assert_eq!(
-            kinds.iter().filter(|k| **k == "reject").count(),
-            2,
-            "{kinds:?}"
-        );
+        // One signed reject names both losers' offers, each with its own reason.
+        let rejected: usize = shown["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["kind"] == "reject")
+            .map(|o| 1 + o["body"]["more"].as_array().map_or(0, Vec::len))
+            .sum();
+        assert_eq!(rejected, 2, "{kinds:?}");
         for kind in ["intent", "event", "task_start", "task_done", "receipt"] {
             assert!(kinds.contains(&kind), "{strategy}: no {kind} in {kinds:?}");
         }

@@ -635,6 +635,75 @@ pub struct Intent {
     pub nonce: u64,
     /// When the intent stops accepting offers, unix ms.
     pub expires_at_ms: u64,
+    /// Which providers are asked to offer: `None` (encoded by leaving the field out) asks every
+    /// provider of the capability; `Some` asks a deterministic sample of about
+    /// `wanted` of them (see [`Audience`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Audience>,
+}
+
+/// The audience of an intent: the requester wants about `wanted` offers and believes about
+/// `of` providers serve the capability. Each provider decides alone and deterministically
+/// whether it is in the audience ([`Audience::includes`]): it is when its *draw* (a hash of the
+/// intent id and its public key, [`Audience::draw`]) falls below the fraction `wanted / of` of
+/// the 64-bit range. So about `wanted` providers answer however many there are, a provider
+/// cannot choose to be in (the draw is fixed by the intent's id), and anyone can check
+/// afterwards who was asked. A requester that got too few offers re-publishes (a new intent
+/// id, so a new sample), typically without an audience.
+///
+/// Encoded as `[wanted, of]`, `1 <= wanted < of <= 2^32 - 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Audience {
+    /// How many offers the requester wants, about.
+    pub wanted: u32,
+    /// How many providers the requester believes serve the capability (a lower bound errs on
+    /// the side of more offers).
+    pub of: u32,
+}
+
+/// The domain tag hashed before the intent id and provider key in an audience draw.
+pub const AUDIENCE_TAG: &[u8] = b"pervasive.link/pvl/audience";
+
+impl Audience {
+    /// The audience that asks for about `wanted` offers among about `of` providers, or `None`
+    /// (everyone) when that would be all of them anyway.
+    pub fn new(wanted: u32, of: u32) -> Option<Audience> {
+        (wanted >= 1 && wanted < of).then_some(Audience { wanted, of })
+    }
+
+    /// A provider's draw for an intent: the first 8 bytes, big-endian, of
+    /// SHA-256(`AUDIENCE_TAG` || 0x00 || intent id (32 bytes) || provider public key (32 bytes)).
+    pub fn draw(intent: &ObjectId, provider: &PublicKey) -> u64 {
+        let mut input = Vec::with_capacity(AUDIENCE_TAG.len() + 65);
+        input.extend_from_slice(AUDIENCE_TAG);
+        input.push(0);
+        input.extend_from_slice(&intent.0);
+        input.extend_from_slice(provider.as_bytes());
+        let hash = crate::ids::sha256(&input);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash[..8]);
+        u64::from_be_bytes(first)
+    }
+
+    /// Whether `provider` is asked to offer on `intent`: `draw * of < wanted * 2^64`, computed
+    /// exactly in 128-bit integers.
+    pub fn includes(&self, intent: &ObjectId, provider: &PublicKey) -> bool {
+        let draw = u128::from(Self::draw(intent, provider));
+        draw * u128::from(self.of) < u128::from(self.wanted) << 64
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.wanted == 0 || self.wanted >= self.of {
+            return Err(ProtocolError::field(
+                "intent.audience",
+                format!(
+                    "wanted {} must be at least 1 and below of {} (leave the audience out to ask everyone)",
+                    self.wanted, self.of
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A provider's terms for an intent.
@@ -917,7 +986,9 @@ impl RejectCode {
     }
 }
 
-/// Sent to a losing bidder with the reason it lost.
+/// Sent to a losing bidder with the reason it lost. One reject may refuse several offers (of
+/// one intent, each with its own reason): the same signed object then goes to each of their
+/// providers, and each provider acts on the entries naming its own offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reject {
     /// The offer rejected.
@@ -926,6 +997,71 @@ pub struct Reject {
     pub code: RejectCode,
     /// The reason, in words.
     pub detail: String,
+    /// Further offers refused by this same object, at most [`crate::MAX_REJECT_OFFERS`] - 1,
+    /// all distinct from each other and from `offer`. Empty for a reject of one offer, which
+    /// then encodes exactly as a three-field reject.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<RejectedOffer>,
+}
+
+/// One further offer refused by a [`Reject`], with its own reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RejectedOffer {
+    /// The offer rejected.
+    pub offer: ObjectId,
+    /// The reason, as a code.
+    pub code: RejectCode,
+    /// The reason, in words.
+    pub detail: String,
+}
+
+impl Reject {
+    /// A reject of one offer.
+    pub fn one(offer: ObjectId, code: RejectCode, detail: impl Into<String>) -> Reject {
+        Reject {
+            offer,
+            code,
+            detail: detail.into(),
+            more: Vec::new(),
+        }
+    }
+
+    /// Every offer this reject refuses, with its reason, `offer` first.
+    pub fn entries(&self) -> impl Iterator<Item = (ObjectId, RejectCode, &str)> {
+        std::iter::once((self.offer, self.code, self.detail.as_str())).chain(
+            self.more
+                .iter()
+                .map(|m| (m.offer, m.code, m.detail.as_str())),
+        )
+    }
+
+    /// The reason this reject gives for `offer`, if it names it.
+    pub fn reason_for(&self, offer: &ObjectId) -> Option<(RejectCode, &str)> {
+        self.entries()
+            .find(|(o, _, _)| o == offer)
+            .map(|(_, code, detail)| (code, detail))
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.more.len() + 1 > crate::MAX_REJECT_OFFERS {
+            return Err(ProtocolError::field(
+                "reject.more",
+                format!(
+                    "{} offers, at most {}",
+                    self.more.len() + 1,
+                    crate::MAX_REJECT_OFFERS
+                ),
+            ));
+        }
+        let distinct: HashSet<ObjectId> = self.entries().map(|(o, _, _)| o).collect();
+        if distinct.len() != self.more.len() + 1 {
+            return Err(ProtocolError::field(
+                "reject.more",
+                "an offer is named twice",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The body of an envelope: one coordination object.
@@ -1022,7 +1158,13 @@ impl Body {
                 opt(b.committee.as_ref(), Committee::to_value),
                 uint(b.nonce),
                 uint(b.expires_at_ms),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                b.audience
+                    .map(|a| Value::Array(vec![uint(a.wanted.into()), uint(a.of.into())])),
+            )
+            .collect(),
             Body::Offer(b) => vec![
                 id(&b.intent),
                 uint(b.cost),
@@ -1104,7 +1246,20 @@ impl Body {
                 cbor::bytes(b.proposal.bytes()),
                 Value::Array(b.votes.iter().map(|v| cbor::bytes(v.bytes())).collect()),
             ],
-            Body::Reject(b) => vec![id(&b.offer), uint(b.code as u64), t(&b.detail)],
+            Body::Reject(b) => {
+                let mut items = vec![id(&b.offer), uint(b.code as u64), t(&b.detail)];
+                if !b.more.is_empty() {
+                    items.push(Value::Array(
+                        b.more
+                            .iter()
+                            .map(|m| {
+                                Value::Array(vec![id(&m.offer), uint(m.code as u64), t(&m.detail)])
+                            })
+                            .collect(),
+                    ));
+                }
+                items
+            }
         };
         Value::Array(items)
     }
@@ -1114,16 +1269,19 @@ impl Body {
     pub(crate) fn from_value(kind: Kind, value: Value, depth: u8) -> Result<Body> {
         Ok(match kind {
             Kind::Intent => {
-                let [
-                    cap,
-                    input,
-                    constraints,
-                    strategy,
-                    pattern,
-                    committee,
-                    nonce,
-                    expires,
-                ] = cbor::tuple(value, "intent")?;
+                let (
+                    [
+                        cap,
+                        input,
+                        constraints,
+                        strategy,
+                        pattern,
+                        committee,
+                        nonce,
+                        expires,
+                    ],
+                    audience,
+                ) = cbor::optional_last(value, "intent")?;
                 Body::Intent(Intent {
                     capability: name(cap, "intent.capability")?,
                     input: Payload::from_value(input, "intent.input")?,
@@ -1135,6 +1293,7 @@ impl Body {
                     })?,
                     nonce: cbor::as_u64(nonce, "intent.nonce")?,
                     expires_at_ms: cbor::as_u64(expires, "intent.expires_at_ms")?,
+                    audience: audience.map(Audience::from_value).transpose()?,
                 })
             }
             Kind::Offer => {
@@ -1304,17 +1463,33 @@ impl Body {
                 Body::QuorumCert(cert)
             }
             Kind::Reject => {
-                let [offer, code, detail] = cbor::tuple(value, "reject")?;
-                let code = cbor::as_u64(code, "reject.code")?;
+                let ([offer, code, detail], more) = cbor::optional_last(value, "reject")?;
+                let more = match more {
+                    None => Vec::new(),
+                    Some(list) => {
+                        let items = cbor::array(list, "reject.more", crate::MAX_REJECT_OFFERS)?;
+                        if items.is_empty() {
+                            // An empty list would be a second encoding of "no further offers".
+                            return Err(ProtocolError::NonCanonical("reject.more"));
+                        }
+                        items
+                            .into_iter()
+                            .map(|item| {
+                                let [offer, code, detail] = cbor::tuple(item, "reject.more")?;
+                                Ok(RejectedOffer {
+                                    offer: cbor::as_id(offer, "reject.more.offer")?,
+                                    code: reject_code(code, "reject.more.code")?,
+                                    detail: text(detail, "reject.more.detail")?,
+                                })
+                            })
+                            .collect::<Result<Vec<_>>>()?
+                    }
+                };
                 Body::Reject(Reject {
                     offer: cbor::as_id(offer, "reject.offer")?,
-                    code: RejectCode::ALL
-                        .into_iter()
-                        .find(|c| *c as u64 == code)
-                        .ok_or_else(|| {
-                            ProtocolError::field("reject.code", format!("unknown code {code}"))
-                        })?,
+                    code: reject_code(code, "reject.code")?,
                     detail: text(detail, "reject.detail")?,
+                    more,
                 })
             }
         })
@@ -1325,6 +1500,9 @@ impl Body {
         match self {
             Body::Intent(b) => {
                 check_name(&b.capability, "intent.capability")?;
+                if let Some(a) = &b.audience {
+                    a.check()?;
+                }
                 if let Some(c) = &b.committee {
                     c.check("intent.committee")?;
                 }
@@ -1368,8 +1546,27 @@ impl Body {
             Body::CapabilityAd(b) => check_name(&b.capability, "capability_ad.capability"),
             Body::Proposal(b) => b.committee.check("proposal.committee"),
             Body::QuorumCert(b) => b.check(),
-            Body::Vote(_) | Body::Reject(_) => Ok(()),
+            Body::Reject(b) => b.check(),
+            Body::Vote(_) => Ok(()),
         }
+    }
+}
+
+fn reject_code(value: Value, field: &'static str) -> Result<RejectCode> {
+    let code = cbor::as_u64(value, field)?;
+    RejectCode::ALL
+        .into_iter()
+        .find(|c| *c as u64 == code)
+        .ok_or_else(|| ProtocolError::field(field, format!("unknown code {code}")))
+}
+
+impl Audience {
+    fn from_value(value: Value) -> Result<Audience> {
+        let [wanted, of] = cbor::tuple(value, "intent.audience")?;
+        Ok(Audience {
+            wanted: cbor::as_u32(wanted, "intent.audience.wanted")?,
+            of: cbor::as_u32(of, "intent.audience.of")?,
+        })
     }
 }
 

@@ -68,6 +68,29 @@ pub(crate) fn tuple<const N: usize>(value: Value, field: &'static str) -> Result
         .map_err(|_| ProtocolError::field(field, format!("expected {N} items, found {len}")))
 }
 
+/// An array of `N` items followed by one optional item: the optional one is `None` when the
+/// array has only `N`. (An optional trailing field is left out when absent, so that objects
+/// without it encode exactly as before it existed.)
+pub(crate) fn optional_last<const N: usize>(
+    value: Value,
+    field: &'static str,
+) -> Result<([Value; N], Option<Value>)> {
+    let mut items = array(value, field, N + 1)?;
+    let last = if items.len() == N + 1 {
+        items.pop()
+    } else {
+        None
+    };
+    let len = items.len();
+    let required = items.try_into().map_err(|_| {
+        ProtocolError::field(
+            field,
+            format!("expected {N} or {} items, found {len}", N + 1),
+        )
+    })?;
+    Ok((required, last))
+}
+
 /// An array of at most `max` items.
 pub(crate) fn array(value: Value, field: &'static str, max: usize) -> Result<Vec<Value>> {
     match value {

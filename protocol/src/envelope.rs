@@ -286,6 +286,7 @@ impl SignedObject {
             .map(|p| Signature::from_bytes(&p.object.signature))
             .collect();
         let keys: Vec<VerifyingKey> = ok.iter().map(|p| p.key).collect();
+        crate::counters::count_verifications(signatures.len());
         let batch_ok = ed25519_dalek::verify_batch(&message_refs, &signatures, &keys).is_ok();
         parsed
             .into_iter()
@@ -380,6 +381,7 @@ impl SignedObject {
             return Ok(());
         };
         let key = receipt.requester.verifying_key()?;
+        crate::counters::count_verifications(1);
         key.verify_strict(
             &countersigning_input(self.kind(), self.content()),
             &Signature::from_bytes(cosig),
@@ -469,6 +471,7 @@ impl SignedObject {
 impl Parsed {
     fn verify_signature(&self) -> Result<()> {
         let input = signing_input(self.object.kind(), self.object.content());
+        crate::counters::count_verifications(1);
         self.key
             .verify_strict(&input, &Signature::from_bytes(&self.object.signature))
             .map_err(|_| ProtocolError::BadSignature {

@@ -7,10 +7,10 @@
 //! format does.
 
 use crate::{
-    Body, CapabilityAd, Committee, Constraints, Envelope, Event, Intent, Keypair, Offer,
+    Audience, Body, CapabilityAd, Committee, Constraints, Envelope, Event, Intent, Keypair, Offer,
     PatternHint, Payload, PriceModel, Proposal, ProtocolError, QuorumCert, Receipt, Reject,
-    RejectCode, Resources, SignedObject, Strategy, TaskDone, TaskProgress, TaskStart, TaskStatus,
-    Vote, Weights,
+    RejectCode, RejectedOffer, Resources, SignedObject, Strategy, TaskDone, TaskProgress,
+    TaskStart, TaskStatus, Vote, Weights,
 };
 
 /// The fixed time of the samples: 2026-01-01T00:00:00Z in unix ms.
@@ -86,6 +86,7 @@ pub fn intent() -> Result<SignedObject, ProtocolError> {
             }),
             nonce: 42,
             expires_at_ms: T0 + 30_000,
+            audience: None,
         }),
     )
 }
@@ -193,6 +194,7 @@ pub fn sample_objects() -> Result<Vec<SignedObject>, ProtocolError> {
             offer: losing.id(),
             code: RejectCode::NotSelected,
             detail: "another offer scored higher (0.912 vs 0.640)".into(),
+            more: Vec::new(),
         }),
     )?;
     let start = sign(
@@ -626,6 +628,18 @@ pub fn sample_events() -> Result<Vec<SignedObject>, ProtocolError> {
             kv(&[(attr::REASON, "deadline-passed".into())]),
         ),
         (
+            T::AudienceWidened,
+            false,
+            vec![intent.id()],
+            vec![intent],
+            "the 3 of about 9 providers asked brought no acceptable offer: re-publishing to every provider (round 2)",
+            kv(&[
+                (attr::WANTED, "3".into()),
+                (attr::OF, "9".into()),
+                (attr::ROUND, "2".into()),
+            ]),
+        ),
+        (
             T::RunSpec,
             false,
             vec![intent.id()],
@@ -654,4 +668,55 @@ pub fn sample_events() -> Result<Vec<SignedObject>, ProtocolError> {
             },
         )
         .collect()
+}
+
+/// Samples of the optional fields added after the first release (`intent.audience`,
+/// `reject.more`), kept apart from [`sample_objects`] so that the first set stays one
+/// consistent trace: an intent with an audience, and one reject refusing two offers of the
+/// sample intent (the second offer, by a committee key, is not itself a sample).
+pub fn later_samples() -> Result<Vec<SignedObject>, ProtocolError> {
+    let requester = requester();
+    let intent = intent()?;
+    let losing = offer_for(&intent, &other_provider(), 70, T0 + 120)?;
+    let committee = committee();
+    let sampled = sampled_intent()?;
+    let third = offer_for(&intent, &committee[0], 90, T0 + 130)?;
+    let reject_two = sign(
+        &requester,
+        Some(&intent),
+        &[&losing, &third],
+        T0 + 770,
+        Body::Reject(Reject {
+            offer: losing.id(),
+            code: RejectCode::NotSelected,
+            detail: "rank 2 of 2: score 0.640 vs 0.912".into(),
+            more: vec![RejectedOffer {
+                offer: third.id(),
+                code: RejectCode::OverBudget,
+                detail: "cost 90 is above the budget 80".into(),
+            }],
+        }),
+    )?;
+    Ok(vec![sampled, reject_two])
+}
+
+/// A root intent whose audience asks about 2 of 5 providers (see `Audience`).
+pub fn sampled_intent() -> Result<SignedObject, ProtocolError> {
+    sign(
+        &requester(),
+        None,
+        &[],
+        T0 + 2_000,
+        Body::Intent(Intent {
+            capability: "sha256".into(),
+            input: Payload::Inline(b"sampled".to_vec()),
+            constraints: Constraints::default(),
+            strategy: Strategy::LowestCost,
+            pattern: PatternHint::ContractNet,
+            committee: None,
+            nonce: 7,
+            expires_at_ms: T0 + 32_000,
+            audience: Some(Audience { wanted: 2, of: 5 }),
+        }),
+    )
 }

@@ -104,6 +104,7 @@ impl Keypair {
 
     /// A raw ed25519 signature over `message`.
     pub(crate) fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        crate::counters::count_signature();
         self.signing.sign(message).to_bytes()
     }
 }

@@ -77,6 +77,7 @@
 mod body;
 mod bundle;
 mod cbor;
+mod counters;
 mod envelope;
 mod error;
 mod header;
@@ -91,11 +92,13 @@ pub mod vocab;
 pub mod fixtures;
 
 pub use body::{
-    Body, CapabilityAd, Committee, Constraints, Event, Intent, Kind, Offer, PatternHint, Payload,
-    PriceModel, Proposal, QuorumCert, Receipt, Reject, RejectCode, Resources, Strategy, TaskDone,
-    TaskProgress, TaskStart, TaskStatus, Vote, Weights,
+    AUDIENCE_TAG, Audience, Body, CapabilityAd, Committee, Constraints, Event, Intent, Kind, Offer,
+    PatternHint, Payload, PriceModel, Proposal, QuorumCert, Receipt, Reject, RejectCode,
+    RejectedOffer, Resources, Strategy, TaskDone, TaskProgress, TaskStart, TaskStatus, Vote,
+    Weights,
 };
 pub use bundle::{BUNDLE_MAGIC, BUNDLE_VERSION, Bundle, MAX_BUNDLE_OBJECTS, MAX_BUNDLE_SIZE};
+pub use counters::CryptoCounters;
 pub use envelope::{Envelope, SignedObject, countersigning_input, signing_input};
 pub use error::ProtocolError;
 pub use header::{Header, read_header};
@@ -131,6 +134,10 @@ pub const MAX_COMMITTEE: usize = 64;
 
 /// Most entries in an event's `about` list and in its `attrs` list.
 pub const MAX_EVENT_ITEMS: usize = 256;
+
+/// Most offers one `Reject` refuses (its `offer` plus its `more` list). Equal to
+/// [`MAX_PARENTS`], so a reject can list every offer it refuses as a parent.
+pub const MAX_REJECT_OFFERS: usize = 32;
 
 /// Deepest CBOR nesting a decoder follows before giving up.
 pub const MAX_CBOR_DEPTH: usize = 16;

@@ -166,6 +166,9 @@ event_types! {
     ParallelDone = "parallel-done", Requester, [HOW, SHARDS, COST, OUTPUT_SHA256], [];
     /// The parallel run failed.
     ParallelFailed = "parallel-failed", Requester, [REASON], [];
+    /// A sampled intent's audience brought no acceptable offer: the intent is published again
+    /// to every provider (SPEC.md §4.2).
+    AudienceWidened = "audience-widened", Requester, [WANTED, OF, ROUND], [];
     /// The coordination knobs of a run, recorded by its requester at the start ([`RunSpec`]).
     RunSpec = "run-spec", Requester,
         [WINDOW_MS, MIN_OFFERS, GRACE_MS, SILENCE_MS, RECEIPT_WAIT_MS, MAX_OFFERS,
@@ -436,8 +439,12 @@ pub mod attr {
     pub const TO_SCORE: &str = "to-score";
     /// `reassigned`: [`REPUBLISH`] when the intent is re-published instead.
     pub const TO: &str = "to";
-    /// A round number (`reassigned` re-publication, consensus rounds).
+    /// A round number (`reassigned` re-publication, `audience-widened`, consensus rounds).
     pub const ROUND: &str = "round";
+    /// `audience-widened`: how many offers the sampled intent's audience asked for.
+    pub const WANTED: &str = "wanted";
+    /// `audience-widened`: how many providers the audience was drawn from.
+    pub const OF: &str = "of";
     /// A provider's public key.
     pub const PROVIDER: &str = "provider";
     /// `intent-failed`: offers received over all rounds.

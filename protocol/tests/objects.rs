@@ -462,3 +462,149 @@ fn what_cannot_be_decoded_cannot_be_signed() {
         })
     ));
 }
+
+/// Re-signs `content` (already encoded) with `key`, bypassing every check of `sign`.
+fn raw_signed(content: &[u8], kind: Kind, key: &Keypair) -> Vec<u8> {
+    let signing = ed25519_dalek::SigningKey::from_bytes(&key.seed());
+    let input = pvl_protocol::signing_input(kind, content);
+    let signature = ed25519_dalek::Signer::sign(&signing, &input).to_bytes();
+    rebuild_wire(content, &signature)
+}
+
+/// The content of `object` with its body array edited by `edit`.
+fn with_body(object: &SignedObject, edit: impl FnOnce(&mut Vec<ciborium::Value>)) -> Vec<u8> {
+    let mut content: ciborium::Value = ciborium::from_reader(object.content()).unwrap();
+    let ciborium::Value::Array(fields) = &mut content else {
+        panic!()
+    };
+    let ciborium::Value::Array(body) = &mut fields[6] else {
+        panic!()
+    };
+    edit(body);
+    let mut out = Vec::new();
+    ciborium::into_writer(&content, &mut out).unwrap();
+    out
+}
+
+fn body_len(object: &SignedObject) -> usize {
+    let mut n = 0;
+    with_body(object, |b| n = b.len());
+    n
+}
+
+#[test]
+fn optional_trailing_fields_are_left_out_when_absent() {
+    let [sampled, reject_two]: [SignedObject; 2] =
+        fixtures::later_samples().unwrap().try_into().unwrap();
+    for object in [&sampled, &reject_two] {
+        assert_eq!(&SignedObject::decode(object.bytes()).unwrap(), object);
+    }
+    assert_eq!(body_len(&fixtures::intent().unwrap()), 8);
+    assert_eq!(body_len(&sampled), 9);
+    assert_eq!(body_len(&of_kind(Kind::Reject)), 3);
+    assert_eq!(body_len(&reject_two), 4);
+    let Body::Reject(r) = reject_two.body() else {
+        unreachable!()
+    };
+    assert_eq!(r.entries().count(), 2);
+    assert!(r.reason_for(&r.more[0].offer).is_some());
+    // The JSON view shows the extra fields only when present.
+    let json = serde_json::to_value(&reject_two).unwrap();
+    assert_eq!(json["body"]["more"][0]["code"], "over-budget");
+    let json = serde_json::to_value(of_kind(Kind::Reject)).unwrap();
+    assert!(json["body"].get("more").is_none());
+    let json = serde_json::to_value(fixtures::intent().unwrap()).unwrap();
+    assert!(json["body"].get("audience").is_none());
+}
+
+#[test]
+fn a_present_trailing_field_is_never_null_or_empty() {
+    let requester = fixtures::requester();
+    let reject = of_kind(Kind::Reject);
+    for extra in [ciborium::Value::Null, ciborium::Value::Array(vec![])] {
+        let content = with_body(&reject, |b| b.push(extra.clone()));
+        assert!(
+            SignedObject::decode(&raw_signed(&content, Kind::Reject, &requester)).is_err(),
+            "{extra:?}"
+        );
+    }
+    let intent = fixtures::intent().unwrap();
+    let content = with_body(&intent, |b| b.push(ciborium::Value::Null));
+    assert!(SignedObject::decode(&raw_signed(&content, Kind::Intent, &requester)).is_err());
+    // Wanted must be below the population.
+    for (wanted, of) in [(0u32, 5u32), (5, 5), (6, 5)] {
+        let content = with_body(&intent, |b| {
+            b.push(ciborium::Value::Array(vec![wanted.into(), of.into()]))
+        });
+        assert!(
+            SignedObject::decode(&raw_signed(&content, Kind::Intent, &requester)).is_err(),
+            "{wanted}/{of}"
+        );
+    }
+}
+
+#[test]
+fn a_reject_names_each_offer_once_and_at_most_32() {
+    let reject = of_kind(Kind::Reject);
+    let requester = fixtures::requester();
+    let Body::Reject(r) = reject.body() else {
+        unreachable!()
+    };
+    let sign_with = |more: Vec<pvl_protocol::RejectedOffer>| {
+        Envelope {
+            trace: reject.envelope().trace,
+            parents: reject.parents().to_vec(),
+            signer: requester.public(),
+            timestamp_ms: reject.timestamp_ms(),
+            body: Body::Reject(pvl_protocol::Reject { more, ..r.clone() }),
+        }
+        .sign(&requester)
+    };
+    let entry = |n: u8| pvl_protocol::RejectedOffer {
+        offer: ObjectId([n; 32]),
+        code: pvl_protocol::RejectCode::Expired,
+        detail: "expired".into(),
+    };
+    assert!(sign_with(vec![entry(1), entry(1)]).is_err(), "named twice");
+    let twice = pvl_protocol::RejectedOffer {
+        offer: r.offer,
+        ..entry(0)
+    };
+    assert!(
+        sign_with(vec![twice]).is_err(),
+        "the first offer named again"
+    );
+    assert!(sign_with((1..32).map(entry).collect()).is_ok(), "32 offers");
+    assert!(
+        sign_with((1..33).map(entry).collect()).is_err(),
+        "33 offers"
+    );
+}
+
+#[test]
+fn an_audience_includes_about_its_share_of_providers() {
+    let intent = fixtures::sampled_intent().unwrap();
+    let Body::Intent(i) = intent.body() else {
+        unreachable!()
+    };
+    let audience = i.audience.unwrap();
+    assert_eq!(audience, pvl_protocol::Audience::new(2, 5).unwrap());
+    assert_eq!(pvl_protocol::Audience::new(5, 5), None);
+    let n = 4000u32;
+    let included = (0..n)
+        .filter(|k| {
+            let mut seed = [7u8; 32];
+            seed[..4].copy_from_slice(&k.to_be_bytes());
+            audience.includes(&intent.id(), &Keypair::from_seed(seed).public())
+        })
+        .count();
+    // 2/5 of 4000 = 1600, standard deviation about 31.
+    assert!((1450..=1750).contains(&included), "{included}");
+    // The draw depends on the intent id: another intent asks other providers.
+    let other = fixtures::intent().unwrap();
+    let key = fixtures::provider().public();
+    assert_ne!(
+        pvl_protocol::Audience::draw(&intent.id(), &key),
+        pvl_protocol::Audience::draw(&other.id(), &key)
+    );
+}

@@ -139,6 +139,7 @@ fn body() -> impl Strategy<Value = Body> {
                         committee,
                         nonce,
                         expires_at_ms: T0 + life,
+                        audience: None,
                     })
                 }
             ),
@@ -301,6 +302,7 @@ fn body() -> impl Strategy<Value = Body> {
                 offer,
                 code: codes[code],
                 detail,
+                more: Vec::new(),
             })
         }),
     ]

@@ -14,7 +14,9 @@
 use std::path::PathBuf;
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use pvl_protocol::{Body, Keypair, SignedObject, countersigning_input, fixtures, signing_input};
+use pvl_protocol::{
+    Audience, Body, Intent, Keypair, SignedObject, countersigning_input, fixtures, signing_input,
+};
 use serde_json::{Value, json};
 
 fn vectors_dir() -> PathBuf {
@@ -58,6 +60,26 @@ fn vector(index: usize, object: &SignedObject) -> (String, Value) {
         "id": object.id().to_string(),
         "signature": hex::encode(object.signature()),
     });
+    if let Body::Intent(Intent {
+        audience: Some(audience),
+        ..
+    }) = object.body()
+    {
+        // The self-selection rule of SPEC.md 4.1, for every key the vectors use.
+        v["audience_draws"] = json!(
+            known_keys()
+                .iter()
+                .map(|k| {
+                    let draw = Audience::draw(&object.id(), &k.public());
+                    json!({
+                        "public_key": k.public().to_string(),
+                        "draw": format!("{draw:016x}"),
+                        "included": audience.includes(&object.id(), &k.public()),
+                    })
+                })
+                .collect::<Vec<_>>()
+        );
+    }
     if let (Some(cosig), Body::Receipt(receipt)) = (object.countersignature(), object.body()) {
         v["countersigner_seed"] = json!(seed_of(receipt.requester));
         v["countersigning_input_hex"] = json!(hex::encode(countersigning_input(
@@ -73,7 +95,8 @@ fn vector(index: usize, object: &SignedObject) -> (String, Value) {
 fn golden_vectors_match_the_implementation() {
     let update = std::env::var_os("PVL_UPDATE_VECTORS").is_some();
     let dir = vectors_dir();
-    let objects = fixtures::sample_objects().unwrap();
+    let mut objects = fixtures::sample_objects().unwrap();
+    objects.extend(fixtures::later_samples().unwrap());
     let mut expected_files = Vec::new();
     for (i, object) in objects.iter().enumerate() {
         let (name, generated) = vector(i, object);
@@ -153,6 +176,22 @@ fn stored_vectors_verify_by_the_spec_rules_alone() {
                 .unwrap();
             key.verify_strict(&input, &Signature::from_bytes(&cosig))
                 .unwrap();
+        }
+        // Audience draws (SPEC.md 4.1), recomputed from the rule's text.
+        if let Some(draws) = v.get("audience_draws").and_then(Value::as_array) {
+            let audience = &v["fields"]["body"]["audience"];
+            let wanted = u128::from(audience["wanted"].as_u64().unwrap());
+            let of = u128::from(audience["of"].as_u64().unwrap());
+            for d in draws {
+                let mut input = b"pervasive.link/pvl/audience\0".to_vec();
+                input.extend_from_slice(&pvl_protocol::sha256(&content));
+                input.extend_from_slice(&hex::decode(d["public_key"].as_str().unwrap()).unwrap());
+                let hash = pvl_protocol::sha256(&input);
+                let draw = u64::from_be_bytes(hash[..8].try_into().unwrap());
+                assert_eq!(format!("{draw:016x}"), d["draw"].as_str().unwrap());
+                let included = u128::from(draw) * of < wanted << 64;
+                assert_eq!(Value::Bool(included), d["included"]);
+            }
         }
         // And the wire bytes decode to the same object.
         let object = SignedObject::decode(&hex_field(&v, "wire_hex")).unwrap();

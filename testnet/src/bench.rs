@@ -13,6 +13,11 @@
 //!    wordcount); per stage, its wall time (first intent to end) minus the task's own
 //!    execution time (from the receipt).
 //! 6. resources: RSS (`VmRSS`) and CPU time (`/proc/PID/stat`) of every node at the end.
+//!
+//! Around the throughput phase the benchmark reads every node's work counters (`counters` in
+//! `GET /v1/status`: signatures, verifications, gossip and direct messages, store writes) and
+//! CPU time, and divides the difference by the completed rounds: what one contract-net round
+//! costs the whole network, split into the requester (node-0) and all providers.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -103,6 +108,157 @@ pub struct Throughput {
     pub seconds: f64,
     /// completed / seconds.
     pub rounds_per_s: f64,
+    /// What one completed round cost, from the counters read before and after.
+    pub per_round: Option<RoundCost>,
+}
+
+/// The work counters of one or more nodes (the `counters` field of `GET /v1/status`) and their
+/// CPU time; per round when divided by the rounds completed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Work {
+    /// ed25519 signatures made.
+    pub signatures: f64,
+    /// ed25519 signatures checked.
+    pub verifications: f64,
+    /// Gossip messages published (once per topic).
+    pub gossip_published: f64,
+    /// Gossip messages received and validated.
+    pub gossip_received: f64,
+    /// Received gossip that repeated an object already received.
+    pub gossip_duplicates: f64,
+    /// Direct messages sent.
+    pub direct_sent: f64,
+    /// Direct messages received.
+    pub direct_received: f64,
+    /// Objects written to trace stores.
+    pub store_writes: f64,
+    /// User + system CPU time of the node processes, ms.
+    pub cpu_ms: f64,
+}
+
+impl Work {
+    /// One node's reading: its status counters and its process CPU time.
+    fn read(status: &Value, cpu_ticks: Option<u64>) -> Work {
+        let c = &status["counters"];
+        let n = |k: &str| c[k].as_u64().unwrap_or(0) as f64;
+        Work {
+            signatures: n("signatures"),
+            verifications: n("verifications"),
+            gossip_published: n("gossip_published"),
+            gossip_received: n("gossip_received"),
+            gossip_duplicates: n("gossip_duplicates"),
+            direct_sent: n("direct_sent"),
+            direct_received: n("direct_received"),
+            store_writes: n("store_writes"),
+            cpu_ms: cpu_ticks.unwrap_or(0) as f64 * 1000.0 / procs::TICKS_PER_SECOND as f64,
+        }
+    }
+
+    fn fields(&self) -> [f64; 9] {
+        [
+            self.signatures,
+            self.verifications,
+            self.gossip_published,
+            self.gossip_received,
+            self.gossip_duplicates,
+            self.direct_sent,
+            self.direct_received,
+            self.store_writes,
+            self.cpu_ms,
+        ]
+    }
+
+    fn from_fields(f: [f64; 9]) -> Work {
+        let [
+            signatures,
+            verifications,
+            gossip_published,
+            gossip_received,
+            gossip_duplicates,
+            direct_sent,
+            direct_received,
+            store_writes,
+            cpu_ms,
+        ] = f;
+        Work {
+            signatures,
+            verifications,
+            gossip_published,
+            gossip_received,
+            gossip_duplicates,
+            direct_sent,
+            direct_received,
+            store_writes,
+            cpu_ms,
+        }
+    }
+
+    /// Combines two readings field by field.
+    fn zip(&self, other: &Work, op: impl Fn(f64, f64) -> f64) -> Work {
+        let (a, b) = (self.fields(), other.fields());
+        Work::from_fields(std::array::from_fn(|i| op(a[i], b[i])))
+    }
+
+    /// Every field divided by `n`.
+    fn per(&self, n: f64) -> Work {
+        let f = self.fields();
+        Work::from_fields(std::array::from_fn(|i| f[i] / n))
+    }
+}
+
+/// What one completed contract-net round cost during the throughput phase (counter differences
+/// over all nodes divided by the rounds completed).
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundCost {
+    /// Rounds the differences are divided by.
+    pub rounds: usize,
+    /// Summed over every node.
+    pub total: Work,
+    /// node-0, the requester.
+    pub requester: Work,
+    /// Summed over the other nodes, the providers.
+    pub providers: Work,
+}
+
+/// Reads every node's work counters and CPU time (index = node index).
+fn read_work(testnet: &Testnet) -> Vec<Work> {
+    testnet
+        .state
+        .nodes
+        .iter()
+        .map(|node| {
+            let status = Api::open(&node.dir)
+                .and_then(|api| api.get("/v1/status"))
+                .unwrap_or(Value::Null);
+            let ticks = testnet.pid(node.index).and_then(procs::cpu_ticks);
+            Work::read(&status, ticks)
+        })
+        .collect()
+}
+
+/// The cost per round between two readings of [`read_work`].
+fn round_cost(before: &[Work], after: &[Work], rounds: usize) -> Option<RoundCost> {
+    if rounds == 0 || before.len() != after.len() || before.is_empty() {
+        return None;
+    }
+    let n = rounds as f64;
+    let diffs: Vec<Work> = after
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a.zip(b, |x, y| (x - y).max(0.0)))
+        .collect();
+    let sum = |ws: &[Work]| {
+        ws.iter()
+            .fold(Work::default(), |acc, w| acc.zip(w, |x, y| x + y))
+    };
+    let requester = diffs[0].per(n);
+    let providers = sum(&diffs[1..]).per(n);
+    Some(RoundCost {
+        rounds,
+        total: sum(&diffs).per(n),
+        requester,
+        providers,
+    })
 }
 
 /// Consensus rounds: proposal to quorum certificate.
@@ -470,6 +626,7 @@ fn throughput(testnet: &Testnet, rounds: usize, concurrency: usize) -> Result<Th
     let api = Api::open(&testnet.state.nodes[0].dir)?;
     let min_offers = (testnet.state.nodes.len() - 1).min(3);
     let next = Arc::new(AtomicUsize::new(0));
+    let before = read_work(testnet);
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
@@ -513,6 +670,9 @@ fn throughput(testnet: &Testnet, rounds: usize, concurrency: usize) -> Result<Th
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    // Let the last receipts, rejects and store writes of the final rounds land.
+    std::thread::sleep(Duration::from_millis(500));
+    let per_round = round_cost(&before, &read_work(testnet), completed);
     Ok(Throughput {
         rounds,
         concurrency,
@@ -521,6 +681,7 @@ fn throughput(testnet: &Testnet, rounds: usize, concurrency: usize) -> Result<Th
         failed,
         seconds,
         rounds_per_s: completed as f64 / seconds.max(f64::EPSILON),
+        per_round,
     })
 }
 
@@ -604,6 +765,9 @@ fn print_table(r: &Report) {
     if !t.failed.is_empty() {
         println!("{:<44} {:?}", "  failed rounds by reason", t.failed);
     }
+    if let Some(cost) = &t.per_round {
+        print_round_cost(cost);
+    }
     let k = &r.consensus;
     println!(
         "{:<44} p50 {} p99 {} ({} members, {}/{} approved)",
@@ -637,6 +801,34 @@ fn print_table(r: &Report) {
     );
 }
 
+fn print_round_cost(cost: &RoundCost) {
+    println!(
+        "  per round (throughput phase, {} rounds)      {:>10} {:>10} {:>10}",
+        cost.rounds, "all nodes", "requester", "providers"
+    );
+    type Row = (&'static str, fn(&Work) -> f64);
+    let rows: [Row; 9] = [
+        ("signatures", |w| w.signatures),
+        ("signature verifications", |w| w.verifications),
+        ("gossip published", |w| w.gossip_published),
+        ("gossip received", |w| w.gossip_received),
+        ("  of which duplicates", |w| w.gossip_duplicates),
+        ("direct sent", |w| w.direct_sent),
+        ("direct received", |w| w.direct_received),
+        ("store writes", |w| w.store_writes),
+        ("CPU ms", |w| w.cpu_ms),
+    ];
+    for (name, get) in rows {
+        println!(
+            "    {:<40} {:>10.2} {:>10.2} {:>10.2}",
+            name,
+            get(&cost.total),
+            get(&cost.requester),
+            get(&cost.providers)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,5 +844,25 @@ mod tests {
         ]);
         assert_eq!(award_and_receipt_ms(&objects), (Some(20.0), Some(31.0)));
         assert_eq!(award_and_receipt_ms(&json!([])), (None, None));
+    }
+
+    #[test]
+    fn round_cost_divides_the_differences_and_splits_requester_from_providers() {
+        let reading = |sig: u64, direct: u64, ticks: u64| {
+            Work::read(
+                &json!({"counters": {"signatures": sig, "direct_sent": direct}}),
+                Some(ticks),
+            )
+        };
+        let before = vec![reading(10, 0, 100), reading(5, 1, 50), reading(0, 0, 0)];
+        let after = vec![reading(30, 4, 110), reading(15, 5, 52), reading(10, 4, 8)];
+        let cost = round_cost(&before, &after, 2).unwrap();
+        assert_eq!(cost.requester.signatures, 10.0);
+        assert_eq!(cost.providers.signatures, 10.0);
+        assert_eq!(cost.total.signatures, 20.0);
+        assert_eq!(cost.total.direct_sent, 6.0);
+        assert_eq!(cost.requester.cpu_ms, 50.0);
+        assert_eq!(cost.total.cpu_ms, 100.0);
+        assert!(round_cost(&before, &after, 0).is_none());
     }
 }

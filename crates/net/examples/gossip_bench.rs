@@ -26,9 +26,9 @@
 //!    how many of the K arrived are reported. For scale, the single-core cost of
 //!    `SignedObject::decode` (which verifies the ed25519 signature) is measured first. Note
 //!    that pvl-net publishes each intent on two topics (`pvl/1/all` and its capability
-//!    topic); gossipsub messages carry no signature of their own (the object's is checked),
-//!    so a receiver verifies one signature per copy it gets: one per intent here, since the
-//!    receiver only joins `pvl/1/all`. A publish refused because every peer's queue is full
+//!    topic) and a node joins one of the two, never both; gossipsub messages carry no
+//!    signature of their own (the object's is checked), so a receiver verifies one signature
+//!    per intent. A publish refused because every peer's queue is full
 //!    is counted as an error (`PublishError::Backpressure`).
 //!
 //! ## Running it
@@ -185,6 +185,7 @@ fn intent(key: &pvl_protocol::Keypair, nonce: u64) -> SignedObject {
             committee: None,
             nonce,
             expires_at_ms: now + 10 * 60_000,
+            audience: None,
         }),
     }
     .sign(key)

@@ -8,7 +8,8 @@ use libp2p::{Multiaddr, PeerId, identity::Keypair};
 
 use crate::event_loop::NetError;
 
-/// The catch-all gossip topic: every intent and capability ad is published here too.
+/// The catch-all gossip topic: every intent and capability ad is published here and on its
+/// capability's topic. A node joins the catch-all *or* its capability topics, never both.
 pub const TOPIC_ALL: &str = "pvl/1/all";
 
 /// The gossip topic of one capability.
@@ -75,9 +76,12 @@ pub struct NetConfig {
     pub swarm_key: Option<SwarmKey>,
     /// In private mode, the only peers allowed to stay connected (the node itself is implied).
     pub allow: Option<HashSet<PeerId>>,
-    /// Capabilities this node serves: it subscribes to their topics and provides them in the DHT.
+    /// Capabilities this node serves: it provides them in the DHT and, unless `observe_all`,
+    /// subscribes to their topics.
     pub capabilities: Vec<String>,
-    /// Whether to subscribe to the catch-all topic and so see every intent.
+    /// Whether to subscribe to the catch-all topic and so see every intent. The node then joins
+    /// only the catch-all (the intents of its own capabilities arrive there as well), so that it
+    /// never receives and verifies an intent twice.
     pub observe_all: bool,
     /// Connections kept at most, in total.
     pub max_connections: u32,

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::codec::{Ack, DIRECT_PROTOCOL, DirectCodec};
 use crate::config::{NetConfig, TOPIC_ALL, capability_topic};
+use crate::counters;
 use crate::now_ms;
 
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/pvl/kad/1.0.0");
@@ -406,11 +407,7 @@ pub fn new(config: NetConfig) -> Result<(Client, mpsc::Receiver<NetEvent>, Event
             .listen_on(addr.clone())
             .map_err(|e| NetError::Transport(format!("cannot listen on {addr}: {e}")))?;
     }
-    let mut topics = Vec::new();
-    if config.observe_all {
-        topics.push(TOPIC_ALL.to_owned());
-    }
-    topics.extend(config.capabilities.iter().map(|c| capability_topic(c)));
+    let topics = subscriptions(&config);
     for topic in &topics {
         subscribe(&mut swarm, topic)?;
     }
@@ -784,6 +781,7 @@ impl EventLoop {
             );
             match result {
                 Ok(_) => {
+                    counters::gossip_published();
                     sent.push(topic.clone());
                     self.published.remember(queued.object.id());
                 }
@@ -869,6 +867,7 @@ impl EventLoop {
                 .behaviour_mut()
                 .direct
                 .send_request(&peer, object.into_bytes());
+            counters::direct_sent();
             self.pending_sends.insert(id, reply);
             return;
         }
@@ -1020,6 +1019,7 @@ impl EventLoop {
             }
             return;
         };
+        counters::gossip_received();
         let topic = message.topic.as_str().to_owned();
         let via = Via::Gossip {
             topic: topic.clone(),
@@ -1051,6 +1051,8 @@ impl EventLoop {
                         object: Box::new(object),
                     })
                     .await;
+                } else {
+                    counters::gossip_duplicate();
                 }
             }
             Err((acceptance, reason)) => {
@@ -1079,6 +1081,7 @@ impl EventLoop {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    counters::direct_received();
                     let (ack, object) = self.accept_direct(&peer, &request);
                     if let Ack::Refused(reason) = &ack {
                         warn!(%peer, "direct message refused: {reason}");
@@ -1200,6 +1203,7 @@ impl EventLoop {
                                     .behaviour_mut()
                                     .direct
                                     .send_request(&lookup.peer, object.into_bytes());
+                                counters::direct_sent();
                                 self.pending_sends.insert(request, reply);
                             }
                         }
@@ -1238,6 +1242,24 @@ impl EventLoop {
             },
             _ => {}
         }
+    }
+}
+
+/// The topics a node joins: the catch-all alone when it observes everything (every intent of
+/// its own capabilities comes on the catch-all too), else the topics of the capabilities it
+/// serves. Never both: an intent is published on both topics, so a node on both would receive,
+/// decode and verify each intent twice.
+fn subscriptions(config: &NetConfig) -> Vec<String> {
+    if config.observe_all {
+        vec![TOPIC_ALL.to_owned()]
+    } else {
+        let mut topics: Vec<String> = config
+            .capabilities
+            .iter()
+            .map(|c| capability_topic(c))
+            .collect();
+        topics.dedup();
+        topics
     }
 }
 

@@ -9,7 +9,11 @@
 //!
 //! - **gossipsub** carries intents and capability ads. Each is published on the catch-all topic
 //!   `pvl/1/all` and on its capability's topic `pvl/1/cap/<name>`; message ids are
-//!   SHA-256(topic, data), so the same object on two topics is two messages. Messages are
+//!   SHA-256(topic, data), so the same object on two topics is two messages. A node joins
+//!   **either** the catch-all (an observer: `NetConfig::observe_all`, it sees every intent,
+//!   those of its own capabilities included) **or** the topics of the capabilities it serves,
+//!   never both, so every node receives, decodes and verifies each intent once. A provider
+//!   that only wants the intents it can serve turns `observe_all` off. Messages are
 //!   anonymous at the gossipsub level (no libp2p author signature: every pvl object carries its
 //!   own, so a second one would only double the verification cost). Messages are
 //!   validated before they are forwarded (`validate_messages`): decoded, signature-checked and
@@ -44,11 +48,13 @@
 
 mod codec;
 mod config;
+mod counters;
 mod event_loop;
 mod keys;
 
 pub use codec::{Ack, DIRECT_PROTOCOL};
 pub use config::{NetConfig, SwarmKey, TOPIC_ALL, capability_topic};
+pub use counters::NetCounters;
 pub use event_loop::{
     Client, EventLoop, NetError, NetEvent, NetStatus, PeerInfo, PublishError, PublishReport, Via,
     new,

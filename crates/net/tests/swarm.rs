@@ -69,6 +69,7 @@ fn intent_by(key: &pvl_protocol::Keypair, capability: &str, nonce: u64) -> Signe
             committee: None,
             nonce,
             expires_at_ms: now + 60_000,
+            audience: None,
         }),
     }
     .sign(key)

@@ -808,6 +808,7 @@ impl CompositeRun for ParallelRun {
             nonce: t.nonce,
             // Nobody may bid on the root: it accepts offers until now only.
             expires_at_ms: now_ms,
+            audience: None,
         };
         self.inner.sign_root(intent, now_ms, &mut actions)?;
         let _span = self.span();

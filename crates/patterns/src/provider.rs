@@ -240,6 +240,14 @@ impl Provider {
         let Some(policy) = self.policies.get(&intent.capability) else {
             return decline(format!("capability `{}` not served", intent.capability));
         };
+        if let Some(audience) = &intent.audience
+            && !audience.includes(&id, &self.key.public())
+        {
+            return decline(format!(
+                "not in the intent's audience (about {} of {} providers asked)",
+                audience.wanted, audience.of
+            ));
+        }
         if intent.expires_at_ms < now_ms {
             return decline("the intent no longer accepts offers".into());
         }
@@ -468,23 +476,34 @@ impl Provider {
         let Body::Reject(body) = reject.body() else {
             return Err(PatternError::Invalid("not a reject".into()));
         };
-        let Some(made) = self.offers.get(&body.offer) else {
-            // The offer lapsed (or was awarded) here already; the reject is still evidence.
-            debug!(offer = %body.offer.short(), code = ?body.code, "reject for an offer no longer held");
-            return Ok(vec![Action::Record(reject)]);
-        };
-        if made.requester != reject.signer() {
-            return Err(PatternError::WrongSigner {
-                kind: Kind::Reject,
-                id: reject.id(),
-                expected: made.requester,
-                actual: reject.signer(),
-            });
+        // One reject may name several offers (of several providers): act on ours.
+        let mut ours = Vec::new();
+        for (offer, code, _) in body.entries() {
+            let Some(made) = self.offers.get(&offer) else {
+                // The offer lapsed (or was awarded) here already, or is not ours; the reject
+                // is still evidence.
+                continue;
+            };
+            if made.requester != reject.signer() {
+                return Err(PatternError::WrongSigner {
+                    kind: Kind::Reject,
+                    id: reject.id(),
+                    expected: made.requester,
+                    actual: reject.signer(),
+                });
+            }
+            ours.push((offer, code));
         }
-        debug!(offer = %body.offer.short(), code = ?body.code, "offer rejected");
-        // A "not selected" offer stays open: the requester may award it if its winner fails.
-        if body.code != pvl_protocol::RejectCode::NotSelected {
-            self.offers.remove(&body.offer);
+        if ours.is_empty() {
+            debug!(offer = %body.offer.short(), code = ?body.code, "reject for no offer held");
+        }
+        for (offer, code) in ours {
+            debug!(offer = %offer.short(), ?code, "offer rejected");
+            // A "not selected" offer stays open: the requester may award it if its winner
+            // fails.
+            if code != pvl_protocol::RejectCode::NotSelected {
+                self.offers.remove(&offer);
+            }
         }
         Ok(vec![Action::Record(reject)])
     }

@@ -71,6 +71,14 @@ pub struct RequestSpec {
     /// Providers to avoid (e.g. from [`crate::adaptive::choose`]): their offers rank after all
     /// others, and are used only when nobody else offers.
     pub avoid: Vec<PublicKey>,
+    /// Ask only a sample of the providers in the first round, sized by
+    /// [`select::audience_for`] from `min_offers` and the history's provider count (see
+    /// [`pvl_protocol::Audience`]), so that the round's cost is bounded by the offers it needs
+    /// rather than by the number of providers. Only applies when `min_offers > 0` (the
+    /// requester is content with the first offers anyway) and the history knows more providers
+    /// than needed; a round whose sample brought no acceptable offer is re-published to
+    /// everyone, and so is every later round.
+    pub sample_audience: bool,
 }
 
 impl RequestSpec {
@@ -97,6 +105,7 @@ impl RequestSpec {
             vote_round_ms: 2_000,
             max_vote_rounds: 2,
             avoid: Vec::new(),
+            sample_audience: true,
         }
     }
 }
@@ -228,6 +237,10 @@ pub struct Requester {
     /// Providers who offered in the current round.
     bidders: HashSet<PublicKey>,
     received_this_round: usize,
+    /// Offers that arrived after the window closed, not yet told: they are rejected together,
+    /// by one signed reject, at the end of the next input that is not an offer (or once
+    /// [`pvl_protocol::MAX_REJECT_OFFERS`] wait).
+    late: Vec<(SignedObject, RejectCode, String)>,
     /// Ranked runners-up of the last selection, best first.
     standby: VecDeque<(Scored, Held)>,
     /// Providers who failed a task of this intent.
@@ -275,6 +288,7 @@ impl Requester {
             seen: HashSet::new(),
             bidders: HashSet::new(),
             received_this_round: 0,
+            late: Vec::new(),
             standby: VecDeque::new(),
             excluded: HashSet::new(),
             republished: 0,
@@ -461,6 +475,7 @@ impl Requester {
             });
         }
         let mut actions = Vec::new();
+        let is_offer = object.kind() == Kind::Offer;
         match object.kind() {
             Kind::Offer => self.on_offer(object, now_ms, &mut actions)?,
             Kind::TaskProgress | Kind::TaskDone | Kind::Receipt => {
@@ -469,6 +484,9 @@ impl Requester {
             Kind::Event => self.on_refusal(object, now_ms, &mut actions)?,
             Kind::Vote => self.on_vote(object, now_ms, &mut actions)?,
             _ => return Err(self.unexpected(&object)),
+        }
+        if !is_offer || self.late.len() >= pvl_protocol::MAX_REJECT_OFFERS {
+            self.reject_late(now_ms, &mut actions)?;
         }
         Ok(actions)
     }
@@ -509,6 +527,7 @@ impl Requester {
             (TimerKind::VoteRound { .. }, _) => self.on_vote_timer(token, now_ms, &mut actions)?,
             _ => debug!(timer = %token.kind, "stale timer ignored"),
         }
+        self.reject_late(now_ms, &mut actions)?;
         Ok(actions)
     }
 
@@ -524,15 +543,15 @@ impl Requester {
         if let Phase::Voting(voting) = &self.phase {
             held.push(voting.held.clone());
         }
-        for held in held {
-            self.reject(
-                &held.object,
-                RejectCode::Cancelled,
-                format!("the intent was cancelled: {reason}"),
-                now_ms,
-                &mut actions,
-            )?;
-        }
+        let mut refused: Vec<(SignedObject, RejectCode, String)> = held
+            .into_iter()
+            .map(|held| {
+                let detail = format!("the intent was cancelled: {reason}");
+                (held.object, RejectCode::Cancelled, detail)
+            })
+            .collect();
+        refused.append(&mut self.late);
+        self.reject_together(refused, now_ms, &mut actions)?;
         self.fail(
             FailureReason::Cancelled,
             reason.to_string(),
@@ -557,6 +576,13 @@ impl Requester {
             closes_at = closes_at.min(deadline);
         }
         let round = self.round + 1;
+        let audience = if round == 1 && self.spec.sample_audience {
+            self.history
+                .provider_count()
+                .and_then(|n| select::audience_for(self.spec.min_offers, n))
+        } else {
+            None
+        };
         let intent = sign(
             &self.key,
             trace,
@@ -571,6 +597,7 @@ impl Requester {
                 committee: self.spec.committee.clone(),
                 nonce: self.spec.nonce.wrapping_add(u64::from(round - 1)),
                 expires_at_ms: closes_at,
+                audience,
             }),
         )?;
         let trace = intent.trace_id();
@@ -644,13 +671,13 @@ impl Requester {
 
         let current = self.intent.as_ref().map(SignedObject::id);
         if !matches!(self.phase, Phase::Collecting { .. }) {
-            return self.reject(
-                &object,
+            // Told later, together with the other late offers (see `late`).
+            self.late.push((
+                object,
                 RejectCode::Other,
                 "the offer window is closed: the task was already awarded".into(),
-                now_ms,
-                actions,
-            );
+            ));
+            return Ok(());
         }
         if Some(offer.intent) != current {
             return self.reject(
@@ -729,10 +756,13 @@ impl Requester {
     }
 
     /// Closes the window: re-checks the held offers, ranks them, explains the ranking, rejects
-    /// the losers and awards the winner.
+    /// the losers and awards the winner. Every offer refused here is named in one signed
+    /// `Reject` (per [`pvl_protocol::MAX_REJECT_OFFERS`] offers) that goes to each of their
+    /// providers, each entry with its own reason: one signature for all losers, not one each.
     fn select(&mut self, now_ms: u64, actions: &mut Vec<Action>) -> Result<()> {
         let intent_id = self.current_intent_id()?;
         let mut valid = Vec::new();
+        let mut refused: Vec<(SignedObject, RejectCode, String)> = Vec::new();
         for held in std::mem::take(&mut self.held) {
             // Time passed since the offer arrived: it may have expired or become too slow.
             match check_offer(
@@ -742,10 +772,47 @@ impl Requester {
                 now_ms,
             ) {
                 Ok(()) => valid.push(held),
-                Err(v) => self.reject(&held.object, v.code, v.detail, now_ms, actions)?,
+                Err(v) => refused.push((held.object, v.code, v.detail)),
             }
         }
         if valid.is_empty() {
+            self.reject_together(refused, now_ms, actions)?;
+            let sampled = self.intent.as_ref().and_then(|i| match i.body() {
+                Body::Intent(b) => b.audience,
+                _ => None,
+            });
+            let time_left = self
+                .spec
+                .constraints
+                .deadline_ms
+                .is_none_or(|deadline| now_ms < deadline);
+            if let Some(audience) = sampled
+                && time_left
+            {
+                // The sample brought nothing usable: ask everyone (a new intent, so a new
+                // round; it does not use up a re-publication).
+                let event = self.event(
+                    EventType::AudienceWidened,
+                    vec![intent_id],
+                    &[intent_id],
+                    format!(
+                        "the {} of about {} providers asked brought no acceptable offer ({} received): re-publishing to every provider (round {})",
+                        audience.wanted,
+                        audience.of,
+                        self.received_this_round,
+                        self.round + 1
+                    ),
+                    vec![
+                        (attr::WANTED.into(), audience.wanted.to_string()),
+                        (attr::OF.into(), audience.of.to_string()),
+                        (attr::ROUND.into(), (self.round + 1).to_string()),
+                    ],
+                    now_ms,
+                )?;
+                let parents = vec![intent_id, event.id()];
+                actions.push(Action::Record(event));
+                return self.open_round(self.trace, &parents, now_ms, actions);
+            }
             let (reason, detail) = if self.stats.awards > 0 {
                 (
                     FailureReason::AllProvidersFailed,
@@ -787,7 +854,11 @@ impl Requester {
             RejectCode::Other,
         ]
         .into_iter()
-        .map(|c| (c, self.stats.rejected(c)))
+        // Offers refused on re-check above are counted once their reject is signed, below.
+        .map(|c| {
+            let now = refused.iter().filter(|(_, code, _)| *code == c).count();
+            (c, self.stats.rejected(c) + now)
+        })
         .filter(|(_, n)| *n > 0)
         .collect();
         let mut first_event = None;
@@ -832,16 +903,11 @@ impl Requester {
                 winner.candidate.offer.short(),
                 fmt_score(winner.score),
             );
-            self.reject(
-                &held.object,
-                RejectCode::NotSelected,
-                detail,
-                now_ms,
-                actions,
-            )?;
+            refused.push((held.object.clone(), RejectCode::NotSelected, detail));
             standby.push_back((loser, held));
         }
         self.standby = standby;
+        self.reject_together(refused, now_ms, actions)?;
         let parents: Vec<ObjectId> = first_event.into_iter().collect();
         self.award(winner_held, &parents, now_ms, actions)
     }
@@ -1557,12 +1623,72 @@ impl Requester {
             self.trace,
             &[offer.id()],
             now_ms,
-            Body::Reject(Reject {
-                offer: offer.id(),
-                code,
-                detail: text(detail),
-            }),
+            Body::Reject(Reject::one(offer.id(), code, text(detail))),
         )
+    }
+
+    /// Signs one `Reject` per [`pvl_protocol::MAX_REJECT_OFFERS`] of `refused` offers (each
+    /// entry with its own code and detail, every offer a parent), records it once and sends the
+    /// same object to the provider of each offer it names.
+    fn reject_together(
+        &mut self,
+        refused: Vec<(SignedObject, RejectCode, String)>,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        let mut refused = refused.into_iter().peekable();
+        while refused.peek().is_some() {
+            let chunk: Vec<(SignedObject, RejectCode, String)> = refused
+                .by_ref()
+                .take(pvl_protocol::MAX_REJECT_OFFERS)
+                .collect();
+            let mut entries = chunk.iter().map(|(offer, code, detail)| {
+                self.stats.rejects[*code as usize] += 1;
+                debug!(offer = %offer.id().short(), code = code.name(), %detail, "offer rejected");
+                pvl_protocol::RejectedOffer {
+                    offer: offer.id(),
+                    code: *code,
+                    detail: text(detail.clone()),
+                }
+            });
+            let Some(first) = entries.next() else {
+                break;
+            };
+            let more: Vec<pvl_protocol::RejectedOffer> = entries.collect();
+            let parents: Vec<ObjectId> = chunk.iter().map(|(o, _, _)| o.id()).collect();
+            let reject = sign(
+                &self.key,
+                self.trace,
+                &parents,
+                now_ms,
+                Body::Reject(Reject {
+                    offer: first.offer,
+                    code: first.code,
+                    detail: first.detail,
+                    more,
+                }),
+            )?;
+            actions.push(Action::Record(reject.clone()));
+            let mut told = HashSet::new();
+            for (offer, _, _) in &chunk {
+                if told.insert(offer.signer()) {
+                    actions.push(Action::Send {
+                        to: offer.signer(),
+                        object: reject.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rejects every late offer waiting (see `late`) with one signed reject.
+    fn reject_late(&mut self, now_ms: u64, actions: &mut Vec<Action>) -> Result<()> {
+        if self.late.is_empty() {
+            return Ok(());
+        }
+        let late = std::mem::take(&mut self.late);
+        self.reject_together(late, now_ms, actions)
     }
 
     /// Signs a `Reject` for `offer`, sends it to its provider and records it.

@@ -26,6 +26,12 @@
 //! cost, then lower eta, then higher reliability, then lower offer id. The ranking therefore
 //! does not depend on the order in which offers arrived.
 //!
+//! ## Audience
+//!
+//! [`audience_for`] sizes an intent's [`Audience`] so that a round costs the network about the
+//! offers it needs rather than one offer per provider: the smallest sample whose chance of
+//! bringing fewer than `min_offers` offers stays below [`AUDIENCE_SHORTFALL`].
+//!
 //! ## Reliability
 //!
 //! The reliability of an offer is the provider's claim unless a [`ReliabilitySource`] knows
@@ -36,7 +42,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
 use pvl_protocol::{
-    Body, Constraints, Event, ObjectId, Offer, PublicKey, RejectCode, SignedObject, Strategy,
+    Audience, Body, Constraints, Event, ObjectId, Offer, PublicKey, RejectCode, SignedObject,
+    Strategy,
 };
 use pvl_protocol::{EventType, attr};
 
@@ -50,6 +57,44 @@ pub const OFFERS_PER_EVENT: usize = 200;
 pub trait ReliabilitySource {
     /// The observed reliability of `provider` in basis points, if there is history.
     fn observed_bps(&self, provider: &PublicKey) -> Option<u16>;
+
+    /// How many providers of the capability the history knows, if it can tell: a lower bound
+    /// of how many will see the intent. The requester sizes its intent's audience from it.
+    fn provider_count(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// The chance, at most, that a sampled audience brings fewer offers than the requester waits
+/// for (it then waits for its offer window to close, and asks everyone if nobody offered).
+pub const AUDIENCE_SHORTFALL: f64 = 1e-3;
+
+/// The audience for an intent that waits for `min_offers` offers among about `providers`
+/// providers: the smallest `wanted` such that, each provider answering independently with
+/// probability `wanted / providers`, fewer than `min_offers` answer with probability at most
+/// [`AUDIENCE_SHORTFALL`]. `None` (ask everyone) when no such sample is smaller than all of
+/// them, or when `min_offers` is 0 (the requester waits for every offer of its window).
+pub fn audience_for(min_offers: usize, providers: usize) -> Option<Audience> {
+    if min_offers == 0 || providers <= min_offers {
+        return None;
+    }
+    let n = u32::try_from(providers).ok()?;
+    let k = u32::try_from(min_offers).ok()?;
+    (k..n)
+        .find(|&wanted| shortfall(n, k, f64::from(wanted) / f64::from(n)) <= AUDIENCE_SHORTFALL)
+        .and_then(|wanted| Audience::new(wanted, n))
+}
+
+/// P(X < k) for X ~ Binomial(n, p), 0 < p < 1.
+fn shortfall(n: u32, k: u32, p: f64) -> f64 {
+    let q = 1.0 - p;
+    let mut term = q.powi(i32::try_from(n).unwrap_or(i32::MAX)); // P(X = 0)
+    let mut sum = 0.0;
+    for i in 0..k {
+        sum += term;
+        term *= f64::from(n - i) / f64::from(i + 1) * p / q;
+    }
+    sum
 }
 
 /// No history: every provider's claim is taken as it is.
@@ -451,6 +496,28 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audience_is_the_smallest_safe_sample() {
+        assert_eq!(
+            audience_for(0, 100),
+            None,
+            "waiting for every offer asks everyone"
+        );
+        assert_eq!(audience_for(3, 3), None);
+        assert_eq!(audience_for(9, 9), None);
+        // Nine providers, three offers wanted: seven of nine asked.
+        assert_eq!(audience_for(3, 9), Audience::new(7, 9));
+        assert!(shortfall(9, 3, 7.0 / 9.0) <= AUDIENCE_SHORTFALL);
+        assert!(shortfall(9, 3, 6.0 / 9.0) > AUDIENCE_SHORTFALL);
+        // However many providers there are, about a dozen are asked for three offers.
+        for n in [100, 1_000, 100_000] {
+            let a = audience_for(3, n).unwrap();
+            assert!((10..=13).contains(&a.wanted), "{n}: {a:?}");
+            assert_eq!(a.of as usize, n);
+        }
+        assert_eq!(audience_for(1, 1_000).unwrap().wanted, 7);
+    }
 
     fn cand(n: u8, cost: u64, eta: u64, rel: u16) -> Candidate {
         Candidate {

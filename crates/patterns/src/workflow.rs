@@ -1049,6 +1049,7 @@ impl CompositeRun for WorkflowRun {
             nonce: self.template.nonce,
             // Nobody may bid on the root: it accepts offers until now only.
             expires_at_ms: now_ms,
+            audience: None,
         };
         self.inner.sign_root(intent, now_ms, &mut actions)?;
         let _span = self.span();

@@ -453,6 +453,7 @@ fn setup() -> Setup {
             committee: Some(committee(4)),
             nonce: 1,
             expires_at_ms: T0 + 1_000,
+            audience: None,
         }),
     }
     .sign(&key(1))

@@ -462,3 +462,96 @@ fn a_refused_award_is_reassigned_at_once() {
             .contains("refused the award")
     );
 }
+
+/// A reject by `signer` naming `offers` (the first with `code`, the others cancelled).
+fn reject_of(
+    intent: &SignedObject,
+    offers: &[pvl_protocol::ObjectId],
+    code: pvl_protocol::RejectCode,
+    signer: &Keypair,
+) -> SignedObject {
+    let more = offers[1..]
+        .iter()
+        .map(|o| pvl_protocol::RejectedOffer {
+            offer: *o,
+            code: pvl_protocol::RejectCode::Cancelled,
+            detail: "cancelled".into(),
+        })
+        .collect();
+    Envelope {
+        trace: Some(intent.trace_id()),
+        parents: vec![intent.id()],
+        signer: signer.public(),
+        timestamp_ms: T0 + 300,
+        body: Body::Reject(pvl_protocol::Reject {
+            offer: offers[0],
+            code,
+            detail: "rejected".into(),
+            more,
+        }),
+    }
+    .sign(signer)
+    .unwrap()
+}
+
+#[test]
+fn a_reject_naming_several_offers_frees_ours_like_a_reject_of_one() {
+    use pvl_protocol::RejectCode;
+    let (_, i) = intent(1);
+    let mut p = provider(1);
+    let offer = sends(&p.on_object(i.clone(), T0 + 10).unwrap())[0].1.id();
+    assert_eq!(p.open_offers(), 1);
+    let stranger = pvl_protocol::ObjectId([9; 32]);
+
+    // Our offer is the second entry (code "cancelled"): it frees the slot, as a reject of our
+    // offer alone would.
+    let r = reject_of(&i, &[stranger, offer], RejectCode::NotSelected, &key(1));
+    let actions = p.on_object(r.clone(), T0 + 300).unwrap();
+    assert_eq!(recorded(&actions), vec![r]);
+    assert_eq!(p.open_offers(), 0, "our entry (cancelled) freed the offer");
+
+    let (_, i2) = intent(2);
+    let offer2 = sends(&p.on_object(i2.clone(), T0 + 10).unwrap())[0].1.id();
+    let r = reject_of(&i2, &[offer2, stranger], RejectCode::NotSelected, &key(1));
+    p.on_object(r, T0 + 300).unwrap();
+    // Our offer is the first entry, "not selected": it stays open (it may still be awarded).
+    assert_eq!(p.open_offers(), 1, "not selected: still open");
+
+    // Only the requester of our offer may reject it, in any entry.
+    let forged = reject_of(&i2, &[stranger, offer2], RejectCode::Expired, &key(2));
+    assert!(p.on_object(forged, T0 + 300).is_err());
+    assert_eq!(p.open_offers(), 1);
+    // A reject naming none of ours is recorded as evidence and changes nothing.
+    let other = reject_of(&i2, &[stranger], RejectCode::Expired, &key(1));
+    assert_eq!(
+        recorded(&p.on_object(other.clone(), T0 + 300).unwrap()),
+        vec![other]
+    );
+    assert_eq!(p.open_offers(), 1);
+}
+
+#[test]
+fn a_provider_outside_the_audience_declines() {
+    let i = pvl_protocol::fixtures::sampled_intent().unwrap();
+    let Body::Intent(body) = i.body() else {
+        unreachable!()
+    };
+    let audience = body.audience.unwrap();
+    let now = pvl_protocol::fixtures::T0 + 2_010;
+    let (mut inside, mut outside) = (0, 0);
+    for seed in 11..60u8 {
+        let p = Provider::new(key(seed), 1).serve("sha256", OfferPolicy::fixed(10, 100, 9_500));
+        let decision = p.evaluate(&i, now);
+        if audience.includes(&i.id(), &key(seed).public()) {
+            assert!(matches!(decision, BidDecision::Bid(_)), "{decision:?}");
+            inside += 1;
+        } else {
+            let BidDecision::Decline(why) = decision else {
+                panic!("{decision:?}")
+            };
+            assert!(why.contains("audience"), "{why}");
+            outside += 1;
+        }
+    }
+    assert!(inside > 0 && outside > 0, "{inside} in, {outside} out");
+}

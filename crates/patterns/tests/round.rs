@@ -94,7 +94,13 @@ fn full_round_ends_in_a_countersigned_receipt() {
     assert_eq!(kinds(&s.recorded, Kind::TaskProgress).len(), 1);
     let receipts = kinds(&s.recorded, Kind::Receipt);
     assert!(receipts.iter().any(SignedObject::is_countersigned));
-    assert_eq!(kinds(&s.recorded, Kind::Reject).len(), 2, "two losers told");
+    // Both losers are told by one signed reject naming both offers, each with its reason.
+    let rejects = kinds(&s.recorded, Kind::Reject);
+    assert_eq!(rejects.len(), 1, "one reject for the two losers");
+    let Body::Reject(r) = rejects[0].body() else {
+        unreachable!()
+    };
+    assert_eq!(r.entries().count(), 2, "two losers told");
     assert_eq!(events_in(&s.recorded, "selection").len(), 1);
     // The provider's slot is free again.
     assert!(s.providers().iter().all(|p| p.active_tasks() == 0));

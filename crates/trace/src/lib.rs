@@ -118,6 +118,6 @@ pub use query::{
 };
 pub use store::{
     Durability, InsertOutcome, MAX_CHUNK_BYTES, MAX_CHUNK_OBJECTS, SCHEMA_VERSION, StoreConfig,
-    TraceStore,
+    StoreCounters, TraceStore,
 };
 pub use verify::{Problem, ProblemKind, VerifyReport, verify_objects};

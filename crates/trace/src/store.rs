@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pvl_protocol::{Header, Kind, ObjectId, PublicKey, SignedObject, TraceId, read_header};
@@ -10,6 +11,30 @@ use sled::IVec;
 use tracing::{debug, info, warn};
 
 use crate::error::{Result, TraceError};
+
+static STORE_WRITES: AtomicU64 = AtomicU64::new(0);
+static STORE_BATCHES: AtomicU64 = AtomicU64::new(0);
+
+/// Per-process counters of trace-store writes (every store in the process adds to them), for
+/// benchmarks that compare them before and after a phase. Relaxed atomics: reading is free.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreCounters {
+    /// Objects written: inserted new or upgraded (a countersigned receipt replacing the bare
+    /// one); duplicates are not counted.
+    pub objects_written: u64,
+    /// Insert batches applied (each one sled batch).
+    pub batches: u64,
+}
+
+impl StoreCounters {
+    /// The counters now.
+    pub fn snapshot() -> Self {
+        StoreCounters {
+            objects_written: STORE_WRITES.load(Ordering::Relaxed),
+            batches: STORE_BATCHES.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// The schema version this code writes and reads; stored under the `v/schema` key.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -479,6 +504,12 @@ impl TraceStore {
             batch.insert(META_CHUNK, &next_chunk.to_be_bytes());
         }
         self.tree.apply_batch(batch)?;
+        let written = outcomes
+            .iter()
+            .filter(|o| **o != InsertOutcome::Duplicate)
+            .count() as u64;
+        STORE_WRITES.fetch_add(written, Ordering::Relaxed);
+        STORE_BATCHES.fetch_add(1, Ordering::Relaxed);
         debug!(
             objects = objects.len(),
             new = new_count,

@@ -87,6 +87,7 @@ fn intent_body(
         committee: None,
         nonce,
         expires_at_ms: at + 30_000,
+        audience: None,
     }
 }
 
@@ -199,6 +200,7 @@ fn reject(offer: &SignedObject, at: u64) -> R<SignedObject> {
             offer: offer.id(),
             code: RejectCode::NotSelected,
             detail: "another offer was selected".into(),
+            more: Vec::new(),
         }),
     )
 }

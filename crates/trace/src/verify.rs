@@ -254,7 +254,9 @@ fn check_links(
             dangling("vote.proposal", &v.proposal, Kind::Proposal);
         }
         Body::Reject(r) => {
-            dangling("reject.offer", &r.offer, Kind::Offer);
+            for (offer, _, _) in r.entries() {
+                dangling("reject.offer", &offer, Kind::Offer);
+            }
         }
         _ => {}
     }

@@ -4,7 +4,9 @@
 For every vector it decodes the wire bytes with a small CBOR reader written from the spec,
 checks the encoding is canonical, takes kind and signer from the content (not from the JSON
 fields), recomputes the id and verifies the signature (and countersignature) with the
-`cryptography` package's Ed25519.
+`cryptography` package's Ed25519. For the optional trailing fields (SPEC.md 4.1 and 4.2) it
+also checks their shape, and recomputes every audience draw of an intent with an audience
+(the provider self-selection rule).
 
 The vectors of Part II (`vocab/`) are checked the same way against SPEC.md sections 8 to 12:
 every event type with its signer and attribute set (the table of section 8.1, copied below),
@@ -102,13 +104,58 @@ def domain_input(tag, kind, content):
     return tag + b"\x00" + bytes([1, kind]) + content
 
 
+AUDIENCE_TAG = b"pervasive.link/pvl/audience"
+
+
+def audience_draw(intent_id, provider_key):
+    """SPEC.md 4.1: the first 8 bytes, big-endian, of SHA-256(tag || 0x00 || id || key)."""
+    digest = hashlib.sha256(AUDIENCE_TAG + b"\x00" + intent_id + provider_key).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def check_intent(vector, body, intent_id):
+    assert len(body) in (8, 9), "an intent has 8 fields and an optional audience"
+    draws = vector.get("audience_draws")
+    if len(body) == 8:
+        assert draws is None, "audience draws listed for an intent without an audience"
+        return
+    wanted, of = body[8]
+    assert isinstance(wanted, int) and isinstance(of, int), "audience = [wanted, of]"
+    assert 1 <= wanted < of <= 0xFFFFFFFF, "1 <= wanted < of"
+    assert draws, "an intent with an audience lists its draws"
+    for entry in draws:
+        draw = audience_draw(intent_id, bytes.fromhex(entry["public_key"]))
+        assert f"{draw:016x}" == entry["draw"], "audience draw"
+        assert (draw * of < wanted << 64) == entry["included"], "audience inclusion"
+
+
+def check_reject(body):
+    assert len(body) in (3, 4), "a reject has 3 fields and an optional list"
+    offers = [body[0]]
+    if len(body) == 4:
+        more = body[3]
+        assert isinstance(more, list) and more, "reject.more is a non-empty list"
+        for offer, code, detail in more:
+            assert isinstance(offer, bytes) and len(offer) == 32, "reject.more offer id"
+            assert isinstance(code, int) and code <= 7, "reject.more code"
+            assert isinstance(detail, str), "reject.more detail"
+            offers.append(offer)
+    assert len(offers) <= 32, "at most 32 offers per reject"
+    assert len(set(offers)) == len(offers), "no offer named twice"
+
+
 def check(path):
     vector = json.loads(path.read_text())
     wire = decode_exact(bytes.fromhex(vector["wire_hex"]))
     content, signature = wire[0], wire[1]
     version, kind, _trace, _parents, signer, _timestamp, body = decode_exact(content)
     assert version == 1, "version"
-    assert hashlib.sha256(content).hexdigest() == vector["id"], "id"
+    intent_id = hashlib.sha256(content).digest()
+    assert intent_id.hex() == vector["id"], "id"
+    if kind == 1:
+        check_intent(vector, body, intent_id)
+    if kind == 12:
+        check_reject(body)
     message = domain_input(b"pervasive.link/pvl/signature", kind, content)
     Ed25519PublicKey.from_public_bytes(signer).verify(signature, message)
     if len(wire) == 3:
@@ -149,6 +196,7 @@ EVENTS = {
     "reduce-failed": ("R", ["shard", "reason", "attempt", "restart"], [], []),
     "parallel-done": ("R", ["how", "shards", "cost", "output-sha256"], [], []),
     "parallel-failed": ("R", ["reason"], [], []),
+    "audience-widened": ("R", ["wanted", "of", "round"], [], []),
     "run-spec": ("R", ["window_ms", "min_offers", "grace_ms", "receipt_wait_ms", "max_offers",
                        "max_republish", "vote_round_ms", "max_vote_rounds", "label"],
                  ["silence_ms", "avoid"], []),

@@ -118,14 +118,23 @@ pub fn recorded(actions: &[Action]) -> Vec<SignedObject> {
 }
 
 /// (offer, code, detail, sent to) of every reject sent.
+/// Every offer rejected in `actions`: (offer, code, detail, to whom the reject went). One reject
+/// object may name several offers; it is then sent once to each of their providers, in the
+/// order of its entries.
 pub fn rejects(actions: &[Action]) -> Vec<(ObjectId, RejectCode, String, PublicKey)> {
-    sends(actions)
-        .into_iter()
-        .filter_map(|(to, o)| match o.body() {
-            Body::Reject(r) => Some((r.offer, r.code, r.detail.clone(), to)),
-            _ => None,
-        })
-        .collect()
+    let mut out = Vec::new();
+    let mut sent_so_far: std::collections::HashMap<ObjectId, usize> = Default::default();
+    for (to, o) in sends(actions) {
+        let Body::Reject(r) = o.body() else {
+            continue;
+        };
+        let nth = sent_so_far.entry(o.id()).or_default();
+        if let Some((offer, code, detail)) = r.entries().nth(*nth) {
+            out.push((offer, code, detail.to_owned(), to));
+        }
+        *nth += 1;
+    }
+    out
 }
 
 pub fn task_starts(actions: &[Action]) -> Vec<SignedObject> {
