@@ -579,6 +579,10 @@ impl ReliabilitySource for HistoryRef {
     fn observed_bps(&self, provider: &PublicKey) -> Option<u16> {
         self.0.observed_bps(provider)
     }
+
+    fn provider_count(&self) -> Option<usize> {
+        self.0.provider_count()
+    }
 }
 
 /// The `run-spec` event: the coordination knobs of a contract-net run that its intent does

@@ -354,3 +354,54 @@ fn plans_come_from_options_and_run_on_the_engine() {
     assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
     assert!(matches!(outcome(&net, &trace), Some(Outcome::Completed(_))));
 }
+
+/// A history that knows how many providers serve the capability, and nothing else.
+struct Known(usize);
+
+impl pvl_patterns::PatternHistory for Known {
+    fn providers(&self, _: &str) -> Vec<(pvl_protocol::PublicKey, pvl_patterns::ProviderRecord)> {
+        Vec::new()
+    }
+
+    fn pattern(&self, _: &str, _: PatternHint) -> pvl_patterns::PatternRecord {
+        pvl_patterns::PatternRecord::default()
+    }
+}
+
+impl pvl_patterns::select::ReliabilitySource for Known {
+    fn observed_bps(&self, _: &pvl_protocol::PublicKey) -> Option<u16> {
+        None
+    }
+
+    fn provider_count(&self) -> Option<usize> {
+        Some(self.0)
+    }
+}
+
+impl pvl_patterns::History for Known {}
+
+#[test]
+fn the_history_given_with_a_request_sizes_its_audience() {
+    let mut engine = Engine::new(EngineConfig::new(key(0)));
+    let planned = Planned {
+        request: Request::ContractNet(spec(100, 3)),
+        choice: None,
+        history: Arc::new(Known(40)),
+    };
+    let (_, actions) = engine.request(planned, T0).unwrap();
+    let intent = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Publish(o) => Some(o.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let Body::Intent(body) = intent.body() else {
+        panic!("an intent is published");
+    };
+    let audience = body
+        .audience
+        .expect("40 known providers, 3 offers wanted: a sample");
+    assert_eq!(audience.of, 40);
+    assert!(audience.wanted >= 3 && audience.wanted < 40, "{audience:?}");
+}
