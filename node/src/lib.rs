@@ -6,13 +6,16 @@
 //!   `api.addr`, `store/`, and for a private network `swarm.key` and `allow.txt`);
 //! - [`config`]: the configuration file, strictly parsed;
 //! - [`daemon`]: `pvl run`, which starts the network event loop (`pvl-net`), opens the trace
-//!   store (`pvl-trace`), records every object sent or received, serves the control API and
-//!   shuts down cleanly on SIGINT/SIGTERM (store flushed, `api.addr` removed);
+//!   store (`pvl-trace`), resumes the runs a previous process left open, starts the actor,
+//!   serves the control API and shuts down cleanly on SIGINT/SIGTERM (store flushed,
+//!   `api.addr` removed);
+//! - [`actor`]: the one task that owns the coordination engine (`pvl_patterns::Engine`) and
+//!   carries out its actions: records, publications, sends, executors, vote handlers;
 //! - [`history`]: what the trace store says about a capability's providers and patterns
 //!   (for the adaptive choice);
 //! - [`recorder`]: the trace-store writer thread that keeps sled off the message path;
-//! - [`recovery`]: intents left open by a previous run are ended on start, and outcomes are
-//!   read back from the store;
+//! - [`recovery`]: the runs a previous process left open, for the engine to rebuild, and
+//!   outcomes read back from the store;
 //! - [`api`]: the control API (HTTP + JSON on loopback, bearer token, server-sent events);
 //! - [`cli`]: the command line, a thin client of that API.
 
