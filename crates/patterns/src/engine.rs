@@ -53,7 +53,7 @@
 //! `requester-restarted`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use pvl_protocol::{
@@ -618,12 +618,15 @@ fn abandon(
         .filter(|o| o.kind() == Kind::Intent && o.signer() == key.public())
         .max_by_key(|o| o.timestamp_ms())
         .unwrap_or(root);
-    let about: HashSet<ObjectId> = [root.id(), latest.id()].into_iter().collect();
+    let mut parents = vec![latest.id()];
+    if latest.id() != root.id() {
+        parents.push(root.id());
+    }
     sign_event(
         key,
         Some(root.id()),
-        &about.iter().copied().collect::<Vec<_>>(),
-        now_ms,
+        &parents,
+        now_ms.max(latest.timestamp_ms()),
         EventText {
             event_type: EventType::IntentFailed,
             about: vec![root.id()],

@@ -405,3 +405,30 @@ fn the_history_given_with_a_request_sizes_its_audience() {
     assert_eq!(audience.of, 40);
     assert!(audience.wanted >= 3 && audience.wanted < 40, "{audience:?}");
 }
+
+#[test]
+fn a_composite_run_open_at_a_restart_ends_with_requester_restarted() {
+    use pvl_patterns::parallel::{ParallelSpec, Reduce, Split};
+    let mut net = network(3);
+    let mut spec = ParallelSpec::new("echo", Split::Lines, 2, Reduce::Concat);
+    spec.template.offer_window_ms = 500;
+    let planned = Planned::new(Request::Parallel {
+        spec,
+        input: Payload::Inline(b"a\nb\n".to_vec()),
+    });
+    let trace = net.request(0, planned).unwrap();
+    net.run_until(T0 + 100, |_| false);
+    net.crash(0);
+    net.restart(0, Engine::new(EngineConfig::new(key(0))));
+    assert!(!net.engine(0).is_running(&trace));
+    let ended: Vec<_> = net.recorded[0]
+        .iter()
+        .filter_map(|o| match o.body() {
+            Body::Event(e) if e.is(&pvl_protocol::EventType::IntentFailed) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].attr("reason"), Some(pvl_patterns::RESTARTED));
+    assert_eq!(ended[0].about, vec![trace]);
+}
