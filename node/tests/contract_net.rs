@@ -474,6 +474,26 @@ fn flush_often(dir: &std::path::Path) {
     std::fs::write(dir.join("config.toml"), config).unwrap();
 }
 
+/// A requester and its providers, the requester set up to come back after a SIGKILL as a
+/// real deployment would: a fixed port, a bootstrap peer, records flushed every 5 ms.
+fn restartable(providers: &[(&str, &str)]) -> Net {
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    let mut net = network_at(&listen, providers);
+    flush_often(&net.requester);
+    bootstrap_from_first_provider(&net);
+    // Both settings take effect from the next start.
+    assert!(net.nodes.remove(0).stop().success());
+    net.nodes.insert(0, Running::start(&net.requester));
+    wait_until("the requester to know its providers again", || {
+        pvl_json(&net.requester, &["peers"])
+            .as_array()
+            .unwrap()
+            .len()
+            >= providers.len()
+    });
+    net
+}
+
 /// After its restart the requester finds the network through the first provider (without a
 /// bootstrap list it would know nobody until the providers dial it again).
 fn bootstrap_from_first_provider(net: &Net) {
@@ -522,20 +542,7 @@ fn verifies_complete(dir: &std::path::Path, trace: &str) {
 #[test]
 fn a_requester_killed_after_the_award_resumes_and_countersigns_the_receipt() {
     // The provider sleeps 1.5 s on the task: the requester is SIGKILLed and back meanwhile.
-    let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-    let mut net = network_at(&listen, &[("sleep:5:4000", ""), ("sleep:9:4000", "")]);
-    flush_often(&net.requester);
-    bootstrap_from_first_provider(&net);
-    // Both settings take effect from the next start.
-    net.nodes.remove(0).stop();
-    net.nodes.insert(0, Running::start(&net.requester));
-    wait_until("the requester to know both providers again", || {
-        pvl_json(&net.requester, &["peers"])
-            .as_array()
-            .unwrap()
-            .len()
-            >= 2
-    });
+    let mut net = restartable(&[("sleep:5:4000", ""), ("sleep:9:4000", "")]);
     let published = pvl_json(
         &net.requester,
         &[
@@ -591,20 +598,7 @@ fn a_requester_killed_after_the_award_resumes_and_countersigns_the_receipt() {
 
 #[test]
 fn a_requester_killed_during_the_offer_window_keeps_its_offers_and_completes() {
-    let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-    let mut net = network_at(&listen, &[("echo:7:100", ""), ("echo:3:100", "")]);
-    flush_often(&net.requester);
-    bootstrap_from_first_provider(&net);
-    // Both settings take effect from the next start.
-    net.nodes.remove(0).stop();
-    net.nodes.insert(0, Running::start(&net.requester));
-    wait_until("the requester to know both providers again", || {
-        pvl_json(&net.requester, &["peers"])
-            .as_array()
-            .unwrap()
-            .len()
-            >= 2
-    });
+    let mut net = restartable(&[("echo:7:100", ""), ("echo:3:100", "")]);
     // A 4 s window: both offers are in long before it closes.
     let published = pvl_json(
         &net.requester,

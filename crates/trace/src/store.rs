@@ -269,6 +269,11 @@ pub(crate) fn id_from(bytes: &[u8], key: &[u8]) -> Result<ObjectId> {
         })
 }
 
+/// How often opening a store retries a directory lock that is still held (see
+/// [`TraceStore::open_with`]), and how long it waits between tries.
+const LOCK_TRIES: u32 = 20;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(25);
+
 impl TraceStore {
     /// Opens (or creates) the store at `path` with the default configuration.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
@@ -284,7 +289,7 @@ impl TraceStore {
         } else {
             sled::Mode::HighThroughput
         };
-        let db = sled::Config::new()
+        let sled_config = sled::Config::new()
             .path(path.as_ref())
             .cache_capacity(config.cache_capacity)
             .flush_every_ms(
@@ -293,8 +298,24 @@ impl TraceStore {
                     .flush_every
                     .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
             )
-            .mode(mode)
-            .open()?;
+            .mode(mode);
+        // sled's background threads let go of the directory lock a moment after the store
+        // that held it in this process is closed: a store reopened at once may find it held
+        // for a few milliseconds. Another process holding it keeps it for good, and the
+        // error then comes after the last try.
+        let mut tries = 0;
+        let db = loop {
+            match sled_config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && tries < LOCK_TRIES =>
+                {
+                    tries += 1;
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let tree = db.open_tree(TREE)?;
         match tree.get(META_SCHEMA)? {
             Some(v) => {
