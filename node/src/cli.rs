@@ -348,6 +348,15 @@ fn run(cli: Cli) -> Result<()> {
                 say!("{key:<17} {}", plain(&status[key]));
             }
             say!("{:<17} {}", "topics", plain(&status["topics"]));
+            let engine = &status["engine"];
+            say!(
+                "{:<17} {} started, {} resumed after a restart, {} finished; {} objects refused",
+                "runs",
+                plain(&engine["runs_started"]),
+                plain(&engine["runs_resumed"]),
+                plain(&engine["runs_finished"]),
+                plain(&engine["refused"])
+            );
             Ok(())
         }
         Command::Peers(flag) => {
