@@ -494,6 +494,22 @@ fn restartable(providers: &[(&str, &str)]) -> Net {
     net
 }
 
+/// Publishes an intent from the requester (`pvl intent publish ARGS`); returns its trace.
+fn publish_intent(net: &Net, args: &[&str]) -> String {
+    let mut all = vec!["intent", "publish"];
+    all.extend_from_slice(args);
+    pvl_json(&net.requester, &all)["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// SIGKILL to the requester, then `pvl run` on its directory again.
+fn kill_and_restart_requester(net: &mut Net) {
+    net.nodes.remove(0).kill();
+    net.nodes.insert(0, Running::start(&net.requester));
+}
+
 /// After its restart the requester finds the network through the first provider (without a
 /// bootstrap list it would know nobody until the providers dial it again).
 fn bootstrap_from_first_provider(net: &Net) {
@@ -543,11 +559,9 @@ fn verifies_complete(dir: &std::path::Path, trace: &str) {
 fn a_requester_killed_after_the_award_resumes_and_countersigns_the_receipt() {
     // The provider sleeps 1.5 s on the task: the requester is SIGKILLed and back meanwhile.
     let mut net = restartable(&[("sleep:5:4000", ""), ("sleep:9:4000", "")]);
-    let published = pvl_json(
-        &net.requester,
+    let trace = publish_intent(
+        &net,
         &[
-            "intent",
-            "publish",
             "--capability",
             "sleep",
             "--input",
@@ -558,12 +572,10 @@ fn a_requester_killed_after_the_award_resumes_and_countersigns_the_receipt() {
             "5s",
         ],
     );
-    let trace = published["trace_id"].as_str().unwrap().to_owned();
     wait_until("the task to be awarded", || {
         kinds(&net.requester, &trace, "task_start") == 1
     });
-    net.nodes.remove(0).kill();
-    net.nodes.insert(0, Running::start(&net.requester));
+    kill_and_restart_requester(&mut net);
 
     // The restarted node follows the award it sent: the provider's done and receipt reach
     // it, it countersigns, and nothing is awarded twice.
@@ -600,25 +612,14 @@ fn a_requester_killed_after_the_award_resumes_and_countersigns_the_receipt() {
 fn a_requester_killed_during_the_offer_window_keeps_its_offers_and_completes() {
     let mut net = restartable(&[("echo:7:100", ""), ("echo:3:100", "")]);
     // A 4 s window: both offers are in long before it closes.
-    let published = pvl_json(
-        &net.requester,
-        &[
-            "intent",
-            "publish",
-            "--capability",
-            "echo",
-            "--input",
-            "hi",
-            "--window",
-            "4s",
-        ],
+    let trace = publish_intent(
+        &net,
+        &["--capability", "echo", "--input", "hi", "--window", "4s"],
     );
-    let trace = published["trace_id"].as_str().unwrap().to_owned();
     wait_until("both offers", || {
         kinds(&net.requester, &trace, "offer") == 2
     });
-    net.nodes.remove(0).kill();
-    net.nodes.insert(0, Running::start(&net.requester));
+    kill_and_restart_requester(&mut net);
 
     // The offers received before the kill count; the window closes when it was due.
     let outcome = pvl_json(&net.requester, &["intent", "outcome", &trace]);

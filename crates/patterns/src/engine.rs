@@ -255,7 +255,8 @@ impl Engine {
             history,
         } = planned;
         let capability = request.capability().to_string();
-        let reliability: Arc<dyn ReliabilitySource + Send + Sync> = Arc::new(HistoryRef(history));
+        // A history is a reliability source: the same Arc, seen through its supertrait.
+        let reliability: Arc<dyn ReliabilitySource + Send + Sync> = history;
         let spec = match &request {
             Request::ContractNet(spec) => Some(spec.clone()),
             _ => None,
@@ -411,8 +412,7 @@ impl Engine {
                     "workflow and parallel runs are not resumed".into(),
                 ))
             } else {
-                let reliability: Arc<dyn ReliabilitySource + Send + Sync> =
-                    Arc::new(HistoryRef(history.clone()));
+                let reliability: Arc<dyn ReliabilitySource + Send + Sync> = history.clone();
                 Requester::restore(self.key.clone(), &objects, reliability, now_ms)
             };
             match rebuilt {
@@ -569,19 +569,6 @@ impl Engine {
         if self.outcomes.insert(trace, outcome.clone()).is_none() {
             self.outcome_order.push_back(trace);
         }
-    }
-}
-
-/// A shared history seen as a reliability source.
-struct HistoryRef(Arc<dyn crate::request::History>);
-
-impl ReliabilitySource for HistoryRef {
-    fn observed_bps(&self, provider: &PublicKey) -> Option<u16> {
-        self.0.observed_bps(provider)
-    }
-
-    fn provider_count(&self) -> Option<usize> {
-        self.0.provider_count()
     }
 }
 

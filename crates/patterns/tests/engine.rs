@@ -59,6 +59,39 @@ fn completed(net: &Network, trace: &TraceId) -> pvl_patterns::Completion {
     }
 }
 
+/// Runs the network until node 0 knows how `trace` ended (before `until_ms`).
+fn run_to_outcome(net: &mut Network, trace: &TraceId, until_ms: u64) {
+    assert!(
+        net.run_until(until_ms, |n| n.engine(0).outcome(trace).is_some()),
+        "no outcome by {until_ms}"
+    );
+}
+
+/// Whether the completion carries the receipt countersigned by the requester.
+fn countersigned(c: &pvl_patterns::Completion) -> bool {
+    c.receipt
+        .as_ref()
+        .is_some_and(SignedObject::is_countersigned)
+}
+
+/// The first object the actions publish.
+fn published(actions: &[Action]) -> Option<SignedObject> {
+    actions.iter().find_map(|a| match a {
+        Action::Publish(o) => Some(o.clone()),
+        _ => None,
+    })
+}
+
+/// The first object the actions send (of `kind`, when given).
+fn sent(actions: &[Action], kind: Option<Kind>) -> Option<SignedObject> {
+    actions.iter().find_map(|a| match a {
+        Action::Send { object, .. } if kind.is_none_or(|k| object.kind() == k) => {
+            Some(object.clone())
+        }
+        _ => None,
+    })
+}
+
 fn of_kind(objects: &[SignedObject], kind: Kind) -> Vec<&SignedObject> {
     objects.iter().filter(|o| o.kind() == kind).collect()
 }
@@ -89,14 +122,10 @@ fn a_round_between_engines_completes_and_records_each_object_once() {
         Some(T0 + 200),
         "the offer window"
     );
-    assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
+    run_to_outcome(&mut net, &trace, T0 + 10_000);
     let c = completed(&net, &trace);
     assert_eq!(c.provider, key(1).public(), "lowest cost wins");
-    assert!(
-        c.receipt
-            .as_ref()
-            .is_some_and(SignedObject::is_countersigned)
-    );
+    assert!(countersigned(&c));
     assert!(!net.engine(0).is_running(&trace));
     assert_recorded_once(&net);
     // The requester's store has the root, the run-spec event, three offers, one award.
@@ -123,7 +152,7 @@ fn an_intent_nobody_serves_is_recorded_as_observed_and_the_window_timer_fails_th
         T0,
     );
     let trace = net.request(0, planned(spec(300, 0))).unwrap();
-    assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
+    run_to_outcome(&mut net, &trace, T0 + 10_000);
     match outcome(&net, &trace) {
         Some(Outcome::Failed(f)) => assert_eq!(f.reason, FailureReason::NoOffers),
         other => panic!("expected no-offers, got {other:?}"),
@@ -160,7 +189,7 @@ fn a_requester_on_its_own_committee_votes_inside_the_engine() {
         threshold: 3,
     });
     let trace = net.request(0, planned(s)).unwrap();
-    assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
+    run_to_outcome(&mut net, &trace, T0 + 10_000);
     let c = completed(&net, &trace);
     assert_eq!(c.provider, key(1).public());
     assert!(
@@ -185,32 +214,12 @@ fn votes_decided_outside_go_in_as_inputs() {
     });
     s.pattern = PatternHint::Consensus;
     let (_, actions) = req.request(planned(s), T0).unwrap();
-    let intent = actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Publish(o) => Some(o.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let intent = published(&actions).unwrap();
     // One provider offers.
     let mut provider = Provider::new(key(1), 1).serve("echo", OfferPolicy::fixed(5, 10, 9_000));
-    let offer = provider
-        .on_object(intent, T0 + 1)
-        .unwrap()
-        .into_iter()
-        .find_map(|a| match a {
-            Action::Send { object, .. } => Some(object),
-            _ => None,
-        })
-        .unwrap();
+    let offer = sent(&provider.on_object(intent, T0 + 1).unwrap(), None).unwrap();
     let actions = req.handle(Input::Received(offer), T0 + 2);
-    let proposal = actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Send { object, .. } if object.kind() == Kind::Proposal => Some(object.clone()),
-            _ => None,
-        })
-        .expect("the requester proposes the award");
+    let proposal = sent(&actions, Some(Kind::Proposal)).expect("the requester proposes the award");
     let asked = engine.handle(Input::Received(proposal.clone()), T0 + 3);
     assert!(matches!(asked.as_slice(), [Action::DecideVote(p)] if p.id() == proposal.id()));
     let voted = engine.handle(
@@ -220,13 +229,7 @@ fn votes_decided_outside_go_in_as_inputs() {
         },
         T0 + 4,
     );
-    let vote = voted
-        .iter()
-        .find_map(|a| match a {
-            Action::Send { object, .. } => Some(object.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let vote = sent(&voted, None).unwrap();
     assert!(
         matches!(vote.body(), Body::Vote(v) if !v.approve && v.reason == "too expensive for me")
     );
@@ -249,18 +252,14 @@ fn a_requester_restarted_during_the_offer_window_resumes_with_the_offers_it_had(
         Some(T0 + 500),
         "the window re-armed"
     );
-    assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
+    run_to_outcome(&mut net, &trace, T0 + 10_000);
     let c = completed(&net, &trace);
     assert_eq!(
         c.provider,
         key(1).public(),
         "the offers received before the crash count"
     );
-    assert!(
-        c.receipt
-            .as_ref()
-            .is_some_and(SignedObject::is_countersigned)
-    );
+    assert!(countersigned(&c));
     assert_eq!(
         of_kind(&net.recorded[0], Kind::Intent).len(),
         1,
@@ -283,7 +282,7 @@ fn a_requester_restarted_after_the_award_follows_it_without_awarding_again() {
     assert!(net.engine(0).is_running(&trace));
     // Nothing arrives any more: the watchdog (eta 100 + grace 2000 from the award) fails the
     // winner and the next-best offer is awarded.
-    assert!(net.run_until(T0 + 60_000, |n| n.engine(0).outcome(&trace).is_some()));
+    run_to_outcome(&mut net, &trace, T0 + 60_000);
     let c = completed(&net, &trace);
     assert_eq!(
         c.provider,
@@ -299,15 +298,11 @@ fn a_requester_restarted_after_the_award_follows_it_without_awarding_again() {
     net.run_until(T0 + 60, |_| false);
     net.crash(0);
     net.restart(0, Engine::new(EngineConfig::new(key(0))));
-    assert!(net.run_until(T0 + 60_000, |n| n.engine(0).outcome(&trace).is_some()));
+    run_to_outcome(&mut net, &trace, T0 + 60_000);
     let c = completed(&net, &trace);
     assert_eq!(c.provider, key(1).public());
     assert_eq!(c.awards, 1);
-    assert!(
-        c.receipt
-            .as_ref()
-            .is_some_and(SignedObject::is_countersigned)
-    );
+    assert!(countersigned(&c));
     assert_eq!(
         of_kind(&net.recorded[0], Kind::TaskStart).len(),
         1,
@@ -351,7 +346,7 @@ fn plans_come_from_options_and_run_on_the_engine() {
     };
     let planned = Request::plan(options, Arc::new(NoRecords), T0).unwrap();
     let trace = net.request(0, planned).unwrap();
-    assert!(net.run_until(T0 + 10_000, |n| n.engine(0).outcome(&trace).is_some()));
+    run_to_outcome(&mut net, &trace, T0 + 10_000);
     assert!(matches!(outcome(&net, &trace), Some(Outcome::Completed(_))));
 }
 
@@ -389,13 +384,7 @@ fn the_history_given_with_a_request_sizes_its_audience() {
         history: Arc::new(Known(40)),
     };
     let (_, actions) = engine.request(planned, T0).unwrap();
-    let intent = actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Publish(o) => Some(o.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let intent = published(&actions).unwrap();
     let Body::Intent(body) = intent.body() else {
         panic!("an intent is published");
     };
