@@ -132,6 +132,8 @@ pub struct Work {
     pub direct_received: f64,
     /// Objects written to trace stores.
     pub store_writes: f64,
+    /// Store batches those objects were written in (each one sled batch).
+    pub store_batches: f64,
     /// User + system CPU time of the node processes, ms.
     pub cpu_ms: f64,
 }
@@ -150,11 +152,12 @@ impl Work {
             direct_sent: n("direct_sent"),
             direct_received: n("direct_received"),
             store_writes: n("store_writes"),
+            store_batches: n("store_batches"),
             cpu_ms: cpu_ticks.unwrap_or(0) as f64 * 1000.0 / procs::TICKS_PER_SECOND as f64,
         }
     }
 
-    fn fields(&self) -> [f64; 9] {
+    fn fields(&self) -> [f64; 10] {
         [
             self.signatures,
             self.verifications,
@@ -164,11 +167,12 @@ impl Work {
             self.direct_sent,
             self.direct_received,
             self.store_writes,
+            self.store_batches,
             self.cpu_ms,
         ]
     }
 
-    fn from_fields(f: [f64; 9]) -> Work {
+    fn from_fields(f: [f64; 10]) -> Work {
         let [
             signatures,
             verifications,
@@ -178,6 +182,7 @@ impl Work {
             direct_sent,
             direct_received,
             store_writes,
+            store_batches,
             cpu_ms,
         ] = f;
         Work {
@@ -189,6 +194,7 @@ impl Work {
             direct_sent,
             direct_received,
             store_writes,
+            store_batches,
             cpu_ms,
         }
     }
@@ -807,7 +813,7 @@ fn print_round_cost(cost: &RoundCost) {
         cost.rounds, "all nodes", "requester", "providers"
     );
     type Row = (&'static str, fn(&Work) -> f64);
-    let rows: [Row; 9] = [
+    let rows: [Row; 10] = [
         ("signatures", |w| w.signatures),
         ("signature verifications", |w| w.verifications),
         ("gossip published", |w| w.gossip_published),
@@ -816,6 +822,7 @@ fn print_round_cost(cost: &RoundCost) {
         ("direct sent", |w| w.direct_sent),
         ("direct received", |w| w.direct_received),
         ("store writes", |w| w.store_writes),
+        ("  in store batches", |w| w.store_batches),
         ("CPU ms", |w| w.cpu_ms),
     ];
     for (name, get) in rows {

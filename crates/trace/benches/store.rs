@@ -34,6 +34,24 @@ fn bench_store(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    for per_batch in [1usize, 10] {
+        group.bench_function(format!("1000 objects in batches of {per_batch}"), |b| {
+            b.iter_batched(
+                || {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = TraceStore::open(dir.path()).unwrap();
+                    (dir, store)
+                },
+                |(dir, store)| {
+                    for part in trace.chunks(per_batch) {
+                        store.insert_batch(black_box(part)).unwrap();
+                    }
+                    (dir, store)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.bench_function("verify+insert 1000 wire objects", |b| {
         b.iter_batched(
             || {
