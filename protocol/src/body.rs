@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use ciborium::value::Value;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cbor::{self, Result};
 use crate::envelope::SignedObject;
@@ -22,8 +22,9 @@ use crate::{
     MAX_TEXT_LEN,
 };
 
-/// The kind of an object; its number is the second field of every envelope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+/// The kind of an object; its number is the second field of every envelope. (Serde: its
+/// snake_case name, for JSON views and the control API.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum Kind {
@@ -487,7 +488,7 @@ impl Serialize for Strategy {
 }
 
 /// Which coordination pattern the requester asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PatternHint {
     /// Let the node choose (adaptive).

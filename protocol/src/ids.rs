@@ -67,6 +67,15 @@ impl serde::Serialize for ObjectId {
     }
 }
 
+/// From the same 64 hex digits it serializes to (JSON views and the control API; the wire
+/// format is CBOR bytes, not this).
+impl<'de> serde::Deserialize<'de> for ObjectId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

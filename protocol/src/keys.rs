@@ -70,6 +70,15 @@ impl serde::Serialize for PublicKey {
     }
 }
 
+/// From the same 64 hex digits it serializes to (JSON views and the control API; the wire
+/// format is CBOR bytes, not this).
+impl<'de> serde::Deserialize<'de> for PublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// An ed25519 signing key. Its `Debug` output never shows the secret.
 #[derive(Clone)]
 pub struct Keypair {

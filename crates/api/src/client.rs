@@ -1,0 +1,349 @@
+//! The blocking Rust client of the control API: one method per route, typed answers, typed
+//! errors. The CLI, `pvl-testnet` and the tests all use it.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ErrorBody, ErrorCode};
+use crate::events::Event;
+use crate::types::*;
+use crate::{ADDR_FILE, TOKEN_FILE};
+
+/// The default overall time limit of one call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most bytes of one answer read (an exported trace bundle can be large).
+const MAX_ANSWER: u64 = 1 << 30;
+
+/// Events that may wait unread before the reader thread blocks.
+const EVENT_QUEUE: usize = 65_536;
+
+/// What a call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// There is no running node in the directory (no address file) or its token is missing.
+    #[error("no node is running in {dir} (no {file}): start it with `pvl run --dir {dir}`")]
+    NotRunning {
+        /// The node directory.
+        dir: String,
+        /// The file that is missing.
+        file: &'static str,
+    },
+    /// The node could not be reached, or the connection broke.
+    #[error("cannot reach the node at {base}: {detail} (is `pvl run` still running?)")]
+    Unreachable {
+        /// The API's base URL.
+        base: String,
+        /// What the HTTP client said.
+        detail: String,
+    },
+    /// The node answered with an error.
+    #[error("{body} (HTTP {status})")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The error answer.
+        body: ErrorBody,
+    },
+    /// The node's answer was not what the contract says.
+    #[error("unexpected answer to {path}: {detail}")]
+    Decode {
+        /// The route.
+        path: String,
+        /// What did not match.
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// The error code, when the node answered with an error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { body, .. } => Some(body.code),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one node's control API.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client of the API at `addr` (`host:port`) with `token`.
+    pub fn new(addr: &str, token: &str) -> Client {
+        Client {
+            base: format!("http://{}", addr.trim()),
+            token: token.trim().to_owned(),
+            agent: agent(Some(DEFAULT_TIMEOUT)),
+        }
+    }
+
+    /// A client of the node running in `dir` (its address and token files).
+    pub fn open(dir: &Path) -> Result<Client, ClientError> {
+        let read = |file: &'static str| {
+            std::fs::read_to_string(dir.join(file)).map_err(|_| ClientError::NotRunning {
+                dir: dir.display().to_string(),
+                file,
+            })
+        };
+        let addr = read(ADDR_FILE)?;
+        let token = read(TOKEN_FILE)?;
+        Ok(Client::new(&addr, &token))
+    }
+
+    /// The same client with another overall time limit per call (`None`: no limit).
+    pub fn with_timeout(&self, timeout: Option<Duration>) -> Client {
+        Client {
+            agent: agent(timeout),
+            ..self.clone()
+        }
+    }
+
+    /// The API's base URL (`http://host:port`).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /v1/id`.
+    pub fn id(&self) -> Result<NodeId, ClientError> {
+        self.get_json("/v1/id")
+    }
+
+    /// `GET /v1/status`.
+    pub fn status(&self) -> Result<Status, ClientError> {
+        self.get_json("/v1/status")
+    }
+
+    /// `GET /v1/peers`.
+    pub fn peers(&self) -> Result<Vec<Peer>, ClientError> {
+        self.get_json("/v1/peers")
+    }
+
+    /// `POST /v1/intents`. With `wait`, the call's time limit should exceed the run's.
+    pub fn publish(&self, request: &PublishIntent) -> Result<Published, ClientError> {
+        self.post_json("/v1/intents", request)
+    }
+
+    /// `GET /v1/intents/{id}/outcome`: waits up to `timeout` for the run to end.
+    pub fn outcome(&self, id: &str, timeout: Duration) -> Result<RunOutcome, ClientError> {
+        let path = format!(
+            "/v1/intents/{}/outcome?timeout_ms={}",
+            encode(id),
+            timeout.as_millis()
+        );
+        self.get_json(&path)
+    }
+
+    /// `GET /v1/traces?limit=N`.
+    pub fn traces(&self, limit: usize) -> Result<Vec<TraceSummary>, ClientError> {
+        self.get_json(&format!("/v1/traces?limit={limit}"))
+    }
+
+    /// `GET /v1/traces/{id}`.
+    pub fn trace(&self, id: &str) -> Result<TraceView, ClientError> {
+        self.get_json(&format!("/v1/traces/{}", encode(id)))
+    }
+
+    /// `GET /v1/traces/{id}/analysis`.
+    pub fn analysis(&self, id: &str) -> Result<TraceAnalysis, ClientError> {
+        self.get_json(&format!("/v1/traces/{}/analysis", encode(id)))
+    }
+
+    /// `GET /v1/traces/{id}/export?format=F`: the export's bytes.
+    pub fn export(&self, id: &str, format: ExportFormat) -> Result<Vec<u8>, ClientError> {
+        self.get_bytes(&format!(
+            "/v1/traces/{}/export?format={}",
+            encode(id),
+            format.name()
+        ))
+    }
+
+    /// `GET /v1/openapi.json`: the document the node serves.
+    pub fn openapi(&self) -> Result<serde_json::Value, ClientError> {
+        self.get_json("/v1/openapi.json")
+    }
+
+    /// Subscribes to `GET /v1/events` (only `trace`'s objects when given). The subscription
+    /// exists once this returns; every event arrives with the instant it was read.
+    pub fn events(&self, trace: Option<&str>) -> Result<EventStream, ClientError> {
+        let path = match trace {
+            Some(t) => format!("/v1/events?trace={}", encode(t)),
+            None => "/v1/events".to_owned(),
+        };
+        let response = agent(None)
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            return Err(self.api_error(status, &read_body(response, &self.base)?));
+        }
+        let (tx, rx) = sync_channel(EVENT_QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("pvl-api-events".into())
+            .spawn(move || {
+                let reader = std::io::BufReader::new(response.into_body().into_reader());
+                for line in reader.lines() {
+                    let Ok(line) = line else { break };
+                    let Some(data) = line.strip_prefix("data:") else {
+                        continue;
+                    };
+                    // An event this client does not know (a newer node) is skipped.
+                    let Ok(event) = serde_json::from_str::<Event>(data.trim()) else {
+                        continue;
+                    };
+                    if tx.send((Instant::now(), event)).is_err() {
+                        break;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            return Err(ClientError::Unreachable {
+                base: self.base.clone(),
+                detail: format!("cannot start the event reader: {e}"),
+            });
+        }
+        Ok(EventStream { rx })
+    }
+
+    fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.check(response)
+    }
+
+    fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        decode(path, &self.get_bytes(path)?)
+    }
+
+    fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send_json(body)
+            .map_err(|e| self.unreachable(e))?;
+        decode(path, &self.check(response)?)
+    }
+
+    fn check(&self, response: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, ClientError> {
+        let status = response.status().as_u16();
+        let body = read_body(response, &self.base)?;
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err(self.api_error(status, &body))
+        }
+    }
+
+    fn api_error(&self, status: u16, body: &[u8]) -> ClientError {
+        let body = serde_json::from_slice::<ErrorBody>(body).unwrap_or_else(|_| {
+            ErrorBody::new(
+                ErrorCode::from_status(status),
+                String::from_utf8_lossy(body).trim().to_owned(),
+            )
+        });
+        ClientError::Api { status, body }
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> ClientError {
+        ClientError::Unreachable {
+            base: self.base.clone(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// The events of a subscription, each with the instant it was read.
+#[derive(Debug)]
+pub struct EventStream {
+    rx: Receiver<(Instant, Event)>,
+}
+
+impl EventStream {
+    /// The next event, waiting at most `timeout`; `None` on time-out or when the stream ended.
+    pub fn next_within(&self, timeout: Duration) -> Option<(Instant, Event)> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The next event; `None` when the stream ended.
+    pub fn next_event(&self) -> Option<(Instant, Event)> {
+        self.rx.recv().ok()
+    }
+
+    /// An event already read, if any, without waiting.
+    pub fn try_next(&self) -> Option<(Instant, Event)> {
+        self.rx.try_recv().ok()
+    }
+}
+
+fn agent(timeout: Option<Duration>) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(timeout)
+        .build()
+        .into()
+}
+
+fn read_body(
+    mut response: ureq::http::Response<ureq::Body>,
+    base: &str,
+) -> Result<Vec<u8>, ClientError> {
+    response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER)
+        .read_to_vec()
+        .map_err(|e| ClientError::Unreachable {
+            base: base.to_owned(),
+            detail: e.to_string(),
+        })
+}
+
+fn decode<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(body).map_err(|e| ClientError::Decode {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+/// Keeps only hex digits and the characters an id prefix can hold; anything else is
+/// percent-encoded so that a bad id reaches the node (and its clear error) intact.
+fn encode(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

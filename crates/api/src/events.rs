@@ -1,0 +1,84 @@
+//! What `GET /v1/events` streams: one JSON [`Event`] per server-sent `data:` line.
+
+use pvl_protocol::{Kind, ObjectId, PublicKey};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Something that happened on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// An object was recorded in the trace store (sent, received or made by this node).
+    Object(ObjectEvent),
+    /// A peer sent something this node refused.
+    Refused {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// A connection to a peer opened.
+    PeerConnected {
+        /// The peer.
+        peer: String,
+    },
+    /// The last connection to a peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: String,
+    },
+    /// A connection was refused (allow-list, limits).
+    ConnectionRefused {
+        /// The peer, when known.
+        peer: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// The node listens on a new address.
+    Listening {
+        /// The multiaddress.
+        addr: String,
+    },
+    /// This subscriber fell behind and missed events.
+    Lagged {
+        /// How many.
+        missed: u64,
+    },
+}
+
+impl Event {
+    /// The trace an event is about, if any.
+    pub fn trace(&self) -> Option<ObjectId> {
+        match self {
+            Event::Object(o) => Some(o.trace_id),
+            _ => None,
+        }
+    }
+}
+
+/// An object recorded in the trace store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ObjectEvent {
+    /// Its id.
+    #[schema(value_type = String)]
+    pub id: ObjectId,
+    /// Its kind.
+    #[schema(value_type = String)]
+    pub kind: Kind,
+    /// For an event object: its type (`intent-failed`, `offer-selected`, ...).
+    pub event_type: Option<String>,
+    /// Where it came from: `local`, `gossip` or `direct`.
+    pub origin: String,
+    /// The peer that sent it, for a received object.
+    pub peer: Option<String>,
+    /// Its trace.
+    #[schema(value_type = String)]
+    pub trace_id: ObjectId,
+    /// Who signed it.
+    #[schema(value_type = String)]
+    pub signer: PublicKey,
+    /// When it was signed, unix ms.
+    pub timestamp_ms: u64,
+    /// Whether it is in the store (false when the store refused it).
+    pub stored: bool,
+}

@@ -1,0 +1,211 @@
+//! The OpenAPI 3.1 document of the control API, generated from this crate's types.
+//!
+//! The operations below are declarations only (the node's axum handlers implement them);
+//! what they declare (paths, parameters, bodies, answers) is the contract, and the test at
+//! the end keeps the checked-in `crates/api/openapi.json` equal to it.
+
+#![allow(dead_code)] // the operation functions exist for their `#[utoipa::path]` only
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ErrorBody, ErrorCode};
+use crate::events::{Event, ObjectEvent};
+use crate::types::*;
+
+/// The generated document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "pvl control API",
+        description = "The loopback control API of a pvl node. Every route needs \
+                       `Authorization: Bearer <token>` (the node directory's `api-token`). \
+                       Errors are always an ErrorBody with a machine-readable `code`. Ids in \
+                       paths may be a unique prefix of at least 8 hex digits."
+    ),
+    paths(
+        id, status, peers, publish_intent, intent_outcome, list_traces, show_trace,
+        analyse_trace, export_trace, events, openapi_json
+    ),
+    components(schemas(
+        ErrorBody, ErrorCode, Event, ObjectEvent, NodeId, Status, EngineStatus, Counters, Peer,
+        PublishIntent, Published, Outcome, Completed, Failed, Part, RunOutcome, TraceStatus,
+        Pattern, TraceSummary, ObjectView, TraceView, TraceAnalysis, ExportFormat
+    )),
+    modifiers(&BearerToken),
+    security(("token" = []))
+)]
+pub struct ApiDoc;
+
+/// Declares the bearer-token scheme every route uses.
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The document as pretty JSON, ending with a newline (what the node serves at
+/// `GET /v1/openapi.json` and what is checked in).
+pub fn document_json() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let mut text = doc
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+/// Who this node is.
+#[utoipa::path(get, path = "/v1/id", responses(
+    (status = 200, description = "The node's ids and addresses", body = NodeId),
+    (status = 401, description = "Missing or wrong token", body = ErrorBody),
+))]
+fn id() {}
+
+/// Network state, store size, engine runs and work counters.
+#[utoipa::path(get, path = "/v1/status", responses(
+    (status = 200, description = "The node's state", body = Status),
+    (status = 401, description = "Missing or wrong token", body = ErrorBody),
+))]
+fn status() {}
+
+/// Known peers.
+#[utoipa::path(get, path = "/v1/peers", responses(
+    (status = 200, description = "Peers known to the node", body = Vec<Peer>),
+    (status = 401, description = "Missing or wrong token", body = ErrorBody),
+))]
+fn peers() {}
+
+/// Sign, record and publish an intent (or start a workflow or parallel job); with `wait`,
+/// answer with its outcome.
+#[utoipa::path(post, path = "/v1/intents", request_body = PublishIntent, responses(
+    (status = 201, description = "Published; the run goes on", body = Published),
+    (status = 200, description = "With `wait`: the run is over", body = Published),
+    (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    (status = 415, description = "Body is not `application/json`", body = ErrorBody),
+    (status = 422, description = "Not a valid request", body = ErrorBody),
+    (status = 503, description = "No peer to publish to, or shutting down", body = ErrorBody),
+    (status = 504, description = "With `wait`: no outcome in time", body = ErrorBody),
+))]
+fn publish_intent() {}
+
+/// Wait for the outcome of a run this node coordinates.
+#[utoipa::path(get, path = "/v1/intents/{id}/outcome", params(
+    ("id" = String, Path, description = "Trace id or a unique prefix (8+ hex digits)"),
+    OutcomeQuery,
+), responses(
+    (status = 200, description = "The run is over", body = RunOutcome),
+    (status = 400, description = "Not an id", body = ErrorBody),
+    (status = 404, description = "Not a run of this node", body = ErrorBody),
+    (status = 409, description = "Ambiguous prefix", body = ErrorBody),
+    (status = 504, description = "Still running after the timeout", body = ErrorBody),
+))]
+fn intent_outcome() {}
+
+/// Recent traces, newest first.
+#[utoipa::path(get, path = "/v1/traces", params(ListQuery), responses(
+    (status = 200, description = "Trace summaries", body = Vec<TraceSummary>),
+    (status = 401, description = "Missing or wrong token", body = ErrorBody),
+))]
+fn list_traces() {}
+
+/// One trace: its summary and its objects, parents before children.
+#[utoipa::path(get, path = "/v1/traces/{id}", params(
+    ("id" = String, Path, description = "Trace id or a unique prefix (8+ hex digits)"),
+), responses(
+    (status = 200, description = "The trace", body = TraceView),
+    (status = 400, description = "Not an id", body = ErrorBody),
+    (status = 404, description = "No such trace", body = ErrorBody),
+    (status = 409, description = "Ambiguous prefix", body = ErrorBody),
+))]
+fn show_trace() {}
+
+/// Pattern, tasks per agent, critical path, bottleneck, latencies.
+#[utoipa::path(get, path = "/v1/traces/{id}/analysis", params(
+    ("id" = String, Path, description = "Trace id or a unique prefix (8+ hex digits)"),
+), responses(
+    (status = 200, description = "The analysis", body = TraceAnalysis),
+    (status = 404, description = "No such trace", body = ErrorBody),
+    (status = 409, description = "Ambiguous prefix", body = ErrorBody),
+))]
+fn analyse_trace() {}
+
+/// Export a trace as JSON, DOT, Mermaid or a CBOR bundle.
+#[utoipa::path(get, path = "/v1/traces/{id}/export", params(
+    ("id" = String, Path, description = "Trace id or a unique prefix (8+ hex digits)"),
+    ExportQuery,
+), responses(
+    (status = 200, description = "The export, in the format's content type"),
+    (status = 400, description = "Unknown format", body = ErrorBody),
+    (status = 404, description = "No such trace", body = ErrorBody),
+    (status = 409, description = "Ambiguous prefix", body = ErrorBody),
+))]
+fn export_trace() {}
+
+/// Server-sent events: one JSON `Event` per `data:` line.
+#[utoipa::path(get, path = "/v1/events", params(EventsQuery), responses(
+    (status = 200, description = "`text/event-stream` of Event", body = Event,
+     content_type = "text/event-stream"),
+    (status = 404, description = "No such trace", body = ErrorBody),
+))]
+fn events() {}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", responses(
+    (status = 200, description = "The OpenAPI 3.1 document of this API"),
+))]
+fn openapi_json() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checked-in document is the generated one. Regenerate with
+    /// `PVL_UPDATE_OPENAPI=1 cargo test -p pvl-api`.
+    #[test]
+    fn the_checked_in_document_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+        let generated = document_json();
+        if std::env::var_os("PVL_UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "crates/api/openapi.json is out of date: run `PVL_UPDATE_OPENAPI=1 cargo test -p \
+             pvl-api` and commit it"
+        );
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        for path in [
+            "/v1/id",
+            "/v1/status",
+            "/v1/peers",
+            "/v1/intents",
+            "/v1/intents/{id}/outcome",
+            "/v1/traces",
+            "/v1/traces/{id}",
+            "/v1/traces/{id}/analysis",
+            "/v1/traces/{id}/export",
+            "/v1/events",
+            "/v1/openapi.json",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path} missing");
+        }
+        assert_eq!(
+            doc["components"]["securitySchemes"]["token"]["scheme"],
+            "bearer"
+        );
+    }
+}
