@@ -25,10 +25,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pvl_api::Event;
 use pvl_net::{NetEvent, PeerId, Via};
 use pvl_patterns::{Action, Engine, EngineStats, Input, Outcome, Planned};
 use pvl_protocol::{ObjectId, SignedObject, TraceId};
-use serde_json::json;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -140,7 +140,7 @@ pub struct Parts {
     /// The store writer.
     pub recorder: Arc<Recorder>,
     /// Node events for the server-sent-events stream.
-    pub events: broadcast::Sender<String>,
+    pub events: broadcast::Sender<pvl_api::Event>,
     /// Executors by capability.
     pub executors: HashMap<String, ExecutorConfig>,
     /// The `[consensus] exec` vote handler (empty: the engine votes by its rules).
@@ -314,33 +314,39 @@ impl Actor {
                     actions.extend(self.engine.handle(Input::Received(*object), now));
                 }
                 NetEvent::Refused { from, reason, .. } => {
-                    self.announce(
-                        json!({"type": "refused", "peer": from.to_string(), "reason": reason}),
-                    );
+                    self.announce(Event::Refused {
+                        peer: from.to_string(),
+                        reason,
+                    });
                 }
                 NetEvent::PeerConnected(peer) => {
-                    self.announce(json!({"type": "peer_connected", "peer": peer.to_string()}));
+                    self.announce(Event::PeerConnected {
+                        peer: peer.to_string(),
+                    });
                 }
                 NetEvent::PeerDisconnected(peer) => {
-                    self.announce(json!({"type": "peer_disconnected", "peer": peer.to_string()}));
+                    self.announce(Event::PeerDisconnected {
+                        peer: peer.to_string(),
+                    });
                 }
                 NetEvent::ConnectionRefused { peer, reason } => {
-                    self.announce(json!({
-                        "type": "connection_refused",
-                        "peer": peer.map(|p| p.to_string()),
-                        "reason": reason,
-                    }));
+                    self.announce(Event::ConnectionRefused {
+                        peer: peer.map(|p| p.to_string()),
+                        reason,
+                    });
                 }
                 NetEvent::Listening(addr) => {
-                    self.announce(json!({"type": "listening", "addr": addr.to_string()}));
+                    self.announce(Event::Listening {
+                        addr: addr.to_string(),
+                    });
                 }
             }
         }
         self.perform(actions, &origins).await;
     }
 
-    fn announce(&self, event: serde_json::Value) {
-        let _ = self.parts.events.send(event.to_string());
+    fn announce(&self, event: Event) {
+        let _ = self.parts.events.send(event);
     }
 
     /// Carries out the engine's actions: records first (one store batch), then everything

@@ -1,9 +1,11 @@
-//! The control API: HTTP + JSON on loopback, bearer-token protected.
+//! The control API: HTTP + JSON on loopback, bearer-token protected. Its contract (every
+//! request, answer, error and event type, and the OpenAPI document served at
+//! `GET /v1/openapi.json`) is the `pvl-api` crate; this module implements it.
 //!
 //! | method | path | what |
 //! |---|---|---|
 //! | GET | `/v1/id` | peer id, public key, listen addresses |
-//! | GET | `/v1/status` | network state and store size |
+//! | GET | `/v1/status` | network state, store size, engine runs, work counters |
 //! | GET | `/v1/peers` | known peers |
 //! | POST | `/v1/intents` | sign, record and publish an intent (`"wait": true`: answer with the outcome) |
 //! | GET | `/v1/intents/{trace}/outcome?timeout_ms=N` | wait for the outcome of an intent this node coordinates |
@@ -11,28 +13,35 @@
 //! | GET | `/v1/traces/{id}` | one trace: summary and objects |
 //! | GET | `/v1/traces/{id}/analysis` | pattern, tasks per agent, critical path, latencies |
 //! | GET | `/v1/traces/{id}/export?format=json\|dot\|mermaid\|bundle` | export |
-//! | GET | `/v1/events` | server-sent events: objects recorded, peers, refusals |
+//! | GET | `/v1/events?trace=ID` | server-sent events: objects recorded, peers, refusals |
+//! | GET | `/v1/openapi.json` | the OpenAPI 3.1 document of this API |
 //!
-//! Errors are `{"error": "..."}` with 400 (bad request), 401 (missing or wrong token),
-//! 404 (unknown trace), 503 (publish found no peer) or 500.
+//! Errors are always a JSON `pvl_api::ErrorBody` with a machine-readable `code`: 400, 401,
+//! 404, 409 (ambiguous id prefix), 415 (body not `application/json`), 422 (not a valid
+//! request), 500, 503 (no peer to publish to) and 504 (no outcome in time). Ids in paths are
+//! 64 hex digits or a unique prefix of at least 8.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
+use pvl_api::{
+    Completed, Counters, EngineStatus, ErrorBody, ErrorCode, Event, EventsQuery, ExportFormat,
+    ExportQuery, Failed, ListQuery, MIN_ID_PREFIX, NodeId, ObjectView, Outcome, OutcomeQuery, Part,
+    Peer, PublishIntent, Published, RunOutcome, Status, TraceAnalysis, TraceSummary, TraceView,
+};
 use pvl_patterns::parallel::{Reduce, Split};
-use pvl_patterns::{Outcome, Request as CoordinationRequest, RequestOptions};
-use pvl_protocol::{ObjectId, PatternHint, Payload, SignedObject, Strategy};
+use pvl_patterns::{Request as CoordinationRequest, RequestOptions};
+use pvl_protocol::{ObjectId, PatternHint, Payload, SignedObject, Strategy, TraceId};
 use pvl_trace::TraceError;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
@@ -40,54 +49,85 @@ use crate::daemon::NodeState;
 
 type Shared = Arc<NodeState>;
 
-/// A JSON error with a status code.
+/// An error answer: a status and a [`ErrorBody`].
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    extra: Option<Value>,
+    body: ErrorBody,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
-            message: message.into(),
-            extra: None,
+            body: ErrorBody::new(code, message),
         }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    /// A body that is JSON but breaks a field rule.
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
     }
 }
 
 impl From<TraceError> for ApiError {
     fn from(e: TraceError) -> Self {
         match e {
-            TraceError::UnknownTrace(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
-            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+            TraceError::UnknownTrace(_) => ApiError::new(ErrorCode::NotFound, e.to_string()),
+            other => ApiError::internal(other.to_string()),
         }
     }
 }
 
 impl From<pvl_net::NetError> for ApiError {
     fn from(e: pvl_net::NetError) -> Self {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        ApiError::new(ErrorCode::Unavailable, e.to_string())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message });
-        if let (Some(Value::Object(extra)), Some(map)) = (self.extra, body.as_object_mut()) {
-            map.extend(extra);
-        }
-        (self.status, Json(body)).into_response()
+        let status = StatusCode::from_u16(self.body.code.status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.body)).into_response()
     }
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON body whose rejections are [`ErrorBody`]s too: 415 without
+/// `Content-Type: application/json`, 400 for malformed JSON, 422 for JSON that is not a
+/// valid request.
+struct JsonBody<T>(T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => {
+                let code = match &rejection {
+                    JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
+                    JsonRejection::JsonDataError(_) => ErrorCode::InvalidRequest,
+                    JsonRejection::JsonSyntaxError(_) => ErrorCode::BadRequest,
+                    _ => ErrorCode::BadRequest,
+                };
+                Err(ApiError::new(code, rejection.body_text()))
+            }
+        }
+    }
+}
 
 /// The router with every endpoint behind the token check.
 pub fn router(state: Shared) -> Router {
@@ -102,7 +142,8 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/traces/{id}/analysis", get(analyse_trace))
         .route("/v1/traces/{id}/export", get(export_trace))
         .route("/v1/events", get(events))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .route("/v1/openapi.json", get(openapi))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
@@ -117,9 +158,9 @@ async fn require_token(State(state): State<Shared>, request: Request, next: Next
         Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {
             next.run(request).await
         }
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "wrong API token").into_response(),
+        Some(_) => ApiError::new(ErrorCode::Unauthorized, "wrong API token").into_response(),
         None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
             "missing `Authorization: Bearer <token>` header",
         )
         .into_response(),
@@ -130,145 +171,88 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn id(State(state): State<Shared>) -> ApiResult<Json<Value>> {
+async fn id(State(state): State<Shared>) -> ApiResult<Json<NodeId>> {
     let status = state.net.status().await?;
-    Ok(Json(json!({
-        "peer_id": status.peer_id.to_string(),
-        "public_key": state.key.public().to_string(),
-        "listen_addrs": status.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    })))
+    Ok(Json(NodeId {
+        peer_id: status.peer_id.to_string(),
+        public_key: state.key.public(),
+        listen_addrs: status
+            .listen_addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    }))
 }
 
-async fn status(State(state): State<Shared>) -> ApiResult<Json<Value>> {
+async fn status(State(state): State<Shared>) -> ApiResult<Json<Status>> {
     let status = state.net.status().await?;
     let (engine, jobs) = state.actor.stats().await.map_err(stopped)?;
     state.recorder.synced().await;
     let objects = state.store.object_count().map_err(ApiError::from)?;
-    Ok(Json(json!({
-        "peer_id": status.peer_id.to_string(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "private": status.private,
-        "listen_addrs": status.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "connected_peers": status.connected.len(),
-        "routing_table": status.routing_table,
-        "topics": status.topics,
-        "queued_publishes": status.queued_publishes,
-        "objects_stored": objects,
-        "engine": {
-            "runs_started": engine.started,
-            "runs_resumed": engine.restored,
-            "runs_finished": engine.finished,
-            "refused": engine.refused,
-            "delivered_locally": engine.local,
-            "timers_fired": engine.timers,
-            "jobs_running": jobs,
+    Ok(Json(Status {
+        peer_id: status.peer_id.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        private: status.private,
+        listen_addrs: status
+            .listen_addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        connected_peers: status.connected.len(),
+        routing_table: status.routing_table,
+        topics: status.topics,
+        queued_publishes: status.queued_publishes,
+        objects_stored: objects,
+        engine: EngineStatus {
+            runs_started: engine.started,
+            runs_resumed: engine.restored,
+            runs_finished: engine.finished,
+            refused: engine.refused,
+            delivered_locally: engine.local,
+            timers_fired: engine.timers,
+            jobs_running: jobs,
         },
-        "dir": state.dir.display().to_string(),
-        "counters": Counters::snapshot(),
-    })))
+        dir: state.dir.display().to_string(),
+        counters: counters(),
+    }))
 }
 
-/// The `counters` field of `GET /v1/status`: this process's work so far (signatures,
-/// verifications, messages by transport, store writes), monotonic, for benchmarks that compare
-/// two readings.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-struct Counters {
-    signatures: u64,
-    verifications: u64,
-    gossip_published: u64,
-    gossip_received: u64,
-    gossip_duplicates: u64,
-    direct_sent: u64,
-    direct_received: u64,
-    store_writes: u64,
-    store_batches: u64,
-}
-
-impl Counters {
-    fn snapshot() -> Self {
-        let crypto = pvl_protocol::CryptoCounters::snapshot();
-        let net = pvl_net::NetCounters::snapshot();
-        let store = pvl_trace::StoreCounters::snapshot();
-        Counters {
-            signatures: crypto.signatures,
-            verifications: crypto.verifications,
-            gossip_published: net.gossip_published,
-            gossip_received: net.gossip_received,
-            gossip_duplicates: net.gossip_duplicates,
-            direct_sent: net.direct_sent,
-            direct_received: net.direct_received,
-            store_writes: store.objects_written,
-            store_batches: store.batches,
-        }
+/// This process's work so far (signatures, verifications, messages by transport, store
+/// writes), monotonic, for benchmarks that compare two readings.
+fn counters() -> Counters {
+    let crypto = pvl_protocol::CryptoCounters::snapshot();
+    let net = pvl_net::NetCounters::snapshot();
+    let store = pvl_trace::StoreCounters::snapshot();
+    Counters {
+        signatures: crypto.signatures,
+        verifications: crypto.verifications,
+        gossip_published: net.gossip_published,
+        gossip_received: net.gossip_received,
+        gossip_duplicates: net.gossip_duplicates,
+        direct_sent: net.direct_sent,
+        direct_received: net.direct_received,
+        store_writes: store.objects_written,
+        store_batches: store.batches,
     }
 }
 
-async fn peers(State(state): State<Shared>) -> ApiResult<Json<Value>> {
+async fn peers(State(state): State<Shared>) -> ApiResult<Json<Vec<Peer>>> {
     let peers = state.net.peers().await?;
-    Ok(Json(Value::Array(
+    Ok(Json(
         peers
             .into_iter()
-            .map(|p| {
-                json!({
-                    "peer_id": p.peer_id.to_string(),
-                    "connected": p.connected,
-                    "addresses": p.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                })
+            .map(|p| Peer {
+                peer_id: p.peer_id.to_string(),
+                connected: p.connected,
+                addresses: p.addresses.iter().map(ToString::to_string).collect(),
             })
             .collect(),
-    )))
-}
-
-/// The body of `POST /v1/intents`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PublishIntent {
-    /// Capability wanted (not needed with `workflow`).
-    #[serde(default)]
-    pub capability: String,
-    /// A workflow file's text (TOML, see `pvl_patterns::workflow`): run it instead of one
-    /// intent.
-    pub workflow: Option<String>,
-    /// Split the input into at most this many shards, each awarded to its own provider.
-    pub parallel: Option<usize>,
-    /// How to split for `parallel`: `lines` (default), `bytes:SIZE`, `json-array`.
-    pub split: Option<String>,
-    /// How to combine shard outputs: `concat` (default), `sum`, or a capability.
-    pub reduce: Option<String>,
-    /// Approval committee: members' public keys (64 hex digits) or peer ids.
-    pub committee: Option<Vec<String>>,
-    /// Approvals needed (default: more than two thirds of the committee).
-    pub threshold: Option<u32>,
-    /// Input as UTF-8 text.
-    pub input: Option<String>,
-    /// Input as hex (for binary data).
-    pub input_hex: Option<String>,
-    /// Budget: highest acceptable cost.
-    pub budget: Option<u64>,
-    /// Deadline, in ms from now.
-    pub deadline_ms: Option<u64>,
-    /// Minimum reliability, in basis points.
-    pub min_reliability_bps: Option<u16>,
-    /// Selection strategy (`lowest-cost`, `fastest`, `highest-quality`, `weighted:...`).
-    pub strategy: Option<String>,
-    /// Pattern hint (`contract-net`, `auction`, ...).
-    pub pattern: Option<String>,
-    /// How long offers are accepted, in ms (default 60,000).
-    pub expires_in_ms: Option<u64>,
-    /// How long offers are collected before the selection, in ms (default 2,000).
-    pub window_ms: Option<u64>,
-    /// Select as soon as this many acceptable offers are in.
-    pub min_offers: Option<usize>,
-    /// Answer only when the intent is over (completed or failed), with its outcome.
-    #[serde(default)]
-    pub wait: bool,
-    /// With `wait`: give up waiting after this many ms (default: deadline + 30 s, or 120 s).
-    pub wait_timeout_ms: Option<u64>,
+    ))
 }
 
 async fn publish_intent(
     State(state): State<Shared>,
-    Json(request): Json<PublishIntent>,
+    JsonBody(request): JsonBody<PublishIntent>,
 ) -> ApiResult<Response> {
     let wait = request.wait;
     let wait_timeout = request
@@ -300,74 +284,73 @@ async fn publish_intent(
     // Planned (and the intent signed) after the history was read: the intent's timestamp is
     // when it goes out.
     let planned = CoordinationRequest::plan(options, history, pvl_net::now_ms())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let started = state
         .actor
         .start(planned, wait)
         .await
         .map_err(stopped)?
-        .map_err(ApiError::bad_request)?;
-    let trace = started.trace;
+        .map_err(ApiError::invalid)?;
+    let mut published = Published {
+        trace_id: started.trace,
+        published: false,
+        topics: Vec::new(),
+        waited_ms: 0,
+        outcome: None,
+    };
     // The intent's first publication is awaited here, so the caller learns whether it went
     // out; everything else runs in the node actor.
-    let mut body = json!({ "trace_id": trace.to_string(), "id": trace.to_string() });
     for object in started.publications {
         match state.net.publish(object).await {
             Ok(report) => {
-                body["published"] = json!(true);
-                body["topics"] = json!(report.topics);
-                body["waited_ms"] = json!(report.waited_ms);
+                published.published = true;
+                published.topics = report.topics;
+                published.waited_ms = report.waited_ms;
             }
             Err(e) => {
                 let mut error = ApiError::from(e);
-                body["published"] = json!(false);
-                error.extra = Some(body);
+                error.body.trace_id = Some(started.trace);
                 return Err(error);
             }
         }
     }
     let Some(waiter) = started.outcome else {
-        return Ok((StatusCode::CREATED, Json(body)).into_response());
+        return Ok((StatusCode::CREATED, Json(published)).into_response());
     };
     let outcome = tokio::time::timeout(std::time::Duration::from_millis(wait_timeout), waiter)
         .await
         .map_err(|_| {
             ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
+                ErrorCode::Timeout,
                 format!("no outcome within {wait_timeout} ms"),
             )
         })?
         .map_err(|_| stopped(crate::actor::Stopped))?;
     // Whoever saw the outcome may read the trace next: it must all be in the store by then.
     state.recorder.synced().await;
-    if let (Value::Object(outcome), Some(map)) = (outcome_json(&outcome), body.as_object_mut()) {
-        map.extend(outcome);
-    }
-    Ok((StatusCode::OK, Json(body)).into_response())
+    published.outcome = Some(outcome_of(&outcome));
+    Ok((StatusCode::OK, Json(published)).into_response())
 }
 
 fn stopped(e: crate::actor::Stopped) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    ApiError::new(ErrorCode::Unavailable, e.to_string())
 }
 
 /// The typed request of a `POST /v1/intents` body: text fields parsed, input decoded,
 /// committee members resolved to keys. The field rules are [`CoordinationRequest::plan`]'s.
 fn request_options(mut request: PublishIntent) -> ApiResult<RequestOptions> {
-    let bad = |e: pvl_protocol::ProtocolError| ApiError::bad_request(e.to_string());
+    let invalid = |e: pvl_protocol::ProtocolError| ApiError::invalid(e.to_string());
     let input = match (request.input.take(), request.input_hex.take()) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "give `input` or `input_hex`, not both",
-            ));
+            return Err(ApiError::invalid("give `input` or `input_hex`, not both"));
         }
         (Some(text), None) => text.into_bytes(),
         (None, Some(hex_text)) => hex::decode(hex_text.trim())
-            .map_err(|e| ApiError::bad_request(format!("input_hex: {e}")))?,
+            .map_err(|e| ApiError::invalid(format!("input_hex: {e}")))?,
         (None, None) => Vec::new(),
     };
     let mut nonce = [0u8; 8];
-    getrandom::fill(&mut nonce)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    getrandom::fill(&mut nonce).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(RequestOptions {
         capability: request.capability,
         input,
@@ -377,12 +360,12 @@ fn request_options(mut request: PublishIntent) -> ApiResult<RequestOptions> {
             .split
             .map(|s| s.parse::<Split>())
             .transpose()
-            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            .map_err(|e| ApiError::invalid(e.to_string()))?,
         reduce: request
             .reduce
             .map(|r| r.parse::<Reduce>())
             .transpose()
-            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            .map_err(|e| ApiError::invalid(e.to_string()))?,
         committee: request
             .committee
             .as_deref()
@@ -396,10 +379,10 @@ fn request_options(mut request: PublishIntent) -> ApiResult<RequestOptions> {
             .strategy
             .map(|s| s.parse::<Strategy>())
             .transpose()
-            .map_err(bad)?,
+            .map_err(invalid)?,
         pattern: match request.pattern.as_deref() {
             None | Some("auto") => None,
-            Some(p) => Some(p.parse::<PatternHint>().map_err(bad)?),
+            Some(p) => Some(p.parse::<PatternHint>().map_err(invalid)?),
         },
         window_ms: request.window_ms,
         min_offers: request.min_offers,
@@ -419,7 +402,7 @@ fn committee_members(members: &[String]) -> ApiResult<Vec<pvl_protocol::PublicKe
                 .ok()
                 .and_then(|peer| pvl_net::public_key_of(&peer))
                 .ok_or_else(|| {
-                    ApiError::bad_request(format!(
+                    ApiError::invalid(format!(
                         "committee member `{m}` is neither a public key (64 hex digits) nor a \
                          peer id"
                     ))
@@ -428,37 +411,37 @@ fn committee_members(members: &[String]) -> ApiResult<Vec<pvl_protocol::PublicKe
         .collect()
 }
 
-/// The JSON shape of an intent's outcome: `status`, `provider`, `output`, `receipt_id`, ...,
-/// and for a workflow or parallel run `parts` (one per stage or shard).
-pub fn outcome_json(outcome: &Outcome) -> Value {
+/// An engine outcome in the API's terms.
+pub fn outcome_of(outcome: &pvl_patterns::Outcome) -> Outcome {
     match outcome {
-        Outcome::Completed(c) => {
-            let (output, output_hex) = payload_json(c.output.as_ref());
-            json!({
-                "status": "completed",
-                "provider": c.provider.to_string(),
-                "task": c.task.to_string(),
-                "offer": c.offer.to_string(),
-                "cost": c.cost,
-                "output": output,
-                "output_hex": output_hex,
-                "receipt_id": c.receipt.as_ref().map(|r| r.id().to_string()),
-                "receipt_countersigned": c.receipt.as_ref().is_some_and(|r| r.is_countersigned()),
-                "awards": c.awards,
-                "parts": c.parts.iter().map(part_json).collect::<Vec<_>>(),
+        pvl_patterns::Outcome::Completed(c) => {
+            let (output, output_hex) = payload_text(c.output.as_ref());
+            Outcome::Completed(Completed {
+                provider: Some(c.provider),
+                task: Some(c.task),
+                offer: Some(c.offer),
+                cost: c.cost,
+                output,
+                output_hex,
+                receipt_id: c.receipt.as_ref().map(SignedObject::id),
+                receipt_countersigned: c.receipt.as_ref().is_some_and(|r| r.is_countersigned()),
+                awards: c.awards,
+                parts: c.parts.iter().map(part_of).collect(),
+                detail: None,
+                from_store: false,
             })
         }
-        Outcome::Failed(f) => json!({
-            "status": "failed",
-            "reason": f.reason.name(),
-            "detail": f.detail,
-            "parts": f.parts.iter().map(part_json).collect::<Vec<_>>(),
+        pvl_patterns::Outcome::Failed(f) => Outcome::Failed(Failed {
+            reason: f.reason.name().to_owned(),
+            detail: f.detail.clone(),
+            parts: f.parts.iter().map(part_of).collect(),
+            from_store: false,
         }),
     }
 }
 
 /// An output as text when it is UTF-8, as hex otherwise.
-fn payload_json(payload: Option<&Payload>) -> (Option<String>, Option<String>) {
+fn payload_text(payload: Option<&Payload>) -> (Option<String>, Option<String>) {
     let Some(bytes) = payload.and_then(|p| p.inline()) else {
         return (None, None);
     };
@@ -469,52 +452,50 @@ fn payload_json(payload: Option<&Payload>) -> (Option<String>, Option<String>) {
 }
 
 /// One stage or shard of a composite outcome.
-fn part_json(part: &pvl_patterns::PartResult) -> Value {
-    let (output, output_hex) = payload_json(part.output.as_ref());
-    json!({
-        "label": part.label,
-        "capability": part.capability,
-        "status": part.status.name(),
-        "failure": match &part.status {
-            pvl_patterns::PartStatus::Failed(reason) => Some(reason.as_str()),
+fn part_of(part: &pvl_patterns::PartResult) -> Part {
+    let (output, output_hex) = payload_text(part.output.as_ref());
+    Part {
+        label: part.label.clone(),
+        capability: part.capability.clone(),
+        status: part.status.name().to_owned(),
+        failure: match &part.status {
+            pvl_patterns::PartStatus::Failed(reason) => Some(reason.clone()),
             _ => None,
         },
-        "provider": part.provider.map(|p| p.to_string()),
-        "task": part.task.map(|t| t.to_string()),
-        "cost": part.cost,
-        "awards": part.awards,
-        "output": output,
-        "output_hex": output_hex,
-        "receipt_id": part.receipt.as_ref().map(|r| r.id().to_string()),
-        "started_ms": part.started_ms,
-        "finished_ms": part.finished_ms,
-        "duration_ms": part.started_ms.zip(part.finished_ms).map(|(s, f)| f.saturating_sub(s)),
-    })
-}
-
-#[derive(Debug, Deserialize)]
-struct OutcomeQuery {
-    timeout_ms: Option<u64>,
+        provider: part.provider,
+        task: part.task,
+        cost: part.cost,
+        awards: part.awards,
+        output,
+        output_hex,
+        receipt_id: part.receipt.as_ref().map(SignedObject::id),
+        started_ms: part.started_ms,
+        finished_ms: part.finished_ms,
+        duration_ms: part
+            .started_ms
+            .zip(part.finished_ms)
+            .map(|(s, f)| f.saturating_sub(s)),
+    }
 }
 
 async fn intent_outcome(
     State(state): State<Shared>,
     Path(id): Path<String>,
     Query(query): Query<OutcomeQuery>,
-) -> ApiResult<Json<Value>> {
-    let trace = parse_id(&id)?;
+) -> ApiResult<Json<RunOutcome>> {
+    let trace = resolve_trace(&state, &id).await?;
     let waiter = state.actor.wait(trace).await.map_err(stopped)?;
     let Some(waiter) = waiter else {
         // Not (or no longer) in memory: an intent of an earlier run answers from the store.
         state.recorder.synced().await;
         let objects = trace_objects(&state, &trace)?;
         return match crate::recovery::stored_outcome(&objects, trace, &state.key) {
-            Some(mut body) => {
-                body["trace_id"] = json!(trace.to_string());
-                Ok(Json(body))
-            }
+            Some(outcome) => Ok(Json(RunOutcome {
+                trace_id: trace,
+                outcome,
+            })),
             None => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
                 format!("this node does not coordinate intent {trace}"),
             )),
         };
@@ -524,44 +505,94 @@ async fn intent_outcome(
         .await
         .map_err(|_| {
             ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
+                ErrorCode::Timeout,
                 format!("no outcome within {timeout} ms"),
             )
         })?
         .map_err(|_| stopped(crate::actor::Stopped))?;
     state.recorder.synced().await;
-    let mut body = outcome_json(&outcome);
-    body["trace_id"] = json!(trace.to_string());
-    Ok(Json(body))
-}
-
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    limit: Option<usize>,
+    Ok(Json(RunOutcome {
+        trace_id: trace,
+        outcome: outcome_of(&outcome),
+    }))
 }
 
 async fn list_traces(
     State(state): State<Shared>,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<TraceSummary>>> {
     let limit = query.limit.unwrap_or(50).min(10_000);
     state.recorder.synced().await;
     let traces = state.store.recent_traces(limit)?;
-    let list: Vec<Value> = traces
-        .iter()
-        .map(|t| {
-            let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
-            v["trace_id"] = json!(t.trace.to_string());
-            v["kind"] = json!(t.pattern.name());
-            v
-        })
-        .collect();
-    Ok(Json(Value::Array(list)))
+    Ok(Json(traces.iter().map(summary_of).collect()))
 }
 
-fn parse_id(text: &str) -> ApiResult<ObjectId> {
-    text.parse()
-        .map_err(|_| ApiError::bad_request(format!("`{text}` is not a trace id (64 hex digits)")))
+/// A store summary in the API's terms.
+fn summary_of(s: &pvl_trace::TraceSummary) -> TraceSummary {
+    TraceSummary {
+        trace_id: s.trace,
+        capability: s.capability.clone(),
+        hint: s.hint,
+        pattern: pattern_of(s.pattern),
+        chosen_by_adaptive: s.chosen_by_adaptive,
+        status: match s.status {
+            pvl_trace::TraceStatus::Open => pvl_api::TraceStatus::Open,
+            pvl_trace::TraceStatus::Awarded => pvl_api::TraceStatus::Awarded,
+            pvl_trace::TraceStatus::Done => pvl_api::TraceStatus::Done,
+            pvl_trace::TraceStatus::Failed => pvl_api::TraceStatus::Failed,
+        },
+        failure_reason: s.failure_reason.clone(),
+        objects: s.objects,
+        tasks: s.tasks,
+        parts: s.parts,
+        first_ms: s.first_ms,
+        last_ms: s.last_ms,
+    }
+}
+
+fn pattern_of(p: pvl_trace::Pattern) -> pvl_api::Pattern {
+    match p {
+        pvl_trace::Pattern::ContractNet => pvl_api::Pattern::ContractNet,
+        pvl_trace::Pattern::Auction => pvl_api::Pattern::Auction,
+        pvl_trace::Pattern::Workflow => pvl_api::Pattern::Workflow,
+        pvl_trace::Pattern::Parallel => pvl_api::Pattern::Parallel,
+        pvl_trace::Pattern::Consensus => pvl_api::Pattern::Consensus,
+        pvl_trace::Pattern::Unknown => pvl_api::Pattern::Unknown,
+    }
+}
+
+/// The trace a path names: 64 hex digits, or a unique prefix of at least
+/// [`MIN_ID_PREFIX`] of a stored trace.
+async fn resolve_trace(state: &NodeState, text: &str) -> ApiResult<TraceId> {
+    if text.len() == 64 {
+        return text.parse().map_err(|_| {
+            ApiError::bad_request(format!("`{text}` is not a trace id (64 hex digits)"))
+        });
+    }
+    if text.len() < MIN_ID_PREFIX || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(ApiError::bad_request(format!(
+            "`{text}` is not a trace id: give 64 hex digits or a unique prefix of at least \
+             {MIN_ID_PREFIX}"
+        )));
+    }
+    state.recorder.synced().await;
+    let found = state.store.traces_with_prefix(text, 10)?;
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no trace starts with `{text}`"),
+        )),
+        many => {
+            let mut error = ApiError::new(
+                ErrorCode::AmbiguousId,
+                format!("`{text}` is the start of more than one trace: give more digits"),
+            );
+            error.body.candidates = many.iter().map(ObjectId::to_string).collect();
+            Err(error)
+        }
+    }
 }
 
 fn trace_objects(state: &NodeState, id: &ObjectId) -> ApiResult<Vec<SignedObject>> {
@@ -569,31 +600,42 @@ fn trace_objects(state: &NodeState, id: &ObjectId) -> ApiResult<Vec<SignedObject
     Ok(dag.objects()?)
 }
 
-async fn show_trace(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
+async fn show_trace(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TraceView>> {
+    let id = resolve_trace(&state, &id).await?;
     state.recorder.synced().await;
     let objects = trace_objects(&state, &id)?;
     let summary = state.store.trace_summary(&id)?;
     // Parents before children (see `pvl_trace::causal_order`): clients print as given.
-    let objects = pvl_trace::causal_order(&objects);
-    Ok(Json(json!({ "summary": summary, "objects": objects })))
+    let objects = pvl_trace::causal_order(&objects)
+        .into_iter()
+        .map(view_of)
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(TraceView {
+        summary: summary_of(&summary),
+        objects,
+    }))
+}
+
+/// An object's JSON view (its `Serialize` form) in the API's type.
+fn view_of(object: &SignedObject) -> ApiResult<ObjectView> {
+    serde_json::to_value(object)
+        .and_then(serde_json::from_value)
+        .map_err(|e| ApiError::internal(format!("object {}: {e}", object.id())))
 }
 
 async fn analyse_trace(
     State(state): State<Shared>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
+) -> ApiResult<Json<TraceAnalysis>> {
+    let id = resolve_trace(&state, &id).await?;
     state.recorder.synced().await;
     let analysis = state.store.analyse(&id)?;
-    Ok(Json(serde_json::to_value(analysis).map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    })?))
-}
-
-#[derive(Debug, Deserialize)]
-struct ExportQuery {
-    format: Option<String>,
+    Ok(Json(TraceAnalysis(
+        serde_json::to_value(analysis).map_err(|e| ApiError::internal(e.to_string()))?,
+    )))
 }
 
 async fn export_trace(
@@ -601,29 +643,29 @@ async fn export_trace(
     Path(id): Path<String>,
     Query(query): Query<ExportQuery>,
 ) -> ApiResult<Response> {
-    let id = parse_id(&id)?;
+    let format: ExportFormat = query
+        .format
+        .as_deref()
+        .unwrap_or("json")
+        .parse()
+        .map_err(ApiError::bad_request)?;
+    let id = resolve_trace(&state, &id).await?;
     state.recorder.synced().await;
     let objects = trace_objects(&state, &id)?;
-    let format = query.format.unwrap_or_else(|| "json".into());
-    let (content_type, body): (&str, Vec<u8>) = match format.as_str() {
-        "json" => (
+    let (content_type, body): (&str, Vec<u8>) = match format {
+        ExportFormat::Json => (
             "application/json",
             pvl_trace::export::to_json(&objects)?.into_bytes(),
         ),
-        "dot" => (
+        ExportFormat::Dot => (
             "text/vnd.graphviz",
             pvl_trace::export::to_dot(&objects).into_bytes(),
         ),
-        "mermaid" => (
+        ExportFormat::Mermaid => (
             "text/plain",
             pvl_trace::export::to_mermaid(&objects).into_bytes(),
         ),
-        "bundle" => ("application/cbor", pvl_trace::export::to_bundle(&objects)?),
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "unknown format `{other}`: expected json, dot, mermaid or bundle"
-            )));
-        }
+        ExportFormat::Bundle => ("application/cbor", pvl_trace::export::to_bundle(&objects)?),
     };
     let mut response = body.into_response();
     response
@@ -632,15 +674,51 @@ async fn export_trace(
     Ok(response)
 }
 
-async fn events(State(state): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = BroadcastStream::new(state.events.subscribe()).map(|item| {
-        let data = match item {
-            Ok(json) => json,
+async fn openapi() -> Response {
+    let mut response = pvl_api::openapi::document_json().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn events(
+    State(state): State<Shared>,
+    Query(query): Query<EventsQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    // Subscribed before the trace is resolved, so nothing recorded meanwhile is missed.
+    let subscription = state.events.subscribe();
+    let only = match query.trace.as_deref() {
+        Some(text) => Some(resolve_or_new_trace(&state, text).await?),
+        None => None,
+    };
+    let stream = BroadcastStream::new(subscription).filter_map(move |item| {
+        let event = match item {
+            Ok(event) => event,
             Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(missed)) => {
-                json!({ "type": "lagged", "missed": missed }).to_string()
+                Event::Lagged { missed }
             }
         };
-        Ok(Event::default().data(data))
+        if let Some(trace) = only
+            && !matches!(event, Event::Lagged { .. })
+            && event.trace() != Some(trace)
+        {
+            return None;
+        }
+        let data = serde_json::to_string(&event).unwrap_or_default();
+        Some(Ok(SseEvent::default().data(data)))
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// For `/v1/events?trace=`: a full id need not be stored yet (a client may subscribe before
+/// the objects arrive); a prefix must resolve.
+async fn resolve_or_new_trace(state: &NodeState, text: &str) -> ApiResult<TraceId> {
+    if text.len() == 64
+        && let Ok(id) = text.parse()
+    {
+        return Ok(id);
+    }
+    resolve_trace(state, text).await
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use serde_json::{Value, json};
+use pvl_api::{Client, Event, ExportFormat, Outcome, Part, PublishIntent, TraceView};
+use pvl_protocol::{Kind, ObjectId};
+use serde_json::Value;
 
 use crate::config::Config;
 use crate::home;
@@ -320,61 +322,53 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Run => run_node(dir),
         Command::Id(flag) => {
-            let id = Api::open(&dir)?.get("/v1/id")?;
+            let id = client(&dir)?.id()?;
             if flag.json {
                 return print_json(&id);
             }
-            say!("peer id     {}", str_of(&id["peer_id"]));
-            say!("public key  {}", str_of(&id["public_key"]));
-            for addr in id["listen_addrs"].as_array().into_iter().flatten() {
-                say!("listening   {}", str_of(addr));
+            say!("peer id     {}", id.peer_id);
+            say!("public key  {}", id.public_key);
+            for addr in &id.listen_addrs {
+                say!("listening   {addr}");
             }
             Ok(())
         }
         Command::Status(flag) => {
-            let status = Api::open(&dir)?.get("/v1/status")?;
+            let status = client(&dir)?.status()?;
             if flag.json {
                 return print_json(&status);
             }
-            for key in [
-                "peer_id",
-                "private",
-                "connected_peers",
-                "routing_table",
-                "objects_stored",
-                "queued_publishes",
-                "dir",
-            ] {
-                say!("{key:<17} {}", plain(&status[key]));
-            }
-            say!("{:<17} {}", "topics", plain(&status["topics"]));
-            let engine = &status["engine"];
+            say!("{:<17} {}", "peer_id", status.peer_id);
+            say!("{:<17} {}", "private", status.private);
+            say!("{:<17} {}", "connected_peers", status.connected_peers);
+            say!("{:<17} {}", "routing_table", status.routing_table);
+            say!("{:<17} {}", "objects_stored", status.objects_stored);
+            say!("{:<17} {}", "queued_publishes", status.queued_publishes);
+            say!("{:<17} {}", "dir", status.dir);
+            say!("{:<17} {}", "topics", status.topics.join(", "));
+            let engine = &status.engine;
             say!(
                 "{:<17} {} started, {} resumed after a restart, {} finished; {} objects refused",
                 "runs",
-                plain(&engine["runs_started"]),
-                plain(&engine["runs_resumed"]),
-                plain(&engine["runs_finished"]),
-                plain(&engine["refused"])
+                engine.runs_started,
+                engine.runs_resumed,
+                engine.runs_finished,
+                engine.refused
             );
             Ok(())
         }
         Command::Peers(flag) => {
-            let peers = Api::open(&dir)?.get("/v1/peers")?;
+            let peers = client(&dir)?.peers()?;
             if flag.json {
                 return print_json(&peers);
             }
             say!("{:<54} {:<9} ADDRESSES", "PEER ID", "CONNECTED");
-            for peer in peers.as_array().into_iter().flatten() {
+            for peer in &peers {
                 say!(
                     "{:<54} {:<9} {}",
-                    str_of(&peer["peer_id"]),
-                    if peer["connected"].as_bool() == Some(true) {
-                        "yes"
-                    } else {
-                        "no"
-                    },
-                    plain(&peer["addresses"])
+                    peer.peer_id,
+                    if peer.connected { "yes" } else { "no" },
+                    peer.addresses.join(", ")
                 );
             }
             Ok(())
@@ -385,14 +379,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Intent {
             command: IntentCommand::Outcome { id, timeout, json },
         } => {
-            let millis = timeout.as_millis() as u64;
-            let api = Api::open(&dir)?.with_timeout(Some(timeout + Duration::from_secs(5)));
-            let result = api.get(&format!("/v1/intents/{id}/outcome?timeout_ms={millis}"))?;
+            let api = client(&dir)?.with_timeout(Some(timeout + Duration::from_secs(5)));
+            let result = api.outcome(&id, timeout)?;
             if json {
                 return print_json(&result);
             }
-            say!("trace {}", str_of(&result["trace_id"]));
-            print_outcome(&result)
+            say!("trace {}", result.trace_id);
+            print_outcome(&result.outcome)
         }
         Command::Workflow { command } => workflow(&dir, command),
         Command::Trace { command } => trace(&dir, command),
@@ -503,31 +496,25 @@ fn run_node(dir: PathBuf) -> Result<()> {
 }
 
 fn publish(dir: &Path, args: PublishArgs) -> Result<()> {
-    let mut body = round_body(&args.round)?;
-    body["capability"] = json!(args.capability);
+    let mut request = round_request(&args.round)?;
+    request.capability = args.capability;
     if let Some(pattern) = &args.pattern {
         if pattern != "auto" {
             pattern.parse::<pvl_protocol::PatternHint>()?;
         }
-        body["pattern"] = json!(pattern);
+        request.pattern = Some(pattern.clone());
     }
-    if let Some(n) = args.parallel {
-        body["parallel"] = json!(n);
-    }
+    request.parallel = args.parallel;
     if let Some(split) = &args.split {
         split.parse::<pvl_patterns::parallel::Split>()?;
-        body["split"] = json!(split);
+        request.split = Some(split.clone());
     }
-    if let Some(reduce) = &args.reduce {
-        body["reduce"] = json!(reduce);
-    }
+    request.reduce = args.reduce;
     if !args.committee.is_empty() {
-        body["committee"] = json!(args.committee);
+        request.committee = Some(args.committee);
     }
-    if let Some(k) = args.threshold {
-        body["threshold"] = json!(k);
-    }
-    submit(dir, body, &args.round)
+    request.threshold = args.threshold;
+    submit(dir, request, &args.round)
 }
 
 fn workflow(dir: &Path, command: WorkflowCommand) -> Result<()> {
@@ -548,10 +535,10 @@ fn workflow(dir: &Path, command: WorkflowCommand) -> Result<()> {
             // Refused here, before anything is published, with the line at fault.
             read_workflow(&file)?;
             let text = std::fs::read_to_string(&file)?;
-            let mut body = round_body(&round)?;
-            body["workflow"] = json!(text);
-            body["pattern"] = json!("workflow");
-            submit(dir, body, &round)
+            let mut request = round_request(&round)?;
+            request.workflow = Some(text);
+            request.pattern = Some("workflow".into());
+            submit(dir, request, &round)
         }
     }
 }
@@ -564,66 +551,64 @@ fn read_workflow(file: &Path) -> Result<pvl_patterns::workflow::WorkflowSpec> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
 
-/// The request body shared by intents and workflows.
-fn round_body(args: &RoundArgs) -> Result<Value> {
-    let mut body = json!({});
+/// The request fields shared by intents and workflows.
+fn round_request(args: &RoundArgs) -> Result<PublishIntent> {
+    let mut request = PublishIntent::default();
     match (&args.input, &args.input_file) {
-        (Some(text), _) => body["input"] = json!(text),
+        (Some(text), _) => request.input = Some(text.clone()),
         (None, Some(path)) => {
             let data =
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             match String::from_utf8(data) {
-                Ok(text) => body["input"] = json!(text),
-                Err(e) => body["input_hex"] = json!(hex::encode(e.into_bytes())),
+                Ok(text) => request.input = Some(text),
+                Err(e) => request.input_hex = Some(hex::encode(e.into_bytes())),
             }
         }
         (None, None) => {}
     }
-    if let Some(budget) = args.budget {
-        body["budget"] = json!(budget);
-    }
-    if let Some(deadline) = args.deadline {
-        body["deadline_ms"] = json!(deadline.as_millis() as u64);
-    }
-    if let Some(expires) = args.expires_in {
-        body["expires_in_ms"] = json!(expires.as_millis() as u64);
-    }
-    if let Some(window) = args.window {
-        body["window_ms"] = json!(window.as_millis() as u64);
-    }
-    if let Some(k) = args.min_offers {
-        body["min_offers"] = json!(k);
-    }
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    request.budget = args.budget;
+    request.deadline_ms = args.deadline.map(ms);
+    request.expires_in_ms = args.expires_in.map(ms);
+    request.window_ms = args.window.map(ms);
+    request.min_offers = args.min_offers;
     if let Some(strategy) = &args.strategy {
         strategy.parse::<pvl_protocol::Strategy>()?;
-        body["strategy"] = json!(strategy);
+        request.strategy = Some(strategy.clone());
     }
-    body["wait"] = json!(args.wait);
-    Ok(body)
+    request.wait = args.wait;
+    Ok(request)
 }
 
 /// Sends the request; with `--wait` follows it (live, or as one JSON object).
-fn submit(dir: &Path, body: Value, args: &RoundArgs) -> Result<()> {
+fn submit(dir: &Path, request: PublishIntent, args: &RoundArgs) -> Result<()> {
     if args.wait && !args.json {
-        return publish_live(&Api::open(dir)?, body);
+        return publish_live(&client(dir)?, request);
     }
-    let result = Api::open(dir)?.post("/v1/intents", &body)?;
+    let api = client(dir)?;
+    // A waiting request takes as long as the run: the node enforces its own limit.
+    let api = if request.wait {
+        api.with_timeout(None)
+    } else {
+        api
+    };
+    let result = api.publish(&request)?;
     if args.json {
         return print_json(&result);
     }
     say!(
         "published intent {} on {}",
-        str_of(&result["id"]),
-        plain(&result["topics"])
+        result.trace_id,
+        result.topics.join(", ")
     );
-    say!("trace {}", str_of(&result["trace_id"]));
+    say!("trace {}", result.trace_id);
     Ok(())
 }
 
 fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
     match command {
         TraceCommand::List { limit, json } => {
-            let traces = Api::open(dir)?.get(&format!("/v1/traces?limit={limit}"))?;
+            let traces = client(dir)?.traces(limit)?;
             if json {
                 return print_json(&traces);
             }
@@ -636,21 +621,21 @@ fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
                 "OBJECTS",
                 "TASKS"
             );
-            for t in traces.as_array().into_iter().flatten() {
+            for t in &traces {
                 say!(
                     "{:<16} {:<13} {:<16} {:<8} {:>7} {:>5}",
-                    &str_of(&t["trace_id"]).chars().take(16).collect::<String>(),
-                    str_of(&t["kind"]),
-                    plain(&t["capability"]),
-                    str_of(&t["status"]),
-                    plain(&t["objects"]),
-                    plain(&t["tasks"]),
+                    &t.trace_id.to_string()[..16],
+                    t.pattern.name(),
+                    t.capability.as_deref().unwrap_or("-"),
+                    t.status.name(),
+                    t.objects,
+                    t.tasks,
                 );
             }
             Ok(())
         }
         TraceCommand::Show { id, json } => {
-            let trace = Api::open(dir)?.get(&format!("/v1/traces/{id}"))?;
+            let trace = client(dir)?.trace(&id)?;
             if json {
                 return print_json(&trace);
             }
@@ -658,15 +643,17 @@ fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
             Ok(())
         }
         TraceCommand::Export { id, format, out } => {
-            let bytes =
-                Api::open(dir)?.get_bytes(&format!("/v1/traces/{id}/export?format={format}"))?;
+            let format: ExportFormat = format.parse().map_err(anyhow::Error::msg)?;
+            let bytes = client(dir)?.export(&id, format)?;
             match out {
                 Some(path) => {
                     std::fs::write(&path, &bytes)
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     eprintln!("wrote {} bytes to {}", bytes.len(), path.display());
                 }
-                None if format == "bundle" => bail!("a bundle is binary: give --out FILE"),
+                None if format == ExportFormat::Bundle => {
+                    bail!("a bundle is binary: give --out FILE")
+                }
                 None => {
                     use std::io::Write;
                     std::io::stdout().write_all(&bytes)?;
@@ -725,57 +712,49 @@ fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
             bail!("{} problem(s) found", report.problems.len())
         }
         TraceCommand::Analyze { id, json } => {
-            let analysis = Api::open(dir)?.get(&format!("/v1/traces/{id}/analysis"))?;
+            let analysis = client(dir)?.analysis(&id)?;
             if json {
                 return print_json(&analysis);
             }
-            print_analysis(&analysis)?;
+            print_analysis(&analysis.0)?;
             Ok(())
         }
     }
 }
 
-fn print_tree(trace: &Value) -> Result<()> {
-    let objects: Vec<&Value> = trace["objects"].as_array().into_iter().flatten().collect();
-    let start = objects
+fn print_tree(trace: &TraceView) -> Result<()> {
+    let start = trace
+        .objects
         .iter()
-        .filter_map(|o| o["timestamp_ms"].as_u64())
+        .map(|o| o.timestamp_ms)
         .min()
         .unwrap_or(0);
-    let summary = &trace["summary"];
+    let summary = &trace.summary;
     say!(
         "trace {}  pattern {}  status {}",
-        str_of(&summary["trace"]),
-        str_of(&summary["pattern"]),
-        str_of(&summary["status"])
+        summary.trace_id,
+        summary.pattern.name(),
+        summary.status.name()
     );
-    let mut depth: std::collections::HashMap<String, usize> = Default::default();
+    let mut depth: std::collections::HashMap<ObjectId, usize> = Default::default();
     // The node lists the objects in causal order (parents first): printed as they come.
-    for object in objects {
-        let parents: Vec<&str> = object["parents"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let d = parents
+    for object in &trace.objects {
+        let d = object
+            .parents
             .iter()
-            .filter_map(|p| depth.get(*p))
+            .filter_map(|p| depth.get(p))
             .max()
             .map_or(0, |d| d + 1);
-        depth.insert(str_of(&object["id"]), d);
-        let at = object["timestamp_ms"]
-            .as_u64()
-            .unwrap_or(0)
-            .saturating_sub(start);
+        depth.insert(object.id, d);
+        let at = object.timestamp_ms.saturating_sub(start);
         say!(
             "{:>9}  {}{} {}  by {}{}",
             format!("+{}.{:03}s", at / 1000, at % 1000),
             "  ".repeat(d.min(12)),
-            str_of(&object["kind"]),
-            short(&object["id"]),
-            short(&object["signer"]),
-            detail(&object["body"]),
+            object.kind.name(),
+            object.id.short(),
+            &object.signer.to_string()[..8],
+            detail(&object.body),
         );
     }
     Ok(())
@@ -966,34 +945,34 @@ fn plain(v: &Value) -> String {
     }
 }
 
-fn print_json(v: &Value) -> Result<()> {
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
     say!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
 /// `--wait` for people: follows the node's event stream while the round runs (offers, award,
 /// rejects, progress, done, receipt), then prints the outcome.
-fn publish_live(api: &Api, mut body: Value) -> Result<()> {
-    let events = api.event_stream()?;
-    body["wait"] = json!(false);
-    let published = api.post("/v1/intents", &body)?;
-    let trace = str_of(&published["trace_id"]);
+fn publish_live(api: &Client, mut request: PublishIntent) -> Result<()> {
+    let events = api.events(None)?;
+    request.wait = false;
+    let published = api.publish(&request)?;
+    let trace = published.trace_id;
     say!(
         "published intent {} on {}",
-        short(&published["id"]),
-        plain(&published["topics"])
+        trace.short(),
+        published.topics.join(", ")
     );
     say!("trace {trace}");
     let (tx, outcome) = std::sync::mpsc::channel();
     let waiter = api.with_timeout(None);
-    let path = format!("/v1/intents/{trace}/outcome?timeout_ms=600000");
+    let id = trace.to_string();
     std::thread::spawn(move || {
-        let _ = tx.send(waiter.get(&path));
+        let _ = tx.send(waiter.outcome(&id, Duration::from_secs(600)));
     });
     let mut start = None;
     let result = loop {
-        while let Ok(line) = events.try_recv() {
-            print_progress(&line, &trace, &mut start)?;
+        while let Some((_, event)) = events.try_next() {
+            print_progress(&event, &trace, &mut start)?;
         }
         match outcome.recv_timeout(Duration::from_millis(50)) {
             Ok(result) => break result?,
@@ -1004,66 +983,63 @@ fn publish_live(api: &Api, mut body: Value) -> Result<()> {
         }
     };
     // The last objects (the receipt) may be announced just after the outcome.
-    std::thread::sleep(Duration::from_millis(100));
-    while let Ok(line) = events.try_recv() {
-        print_progress(&line, &trace, &mut start)?;
+    while let Some((_, event)) = events.next_within(Duration::from_millis(100)) {
+        print_progress(&event, &trace, &mut start)?;
     }
-    print_outcome(&result)
+    print_outcome(&result.outcome)
 }
 
 /// Prints a finished intent's outcome; a failed intent is an error (non-zero exit).
-fn print_outcome(result: &Value) -> Result<()> {
-    match result["status"].as_str() {
-        Some("completed") => {
-            match result["parts"].as_array().map_or(0, Vec::len) {
+fn print_outcome(outcome: &Outcome) -> Result<()> {
+    match outcome {
+        Outcome::Completed(c) => {
+            let provider = c
+                .provider
+                .map_or_else(|| "-".to_owned(), |p| p.to_string()[..8].to_owned());
+            match c.parts.len() {
                 0 => say!(
-                    "completed by {} for {} (awards: {})",
-                    short(&result["provider"]),
-                    result["cost"],
-                    result["awards"]
+                    "completed by {provider} for {} (awards: {})",
+                    c.cost,
+                    c.awards
                 ),
                 n => say!(
                     "completed: {n} parts for {} in all (awards: {})",
-                    result["cost"],
-                    result["awards"]
+                    c.cost,
+                    c.awards
                 ),
             }
-            print_parts(result)?;
-            say!("output  {}", plain(&result["output"]));
+            print_parts(&c.parts)?;
+            say!("output  {}", c.output.as_deref().unwrap_or("-"));
             say!(
                 "receipt {} (countersigned: {})",
-                str_of(&result["receipt_id"]),
-                result["receipt_countersigned"]
+                c.receipt_id
+                    .map_or_else(|| "-".to_owned(), |r| r.to_string()),
+                c.receipt_countersigned
             );
             Ok(())
         }
-        _ => {
-            print_parts(result)?;
-            bail!(
-                "the intent failed: {} ({})",
-                str_of(&result["reason"]),
-                str_of(&result["detail"])
-            )
+        Outcome::Failed(f) => {
+            print_parts(&f.parts)?;
+            bail!("the intent failed: {} ({})", f.reason, f.detail)
         }
     }
 }
 
 /// One line per stage or shard of a workflow or parallel outcome.
-fn print_parts(result: &Value) -> Result<()> {
-    let Some(parts) = result["parts"].as_array().filter(|p| !p.is_empty()) else {
-        return Ok(());
-    };
+fn print_parts(parts: &[Part]) -> Result<()> {
     for part in parts {
         let mut line = format!(
             "  {:<12} {:<10} {:<9} by {:<8} {:>6} ms  awards {}",
-            str_of(&part["label"]),
-            str_of(&part["capability"]),
-            str_of(&part["status"]),
-            short(&part["provider"]),
-            plain(&part["duration_ms"]),
-            plain(&part["awards"]),
+            part.label,
+            part.capability,
+            part.status,
+            part.provider
+                .map_or_else(|| "-".to_owned(), |p| p.to_string()[..8].to_owned()),
+            part.duration_ms
+                .map_or_else(|| "-".to_owned(), |d| d.to_string()),
+            part.awards,
         );
-        if let Some(failure) = part["failure"].as_str() {
+        if let Some(failure) = &part.failure {
             line.push_str(&format!("  ({failure})"));
         }
         say!("{line}");
@@ -1072,180 +1048,43 @@ fn print_parts(result: &Value) -> Result<()> {
 }
 
 /// One line per object of `trace` the node recorded, as it happens.
-fn print_progress(line: &str, trace: &str, start: &mut Option<u64>) -> Result<()> {
-    let Some(data) = line.strip_prefix("data:") else {
+fn print_progress(event: &Event, trace: &ObjectId, start: &mut Option<u64>) -> Result<()> {
+    let Event::Object(event) = event else {
         return Ok(());
     };
-    let Ok(event) = serde_json::from_str::<Value>(data.trim()) else {
-        return Ok(());
-    };
-    if event["type"] != "object" || event["trace_id"] != trace {
+    if event.trace_id != *trace {
         return Ok(());
     }
-    if event["kind"] == "intent" {
-        if event["id"] == trace {
-            *start = event["timestamp_ms"].as_u64();
+    let id = event.id.short();
+    let signer = &event.signer.to_string()[..8];
+    let what = match (event.kind, event.origin.as_str()) {
+        (Kind::Intent, _) => {
+            if event.id == *trace {
+                *start = Some(event.timestamp_ms);
+            }
+            return Ok(());
         }
-        return Ok(());
-    }
-    let what = match (event["kind"].as_str(), event["origin"].as_str()) {
-        (Some("offer"), _) => format!(
-            "offer {} from {}",
-            short(&event["id"]),
-            short(&event["signer"])
-        ),
-        (Some("event"), _) => format!(
-            "{} ({})",
-            event["event_type"].as_str().unwrap_or("event"),
-            short(&event["id"])
-        ),
-        (Some("proposal"), _) => format!("proposal {} to the committee", short(&event["id"])),
-        (Some("vote"), _) => format!("vote from {}", short(&event["signer"])),
-        (Some("quorum_cert"), _) => format!("quorum certificate {}", short(&event["id"])),
-        (Some("task_start"), _) => format!("award {}", short(&event["id"])),
-        (Some("reject"), _) => format!("reject {} sent to a loser", short(&event["id"])),
-        (Some("task_progress"), _) => format!("progress from {}", short(&event["signer"])),
-        (Some("task_done"), _) => format!("done by {}", short(&event["signer"])),
-        (Some("receipt"), Some("local")) => {
-            format!("receipt {} countersigned", short(&event["id"]))
-        }
-        (Some("receipt"), _) => format!(
-            "receipt {} from {}",
-            short(&event["id"]),
-            short(&event["signer"])
-        ),
-        (Some(kind), _) => format!("{kind} {}", short(&event["id"])),
-        _ => return Ok(()),
+        (Kind::Offer, _) => format!("offer {id} from {signer}"),
+        (Kind::Event, _) => format!("{} ({id})", event.event_type.as_deref().unwrap_or("event")),
+        (Kind::Proposal, _) => format!("proposal {id} to the committee"),
+        (Kind::Vote, _) => format!("vote from {signer}"),
+        (Kind::QuorumCert, _) => format!("quorum certificate {id}"),
+        (Kind::TaskStart, _) => format!("award {id}"),
+        (Kind::Reject, _) => format!("reject {id} sent to a loser"),
+        (Kind::TaskProgress, _) => format!("progress from {signer}"),
+        (Kind::TaskDone, _) => format!("done by {signer}"),
+        (Kind::Receipt, "local") => format!("receipt {id} countersigned"),
+        (Kind::Receipt, _) => format!("receipt {id} from {signer}"),
+        (kind, _) => format!("{} {id}", kind.name()),
     };
     // Times are the objects' own (signed) timestamps, relative to the root intent's (or, if
     // it was missed, to the first object seen).
-    let ts = event["timestamp_ms"].as_u64().unwrap_or(0);
-    let t0 = *start.get_or_insert(ts);
-    say!("  +{:>5} ms  {what}", ts.saturating_sub(t0));
+    let t0 = *start.get_or_insert(event.timestamp_ms);
+    say!("  +{:>5} ms  {what}", event.timestamp_ms.saturating_sub(t0));
     Ok(())
 }
 
-/// A client of a running node's control API.
-#[derive(Clone)]
-struct Api {
-    base: String,
-    token: String,
-    agent: ureq::Agent,
-    dir: PathBuf,
-}
-
-impl Api {
-    fn open(dir: &Path) -> Result<Api> {
-        let addr_path = dir.join(home::API_ADDR_FILE);
-        let addr = std::fs::read_to_string(&addr_path).map_err(|_| {
-            anyhow::anyhow!(
-                "no node is running in {} (no {}): start it with `pvl run --dir {}`",
-                dir.display(),
-                home::API_ADDR_FILE,
-                dir.display()
-            )
-        })?;
-        let token = home::read_token(dir)?;
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        Ok(Api {
-            base: format!("http://{}", addr.trim()),
-            token,
-            agent,
-            dir: dir.to_owned(),
-        })
-    }
-
-    /// The same client with another overall timeout (`None`: no limit).
-    fn with_timeout(&self, timeout: Option<Duration>) -> Api {
-        let mut api = self.clone();
-        api.agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(timeout)
-            .build()
-            .into();
-        api
-    }
-
-    /// Subscribes to `GET /v1/events`; the subscription exists once this returns.
-    fn event_stream(&self) -> Result<std::sync::mpsc::Receiver<String>> {
-        use std::io::BufRead;
-        let response = self
-            .with_timeout(None)
-            .agent
-            .get(format!("{}/v1/events", self.base))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .call()
-            .map_err(|e| self.unreachable(e))?;
-        if !response.status().is_success() {
-            bail!(
-                "the node refused the event stream (HTTP {})",
-                response.status().as_u16()
-            );
-        }
-        let (tx, rx) = std::sync::mpsc::sync_channel(1024);
-        std::thread::spawn(move || {
-            let reader = std::io::BufReader::new(response.into_body().into_reader());
-            for line in reader.lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(rx)
-    }
-
-    fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
-        anyhow::anyhow!(
-            "cannot reach the node of {} at {}: {e} (is `pvl run` still running?)",
-            self.dir.display(),
-            self.base
-        )
-    }
-
-    fn check(&self, mut response: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>> {
-        let status = response.status();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_vec()
-            .map_err(|e| self.unreachable(e))?;
-        if status.is_success() {
-            return Ok(body);
-        }
-        let message = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        bail!("{message} (HTTP {})", status.as_u16())
-    }
-
-    fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
-        let response = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .call()
-            .map_err(|e| self.unreachable(e))?;
-        self.check(response)
-    }
-
-    fn get(&self, path: &str) -> Result<Value> {
-        Ok(serde_json::from_slice(&self.get_bytes(path)?)?)
-    }
-
-    fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        let response = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .send_json(body)
-            .map_err(|e| self.unreachable(e))?;
-        Ok(serde_json::from_slice(&self.check(response)?)?)
-    }
+/// The client of the node running in `dir`.
+fn client(dir: &Path) -> Result<Client> {
+    Ok(Client::open(dir)?)
 }

@@ -47,8 +47,8 @@ pub struct NodeState {
     pub store: Arc<TraceStore>,
     /// The node's protocol signing key (same as its libp2p identity).
     pub key: pvl_protocol::Keypair,
-    /// Node events as JSON lines, for the server-sent-events stream.
-    pub events: broadcast::Sender<String>,
+    /// Node events, for the server-sent-events stream.
+    pub events: broadcast::Sender<pvl_api::Event>,
     /// The node actor, which owns the coordination engine.
     pub actor: crate::actor::Handle,
     /// The store writer: every object is recorded through it.

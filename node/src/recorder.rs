@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use pvl_api::events::{Event, ObjectEvent};
 use pvl_net::PeerId;
 use pvl_protocol::SignedObject;
 use pvl_trace::{InsertOutcome, TraceStore};
-use serde_json::json;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{info, info_span, warn};
 
@@ -57,7 +57,7 @@ enum Command {
 pub struct Recorder {
     tx: mpsc::Sender<Command>,
     store: Arc<TraceStore>,
-    events: broadcast::Sender<String>,
+    events: broadcast::Sender<Event>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -66,7 +66,7 @@ impl Recorder {
     /// waits up to `linger` after the first object of a batch for more to join it.
     pub fn start(
         store: Arc<TraceStore>,
-        events: broadcast::Sender<String>,
+        events: broadcast::Sender<Event>,
         linger: Duration,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -133,7 +133,7 @@ impl Recorder {
 async fn writer(
     mut rx: mpsc::Receiver<Command>,
     store: &TraceStore,
-    events: &broadcast::Sender<String>,
+    events: &broadcast::Sender<Event>,
     linger: Duration,
 ) {
     let mut pending: Vec<Entry> = Vec::new();
@@ -173,7 +173,7 @@ async fn writer(
 /// Stores objects in one store batch and announces each new one.
 pub fn write_and_announce(
     store: &TraceStore,
-    events: &broadcast::Sender<String>,
+    events: &broadcast::Sender<Event>,
     entries: Vec<Entry>,
 ) {
     if entries.is_empty() {
@@ -201,21 +201,19 @@ pub fn write_and_announce(
             continue;
         }
         let event_type = match object.body() {
-            pvl_protocol::Body::Event(e) => Some(e.event_type.as_str()),
+            pvl_protocol::Body::Event(e) => Some(e.event_type.as_str().to_owned()),
             _ => None,
         };
-        let event = json!({
-            "type": "object",
-            "event_type": event_type,
-            "origin": origin,
-            "peer": peer.map(|p| p.to_string()),
-            "id": object.id().to_string(),
-            "kind": object.kind().name(),
-            "trace_id": object.trace_id().to_string(),
-            "signer": object.signer().to_string(),
-            "timestamp_ms": object.timestamp_ms(),
-            "stored": outcome.is_some(),
-        });
-        let _ = events.send(event.to_string());
+        let _ = events.send(Event::Object(ObjectEvent {
+            id: object.id(),
+            kind: object.kind(),
+            event_type,
+            origin: origin.to_owned(),
+            peer: peer.map(|p| p.to_string()),
+            trace_id: object.trace_id(),
+            signer: object.signer(),
+            timestamp_ms: object.timestamp_ms(),
+            stored: outcome.is_some(),
+        }));
     }
 }

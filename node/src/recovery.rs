@@ -11,9 +11,9 @@
 //! [`stored_outcome`] reads an ended intent's outcome back from its trace, so
 //! `GET /v1/intents/{id}/outcome` still answers after a restart.
 
+use pvl_api::{Completed, Failed, Outcome};
 use pvl_protocol::{Body, EventType, Keypair, Kind, PatternHint, SignedObject, TraceId, attr};
 use pvl_trace::TraceStore;
-use serde_json::{Value, json};
 use tracing::warn;
 
 /// How many recent traces are looked at on start.
@@ -101,7 +101,7 @@ fn ended(objects: &[SignedObject], root: &SignedObject, key: &Keypair) -> bool {
 /// The outcome of an ended intent of this node, read from its trace: the same JSON shape as
 /// a live outcome (`status`, `reason`/`detail` or `provider`, `output`, `receipt_id`, ...).
 /// `None` when the trace is not this node's or has not ended.
-pub fn stored_outcome(objects: &[SignedObject], trace: TraceId, key: &Keypair) -> Option<Value> {
+pub fn stored_outcome(objects: &[SignedObject], trace: TraceId, key: &Keypair) -> Option<Outcome> {
     let root = own_root(objects, trace, key)?;
     if !ended(objects, root, key) {
         return None;
@@ -122,7 +122,12 @@ pub fn stored_outcome(objects: &[SignedObject], trace: TraceId, key: &Keypair) -
             .message
             .split_once(": ")
             .map_or(event.message.as_str(), |(_, d)| d);
-        return Some(json!({"status": "failed", "reason": reason, "detail": detail}));
+        return Some(Outcome::Failed(Failed {
+            reason,
+            detail: detail.to_owned(),
+            parts: Vec::new(),
+            from_store: true,
+        }));
     }
     let receipt = objects
         .iter()
@@ -138,27 +143,50 @@ pub fn stored_outcome(objects: &[SignedObject], trace: TraceId, key: &Keypair) -
             Body::Event(e) if e.kind().is_run_done() => Some(e),
             _ => None,
         })?;
-        return Some(json!({
-            "status": "completed",
-            "detail": done.message,
-            "receipt_id": null,
-            "from_store": true,
+        return Some(Outcome::Completed(Completed {
+            provider: None,
+            task: None,
+            offer: None,
+            cost: 0,
+            output: None,
+            output_hex: None,
+            receipt_id: None,
+            receipt_countersigned: false,
+            awards: 0,
+            parts: Vec::new(),
+            detail: Some(done.message.clone()),
+            from_store: true,
         }));
     };
     let output = objects.iter().find_map(|o| match o.body() {
         Body::TaskDone(d) if d.task == body.task => d.output.as_ref().and_then(|p| p.inline()),
         _ => None,
     });
+    let offer = objects.iter().find_map(|o| match o.body() {
+        Body::TaskStart(s) if o.id() == body.task => Some(s.offer),
+        _ => None,
+    });
+    let awards = objects
+        .iter()
+        .filter(|o| o.kind() == Kind::TaskStart && o.signer() == key.public())
+        .count();
     let text = output.and_then(|b| std::str::from_utf8(b).ok());
-    Some(json!({
-        "status": "completed",
-        "provider": receipt.signer().to_string(),
-        "task": body.task.to_string(),
-        "cost": body.cost,
-        "output": text,
-        "output_hex": if text.is_none() { output.map(hex::encode) } else { None },
-        "receipt_id": receipt.id().to_string(),
-        "receipt_countersigned": true,
-        "from_store": true,
+    Some(Outcome::Completed(Completed {
+        provider: Some(receipt.signer()),
+        task: Some(body.task),
+        offer,
+        cost: body.cost,
+        output: text.map(str::to_owned),
+        output_hex: if text.is_none() {
+            output.map(hex::encode)
+        } else {
+            None
+        },
+        receipt_id: Some(receipt.id()),
+        receipt_countersigned: true,
+        awards: u32::try_from(awards).unwrap_or(u32::MAX),
+        parts: Vec::new(),
+        detail: None,
+        from_store: true,
     }))
 }

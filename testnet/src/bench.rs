@@ -26,10 +26,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use pvl_api::{Client, Counters, Event, ObjectView, Outcome, PublishIntent, Published};
+use pvl_protocol::{Kind, ObjectId};
 use serde::Serialize;
-use serde_json::{Value, json};
 
-use crate::api::Api;
 use crate::procs;
 use crate::stats::{mean, percentile};
 use crate::testnet::{Testnet, UpOptions};
@@ -140,19 +140,17 @@ pub struct Work {
 
 impl Work {
     /// One node's reading: its status counters and its process CPU time.
-    fn read(status: &Value, cpu_ticks: Option<u64>) -> Work {
-        let c = &status["counters"];
-        let n = |k: &str| c[k].as_u64().unwrap_or(0) as f64;
+    fn read(c: &Counters, cpu_ticks: Option<u64>) -> Work {
         Work {
-            signatures: n("signatures"),
-            verifications: n("verifications"),
-            gossip_published: n("gossip_published"),
-            gossip_received: n("gossip_received"),
-            gossip_duplicates: n("gossip_duplicates"),
-            direct_sent: n("direct_sent"),
-            direct_received: n("direct_received"),
-            store_writes: n("store_writes"),
-            store_batches: n("store_batches"),
+            signatures: c.signatures as f64,
+            verifications: c.verifications as f64,
+            gossip_published: c.gossip_published as f64,
+            gossip_received: c.gossip_received as f64,
+            gossip_duplicates: c.gossip_duplicates as f64,
+            direct_sent: c.direct_sent as f64,
+            direct_received: c.direct_received as f64,
+            store_writes: c.store_writes as f64,
+            store_batches: c.store_batches as f64,
             cpu_ms: cpu_ticks.unwrap_or(0) as f64 * 1000.0 / procs::TICKS_PER_SECOND as f64,
         }
     }
@@ -233,11 +231,12 @@ fn read_work(testnet: &Testnet) -> Vec<Work> {
         .nodes
         .iter()
         .map(|node| {
-            let status = Api::open(&node.dir)
-                .and_then(|api| api.get("/v1/status"))
-                .unwrap_or(Value::Null);
+            let counters = Client::open(&node.dir)
+                .and_then(|api| api.status())
+                .map(|s| s.counters)
+                .unwrap_or_default();
             let ticks = testnet.pid(node.index).and_then(procs::cpu_ticks);
-            Work::read(&status, ticks)
+            Work::read(&counters, ticks)
         })
         .collect()
 }
@@ -396,46 +395,36 @@ pub fn run(options: &BenchOptions, pvl_bin: PathBuf) -> Result<Report> {
 
 fn gossip(testnet: &Testnet, intents: usize) -> Result<Gossip> {
     let n = testnet.state.nodes.len();
-    let publisher = Api::open(&testnet.state.nodes[0].dir)?;
+    let publisher = Client::open(&testnet.state.nodes[0].dir)?;
     let mut collectors = Vec::new();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for node in &testnet.state.nodes[1..] {
-        let events = Api::open(&node.dir)?.events()?;
+        let events = Client::open(&node.dir)?.events(None)?;
         let stop = stop.clone();
         collectors.push(std::thread::spawn(move || {
-            let mut arrivals: HashMap<String, Instant> = HashMap::new();
+            let mut arrivals: HashMap<ObjectId, Instant> = HashMap::new();
             while !stop.load(Ordering::Relaxed) {
-                match events.recv_timeout(Duration::from_millis(100)) {
-                    Ok((at, event)) => {
-                        if event["type"] == "object"
-                            && event["kind"] == "intent"
-                            && let Some(trace) = event["trace_id"].as_str()
-                        {
-                            arrivals.entry(trace.to_owned()).or_insert(at);
-                        }
-                    }
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                if let Some((at, Event::Object(object))) =
+                    events.next_within(Duration::from_millis(100))
+                    && object.kind == Kind::Intent
+                {
+                    arrivals.entry(object.trace_id).or_insert(at);
                 }
             }
             arrivals
         }));
     }
-    let mut published: HashMap<String, Instant> = HashMap::new();
+    let mut published: HashMap<ObjectId, Instant> = HashMap::new();
     for i in 0..intents {
         let at = Instant::now();
-        let answer = publisher.post(
-            "/v1/intents",
-            &json!({
-                "capability": "bench-nobody-serves-this",
-                "input": format!("gossip probe {i}"),
-                "expires_in_ms": 5_000,
-                "deadline_ms": 10_000,
-            }),
-        )?;
-        if let Some(trace) = answer["trace_id"].as_str() {
-            published.insert(trace.to_owned(), at);
-        }
+        let answer = publisher.publish(&PublishIntent {
+            capability: "bench-nobody-serves-this".into(),
+            input: Some(format!("gossip probe {i}")),
+            expires_in_ms: Some(5_000),
+            deadline_ms: Some(10_000),
+            ..PublishIntent::default()
+        })?;
+        published.insert(answer.trace_id, at);
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_secs(3));
@@ -464,30 +453,27 @@ fn gossip(testnet: &Testnet, intents: usize) -> Result<Gossip> {
 }
 
 fn round_latency(testnet: &Testnet, rounds: usize) -> Result<RoundLatency> {
-    let api = Api::open(&testnet.state.nodes[0].dir)?;
+    let api = waiting_client(testnet)?;
     let min_offers = testnet.state.nodes.len() - 1;
     let (mut award, mut receipt) = (Vec::new(), Vec::new());
     let mut completed = 0;
     for i in 0..rounds {
-        let outcome = api.post(
-            "/v1/intents",
-            &json!({
-                "capability": "echo",
-                "input": format!("round {i}"),
-                "budget": 1000,
-                "deadline_ms": 60_000,
-                "min_offers": min_offers,
-                "window_ms": 10_000,
-                "wait": true,
-            }),
-        )?;
-        if outcome["status"] != "completed" {
+        let answer = api.publish(&PublishIntent {
+            capability: "echo".into(),
+            input: Some(format!("round {i}")),
+            budget: Some(1000),
+            deadline_ms: Some(60_000),
+            min_offers: Some(min_offers),
+            window_ms: Some(10_000),
+            wait: true,
+            ..PublishIntent::default()
+        })?;
+        if !completed_run(&answer) {
             continue;
         }
         completed += 1;
-        let trace = outcome["trace_id"].as_str().unwrap_or_default();
-        let objects = api.get(&format!("/v1/traces/{trace}"))?;
-        let (a, r) = award_and_receipt_ms(&objects["objects"]);
+        let trace = api.trace(&answer.trace_id.to_string())?;
+        let (a, r) = award_and_receipt_ms(&trace.objects);
         award.extend(a);
         receipt.extend(r);
     }
@@ -505,7 +491,7 @@ fn round_latency(testnet: &Testnet, rounds: usize) -> Result<RoundLatency> {
 /// Sequential consensus rounds from node-0, the committee being up to 7 other nodes (their
 /// default policy approves).
 fn consensus(testnet: &Testnet, rounds: usize) -> Result<ConsensusLatency> {
-    let api = Api::open(&testnet.state.nodes[0].dir)?;
+    let api = waiting_client(testnet)?;
     let members: Vec<String> = testnet.state.nodes[1..]
         .iter()
         .take(7)
@@ -514,31 +500,23 @@ fn consensus(testnet: &Testnet, rounds: usize) -> Result<ConsensusLatency> {
     let min_offers = testnet.state.nodes.len() - 1;
     let mut latencies = Vec::new();
     for i in 0..rounds {
-        let outcome = api.post(
-            "/v1/intents",
-            &json!({
-                "capability": "echo",
-                "input": format!("approve {i}"),
-                "committee": members,
-                "min_offers": min_offers,
-                "window_ms": 10_000,
-                "wait": true,
-            }),
-        )?;
-        if outcome["status"] != "completed" {
+        let answer = api.publish(&PublishIntent {
+            capability: "echo".into(),
+            input: Some(format!("approve {i}")),
+            committee: Some(members.clone()),
+            min_offers: Some(min_offers),
+            window_ms: Some(10_000),
+            wait: true,
+            ..PublishIntent::default()
+        })?;
+        if !completed_run(&answer) {
             continue;
         }
-        let trace = outcome["trace_id"].as_str().unwrap_or_default();
-        let objects = api.get(&format!("/v1/traces/{trace}"))?;
-        let first = |kind: &str| -> Option<u64> {
-            objects["objects"]
-                .as_array()?
-                .iter()
-                .filter(|o| o["kind"] == kind)
-                .filter_map(|o| o["timestamp_ms"].as_u64())
-                .min()
-        };
-        if let (Some(p), Some(q)) = (first("proposal"), first("quorum_cert")) {
+        let trace = api.trace(&answer.trace_id.to_string())?;
+        if let (Some(p), Some(q)) = (
+            first_of(&trace.objects, Kind::Proposal),
+            first_of(&trace.objects, Kind::QuorumCert),
+        ) {
             latencies.push(q.saturating_sub(p) as f64);
         }
     }
@@ -558,48 +536,43 @@ const BENCH_WORKFLOW: &str = "[[stage]]\nname = \"fetch\"\ncapability = \"echo\"
 
 /// Sequential 3-stage workflows from node-0; per stage, wall time minus execution time.
 fn workflow_overhead(testnet: &Testnet, runs: usize) -> Result<WorkflowOverhead> {
-    let api = Api::open(&testnet.state.nodes[0].dir)?;
+    let api = waiting_client(testnet)?;
     let min_offers = testnet.state.nodes.len() - 1;
     let mut overheads = Vec::new();
     for i in 0..runs {
-        let outcome = api.post(
-            "/v1/intents",
-            &json!({
-                "workflow": BENCH_WORKFLOW,
-                "pattern": "workflow",
-                "input": format!("run {i}"),
-                "min_offers": min_offers,
-                "window_ms": 10_000,
-                "wait": true,
-            }),
-        )?;
-        if outcome["status"] != "completed" {
+        let answer = api.publish(&PublishIntent {
+            workflow: Some(BENCH_WORKFLOW.into()),
+            pattern: Some("workflow".into()),
+            input: Some(format!("run {i}")),
+            min_offers: Some(min_offers),
+            window_ms: Some(10_000),
+            wait: true,
+            ..PublishIntent::default()
+        })?;
+        let Some(Outcome::Completed(outcome)) = &answer.outcome else {
             continue;
-        }
-        let trace = outcome["trace_id"].as_str().unwrap_or_default();
-        let objects = api.get(&format!("/v1/traces/{trace}"))?;
-        let execution: HashMap<String, u64> = objects["objects"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|o| o["kind"] == "receipt")
+        };
+        let trace = api.trace(&answer.trace_id.to_string())?;
+        // Receipt bodies are the protocol's JSON view (SPEC §4): task, started/finished times.
+        let execution: HashMap<String, u64> = trace
+            .objects
+            .iter()
+            .filter(|o| o.kind == Kind::Receipt)
             .filter_map(|o| {
-                let b = &o["body"];
+                let b = &o.body;
                 let ran = b["finished_at_ms"]
                     .as_u64()?
                     .saturating_sub(b["started_at_ms"].as_u64()?);
                 Some((b["task"].as_str()?.to_owned(), ran))
             })
             .collect();
-        for part in outcome["parts"].as_array().into_iter().flatten() {
-            let (Some(start), Some(end), Some(task)) = (
-                part["started_ms"].as_u64(),
-                part["finished_ms"].as_u64(),
-                part["task"].as_str(),
-            ) else {
+        for part in &outcome.parts {
+            let (Some(start), Some(end), Some(task)) =
+                (part.started_ms, part.finished_ms, part.task)
+            else {
                 continue;
             };
-            let ran = execution.get(task).copied().unwrap_or(0);
+            let ran = execution.get(&task.to_string()).copied().unwrap_or(0);
             overheads.push(end.saturating_sub(start).saturating_sub(ran) as f64);
         }
     }
@@ -612,24 +585,38 @@ fn workflow_overhead(testnet: &Testnet, runs: usize) -> Result<WorkflowOverhead>
 }
 
 /// (intent->first award, intent->first receipt) in ms, from the objects' signed timestamps.
-fn award_and_receipt_ms(objects: &Value) -> (Option<f64>, Option<f64>) {
-    let first = |kind: &str| -> Option<u64> {
-        objects
-            .as_array()?
-            .iter()
-            .filter(|o| o["kind"] == kind)
-            .filter_map(|o| o["timestamp_ms"].as_u64())
-            .min()
-    };
-    let Some(intent) = first("intent") else {
+fn award_and_receipt_ms(objects: &[ObjectView]) -> (Option<f64>, Option<f64>) {
+    let Some(intent) = first_of(objects, Kind::Intent) else {
         return (None, None);
     };
     let since = |t: Option<u64>| t.map(|t| t.saturating_sub(intent) as f64);
-    (since(first("task_start")), since(first("receipt")))
+    (
+        since(first_of(objects, Kind::TaskStart)),
+        since(first_of(objects, Kind::Receipt)),
+    )
+}
+
+/// The earliest signed timestamp among the objects of `kind`.
+fn first_of(objects: &[ObjectView], kind: Kind) -> Option<u64> {
+    objects
+        .iter()
+        .filter(|o| o.kind == kind)
+        .map(|o| o.timestamp_ms)
+        .min()
+}
+
+/// Whether a waited-for run completed.
+fn completed_run(answer: &Published) -> bool {
+    matches!(answer.outcome, Some(Outcome::Completed(_)))
+}
+
+/// A client of node-0 whose calls may wait as long as the runs they wait for.
+fn waiting_client(testnet: &Testnet) -> Result<Client> {
+    Ok(Client::open(&testnet.state.nodes[0].dir)?.with_timeout(Some(Duration::from_secs(180))))
 }
 
 fn throughput(testnet: &Testnet, rounds: usize, concurrency: usize) -> Result<Throughput> {
-    let api = Api::open(&testnet.state.nodes[0].dir)?;
+    let api = waiting_client(testnet)?;
     let min_offers = (testnet.state.nodes.len() - 1).min(3);
     let next = Arc::new(AtomicUsize::new(0));
     let before = read_work(testnet);
@@ -640,22 +627,21 @@ fn throughput(testnet: &Testnet, rounds: usize, concurrency: usize) -> Result<Th
             std::thread::spawn(move || {
                 let mut results: Vec<std::result::Result<(), String>> = Vec::new();
                 while next.fetch_add(1, Ordering::Relaxed) < rounds {
-                    let outcome = api.post(
-                        "/v1/intents",
-                        &json!({
-                            "capability": "echo",
-                            "input": "load",
-                            "budget": 1000,
-                            "deadline_ms": 60_000,
-                            "min_offers": min_offers,
-                            "window_ms": 2_000,
-                            "wait": true,
-                        }),
-                    );
-                    results.push(match outcome {
-                        Ok(o) if o["status"] == "completed" => Ok(()),
-                        Ok(o) => Err(o["reason"].as_str().unwrap_or("unknown").to_owned()),
-                        Err(e) => Err(format!("api: {}", first_line(&format!("{e:#}")))),
+                    let answer = api.publish(&PublishIntent {
+                        capability: "echo".into(),
+                        input: Some("load".into()),
+                        budget: Some(1000),
+                        deadline_ms: Some(60_000),
+                        min_offers: Some(min_offers),
+                        window_ms: Some(2_000),
+                        wait: true,
+                        ..PublishIntent::default()
+                    });
+                    results.push(match answer.map(|a| a.outcome) {
+                        Ok(Some(Outcome::Completed(_))) => Ok(()),
+                        Ok(Some(Outcome::Failed(f))) => Err(f.reason),
+                        Ok(None) => Err("no outcome".to_owned()),
+                        Err(e) => Err(format!("api: {}", first_line(&e.to_string()))),
                     });
                 }
                 results
@@ -842,22 +828,38 @@ mod tests {
 
     #[test]
     fn award_and_receipt_come_from_the_first_objects_of_their_kind() {
-        let objects = json!([
-            {"kind": "intent", "timestamp_ms": 1000},
-            {"kind": "offer", "timestamp_ms": 1005},
-            {"kind": "task_start", "timestamp_ms": 1020},
-            {"kind": "task_start", "timestamp_ms": 1500},
-            {"kind": "receipt", "timestamp_ms": 1031},
-        ]);
+        let object = |kind: Kind, timestamp_ms: u64| ObjectView {
+            id: ObjectId::of_content(&timestamp_ms.to_be_bytes()),
+            kind,
+            version: 1,
+            trace_id: ObjectId::of_content(b"trace"),
+            parents: Vec::new(),
+            signer: pvl_protocol::Keypair::from_seed([7; 32]).public(),
+            timestamp_ms,
+            body: serde_json::Value::Null,
+            signature: String::new(),
+            countersignature: None,
+        };
+        let objects = [
+            object(Kind::Intent, 1000),
+            object(Kind::Offer, 1005),
+            object(Kind::TaskStart, 1020),
+            object(Kind::TaskStart, 1500),
+            object(Kind::Receipt, 1031),
+        ];
         assert_eq!(award_and_receipt_ms(&objects), (Some(20.0), Some(31.0)));
-        assert_eq!(award_and_receipt_ms(&json!([])), (None, None));
+        assert_eq!(award_and_receipt_ms(&[]), (None, None));
     }
 
     #[test]
     fn round_cost_divides_the_differences_and_splits_requester_from_providers() {
         let reading = |sig: u64, direct: u64, ticks: u64| {
             Work::read(
-                &json!({"counters": {"signatures": sig, "direct_sent": direct}}),
+                &Counters {
+                    signatures: sig,
+                    direct_sent: direct,
+                    ..Counters::default()
+                },
                 Some(ticks),
             )
         };

@@ -13,7 +13,6 @@
 //! Commands that own their testnet (`demo`, `bench`, `chaos`) stop it on every exit path:
 //! return, error, panic (a drop guard) and Ctrl-C/SIGTERM (a signal thread) ([`procs`]).
 
-mod api;
 mod bench;
 mod chaos;
 mod demo;

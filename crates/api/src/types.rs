@@ -179,8 +179,9 @@ pub struct Published {
     pub topics: Vec<String>,
     /// How long the publication waited for a peer, ms.
     pub waited_ms: u64,
-    /// With `wait`: how the run ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// With `wait`: how the run ended (its fields sit beside the ones above, `status` first
+    /// among them).
+    #[serde(flatten)]
     pub outcome: Option<Outcome>,
 }
 
@@ -215,15 +216,16 @@ impl Outcome {
 /// A completed run: who did the work, at what cost, with what result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Completed {
-    /// The provider of the (last) task.
-    #[schema(value_type = String)]
-    pub provider: PublicKey,
+    /// The provider of the (last) task (absent for a workflow or parallel run read back
+    /// from the store: see `parts` of the live answer, or the trace).
+    #[schema(value_type = Option<String>)]
+    pub provider: Option<PublicKey>,
     /// The task (its `task_start` id).
-    #[schema(value_type = String)]
-    pub task: ObjectId,
+    #[schema(value_type = Option<String>)]
+    pub task: Option<ObjectId>,
     /// The offer awarded.
-    #[schema(value_type = String)]
-    pub offer: ObjectId,
+    #[schema(value_type = Option<String>)]
+    pub offer: Option<ObjectId>,
     /// The cost agreed.
     pub cost: u64,
     /// The output, when it is UTF-8 text.
@@ -240,6 +242,13 @@ pub struct Completed {
     /// Stages or shards of a workflow or parallel run (empty otherwise).
     #[serde(default)]
     pub parts: Vec<Part>,
+    /// What the run's ending event says, when it was read back from the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Whether this answer was read back from the trace store (a run of an earlier process)
+    /// rather than reported by the engine that ran it.
+    #[serde(default)]
+    pub from_store: bool,
 }
 
 /// A failed run and why.
@@ -252,6 +261,9 @@ pub struct Failed {
     /// Stages or shards of a workflow or parallel run (empty otherwise).
     #[serde(default)]
     pub parts: Vec<Part>,
+    /// Whether this answer was read back from the trace store.
+    #[serde(default)]
+    pub from_store: bool,
 }
 
 /// One stage (workflow) or shard (parallel) of a composite outcome.
@@ -296,7 +308,8 @@ pub struct RunOutcome {
     /// The trace.
     #[schema(value_type = String)]
     pub trace_id: ObjectId,
-    /// How it ended.
+    /// How it ended (its fields sit beside `trace_id`).
+    #[serde(flatten)]
     pub outcome: Outcome,
 }
 
@@ -439,7 +452,7 @@ impl Pattern {
 pub struct TraceSummary {
     /// The trace id.
     #[schema(value_type = String)]
-    pub trace: ObjectId,
+    pub trace_id: ObjectId,
     /// The capability of the root intent (if the root is stored).
     pub capability: Option<String>,
     /// The pattern the root intent asked for.
@@ -513,3 +526,76 @@ pub struct TraceView {
 #[serde(transparent)]
 #[schema(value_type = Object)]
 pub struct TraceAnalysis(pub serde_json::Value);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> ObjectId {
+        ObjectId::of_content(&[n])
+    }
+
+    #[test]
+    fn a_publication_round_trips_with_and_without_its_outcome() {
+        let mut published = Published {
+            trace_id: id(1),
+            published: true,
+            topics: vec!["pvl/1/all".into()],
+            waited_ms: 3,
+            outcome: None,
+        };
+        let json = serde_json::to_value(&published).unwrap();
+        assert!(json.get("status").is_none(), "{json}");
+        assert_eq!(
+            serde_json::from_value::<Published>(json).unwrap(),
+            published
+        );
+
+        published.outcome = Some(Outcome::Failed(Failed {
+            reason: "no-offers".into(),
+            detail: "nobody offered".into(),
+            parts: Vec::new(),
+            from_store: false,
+        }));
+        let json = serde_json::to_value(&published).unwrap();
+        assert_eq!(json["status"], "failed");
+        assert_eq!(json["reason"], "no-offers");
+        assert_eq!(
+            serde_json::from_value::<Published>(json).unwrap(),
+            published
+        );
+    }
+
+    #[test]
+    fn an_outcome_sits_beside_its_trace_id() {
+        let outcome = RunOutcome {
+            trace_id: id(2),
+            outcome: Outcome::Completed(Completed {
+                provider: None,
+                task: Some(id(3)),
+                offer: None,
+                cost: 7,
+                output: Some("hi".into()),
+                output_hex: None,
+                receipt_id: Some(id(4)),
+                receipt_countersigned: true,
+                awards: 1,
+                parts: Vec::new(),
+                detail: None,
+                from_store: true,
+            }),
+        };
+        let json = serde_json::to_value(&outcome).unwrap();
+        assert_eq!(json["status"], "completed");
+        assert_eq!(json["trace_id"], id(2).to_string());
+        assert_eq!(json["output"], "hi");
+        assert_eq!(serde_json::from_value::<RunOutcome>(json).unwrap(), outcome);
+    }
+
+    #[test]
+    fn unknown_fields_of_a_request_are_refused() {
+        let err =
+            serde_json::from_str::<PublishIntent>(r#"{"capability":"x","colour":1}"#).unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+}

@@ -606,6 +606,33 @@ impl TraceStore {
         Ok(self.location(id)?.map(|l| l.trace))
     }
 
+    /// The stored traces whose id starts with the hex digits `prefix` (any length, any case),
+    /// at most `limit` of them, in id order. For commands and routes that accept an id prefix:
+    /// exactly one match resolves it, more than one makes it ambiguous. Digits that are not
+    /// hex match nothing.
+    pub fn traces_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<TraceId>> {
+        let prefix = prefix.to_ascii_lowercase();
+        if prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Vec::new());
+        }
+        let whole = &prefix[..prefix.len() / 2 * 2];
+        let bytes = hex::decode(whole).unwrap_or_default();
+        let mut found: Vec<TraceId> = Vec::new();
+        for entry in self.tree.scan_prefix(key2(P_TRACE, &bytes, &[])) {
+            let (key, _) = entry?;
+            let Some(raw) = key.get(1..33) else { continue };
+            let trace = id_from(raw, &key)?;
+            if found.last() == Some(&trace) || !trace.to_string().starts_with(&prefix) {
+                continue;
+            }
+            found.push(trace);
+            if found.len() >= limit {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
     /// The sled key of the chunk holding object `id` (for tools and tests that inspect the
     /// raw store; see the key layout in the crate docs).
     pub fn chunk_key_of(&self, id: &ObjectId) -> Result<Option<Vec<u8>>> {

@@ -1,0 +1,191 @@
+//! The control API in process, the way mini-redis tests its server: `daemon::run` on a tokio
+//! runtime of the test's own (a real node: store, swarm, engine, axum on port 0), driven by
+//! `pvl_api::Client` and, for the malformed requests a typed client cannot send, raw HTTP.
+//! Every answer must be what the contract in `pvl-api` says, errors included.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{init, wait_until};
+use pvl_api::{Client, ErrorBody, ErrorCode, PublishIntent};
+
+/// A node running inside this test process; stopped (gracefully) on drop.
+struct InProcess {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    dir: PathBuf,
+}
+
+impl InProcess {
+    fn start(dir: &Path) -> InProcess {
+        let _ = std::fs::remove_file(dir.join(pvl_api::ADDR_FILE));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run_dir = dir.to_owned();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            runtime
+                .block_on(pvl_node::daemon::run(run_dir, shutdown))
+                .unwrap();
+        });
+        wait_until("the API address file", || {
+            dir.join(pvl_api::ADDR_FILE).exists()
+        });
+        InProcess {
+            stop: Some(stop),
+            thread: Some(thread),
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::open(&self.dir).unwrap()
+    }
+
+    /// `method path` with a raw body and content type: (status, error body if any).
+    fn raw(&self, path: &str, content_type: &str, body: &str) -> (u16, Option<ErrorBody>) {
+        let addr = std::fs::read_to_string(self.dir.join(pvl_api::ADDR_FILE)).unwrap();
+        let token = std::fs::read_to_string(self.dir.join(pvl_api::TOKEN_FILE)).unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut response = agent
+            .post(format!("http://{}{path}", addr.trim()))
+            .header("Authorization", format!("Bearer {}", token.trim()))
+            .header("Content-Type", content_type)
+            .send(body)
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).ok())
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn code(result: Result<impl std::fmt::Debug, pvl_api::ClientError>) -> ErrorCode {
+    match result {
+        Err(e) => e.code().unwrap_or_else(|| panic!("not an API error: {e}")),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+#[test]
+fn the_control_api_answers_as_its_contract_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    init(&dir, &["--builtin", "echo:5:10"]);
+    let node = InProcess::start(&dir);
+    let api = node.client();
+
+    // Typed answers.
+    let id = api.id().unwrap();
+    let status = api.status().unwrap();
+    assert_eq!(status.peer_id, id.peer_id);
+    assert_eq!(status.engine.runs_started, 0);
+    assert!(api.peers().unwrap().is_empty());
+    let generated: serde_json::Value =
+        serde_json::from_str(&pvl_api::openapi::document_json()).unwrap();
+    assert!(
+        api.openapi().unwrap() == generated,
+        "the node serves the document generated from the contract"
+    );
+
+    // The wrong token.
+    let addr = std::fs::read_to_string(dir.join(pvl_api::ADDR_FILE)).unwrap();
+    let stranger = Client::new(&addr, "not-the-token");
+    assert_eq!(code(stranger.status()), ErrorCode::Unauthorized);
+
+    // An intent on a node with no peer is signed and recorded, but cannot go out: 503, with
+    // its trace named in the error.
+    let request = PublishIntent {
+        capability: "echo".into(),
+        input: Some("hello".into()),
+        expires_in_ms: Some(2_000),
+        ..PublishIntent::default()
+    };
+    let failed = api.publish(&request).unwrap_err();
+    assert_eq!(failed.code(), Some(ErrorCode::Unavailable), "{failed}");
+    let pvl_api::ClientError::Api { body, status } = failed else {
+        unreachable!()
+    };
+    assert_eq!(status, 503);
+    let trace = body
+        .trace_id
+        .expect("the unpublished intent's trace")
+        .to_string();
+
+    // The trace by its full id and by an 8-digit prefix; a short, a bad and an unknown one.
+    wait_until("the intent in the store", || api.trace(&trace).is_ok());
+    let shown = api.trace(&trace[..8]).unwrap();
+    assert_eq!(shown.summary.trace_id.to_string(), trace);
+    assert_eq!(shown.objects[0].kind, pvl_protocol::Kind::Intent);
+    assert_eq!(code(api.trace(&trace[..7])), ErrorCode::BadRequest);
+    assert_eq!(code(api.trace("not-hex-at-all")), ErrorCode::BadRequest);
+    let unknown = if trace.starts_with("00000000") {
+        "ffffffff"
+    } else {
+        "00000000"
+    };
+    assert_eq!(code(api.trace(unknown)), ErrorCode::NotFound);
+    assert_eq!(code(api.analysis(unknown)), ErrorCode::NotFound);
+    let analysis = api.analysis(&trace[..10]).unwrap();
+    assert_eq!(analysis.0["trace"], trace.as_str());
+    let listed = api.traces(10).unwrap();
+    assert!(listed.iter().any(|t| t.trace_id.to_string() == trace));
+    let bundle = api
+        .export(&trace[..8], pvl_api::ExportFormat::Bundle)
+        .unwrap();
+    assert!(!bundle.is_empty());
+
+    // The event stream, filtered to one trace: a prefix resolves, a bad one is refused.
+    assert!(api.events(Some(&trace[..8])).is_ok());
+    assert_eq!(code(api.events(Some("xyz"))), ErrorCode::BadRequest);
+
+    // Bodies the typed client cannot send: every refusal is an ErrorBody with its code.
+    let (status, body) = node.raw("/v1/intents", "text/plain", "capability=echo");
+    assert_eq!(status, 415);
+    assert_eq!(body.unwrap().code, ErrorCode::UnsupportedMediaType);
+    let (status, body) = node.raw("/v1/intents", "application/json", "{not json");
+    assert_eq!(status, 400);
+    assert_eq!(body.unwrap().code, ErrorCode::BadRequest);
+    let (status, body) = node.raw(
+        "/v1/intents",
+        "application/json",
+        r#"{"capability": "echo", "colour": "blue"}"#,
+    );
+    assert_eq!(status, 422);
+    let body = body.unwrap();
+    assert_eq!(body.code, ErrorCode::InvalidRequest);
+    assert!(body.error.contains("colour"), "{}", body.error);
+    let (status, body) = node.raw(
+        "/v1/intents",
+        "application/json",
+        r#"{"capability": "echo", "input": "a", "input_hex": "62"}"#,
+    );
+    assert_eq!(status, 422);
+    assert!(body.unwrap().error.contains("not both"));
+    let (status, body) = node.raw("/v1/no-such-thing", "application/json", "{}");
+    assert_eq!(status, 404);
+    assert_eq!(body.unwrap().code, ErrorCode::NotFound);
+}
