@@ -585,3 +585,44 @@ fn orphans_survive_reopen_and_are_resolved_by_a_later_batch() {
         vec![objects[5].id()]
     );
 }
+
+#[test]
+fn traces_are_found_by_a_prefix_of_their_id() {
+    let (_d, store) = open();
+    let mut traces = Vec::new();
+    for nonce in 0..40 {
+        let objects = testkit::synthetic(nonce, 3).unwrap();
+        traces.push(objects[0].trace_id());
+        store.insert_batch(&objects).unwrap();
+    }
+    traces.sort();
+    // The whole id and a long prefix find exactly their trace, whatever the case.
+    let one = traces[7].to_string();
+    assert_eq!(store.traces_with_prefix(&one, 10).unwrap(), vec![traces[7]]);
+    assert_eq!(
+        store
+            .traces_with_prefix(&one[..12].to_uppercase(), 10)
+            .unwrap(),
+        vec![traces[7]]
+    );
+    // An odd number of digits works; a short prefix is ambiguous, and bounded by the limit.
+    let digit = &one[..1];
+    let sharing: Vec<_> = traces
+        .iter()
+        .filter(|t| t.to_string().starts_with(digit))
+        .copied()
+        .collect();
+    assert_eq!(store.traces_with_prefix(digit, 100).unwrap(), sharing);
+    assert_eq!(
+        store.traces_with_prefix("", 5).unwrap(),
+        traces[..5].to_vec()
+    );
+    // Not hex, or longer than an id: nothing.
+    assert!(store.traces_with_prefix("xyz", 10).unwrap().is_empty());
+    assert!(
+        store
+            .traces_with_prefix(&"a".repeat(65), 10)
+            .unwrap()
+            .is_empty()
+    );
+}
