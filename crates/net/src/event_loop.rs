@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::codec::{Ack, DIRECT_PROTOCOL, DirectCodec};
-use crate::config::{NetConfig, TOPIC_ALL, capability_topic};
+use crate::config::{NetConfig, TOPIC_ALL, capability_topic, gossip_message_id};
 use crate::counters;
 use crate::now_ms;
 
@@ -484,10 +484,7 @@ fn build_behaviour(config: &NetConfig) -> Result<Behaviour, NetError> {
         .validate_messages()
         .max_transmit_size(pvl_protocol::MAX_OBJECT_SIZE + 8 * 1024)
         .message_id_fn(|message: &gossipsub::Message| {
-            let mut hashed = message.topic.as_str().as_bytes().to_vec();
-            hashed.push(0);
-            hashed.extend_from_slice(&message.data);
-            gossipsub::MessageId::from(hex::encode(pvl_protocol::sha256(&hashed)))
+            gossipsub::MessageId::from(gossip_message_id(message.topic.as_str(), &message.data))
         })
         .build()
         .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;

@@ -52,8 +52,8 @@ mod counters;
 mod event_loop;
 mod keys;
 
-pub use codec::{Ack, DIRECT_PROTOCOL};
-pub use config::{NetConfig, SwarmKey, TOPIC_ALL, capability_topic};
+pub use codec::{Ack, DIRECT_PROTOCOL, MAX_ACK_REASON_LEN, MalformedAck};
+pub use config::{NetConfig, SwarmKey, TOPIC_ALL, capability_topic, gossip_message_id};
 pub use counters::NetCounters;
 pub use event_loop::{
     Client, EventLoop, NetError, NetEvent, NetStatus, PeerInfo, PublishError, PublishReport, Via,
