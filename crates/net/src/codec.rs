@@ -3,7 +3,8 @@
 //! A request is one signed object's exact wire bytes, read to the end of the stream (at most
 //! `MAX_OBJECT_SIZE`). It is not decoded here: the event loop decodes and verifies it, and the
 //! bytes are never re-encoded. A response is an [`Ack`]: one status byte followed by a UTF-8
-//! reason of at most 1 KiB.
+//! reason of at most [`MAX_ACK_REASON_LEN`] bytes (SPEC.md §14; golden vectors in
+//! `protocol/tests/vectors/net/acks.json`).
 
 use std::io;
 
@@ -14,7 +15,17 @@ use pvl_protocol::MAX_OBJECT_SIZE;
 /// The protocol name of direct messages.
 pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/pvl/direct/1");
 
-const MAX_ACK_LEN: usize = 1 + 1024;
+/// The longest reason a refusal carries, in bytes of UTF-8. A longer reason is cut at the last
+/// character boundary at or before this length.
+pub const MAX_ACK_REASON_LEN: usize = 1024;
+
+/// The longest acknowledgement: the status byte and the longest reason.
+const MAX_ACK_LEN: usize = 1 + MAX_ACK_REASON_LEN;
+
+/// An acknowledgement that is not one of the three forms of [`Ack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed acknowledgement")]
+pub struct MalformedAck;
 
 /// The receiver's answer to a direct message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +39,10 @@ pub enum Ack {
 }
 
 impl Ack {
-    fn encode(&self) -> Vec<u8> {
+    /// The acknowledgement's bytes: `0x00` accepted, `0x01` duplicate, or `0x02` followed by the
+    /// reason's UTF-8 bytes, cut to at most [`MAX_ACK_REASON_LEN`] bytes on a character
+    /// boundary.
+    pub fn encode(&self) -> Vec<u8> {
         match self {
             Ack::Accepted => vec![0],
             Ack::Duplicate => vec![1],
@@ -44,15 +58,15 @@ impl Ack {
         }
     }
 
-    fn decode(bytes: &[u8]) -> io::Result<Ack> {
+    /// Reads an acknowledgement: exactly `0x00` or `0x01`, or `0x02` and a reason (invalid
+    /// UTF-8 in the reason is replaced by U+FFFD, not refused). Anything else, the empty
+    /// string included, is malformed.
+    pub fn decode(bytes: &[u8]) -> Result<Ack, MalformedAck> {
         match bytes.split_first() {
             Some((0, [])) => Ok(Ack::Accepted),
             Some((1, [])) => Ok(Ack::Duplicate),
             Some((2, reason)) => Ok(Ack::Refused(String::from_utf8_lossy(reason).into_owned())),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "malformed acknowledgement",
-            )),
+            _ => Err(MalformedAck),
         }
     }
 }
@@ -94,6 +108,7 @@ impl libp2p::request_response::Codec for DirectCodec {
         T: AsyncRead + Unpin + Send,
     {
         Ack::decode(&read_limited(io, MAX_ACK_LEN).await?)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     async fn write_request<T>(

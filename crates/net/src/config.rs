@@ -17,6 +17,18 @@ pub fn capability_topic(capability: &str) -> String {
     format!("pvl/1/cap/{capability}")
 }
 
+/// The gossipsub message id of `data` published on `topic` (SPEC.md §13): SHA-256 of the topic's
+/// UTF-8 bytes, one `0x00` byte and the data, as 64 lowercase hex digits. The id travels in
+/// IHAVE / IWANT / IDONTWANT as those 64 ASCII bytes. The same object on two topics is two
+/// messages. Golden vectors: `protocol/tests/vectors/net/message-ids.json`.
+pub fn gossip_message_id(topic: &str, data: &[u8]) -> String {
+    let mut hashed = Vec::with_capacity(topic.len() + 1 + data.len());
+    hashed.extend_from_slice(topic.as_bytes());
+    hashed.push(0);
+    hashed.extend_from_slice(data);
+    hex::encode(pvl_protocol::sha256(&hashed))
+}
+
 /// A private network's pre-shared key, in the usual libp2p swarm-key file format:
 ///
 /// ```text

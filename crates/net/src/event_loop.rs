@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::codec::{Ack, DIRECT_PROTOCOL, DirectCodec};
-use crate::config::{NetConfig, TOPIC_ALL, capability_topic};
+use crate::config::{NetConfig, TOPIC_ALL, capability_topic, gossip_message_id};
 use crate::counters;
 use crate::now_ms;
 
@@ -471,6 +471,22 @@ fn topic_score_params() -> gossipsub::TopicScoreParams {
     }
 }
 
+/// The largest gossipsub RPC frame accepted (protobuf bytes, without the length prefix). One
+/// object of `MAX_OBJECT_SIZE` with its topic and protobuf framing needs about 100 bytes more;
+/// the rest is headroom for a quirk of libp2p-gossipsub 0.50, which compares this limit with
+/// everything buffered on the stream (up to 8 KiB of the next frame included), not with the
+/// frame alone: with only 8 KiB of headroom a full-size object followed at once by another RPC
+/// was refused.
+const GOSSIP_MAX_RPC: usize = pvl_protocol::MAX_OBJECT_SIZE + 64 * 1024;
+/// Published messages accepted in one RPC (the libp2p default, stated so that SPEC.md §13.5
+/// and the code agree).
+const GOSSIP_MAX_PUBLISH_PER_RPC: usize = 500;
+/// Message ids this node puts in one IHAVE, and asks one peer for with IWANT per heartbeat:
+/// 240 ids of 66 bytes and a topic of at most 74 bytes fit in 16 KiB of control data.
+const GOSSIP_MAX_IDS_SENT: usize = 240;
+/// IHAVE messages read from one peer per heartbeat; later ones are ignored (libp2p default).
+const GOSSIP_MAX_IHAVE_PER_HEARTBEAT: usize = 10;
+
 fn build_behaviour(config: &NetConfig) -> Result<Behaviour, NetError> {
     let keypair = &config.keypair;
     let peer_id = keypair.public().to_peer_id();
@@ -482,12 +498,31 @@ fn build_behaviour(config: &NetConfig) -> Result<Behaviour, NetError> {
         // the hash of their topic and content.
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .validate_messages()
-        .max_transmit_size(pvl_protocol::MAX_OBJECT_SIZE + 8 * 1024)
+        // RPC limits (SPEC.md §13.5). libp2p-gossipsub checks them on the raw frame before
+        // decoding, and a frame over any of them is not refused message by message: the
+        // connection handler half-closes and drops the inbound stream, logging only at debug
+        // level. Over yamux the sender sees a FIN on a stream it never reads and no reset, so
+        // it keeps writing into a stream nobody reads and is cut off from this node's gossip
+        // for as long as the connection lasts. So these limits are set where no honest peer
+        // reaches them, and floods are bounded by the per-heartbeat caps below, which ignore
+        // the excess and keep the stream.
+        .max_transmit_size(GOSSIP_MAX_RPC)
+        // The default of 16 KiB for all control messages of one RPC cut off honest peers: a
+        // go or js gossipsub peer lists up to 5000 ids per topic in one IHAVE, and a pvl id is
+        // 64 bytes (66 on the wire), so 250 recent messages on a topic were enough. Control
+        // data is bounded by the frame limit only.
+        .max_control_message_size(GOSSIP_MAX_RPC)
+        .max_publish_messages(GOSSIP_MAX_PUBLISH_PER_RPC)
+        // What this node sends stays within the 16 KiB default of stock libp2p-gossipsub and of
+        // earlier pvl nodes, which this node's own IHAVE (5000 ids by default) used to exceed,
+        // cutting itself off from them: at most this many ids per IHAVE (a random sample when
+        // there are more) and per heartbeat in IWANT requests to one peer. Gossip is only the
+        // repair path (mesh and flood publishing deliver first), so the cap costs little.
+        // Both directions are tested in `tests/gossip_limits.rs`.
+        .max_control_messages_sent(GOSSIP_MAX_IDS_SENT)
+        .max_ihave_messages_heartbeat(GOSSIP_MAX_IHAVE_PER_HEARTBEAT)
         .message_id_fn(|message: &gossipsub::Message| {
-            let mut hashed = message.topic.as_str().as_bytes().to_vec();
-            hashed.push(0);
-            hashed.extend_from_slice(&message.data);
-            gossipsub::MessageId::from(hex::encode(pvl_protocol::sha256(&hashed)))
+            gossipsub::MessageId::from(gossip_message_id(message.topic.as_str(), &message.data))
         })
         .build()
         .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;

@@ -11,8 +11,11 @@ also checks their shape, and recomputes every audience draw of an intent with an
 The vectors of Part II (`vocab/`) are checked the same way against SPEC.md sections 8 to 12:
 every event type with its signer and attribute set (the table of section 8.1, copied below),
 the ballot terms grammar (section 9), the receipt / done / offer rule (section 10), the trace
-bundle (section 11) and the header reader (section 12). Exit status 0 when every vector
-checks out.
+bundle (section 11) and the header reader (section 12).
+
+The vectors of Part III (`net/`) are checked against SPEC.md sections 13 to 15: the
+direct-message acknowledgement bytes (14.3), the gossip message id (13.2) and the peer id of a
+signing key (15.2). Exit status 0 when every vector checks out.
 
 Usage: python3 check_vectors.py [VECTOR_DIR]
 """
@@ -397,6 +400,128 @@ def check_headers(vector):
     return len(vector["headers"]) + len(vector["invalid"])
 
 
+# ---- Part III: the network (SPEC.md sections 13 to 15) ---------------------------------------
+
+MAX_ACK_REASON = 1024  # SPEC.md 14.3
+B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def encode_ack(status, reason=None):
+    """Section 14.3: one status byte; a refusal adds its reason's UTF-8 bytes, cut to at most
+    1024 bytes at the last character boundary."""
+    if status in (0, 1):
+        return bytes([status])
+    data = reason.encode("utf-8")[:MAX_ACK_REASON]
+    # Drop a partial character at the end (continuation bytes are 0b10xxxxxx).
+    while data:
+        try:
+            data.decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            data = data[:-1]
+    return bytes([2]) + data
+
+
+def decode_ack(data):
+    """Section 14.3: (status, reason) or ValueError for anything else."""
+    if data in (b"\x00", b"\x01"):
+        return data[0], None
+    if len(data) >= 1 and data[0] == 2 and len(data) <= 1 + MAX_ACK_REASON:
+        return 2, data[1:].decode("utf-8", errors="replace")
+    raise ValueError("malformed acknowledgement")
+
+
+def check_acks(vector):
+    assert vector["max_reason_bytes"] == MAX_ACK_REASON
+    n = 0
+    for case in vector["cases"]:
+        status = case["status"]
+        reason = case.get("reason")
+        if reason is not None:
+            assert bytes.fromhex(case["reason_hex"]) == reason.encode("utf-8"), case["name"]
+        wire = encode_ack(status, reason)
+        assert wire.hex() == case["ack_hex"], case["name"]
+        got_status, got_reason = decode_ack(wire)
+        assert got_status == status, case["name"]
+        if status == 2:
+            assert got_reason == case["sent_reason"], case["name"]
+            assert len(wire) - 1 <= MAX_ACK_REASON and reason.startswith(got_reason)
+        n += 1
+    for bad in vector["malformed_hex"]:
+        try:
+            decode_ack(bytes.fromhex(bad))
+        except ValueError:
+            n += 1
+            continue
+        raise AssertionError(f"{bad} decoded as an acknowledgement")
+    for case in vector["lossy"]:
+        assert decode_ack(bytes.fromhex(case["ack_hex"])) == (2, case["reason"])
+        n += 1
+    return n
+
+
+def message_id(topic, data):
+    """Section 13.2: SHA-256(topic UTF-8 || 0x00 || data) as 64 lowercase hex digits."""
+    return hashlib.sha256(topic.encode("utf-8") + b"\x00" + data).hexdigest()
+
+
+def check_message_ids(vector):
+    ids = set()
+    for case in vector["cases"]:
+        data = bytes.fromhex(case["data_hex"])
+        hashed = case["topic"].encode("utf-8") + b"\x00" + data
+        assert hashed.hex() == case["hashed_hex"]
+        mid = message_id(case["topic"], data)
+        assert mid == case["message_id"], case["topic"]
+        assert mid.encode("ascii").hex() == case["message_id_wire_hex"]
+        if case["kind"] is not None:
+            # Only intents and capability ads are gossiped, on the catch-all topic and on
+            # their capability's topic (section 13.1).
+            _, fields = verified_object(case["data_hex"])
+            kind, body = fields[1], fields[6]
+            assert kind in (1, 8), "a gossiped kind"
+            assert case["topic"] in ("pvl/1/all", "pvl/1/cap/" + body[0])
+        ids.add(mid)
+    assert len(ids) == len(vector["cases"]), "the same object on two topics has two ids"
+    return len(vector["cases"])
+
+
+def base58(data):
+    number = int.from_bytes(data, "big")
+    out = ""
+    while number:
+        number, digit = divmod(number, 58)
+        out = B58[digit] + out
+    zeros = len(data) - len(data.lstrip(b"\x00"))
+    return "1" * zeros + out
+
+
+def peer_id_of(public_key):
+    """Section 15.2: the protobuf PublicKey {Type: Ed25519 (1), Data: key}, in an identity
+    multihash (code 0x00, length), in base58btc."""
+    protobuf = bytes([0x08, 0x01, 0x12, 0x20]) + public_key
+    multihash = bytes([0x00, len(protobuf)]) + protobuf
+    return protobuf, multihash, base58(multihash)
+
+
+def check_peer_ids(vector):
+    for case in vector["cases"]:
+        public = public_of(case["seed"])
+        assert public.hex() == case["public_key"], case["name"]
+        protobuf, multihash, text = peer_id_of(public)
+        assert protobuf.hex() == case["public_key_protobuf_hex"], case["name"]
+        assert multihash.hex() == case["peer_id_bytes_hex"], case["name"]
+        assert text == case["peer_id"], case["name"]
+        assert text.startswith("12D3KooW"), case["name"]
+    return len(vector["cases"])
+
+
+NET = {
+    "acks": check_acks,
+    "message-ids": check_message_ids,
+    "peer-ids": check_peer_ids,
+}
+
 VOCAB = {
     "events": check_events,
     "ballot-terms": check_terms,
@@ -416,6 +541,10 @@ def main():
     for name, checker in VOCAB.items():
         vector = json.loads((vocab / f"{name}.json").read_text())
         print(f"vocab/{name}: {checker(vector)} cases checked from SPEC.md part II")
+    net = folder / "net"
+    for name, checker in NET.items():
+        vector = json.loads((net / f"{name}.json").read_text())
+        print(f"net/{name}: {checker(vector)} cases checked from SPEC.md part III")
 
 
 if __name__ == "__main__":
