@@ -48,6 +48,10 @@ pub enum Action {
     /// [`crate::VoteMode::External`]): the driver asks whoever decides and feeds the answer
     /// back as [`Input::VoteDecided`].
     DecideVote(SignedObject),
+    /// Ask whoever bids for this capability (an agent program, see
+    /// [`crate::Provider::serve_by_agent`]) whether and on what terms to offer on this intent;
+    /// the driver feeds the answer back as [`Input::OfferDecided`].
+    DecideOffer(SignedObject),
 }
 
 /// A timer a state machine asked for; routed back to it by its trace id, then (inside a
@@ -329,5 +333,13 @@ pub enum Input {
         proposal: SignedObject,
         /// The decision.
         decision: crate::VoteDecision,
+    },
+    /// The answer to an [`Action::DecideOffer`]: the terms to offer on, or why not. The
+    /// offer's `intent` field is the intent asked about.
+    OfferDecided {
+        /// The intent.
+        intent: ObjectId,
+        /// Bid (on these terms) or decline (with a reason).
+        decision: crate::BidDecision,
     },
 }

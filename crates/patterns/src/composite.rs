@@ -204,6 +204,12 @@ impl Composite {
                     proposal.id().short()
                 )));
             }
+            Input::OfferDecided { intent, .. } => {
+                return Err(PatternError::Invalid(format!(
+                    "a composite does not bid (terms for intent {})",
+                    intent.short()
+                )));
+            }
         };
         let busy = if index < self.spread {
             self.busy_providers(index)

@@ -336,6 +336,15 @@ impl Engine {
                 }),
                 None => Vec::new(),
             },
+            Input::OfferDecided { intent, decision } => match self.provider.as_mut() {
+                Some(p) => p
+                    .handle(Input::OfferDecided { intent, decision }, now_ms)
+                    .unwrap_or_else(|e| {
+                        debug!("bid answer ignored: {e}");
+                        Vec::new()
+                    }),
+                None => Vec::new(),
+            },
             Input::VoteDecided { proposal, decision } => {
                 match self.voter.on_decided(proposal, decision, now_ms) {
                     Ok(actions) => actions,

@@ -6,7 +6,7 @@
 //! ([`crate::verify_certificate`]); otherwise it is refused like any award the provider never
 //! agreed to: an `award-refused` event with the reason goes back to the requester.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use pvl_protocol::{
     Body, Committee, Event, Intent, Keypair, Kind, ObjectId, Offer, Payload, PriceModel, PublicKey,
@@ -122,6 +122,10 @@ pub struct Provider {
     answered: HashMap<ObjectId, u64>,
     /// Running tasks by task id.
     tasks: HashMap<ObjectId, Task>,
+    /// Capabilities whose bids an agent program decides ([`Provider::serve_by_agent`]).
+    agent_bids: BTreeSet<String>,
+    /// Intents handed to an agent program for a bid, waiting for its answer.
+    deciding: HashMap<ObjectId, SignedObject>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -148,7 +152,21 @@ impl Provider {
             offers: HashMap::new(),
             answered: HashMap::new(),
             tasks: HashMap::new(),
+            agent_bids: BTreeSet::new(),
+            deciding: HashMap::new(),
         }
+    }
+
+    /// Serves `capability`, its bids decided by an agent program: every intent that passes
+    /// the checks that need no terms (audience, expiry, free slots, outstanding offers) goes
+    /// out as [`Action::DecideOffer`], and the program's terms come back as
+    /// [`Input::OfferDecided`]; they must still meet the intent's budget, deadline, minimum
+    /// reliability and resource limits. `policy` gives only the offers' lifetime cap.
+    pub fn serve_by_agent(mut self, capability: impl Into<String>, policy: OfferPolicy) -> Self {
+        let capability = capability.into();
+        self.agent_bids.insert(capability.clone());
+        self.policies.insert(capability, policy);
+        self
     }
 
     /// Serves `capability` with `policy` (replacing an earlier policy for it).
@@ -193,6 +211,9 @@ impl Provider {
                 message,
             } => self.report_progress(task, fraction_bps, &message, now_ms),
             Input::Executed { task, result } => self.on_executed(task, result, now_ms),
+            Input::OfferDecided { intent, decision } => {
+                self.on_offer_decided(intent, decision, now_ms)
+            }
             Input::Timer(token) => Err(PatternError::Invalid(format!(
                 "a provider sets no timers, got {}",
                 token.kind
@@ -267,9 +288,46 @@ impl Provider {
                 self.offers.len().max(self.answered.len())
             ));
         }
+        if self.agent_bids.contains(&intent.capability) {
+            // The terms are the agent program's: checked when they come back.
+            return BidDecision::Bid(Offer {
+                intent: id,
+                cost: 0,
+                eta_ms: 0,
+                reliability_bps: 0,
+                resources: Resources::default(),
+                expires_at_ms: intent.expires_at_ms,
+            });
+        }
         let size = intent.input.size();
         let cost = policy.price_for(size);
         let eta_ms = policy.eta_for(size);
+        self.check_terms(
+            id,
+            intent,
+            cost,
+            eta_ms,
+            policy.reliability_bps,
+            &policy.resources,
+            policy.offer_ttl_ms,
+            now_ms,
+        )
+    }
+
+    /// Whether terms meet the intent's constraints: the offer on them, or why not.
+    #[allow(clippy::too_many_arguments)]
+    fn check_terms(
+        &self,
+        id: ObjectId,
+        intent: &Intent,
+        cost: u64,
+        eta_ms: u64,
+        reliability_bps: u16,
+        resources: &Resources,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> BidDecision {
+        let decline = BidDecision::Decline;
         let c = &intent.constraints;
         if let Some(max) = c.max_cost
             && cost > max
@@ -282,17 +340,16 @@ impl Provider {
             return decline(format!("eta {eta_ms} ms cannot meet the deadline"));
         }
         if let Some(min) = c.min_reliability_bps
-            && policy.reliability_bps < min
+            && reliability_bps < min
         {
             return decline(format!(
-                "reliability {} bps is below the minimum {min} bps",
-                policy.reliability_bps
+                "reliability {reliability_bps} bps is below the minimum {min} bps"
             ));
         }
-        if !policy.resources.fits_within(&c.resources) {
+        if !resources.fits_within(&c.resources) {
             return decline("the resources it needs exceed the intent's limits".into());
         }
-        let ttl = policy.offer_ttl_ms.clamp(1, pvl_protocol::MAX_LIFETIME_MS);
+        let ttl = ttl_ms.clamp(1, pvl_protocol::MAX_LIFETIME_MS);
         let mut expires_at_ms = now_ms.saturating_add(ttl);
         if let Some(deadline) = c.deadline_ms {
             expires_at_ms = expires_at_ms.min(deadline.max(now_ms));
@@ -301,8 +358,8 @@ impl Provider {
             intent: id,
             cost,
             eta_ms,
-            reliability_bps: policy.reliability_bps,
-            resources: policy.resources.clone(),
+            reliability_bps,
+            resources: resources.clone(),
             expires_at_ms,
         })
     }
@@ -317,6 +374,77 @@ impl Provider {
                 debug!(intent = %intent.id().short(), %reason, "not bidding");
                 return Ok(Vec::new());
             }
+        };
+        if self.agent_bids.contains(&body.capability) {
+            debug!(intent = %intent.id().short(), "asking the agent program for terms");
+            self.answered.insert(intent.id(), body.expires_at_ms);
+            self.deciding.insert(intent.id(), intent.clone());
+            return Ok(vec![Action::Record(intent.clone()), Action::DecideOffer(intent)]);
+        }
+        self.make_offer(&intent, offer, now_ms)
+    }
+
+    /// The agent program's answer to an [`Action::DecideOffer`]: its terms, checked against the
+    /// intent's constraints, become a signed offer; a decline (or terms that do not fit) ends
+    /// the matter with nothing sent.
+    fn on_offer_decided(
+        &mut self,
+        intent_id: ObjectId,
+        decision: BidDecision,
+        now_ms: u64,
+    ) -> Result<Vec<Action>> {
+        let Some(intent) = self.deciding.remove(&intent_id) else {
+            return Err(PatternError::Invalid(format!(
+                "no bid was asked for intent {}",
+                intent_id.short()
+            )));
+        };
+        let Body::Intent(body) = intent.body() else {
+            return Err(PatternError::Invalid("not an intent".into()));
+        };
+        let terms = match decision {
+            BidDecision::Bid(terms) => terms,
+            BidDecision::Decline(reason) => {
+                info!(intent = %intent_id.short(), %reason, "the agent program declined");
+                return Ok(Vec::new());
+            }
+        };
+        if body.expires_at_ms < now_ms {
+            info!(intent = %intent_id.short(), "the agent program answered after the intent closed");
+            return Ok(Vec::new());
+        }
+        let ttl = terms.expires_at_ms.saturating_sub(now_ms).max(1);
+        let policy_ttl = self
+            .policies
+            .get(&body.capability)
+            .map_or(ttl, |p| p.offer_ttl_ms);
+        match self.check_terms(
+            intent_id,
+            body,
+            terms.cost,
+            terms.eta_ms,
+            terms.reliability_bps,
+            &terms.resources,
+            ttl.min(policy_ttl),
+            now_ms,
+        ) {
+            BidDecision::Bid(offer) => self.make_offer(&intent, offer, now_ms),
+            BidDecision::Decline(reason) => {
+                info!(intent = %intent_id.short(), %reason, "the agent program's terms do not fit the intent");
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Signs `offer` on `intent` and sends it to the requester (recording both).
+    fn make_offer(
+        &mut self,
+        intent: &SignedObject,
+        offer: Offer,
+        now_ms: u64,
+    ) -> Result<Vec<Action>> {
+        let Body::Intent(body) = intent.body() else {
+            return Err(PatternError::Invalid("not an intent".into()));
         };
         let capability = body.capability.clone();
         let signed = sign(
@@ -340,14 +468,17 @@ impl Provider {
                 committee: body.committee.clone(),
             },
         );
-        Ok(vec![
-            Action::Record(intent.clone()),
-            Action::Record(signed.clone()),
-            Action::Send {
-                to: intent.signer(),
-                object: signed,
-            },
-        ])
+        let mut actions = Vec::new();
+        // The intent was recorded when it was handed to the agent program.
+        if !self.agent_bids.contains(&body.capability) {
+            actions.push(Action::Record(intent.clone()));
+        }
+        actions.push(Action::Record(signed.clone()));
+        actions.push(Action::Send {
+            to: intent.signer(),
+            object: signed,
+        });
+        Ok(actions)
     }
 
     fn on_award(&mut self, start: SignedObject, now_ms: u64) -> Result<Vec<Action>> {
@@ -629,6 +760,8 @@ impl Provider {
     fn forget_expired(&mut self, now_ms: u64) {
         self.offers.retain(|_, o| o.expires_at_ms >= now_ms);
         self.answered.retain(|_, expires| *expires >= now_ms);
+        let answered = &self.answered;
+        self.deciding.retain(|id, _| answered.contains_key(id));
     }
 }
 

@@ -458,6 +458,10 @@ impl Requester {
                 "a requester does not vote (decision on proposal {})",
                 proposal.id().short()
             ))),
+            Input::OfferDecided { intent, .. } => Err(PatternError::Invalid(format!(
+                "a requester does not bid (terms for intent {})",
+                intent.short()
+            ))),
         }
     }
 

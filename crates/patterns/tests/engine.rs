@@ -421,3 +421,86 @@ fn a_composite_run_open_at_a_restart_ends_with_requester_restarted() {
     assert_eq!(ended[0].attr("reason"), Some(pvl_patterns::RESTARTED));
     assert_eq!(ended[0].about, vec![trace]);
 }
+
+#[test]
+fn an_agent_program_decides_the_bids_of_its_capability() {
+    let mut req = Engine::new(EngineConfig::new(key(0)));
+    let mut s = spec(100, 1);
+    s.constraints.max_cost = Some(50);
+    let (_, actions) = req.request(planned(s), T0).unwrap();
+    let intent = published(&actions).unwrap();
+    let provider = Provider::new(key(1), 2).serve_by_agent("echo", OfferPolicy::fixed(0, 0, 0));
+    let mut engine = Engine::new(EngineConfig::new(key(1)).with_provider(provider));
+
+    // The intent goes to the program, recorded once; nothing is sent yet.
+    let asked = engine.handle(Input::Received(intent.clone()), T0 + 1);
+    assert!(asked.iter().any(|a| matches!(a, Action::DecideOffer(i) if i.id() == intent.id())));
+    assert!(sent(&asked, None).is_none());
+
+    // Terms over the intent's budget are not offered; the intent is answered once only.
+    let terms = |cost: u64| pvl_patterns::BidDecision::Bid(pvl_protocol::Offer {
+        intent: intent.id(),
+        cost,
+        eta_ms: 20,
+        reliability_bps: 9_900,
+        resources: Default::default(),
+        expires_at_ms: T0 + 10_000,
+    });
+    let over = engine.handle(
+        Input::OfferDecided {
+            intent: intent.id(),
+            decision: terms(80),
+        },
+        T0 + 2,
+    );
+    assert!(sent(&over, None).is_none(), "an offer over budget went out");
+    let again = engine.handle(Input::Received(intent.clone()), T0 + 3);
+    assert!(!again.iter().any(|a| matches!(a, Action::DecideOffer(_))));
+
+    // A second intent: the program's terms are signed and sent to the requester.
+    let mut s = spec(100, 1);
+    s.nonce = 8;
+    s.constraints.max_cost = Some(50);
+    let (_, actions) = req.request(planned(s), T0 + 4).unwrap();
+    let intent = published(&actions).unwrap();
+    engine.handle(Input::Received(intent.clone()), T0 + 5);
+    let offered = engine.handle(
+        Input::OfferDecided {
+            intent: intent.id(),
+            decision: pvl_patterns::BidDecision::Bid(pvl_protocol::Offer {
+                intent: intent.id(),
+                cost: 42,
+                eta_ms: 20,
+                reliability_bps: 9_900,
+                resources: Default::default(),
+                expires_at_ms: T0 + 10_000,
+            }),
+        },
+        T0 + 6,
+    );
+    let offer = sent(&offered, Some(Kind::Offer)).expect("the program's offer");
+    assert!(matches!(offer.body(), Body::Offer(o) if o.cost == 42 && o.reliability_bps == 9_900));
+    assert_eq!(offer.signer(), key(1).public());
+    // A decline, or an answer nobody asked for, sends nothing.
+    let mut s = spec(100, 1);
+    s.nonce = 9;
+    let (_, actions) = req.request(planned(s), T0 + 7).unwrap();
+    let intent = published(&actions).unwrap();
+    engine.handle(Input::Received(intent.clone()), T0 + 8);
+    let declined = engine.handle(
+        Input::OfferDecided {
+            intent: intent.id(),
+            decision: pvl_patterns::BidDecision::Decline("busy".into()),
+        },
+        T0 + 9,
+    );
+    assert!(sent(&declined, None).is_none());
+    let stray = engine.handle(
+        Input::OfferDecided {
+            intent: intent.id(),
+            decision: terms(1),
+        },
+        T0 + 10,
+    );
+    assert!(stray.is_empty());
+}
