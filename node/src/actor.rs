@@ -33,7 +33,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::executor::ExecutorConfig;
+use crate::executor::{ExecutorConfig, ExecutorKind};
 use crate::recorder::{Entry, Recorder};
 
 /// Most jobs (sends, publications, executions, vote handlers) running at once.
@@ -74,6 +74,11 @@ enum Command {
     },
     Stats {
         reply: oneshot::Sender<(EngineStats, usize)>,
+    },
+    Progress {
+        task: ObjectId,
+        fraction_bps: Option<u16>,
+        message: String,
     },
 }
 
@@ -123,6 +128,24 @@ impl Handle {
         self.ask(|reply| Command::Stats { reply }).await
     }
 
+    /// An agent program's progress on `task`: the engine signs it and sends it to the
+    /// requester.
+    pub async fn progress(
+        &self,
+        task: ObjectId,
+        fraction_bps: Option<u16>,
+        message: String,
+    ) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Progress {
+                task,
+                fraction_bps,
+                message,
+            })
+            .await
+            .map_err(|_| Stopped)
+    }
+
     /// The traces of runs for `capability` finished since the last call (for its history).
     pub async fn take_finished(&self, capability: &str) -> Result<Vec<TraceId>, Stopped> {
         let capability = capability.to_string();
@@ -147,6 +170,8 @@ pub struct Parts {
     pub vote_exec: Vec<String>,
     /// How long the vote handler may take.
     pub vote_timeout: Duration,
+    /// Work for agent programs (`kind = "agent"` executors).
+    pub agents: Arc<crate::agents::AgentHub>,
 }
 
 /// A job's result: an input for the engine, or nothing.
@@ -282,6 +307,19 @@ impl Actor {
             Command::Stats { reply } => {
                 let _ = reply.send((self.engine.stats(), self.jobs.len()));
             }
+            Command::Progress {
+                task,
+                fraction_bps,
+                message,
+            } => {
+                let input = Input::Progress {
+                    task,
+                    fraction_bps,
+                    message,
+                };
+                let actions = self.engine.handle(input, pvl_net::now_ms());
+                self.perform(actions, &HashMap::new()).await;
+            }
         }
     }
 
@@ -404,11 +442,16 @@ impl Actor {
                     task,
                     capability,
                     input,
-                    ..
+                    deadline_ms,
                 } => {
                     let executor = self.parts.executors.get(&capability).cloned();
+                    let agents = self.parts.agents.clone();
                     self.job(async move {
                         let result = match executor {
+                            Some(executor) if executor.kind == ExecutorKind::Agent => {
+                                crate::executor::by_agent(&agents, &executor, task, &input, deadline_ms)
+                                    .await
+                            }
                             Some(executor) => crate::executor::run(&executor, &input).await,
                             None => Err(format!("no executor for `{capability}`")),
                         };
@@ -423,6 +466,25 @@ impl Actor {
                     self.job(async move {
                         let decision = crate::executor::vote(&command, &proposal, timeout).await;
                         Some(Input::VoteDecided { proposal, decision })
+                    })
+                    .await;
+                }
+                Action::DecideOffer(intent) => {
+                    let agents = self.parts.agents.clone();
+                    let executor = match intent.body() {
+                        pvl_protocol::Body::Intent(i) => {
+                            self.parts.executors.get(&i.capability).cloned()
+                        }
+                        _ => None,
+                    };
+                    self.job(async move {
+                        let decision =
+                            crate::executor::bid_by_agent(&agents, executor.as_ref(), &intent)
+                                .await;
+                        Some(Input::OfferDecided {
+                            intent: intent.id(),
+                            decision,
+                        })
                     })
                     .await;
                 }

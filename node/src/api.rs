@@ -15,6 +15,8 @@
 //! | GET | `/v1/traces/{id}/export?format=json\|dot\|mermaid\|bundle` | export |
 //! | GET | `/v1/events?trace=ID` | server-sent events: objects recorded, peers, refusals |
 //! | GET | `/v1/openapi.json` | the OpenAPI 3.1 document of this API |
+//! | GET | `/v1/agents/work?capability=C&timeout_ms=N` | agent programs: the next bid or task (long poll) |
+//! | POST | `/v1/agents/work/{id}/bid`, `/progress`, `/result` | agent programs: their answers |
 //!
 //! Errors are always a JSON `pvl_api::ErrorBody` with a machine-readable `code`: 400, 401,
 //! 404, 409 (ambiguous id prefix), 415 (body not `application/json`), 422 (not a valid
@@ -143,6 +145,10 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/traces/{id}/export", get(export_trace))
         .route("/v1/events", get(events))
         .route("/v1/openapi.json", get(openapi))
+        .route("/v1/agents/work", get(next_work))
+        .route("/v1/agents/work/{id}/bid", post(answer_bid))
+        .route("/v1/agents/work/{id}/progress", post(report_progress))
+        .route("/v1/agents/work/{id}/result", post(answer_task))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
@@ -721,4 +727,84 @@ async fn resolve_or_new_trace(state: &NodeState, text: &str) -> ApiResult<TraceI
         return Ok(id);
     }
     resolve_trace(state, text).await
+}
+
+/// Longest long poll of `GET /v1/agents/work`.
+const MAX_WORK_WAIT_MS: u64 = 120_000;
+
+async fn next_work(
+    State(state): State<Shared>,
+    Query(query): Query<pvl_api::agents::WorkQuery>,
+) -> ApiResult<Response> {
+    if !state.agent_capabilities.contains(&query.capability) {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "this node has no `kind = \"agent\"` executor for `{}`",
+                query.capability
+            ),
+        ));
+    }
+    let wait = query.timeout_ms.unwrap_or(30_000).min(MAX_WORK_WAIT_MS);
+    match state
+        .agents
+        .next(&query.capability, std::time::Duration::from_millis(wait))
+        .await
+    {
+        Some(item) => Ok(Json(item).into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+fn hub_error(e: crate::agents::HubError) -> ApiError {
+    match e {
+        crate::agents::HubError::Unknown(_) => ApiError::new(ErrorCode::NotFound, e.to_string()),
+        crate::agents::HubError::Mismatch(..) => ApiError::invalid(e.to_string()),
+        crate::agents::HubError::Full(_) => ApiError::new(ErrorCode::Unavailable, e.to_string()),
+    }
+}
+
+async fn answer_bid(
+    State(state): State<Shared>,
+    Path(id): Path<u64>,
+    JsonBody(answer): JsonBody<pvl_api::BidAnswer>,
+) -> ApiResult<StatusCode> {
+    if let pvl_api::BidAnswer::Offer {
+        reliability_bps, ..
+    } = &answer
+        && *reliability_bps > 10_000
+    {
+        return Err(ApiError::invalid("reliability_bps is at most 10000"));
+    }
+    state
+        .agents
+        .answer(id, crate::agents::Answer::Bid(answer))
+        .map_err(hub_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn report_progress(
+    State(state): State<Shared>,
+    Path(id): Path<u64>,
+    JsonBody(report): JsonBody<pvl_api::ProgressReport>,
+) -> ApiResult<StatusCode> {
+    let task = state.agents.task_of(id).map_err(hub_error)?;
+    state
+        .actor
+        .progress(task, report.fraction_bps, report.message)
+        .await
+        .map_err(stopped)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn answer_task(
+    State(state): State<Shared>,
+    Path(id): Path<u64>,
+    JsonBody(answer): JsonBody<pvl_api::TaskAnswer>,
+) -> ApiResult<StatusCode> {
+    state
+        .agents
+        .answer(id, crate::agents::Answer::Task(answer))
+        .map_err(hub_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }

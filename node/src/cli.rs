@@ -103,6 +103,10 @@ pub struct InitArgs {
     /// wordcount, sleep; repeatable).
     #[arg(long, value_name = "NAME:PRICE:ETA_MS")]
     pub builtin: Vec<String>,
+    /// Serve a capability through agent programs connected to the control API (they bid with
+    /// their own terms and run the tasks; repeatable).
+    #[arg(long, value_name = "CAPABILITY")]
+    pub agent: Vec<String>,
     /// Control API address (loopback).
     #[arg(long, value_name = "HOST:PORT")]
     pub api_listen: Option<String>,
@@ -410,6 +414,19 @@ fn init(dir: &Path, args: InitArgs) -> Result<()> {
     for spec in &args.builtin {
         config.executors.push(parse_builtin(spec)?);
     }
+    for capability in &args.agent {
+        config.executors.push(crate::executor::ExecutorConfig {
+            capability: capability.clone(),
+            kind: crate::executor::ExecutorKind::Agent,
+            command: Vec::new(),
+            url: None,
+            price: 0,
+            eta_ms: 0,
+            reliability_bps: 0,
+            timeout_ms: 30_000,
+            bid_timeout_ms: 1_000,
+        });
+    }
     if let Some(api) = args.api_listen {
         config.api.listen = api;
     }
@@ -473,6 +490,7 @@ fn parse_builtin(spec: &str) -> Result<crate::executor::ExecutorConfig> {
         reliability_bps: u16::try_from(number(reliability, "reliability")?)
             .map_err(|_| anyhow::anyhow!("--builtin `{spec}`: reliability above 10000"))?,
         timeout_ms: 30_000,
+        bid_timeout_ms: 1_000,
     };
     config
         .check()

@@ -277,7 +277,9 @@ impl Config {
              \n\
              # Executors: one [[executor]] table per capability this node serves. kind is builtin\n\
              # (echo, sha256, wordcount, sleep), exec (command = [...]: input on stdin, output from\n\
-             # stdout, exit status decides) or http (url = \"...\": the input is POSTed). Example:\n\
+             # stdout, exit status decides), http (url = \"...\": the input is POSTed) or agent (agent\n\
+             # programs connected to the control API bid with their own terms and run the tasks;\n\
+             # they answer a bid within bid_timeout_ms, default 1000). Example:\n\
              # [[executor]]\n\
              # capability = \"sha256\"\n\
              # kind = \"builtin\"\n\

@@ -55,6 +55,10 @@ pub struct NodeState {
     pub recorder: Arc<Recorder>,
     /// What the trace store says about each capability (for the adaptive choice).
     pub history: crate::history::HistoryCache,
+    /// Work for agent programs and their answers.
+    pub agents: Arc<crate::agents::AgentHub>,
+    /// The capabilities served by agent programs (`kind = "agent"` executors).
+    pub agent_capabilities: std::collections::HashSet<String>,
 }
 
 /// Builds the network configuration from the node directory.
@@ -169,6 +173,13 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
         );
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agents = Arc::new(crate::agents::AgentHub::default());
+    let agent_capabilities = config
+        .executors
+        .iter()
+        .filter(|e| e.kind == crate::executor::ExecutorKind::Agent)
+        .map(|e| e.capability.clone())
+        .collect();
     let (actor, actor_task) = crate::actor::spawn(
         engine,
         crate::actor::Parts {
@@ -183,6 +194,7 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
                 .collect(),
             vote_exec: config.consensus.exec.clone(),
             vote_timeout: Duration::from_millis(config.consensus.exec_timeout_ms),
+            agents: agents.clone(),
         },
         restored,
         stop_rx.clone(),
@@ -197,6 +209,8 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
         key,
         events,
         recorder: recorder.clone(),
+        agents,
+        agent_capabilities,
     });
 
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
@@ -243,10 +257,12 @@ fn engine(key: &pvl_protocol::Keypair, config: &Config) -> Result<Engine> {
         let provider = config.executors.iter().fold(
             Provider::new(key.clone(), config.tasks.max_concurrent),
             |p, e| {
-                p.serve(
-                    e.capability.clone(),
-                    OfferPolicy::fixed(e.price, e.eta_ms, e.reliability_bps),
-                )
+                let policy = OfferPolicy::fixed(e.price, e.eta_ms, e.reliability_bps);
+                if e.kind == crate::executor::ExecutorKind::Agent {
+                    p.serve_by_agent(e.capability.clone(), policy)
+                } else {
+                    p.serve(e.capability.clone(), policy)
+                }
             },
         );
         engine_config = engine_config.with_provider(provider);

@@ -6,14 +6,19 @@
 //!   for demos and tests;
 //! - `exec`: a command; the task input on its stdin, the output from its stdout, its exit
 //!   status decides success, and it is killed when the timeout passes;
-//! - `http`: the input is POSTed to a local agent URL; a 2xx response body is the output.
+//! - `http`: the input is POSTed to a local agent URL; a 2xx response body is the output;
+//! - `agent`: agent programs connected through the control API bid with their own terms and
+//!   run the tasks (see `pvl_api::agents` and [`crate::agents`]).
 
 use std::time::Duration;
 
-use pvl_patterns::VoteDecision;
-use pvl_protocol::{Body, Payload, SignedObject};
+use pvl_api::{BidAnswer, BidRequest, TaskAnswer, TaskRequest, Work};
+use pvl_patterns::{BidDecision, VoteDecision};
+use pvl_protocol::{Body, ObjectId, Payload, SignedObject};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
+
+use crate::agents::{AgentHub, Answer};
 
 /// The builtin capabilities.
 pub const BUILTINS: [&str; 4] = ["echo", "sha256", "wordcount", "sleep"];
@@ -28,6 +33,9 @@ pub enum ExecutorKind {
     Exec,
     /// A local HTTP agent.
     Http,
+    /// An agent program connected through the control API (`/v1/agents/work`): it bids on
+    /// the capability's intents with its own terms and runs its tasks.
+    Agent,
 }
 
 /// One `[[executor]]` table.
@@ -36,7 +44,7 @@ pub enum ExecutorKind {
 pub struct ExecutorConfig {
     /// The capability served.
     pub capability: String,
-    /// builtin, exec or http.
+    /// builtin, exec, http or agent.
     pub kind: ExecutorKind,
     /// For `exec`: the program and its arguments.
     #[serde(default)]
@@ -54,6 +62,14 @@ pub struct ExecutorConfig {
     /// A task running longer than this is killed and reported failed, in ms.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// For `agent`: how long the program may take to answer a bid request, ms (never past
+    /// the intent's offer window).
+    #[serde(default = "default_bid_timeout")]
+    pub bid_timeout_ms: u64,
+}
+
+fn default_bid_timeout() -> u64 {
+    1_000
 }
 
 fn default_reliability() -> u16 {
@@ -90,6 +106,140 @@ impl ExecutorConfig {
     }
 }
 
+/// Asks the agent programs of the intent's capability for terms: their bid, or a decline
+/// when they decline, do not answer within the executor's `bid_timeout_ms` (or before the
+/// intent closes), or none is configured.
+pub async fn bid_by_agent(
+    agents: &AgentHub,
+    executor: Option<&ExecutorConfig>,
+    intent: &SignedObject,
+) -> BidDecision {
+    let decline = |reason: String| BidDecision::Decline(reason);
+    let (Some(executor), pvl_protocol::Body::Intent(body)) = (executor, intent.body()) else {
+        return decline("no agent executor for this intent".into());
+    };
+    let now = pvl_net::now_ms();
+    let answer_by = now
+        .saturating_add(executor.bid_timeout_ms)
+        .min(body.expires_at_ms);
+    let (input, input_hex) = payload_text(&body.input);
+    let work = Work::Bid(BidRequest {
+        intent: intent.id(),
+        trace_id: intent.trace_id(),
+        requester: intent.signer(),
+        input,
+        input_hex,
+        input_size: body.input.size(),
+        budget: body.constraints.max_cost,
+        deadline_ms: body.constraints.deadline_ms,
+        min_reliability_bps: body.constraints.min_reliability_bps,
+        offers_close_ms: body.expires_at_ms,
+    });
+    let (id, answer) = match agents.queue(&executor.capability, work, answer_by) {
+        Ok(queued) => queued,
+        Err(e) => return decline(e.to_string()),
+    };
+    let wait = Duration::from_millis(answer_by.saturating_sub(now));
+    match tokio::time::timeout(wait, answer).await {
+        Ok(Ok(Answer::Bid(BidAnswer::Offer {
+            cost,
+            eta_ms,
+            reliability_bps,
+            expires_in_ms,
+            cpu_millicores,
+            memory_bytes,
+            disk_bytes,
+        }))) => {
+            let now = pvl_net::now_ms();
+            BidDecision::Bid(pvl_protocol::Offer {
+                intent: intent.id(),
+                cost,
+                eta_ms,
+                reliability_bps: reliability_bps.min(10_000),
+                resources: pvl_protocol::Resources {
+                    cpu_millicores,
+                    memory_bytes,
+                    disk_bytes,
+                },
+                // Without a stated lifetime the provider's offer lifetime applies.
+                expires_at_ms: expires_in_ms.map_or(u64::MAX, |ms| now.saturating_add(ms)),
+            })
+        }
+        Ok(Ok(Answer::Bid(BidAnswer::Decline { reason }))) => decline(reason),
+        Ok(Ok(Answer::Task(_))) | Ok(Err(_)) => {
+            agents.forget(id);
+            decline("the agent program gave no bid".into())
+        }
+        Err(_) => {
+            agents.forget(id);
+            decline(format!(
+                "no agent program answered within {} ms",
+                wait.as_millis()
+            ))
+        }
+    }
+}
+
+/// Runs one task through the agent programs of its capability: their output, or why it
+/// failed (their reason, or that none finished within the executor's `timeout_ms`).
+pub async fn by_agent(
+    agents: &AgentHub,
+    executor: &ExecutorConfig,
+    task: ObjectId,
+    input: &Payload,
+    deadline_ms: Option<u64>,
+) -> Result<Payload, String> {
+    let now = pvl_net::now_ms();
+    let answer_by = now.saturating_add(executor.timeout_ms);
+    let (text, hex_text) = payload_text(input);
+    let work = Work::Task(TaskRequest {
+        task,
+        input: text,
+        input_hex: hex_text,
+        deadline_ms,
+    });
+    let (id, answer) = agents
+        .queue(&executor.capability, work, answer_by)
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_millis(executor.timeout_ms), answer).await {
+        Ok(Ok(Answer::Task(TaskAnswer::Done { output, output_hex }))) => {
+            match (output, output_hex) {
+                (Some(text), None) => Ok(Payload::Inline(text.into_bytes())),
+                (None, Some(h)) => hex::decode(h.trim())
+                    .map(Payload::Inline)
+                    .map_err(|e| format!("the agent program's output_hex: {e}")),
+                (None, None) => Ok(Payload::Inline(Vec::new())),
+                (Some(_), Some(_)) => {
+                    Err("the agent program gave both output and output_hex".into())
+                }
+            }
+        }
+        Ok(Ok(Answer::Task(TaskAnswer::Failed { reason }))) => Err(reason),
+        Ok(Ok(Answer::Bid(_))) | Ok(Err(_)) => {
+            agents.forget(id);
+            Err("the agent program gave no result".into())
+        }
+        Err(_) => {
+            agents.forget(id);
+            Err(format!(
+                "no agent program finished within {} ms",
+                executor.timeout_ms
+            ))
+        }
+    }
+}
+
+/// An input as text when it is UTF-8, as hex otherwise (nothing for a reference).
+fn payload_text(payload: &Payload) -> (Option<String>, Option<String>) {
+    let Some(bytes) = payload.inline() else {
+        return (None, None);
+    };
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (Some(text.to_owned()), None),
+        Err(_) => (None, Some(hex::encode(bytes))),
+    }
+}
+
 /// Runs one task: the output, or why it failed.
 pub async fn run(config: &ExecutorConfig, input: &Payload) -> Result<Payload, String> {
     let Some(input) = input.inline() else {
@@ -102,6 +252,9 @@ pub async fn run(config: &ExecutorConfig, input: &Payload) -> Result<Payload, St
             ExecutorKind::Exec => exec(&config.command, input).await,
             ExecutorKind::Http => {
                 http(config.url.clone().unwrap_or_default(), input.to_vec()).await
+            }
+            ExecutorKind::Agent => {
+                Err("an agent executor's tasks go to its programs (by_agent)".into())
             }
         }
     };

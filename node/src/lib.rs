@@ -20,6 +20,7 @@
 //! - [`cli`]: the command line, a thin client of that API.
 
 pub mod actor;
+pub mod agents;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::agents::{BidAnswer, ProgressReport, TaskAnswer, WorkItem};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::events::Event;
 use crate::types::*;
@@ -181,6 +182,42 @@ impl Client {
         self.get_json("/v1/openapi.json")
     }
 
+    /// `GET /v1/agents/work`: the next bid or task for `capability`, waiting up to `wait`
+    /// (`None` when nothing came).
+    pub fn next_work(
+        &self,
+        capability: &str,
+        wait: Duration,
+    ) -> Result<Option<WorkItem>, ClientError> {
+        let path = format!(
+            "/v1/agents/work?capability={}&timeout_ms={}",
+            encode(capability),
+            wait.as_millis()
+        );
+        let body = self
+            .with_timeout(Some(wait + DEFAULT_TIMEOUT))
+            .get_bytes(&path)?;
+        if body.is_empty() {
+            return Ok(None);
+        }
+        decode(&path, &body).map(Some)
+    }
+
+    /// `POST /v1/agents/work/{id}/bid`.
+    pub fn bid(&self, id: u64, answer: &BidAnswer) -> Result<(), ClientError> {
+        self.post_empty(&format!("/v1/agents/work/{id}/bid"), answer)
+    }
+
+    /// `POST /v1/agents/work/{id}/progress`.
+    pub fn progress(&self, id: u64, report: &ProgressReport) -> Result<(), ClientError> {
+        self.post_empty(&format!("/v1/agents/work/{id}/progress"), report)
+    }
+
+    /// `POST /v1/agents/work/{id}/result`.
+    pub fn finish(&self, id: u64, answer: &TaskAnswer) -> Result<(), ClientError> {
+        self.post_empty(&format!("/v1/agents/work/{id}/result"), answer)
+    }
+
     /// Subscribes to `GET /v1/events` (only `trace`'s objects when given). The subscription
     /// exists once this returns; every event arrives with the instant it was read.
     pub fn events(&self, trace: Option<&str>) -> Result<EventStream, ClientError> {
@@ -251,6 +288,16 @@ impl Client {
             .send_json(body)
             .map_err(|e| self.unreachable(e))?;
         decode(path, &self.check(response)?)
+    }
+
+    fn post_empty<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ClientError> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send_json(body)
+            .map_err(|e| self.unreachable(e))?;
+        self.check(response).map(drop)
     }
 
     fn check(&self, response: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, ClientError> {

@@ -14,6 +14,7 @@
 //! * [`openapi`]: the OpenAPI 3.1 document generated from the types above. The node serves it
 //!   at `GET /v1/openapi.json`; a copy is checked in as `crates/api/openapi.json` and a test
 //!   fails when the two drift (regenerate with `PVL_UPDATE_OPENAPI=1 cargo test -p pvl-api`).
+//! * [`agents`]: how agent programs bid and run tasks for a node (`/v1/agents/work`).
 //! * [`client`]: the blocking Rust [`Client`] the CLI, `pvl-testnet` and the tests use.
 //!
 //! Ids in paths (`/v1/traces/{id}`, `/v1/intents/{id}/outcome`) may be given in full (64 hex
@@ -23,12 +24,14 @@
 //! This crate depends on `pvl-protocol` (ids, keys, kinds) only, so a client needs none of
 //! the node's crates.
 
+pub mod agents;
 pub mod client;
 pub mod error;
 pub mod events;
 pub mod openapi;
 pub mod types;
 
+pub use agents::{BidAnswer, BidRequest, ProgressReport, TaskAnswer, TaskRequest, Work, WorkItem};
 pub use client::{Client, ClientError, EventStream};
 pub use error::{ErrorBody, ErrorCode};
 pub use events::Event;

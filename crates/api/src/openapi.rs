@@ -9,6 +9,9 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::agents::{
+    BidAnswer, BidRequest, ProgressReport, TaskAnswer, TaskRequest, Work, WorkItem, WorkQuery,
+};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::events::{Event, ObjectEvent};
 use crate::types::*;
@@ -25,12 +28,14 @@ use crate::types::*;
     ),
     paths(
         id, status, peers, publish_intent, intent_outcome, list_traces, show_trace,
-        analyse_trace, export_trace, events, openapi_json
+        analyse_trace, export_trace, events, openapi_json, next_work, answer_bid,
+        report_progress, answer_task
     ),
     components(schemas(
         ErrorBody, ErrorCode, Event, ObjectEvent, NodeId, Status, EngineStatus, Counters, Peer,
         PublishIntent, Published, Outcome, Completed, Failed, Part, RunOutcome, TraceStatus,
-        Pattern, TraceSummary, ObjectView, TraceView, TraceAnalysis, ExportFormat
+        Pattern, TraceSummary, ObjectView, TraceView, TraceAnalysis, ExportFormat, WorkItem, Work,
+        BidRequest, TaskRequest, BidAnswer, ProgressReport, TaskAnswer
     )),
     modifiers(&BearerToken),
     security(("token" = []))
@@ -163,6 +168,43 @@ fn events() {}
 ))]
 fn openapi_json() {}
 
+/// Agent programs: the next bid or task for a capability (long poll).
+#[utoipa::path(get, path = "/v1/agents/work", params(WorkQuery), responses(
+    (status = 200, description = "Work to do", body = WorkItem),
+    (status = 204, description = "Nothing came within the timeout"),
+    (status = 404, description = "No agent executor serves the capability", body = ErrorBody),
+))]
+fn next_work() {}
+
+/// Agent programs: the answer to a bid request.
+#[utoipa::path(post, path = "/v1/agents/work/{id}/bid", request_body = BidAnswer, params(
+    ("id" = u64, Path, description = "The work item"),
+), responses(
+    (status = 204, description = "Taken"),
+    (status = 404, description = "No such item waiting for a bid (answered, or too late)", body = ErrorBody),
+    (status = 422, description = "Not a valid answer", body = ErrorBody),
+))]
+fn answer_bid() {}
+
+/// Agent programs: progress on a task.
+#[utoipa::path(post, path = "/v1/agents/work/{id}/progress", request_body = ProgressReport, params(
+    ("id" = u64, Path, description = "The work item"),
+), responses(
+    (status = 204, description = "Signed and sent to the requester"),
+    (status = 404, description = "No such task running", body = ErrorBody),
+))]
+fn report_progress() {}
+
+/// Agent programs: how a task ended.
+#[utoipa::path(post, path = "/v1/agents/work/{id}/result", request_body = TaskAnswer, params(
+    ("id" = u64, Path, description = "The work item"),
+), responses(
+    (status = 204, description = "Taken: the node signs done and the receipt"),
+    (status = 404, description = "No such task running (answered, or too late)", body = ErrorBody),
+    (status = 422, description = "Not a valid answer", body = ErrorBody),
+))]
+fn answer_task() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +242,10 @@ mod tests {
             "/v1/traces/{id}/export",
             "/v1/events",
             "/v1/openapi.json",
+            "/v1/agents/work",
+            "/v1/agents/work/{id}/bid",
+            "/v1/agents/work/{id}/progress",
+            "/v1/agents/work/{id}/result",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} missing");
         }

@@ -379,7 +379,10 @@ impl Provider {
             debug!(intent = %intent.id().short(), "asking the agent program for terms");
             self.answered.insert(intent.id(), body.expires_at_ms);
             self.deciding.insert(intent.id(), intent.clone());
-            return Ok(vec![Action::Record(intent.clone()), Action::DecideOffer(intent)]);
+            return Ok(vec![
+                Action::Record(intent.clone()),
+                Action::DecideOffer(intent),
+            ]);
         }
         self.make_offer(&intent, offer, now_ms)
     }

@@ -434,18 +434,24 @@ fn an_agent_program_decides_the_bids_of_its_capability() {
 
     // The intent goes to the program, recorded once; nothing is sent yet.
     let asked = engine.handle(Input::Received(intent.clone()), T0 + 1);
-    assert!(asked.iter().any(|a| matches!(a, Action::DecideOffer(i) if i.id() == intent.id())));
+    assert!(
+        asked
+            .iter()
+            .any(|a| matches!(a, Action::DecideOffer(i) if i.id() == intent.id()))
+    );
     assert!(sent(&asked, None).is_none());
 
     // Terms over the intent's budget are not offered; the intent is answered once only.
-    let terms = |cost: u64| pvl_patterns::BidDecision::Bid(pvl_protocol::Offer {
-        intent: intent.id(),
-        cost,
-        eta_ms: 20,
-        reliability_bps: 9_900,
-        resources: Default::default(),
-        expires_at_ms: T0 + 10_000,
-    });
+    let terms = |cost: u64| {
+        pvl_patterns::BidDecision::Bid(pvl_protocol::Offer {
+            intent: intent.id(),
+            cost,
+            eta_ms: 20,
+            reliability_bps: 9_900,
+            resources: Default::default(),
+            expires_at_ms: T0 + 10_000,
+        })
+    };
     let over = engine.handle(
         Input::OfferDecided {
             intent: intent.id(),

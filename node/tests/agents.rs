@@ -1,0 +1,198 @@
+//! Agent programs bid and work for a provider node through the control API, with real `pvl`
+//! processes: a requester and two providers whose `translate` capability is served by
+//! programs (threads of this test speaking `pvl_api::Client`, as any program would).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{network, pvl_json, pvl_ok};
+use pvl_api::{BidAnswer, Client, ProgressReport, TaskAnswer, Work};
+
+/// An agent executor for `translate` whose tasks fail after 1.5 s without an answer.
+const AGENT: &str = "\n[[executor]]\ncapability = \"translate\"\nkind = \"agent\"\nprice = 0\n\
+                     eta_ms = 0\ntimeout_ms = 1500\nbid_timeout_ms = 800\n";
+
+/// A program serving `translate` on the node in `dir`: bids `cost_per_byte` times the input
+/// length (declines inputs starting with "decline"), reports half-way progress, answers the
+/// input upper-cased; while `stall` is set it takes tasks and never answers them.
+fn program(dir: &Path, cost_per_byte: u64, stall: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
+    let api = Client::open(dir).unwrap();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(Some(item)) = api.next_work("translate", Duration::from_millis(500)) else {
+                continue;
+            };
+            match item.work {
+                Work::Bid(bid) => {
+                    let input = bid.input.unwrap_or_default();
+                    let answer = if input.starts_with("decline") {
+                        BidAnswer::Decline {
+                            reason: "not my language".into(),
+                        }
+                    } else {
+                        BidAnswer::Offer {
+                            cost: cost_per_byte * input.len() as u64,
+                            eta_ms: 50,
+                            reliability_bps: 9_900,
+                            expires_in_ms: None,
+                            cpu_millicores: None,
+                            memory_bytes: None,
+                            disk_bytes: None,
+                        }
+                    };
+                    let _ = api.bid(item.id, &answer);
+                }
+                Work::Task(task) => {
+                    if stall.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let _ = api.progress(
+                        item.id,
+                        &ProgressReport {
+                            fraction_bps: Some(5_000),
+                            message: "half way".into(),
+                        },
+                    );
+                    let _ = api.finish(
+                        item.id,
+                        &TaskAnswer::Done {
+                            output: Some(task.input.unwrap_or_default().to_uppercase()),
+                            output_hex: None,
+                        },
+                    );
+                }
+            }
+        }
+    });
+}
+
+fn publish(dir: &Path, input: &str) -> serde_json::Value {
+    pvl_json(
+        dir,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "translate",
+            "--input",
+            input,
+            "--budget",
+            "100",
+            "--window",
+            "1500ms",
+            "--min-offers",
+            "2",
+            "--wait",
+        ],
+    )
+}
+
+fn verifies_complete(dir: &Path, trace: &str) {
+    let bundle = dir.join(format!("{}.bundle", &trace[..8]));
+    pvl_ok(
+        dir,
+        &[
+            "trace",
+            "export",
+            trace,
+            "--format",
+            "bundle",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    pvl_ok(
+        dir,
+        &["trace", "verify", bundle.to_str().unwrap(), "--complete"],
+    );
+}
+
+#[test]
+fn agent_programs_bid_on_their_own_terms_and_do_the_work() {
+    let net = network(&[("", AGENT), ("", AGENT)]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stall_cheap = Arc::new(AtomicBool::new(false));
+    // Provider 0's program is the cheaper one.
+    program(&net.nodes[1].dir, 1, stall_cheap.clone(), stop.clone());
+    program(
+        &net.nodes[2].dir,
+        3,
+        Arc::new(AtomicBool::new(false)),
+        stop.clone(),
+    );
+    let _stop = StopOnDrop(stop);
+
+    // Both programs bid; the cheaper one wins, reports progress and answers.
+    let outcome = publish(&net.requester, "hello");
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+    assert_eq!(outcome["output"], "HELLO");
+    assert_eq!(outcome["cost"], 5);
+    assert_eq!(outcome["provider"], net.providers[0].as_str());
+    let trace = outcome["trace_id"].as_str().unwrap().to_owned();
+    let shown = pvl_json(&net.requester, &["trace", "show", &trace]);
+    let kinds: Vec<&str> = shown["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "offer").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"task_progress"), "{kinds:?}");
+    verifies_complete(&net.requester, &trace);
+
+    // Both decline: nobody offers.
+    let failed = pvl(&net.requester, "decline this");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["reason"], "no-offers", "{failed}");
+
+    // The winner's program takes the task and goes silent: after the executor's time limit
+    // the task fails and the requester re-awards it to the other program.
+    stall_cheap.store(true, Ordering::Relaxed);
+    let outcome = publish(&net.requester, "again");
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+    assert_eq!(outcome["output"], "AGAIN");
+    assert_eq!(outcome["provider"], net.providers[1].as_str());
+    assert_eq!(outcome["awards"], 2, "{outcome}");
+    verifies_complete(&net.requester, outcome["trace_id"].as_str().unwrap());
+}
+
+/// `publish` for a round expected to fail (the CLI exits non-zero): the JSON it printed.
+fn pvl(dir: &Path, input: &str) -> serde_json::Value {
+    let out = common::pvl(
+        dir,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "translate",
+            "--input",
+            input,
+            "--window",
+            "1500ms",
+            "--min-offers",
+            "2",
+            "--wait",
+            "--json",
+        ],
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Stops the program threads when the test ends, whatever way it ends.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
