@@ -411,6 +411,7 @@ mod tests {
             eta_ms: 100,
             reliability_bps: 9_000,
             timeout_ms: 2_000,
+            bid_timeout_ms: 1_000,
         }
     }
 
