@@ -136,6 +136,7 @@
 
 pub mod action;
 pub mod adaptive;
+pub mod admission;
 mod composite;
 pub mod consensus;
 pub mod coordination;
@@ -157,6 +158,7 @@ pub use action::{
 pub use adaptive::{
     Choice, NoPatternHistory, PatternHistory, PatternRecord, ProviderRecord, Situation, choose,
 };
+pub use admission::{Refusal, RefusalCounts, Refused, Verdict};
 pub use consensus::{
     Ballot, Decision, MemberReason, ProposalTerms, RulePolicy, Stance, VoteDecision, VotePolicy,
     Voter, verify_certificate,

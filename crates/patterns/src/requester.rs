@@ -18,6 +18,7 @@ use crate::action::{
     Action, Completion, Failure, FailureReason, Input, Outcome, TimerKind, TimerToken,
 };
 use crate::adaptive::demote_avoided;
+use crate::admission::Refusal;
 use crate::consensus::{Ballot, Decision, ProposalTerms};
 use crate::error::{PatternError, Result};
 use crate::select::{
@@ -638,16 +639,26 @@ impl Requester {
             debug!(offer = %object.id().short(), "duplicate delivery ignored");
             return Ok(());
         }
-        if matches!(self.phase, Phase::Finished(_)) {
-            return Err(self.unexpected(&object));
-        }
         if !self.intents.contains(&offer.intent) {
             // Not an answer to anything this requester asked: refused, not recorded.
-            return Err(PatternError::Mismatch(format!(
-                "offer {} answers intent {}, which this requester never published",
-                object.id().short(),
-                offer.intent.short()
-            )));
+            return Err(PatternError::refused(
+                Refusal::UnknownIntent,
+                format!(
+                    "offer {} answers intent {}, which this requester never published",
+                    object.id().short(),
+                    offer.intent.short()
+                ),
+            ));
+        }
+        if matches!(self.phase, Phase::Finished(_)) {
+            return Err(PatternError::refused(
+                Refusal::IntentClosed,
+                format!(
+                    "offer {} answers intent {}, whose round is over",
+                    object.id().short(),
+                    offer.intent.short()
+                ),
+            ));
         }
         if self.received_this_round >= self.spec.max_offers {
             self.stats.offers_over_cap += 1;
@@ -1037,7 +1048,13 @@ impl Requester {
         actions: &mut Vec<Action>,
     ) -> Result<()> {
         let Some(ballot) = self.ballot.as_mut() else {
-            return Err(self.unexpected(&object));
+            return Err(PatternError::refused(
+                Refusal::NoOpenBallot,
+                format!(
+                    "vote {}: no ballot of this requester is open",
+                    object.id().short()
+                ),
+            ));
         };
         actions.extend(ballot.on_vote(object, now_ms)?);
         self.act_on_decision(now_ms, actions)
