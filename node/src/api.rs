@@ -159,6 +159,11 @@ async fn status(State(state): State<Shared>) -> ApiResult<Json<Value>> {
             "runs_resumed": engine.restored,
             "runs_finished": engine.finished,
             "refused": engine.refused,
+            "refusals": engine
+                .refusals
+                .iter()
+                .map(|(refusal, count)| (refusal.code().to_owned(), json!(count)))
+                .collect::<serde_json::Map<String, Value>>(),
             "delivered_locally": engine.local,
             "timers_fired": engine.timers,
             "jobs_running": jobs,

@@ -357,6 +357,16 @@ fn run(cli: Cli) -> Result<()> {
                 plain(&engine["runs_finished"]),
                 plain(&engine["refused"])
             );
+            let refusals: Vec<String> = engine["refusals"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+                .map(|(code, n)| format!("{code} {}", plain(n)))
+                .collect();
+            if !refusals.is_empty() {
+                say!("{:<17} {}", "refused by", refusals.join(", "));
+            }
             Ok(())
         }
         Command::Peers(flag) => {
