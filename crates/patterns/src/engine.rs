@@ -34,7 +34,19 @@
 //! recorded by the engine as observed. An object delivered inside the engine (sent to itself)
 //! was recorded by its signer, so the receiving state machine's record of it is dropped.
 //! Objects every state machine refused are not recorded: they are counted in
-//! [`EngineStats::refused`].
+//! [`EngineStats::refused`], and by reason in [`EngineStats::refusals`].
+//!
+//! ## Admission
+//!
+//! An object that arrived **directly** from a peer goes to [`Engine::admit`] instead of
+//! [`Engine::handle`]: the same routing, plus a verdict the driver sends back as the
+//! acknowledgement: `Ok` when a state machine admitted it, or the typed [`Refused`] of the
+//! state machine whose rule governs it (the run for offers, reports, award refusals and votes;
+//! the provider for awards, rejects and its countersigned receipts; the voter for proposals).
+//! When no such state machine exists here the engine says why ([`Refusal::UnknownIntent`],
+//! [`Refusal::IntentClosed`] when the run's outcome is remembered, [`Refusal::UnknownTrace`],
+//! ...). Intents and capability ads are refused directly ([`Refusal::GossipOnly`]). See
+//! [`crate::admission`] for every rule.
 //!
 //! ## Votes decided outside
 //!
