@@ -57,6 +57,7 @@ fn assert_stored_nowhere(net: &Net, trace: &str, forged: &[&SignedObject]) {
 
 fn assert_refused(ack: &Ack, code: &str) {
     let reason = refusal(ack);
+    println!("refused: {reason}");
     assert!(
         reason.starts_with(&format!("{code}: ")),
         "expected `{code}: ...`, got `{reason}`"
@@ -206,6 +207,7 @@ fn out_of_context_objects_are_refused_with_their_reason_and_the_round_completes(
     }
     assert_eq!(refusals(&provider_dir)["not-your-offer"], 1);
     let shown = pvl_ok(&net.requester, &["status"]);
+    println!("{shown}");
     assert!(shown.contains("not-the-awarded-provider 2"), "{shown}");
 }
 

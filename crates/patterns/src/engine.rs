@@ -463,7 +463,7 @@ impl Engine {
         if matches!(object.kind(), Kind::Intent | Kind::CapabilityAd) {
             let refused = Refused::new(
                 Refusal::GossipOnly,
-                format!("a {} travels by gossip, never directly", object.kind()),
+                format!("{}s travel by gossip, never directly", object.kind()),
             );
             self.count_refusal(refused.refusal);
             return (Err(refused), Vec::new());
