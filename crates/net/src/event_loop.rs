@@ -1214,17 +1214,22 @@ impl EventLoop {
                     request, channel, ..
                 } => {
                     counters::direct_received();
-                    let (mut ack, object) = self.accept_direct(&peer, &request);
                     let by_node = match self.config.direct_acks {
                         DirectAcks::ByNode { timeout } => Some(timeout),
                         DirectAcks::OnReceipt => None,
                     };
-                    if object.is_some()
-                        && by_node.is_some()
-                        && self.pending_acks.len() >= crate::config::MAX_PENDING_ACKS
-                    {
-                        ack = Ack::Refused("busy: too many messages awaiting admission".into());
-                    }
+                    // Full: refused before the replay guard sees it, so that the same object
+                    // sent again later is taken, not called a duplicate.
+                    let full = by_node.is_some()
+                        && self.pending_acks.len() >= crate::config::MAX_PENDING_ACKS;
+                    let (ack, object) = if full {
+                        (
+                            Ack::Refused("busy: too many messages awaiting admission".into()),
+                            None,
+                        )
+                    } else {
+                        self.accept_direct(&peer, &request)
+                    };
                     if let Ack::Refused(reason) = &ack {
                         warn!(%peer, "direct message refused: {reason}");
                         self.emit(NetEvent::Refused {
