@@ -426,14 +426,31 @@ impl Actor {
                     let net = self.parts.net.clone();
                     self.job(async move {
                         let kind = object.kind();
+                        let (trace, task) = (object.trace_id(), object.id());
                         let result = match pvl_net::peer_id_of(&to) {
                             Ok(peer) => net.send(peer, object).await,
                             Err(e) => Err(e),
                         };
-                        if let Err(e) = result {
-                            warn!(to = %to.short(), %kind, "could not send: {e}");
+                        match result {
+                            Ok(()) => None,
+                            // The provider refused the award by the admission rules (it does
+                            // not hold the offer any more, ...): the requester reassigns now.
+                            Err(pvl_net::NetError::Refused(reason))
+                                if kind == pvl_protocol::Kind::TaskStart
+                                    && admission_code(&reason).is_some() =>
+                            {
+                                warn!(to = %to.short(), %reason, "award refused");
+                                Some(Input::AwardRefused {
+                                    trace,
+                                    task,
+                                    reason,
+                                })
+                            }
+                            Err(e) => {
+                                warn!(to = %to.short(), %kind, "could not send: {e}");
+                                None
+                            }
                         }
-                        None
                     })
                     .await;
                 }
@@ -491,4 +508,10 @@ impl Actor {
         }
         self.jobs.spawn(job);
     }
+}
+
+/// The admission refusal an acknowledgement's reason starts with (`<code>: <detail>`), if any.
+fn admission_code(reason: &str) -> Option<pvl_patterns::Refusal> {
+    let code = reason.split(':').next()?;
+    pvl_patterns::Refusal::from_code(code.trim())
 }

@@ -207,6 +207,11 @@ impl Composite {
                 })?
             }
             Input::Timer(token) => self.part_of_timer(trace, token)?,
+            Input::AwardRefused { task, .. } => self
+                .parts
+                .iter()
+                .position(|p| p.requester.as_ref().is_some_and(|r| r.awarded(task)))
+                .ok_or(PatternError::UnknownTask(*task))?,
             Input::Progress { task, .. } | Input::Executed { task, .. } => {
                 return Err(PatternError::Invalid(format!(
                     "a composite executes nothing (executor input for task {})",

@@ -351,6 +351,27 @@ impl Engine {
                 }),
                 None => Vec::new(),
             },
+            Input::AwardRefused {
+                trace,
+                task,
+                reason,
+            } => match self.runs.get_mut(&trace) {
+                Some(run) => run
+                    .coordination
+                    .handle(
+                        Input::AwardRefused {
+                            trace,
+                            task,
+                            reason,
+                        },
+                        now_ms,
+                    )
+                    .unwrap_or_else(|e| {
+                        debug!("award refusal ignored: {e}");
+                        Vec::new()
+                    }),
+                None => Vec::new(),
+            },
             Input::VoteDecided { proposal, decision } => {
                 match self.voter.on_decided(proposal, decision, now_ms) {
                     Ok(actions) => actions,

@@ -198,6 +198,10 @@ impl Provider {
                 "a provider sets no timers, got {}",
                 token.kind
             ))),
+            Input::AwardRefused { task, .. } => Err(PatternError::Invalid(format!(
+                "a provider awards nothing (award refusal for task {})",
+                task.short()
+            ))),
             Input::VoteDecided { proposal, .. } => Err(PatternError::Invalid(format!(
                 "a provider does not vote (decision on proposal {})",
                 proposal.id().short()

@@ -455,6 +455,11 @@ impl Requester {
                     task.short()
                 )))
             }
+            Input::AwardRefused { task, reason, .. } => {
+                let mut actions = Vec::new();
+                self.on_award_refused(task, &reason, now_ms, &mut actions)?;
+                Ok(actions)
+            }
             Input::VoteDecided { proposal, .. } => Err(PatternError::Invalid(format!(
                 "a requester does not vote (decision on proposal {})",
                 proposal.id().short()
@@ -1269,6 +1274,29 @@ impl Requester {
         let reason = format!("the provider refused the award: {}", event.message);
         actions.push(Action::Record(object));
         self.fail_winner(reason, now_ms, actions)
+    }
+
+    /// The awarded provider refused the award in its acknowledgement: reassign at once.
+    fn on_award_refused(
+        &mut self,
+        task: ObjectId,
+        reason: &str,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        let Phase::Running(running) = &self.phase else {
+            return Err(PatternError::UnknownTask(task));
+        };
+        if running.start.id() != task {
+            return Err(PatternError::UnknownTask(task));
+        }
+        let reason = format!("the provider refused the award in its acknowledgement: {reason}");
+        self.fail_winner(reason, now_ms, actions)
+    }
+
+    /// Whether `task` is one of the tasks this requester awarded.
+    pub fn awarded(&self, task: &ObjectId) -> bool {
+        self.tasks.contains(task)
     }
 
     /// Done and receipt are both in: verify the receipt, countersign, finish.

@@ -410,3 +410,45 @@ fn intents_sent_directly_are_refused_but_gossiped_ones_are_observed() {
     assert_eq!(r.stats().refusals.get(Refusal::GossipOnly), 1);
     assert_eq!(r.stats().refusals.total(), 1);
 }
+
+#[test]
+fn an_award_refused_in_the_acknowledgement_is_reassigned_at_once() {
+    // Two bidders: the cheaper (the rogue's key, standing for a provider that lost its offer
+    // state) is awarded first and refuses in the acknowledgement.
+    let mut r = requester();
+    let mut s = spec();
+    s.min_offers = 2;
+    let intent = start(&mut r, s);
+    let cheap = offer(&intent, &key(ROGUE), 1, 100, 9_900, T0 + 10);
+    let fair = offer(&intent, &key(PROVIDER), 10, 100, 9_900, T0 + 10);
+    admitted(&mut r, cheap, T0 + 20);
+    let first = sent_of(&admitted(&mut r, fair.clone(), T0 + 21), Kind::TaskStart);
+    let Body::TaskStart(award) = first.body() else {
+        unreachable!()
+    };
+    assert_eq!(award.provider, key(ROGUE).public());
+    let actions = r.handle(
+        Input::AwardRefused {
+            trace: intent.trace_id(),
+            task: first.id(),
+            reason: "not-your-offer: this provider never made (or no longer holds) offer".into(),
+        },
+        T0 + 30,
+    );
+    let next = sent_of(&actions, Kind::TaskStart);
+    let Body::TaskStart(award) = next.body() else {
+        unreachable!()
+    };
+    assert_eq!(award.offer, fair.id());
+    assert_eq!(award.provider, key(PROVIDER).public());
+    // A refusal for a task that is not the current award changes nothing.
+    let stale = r.handle(
+        Input::AwardRefused {
+            trace: intent.trace_id(),
+            task: first.id(),
+            reason: "not-your-offer: again".into(),
+        },
+        T0 + 40,
+    );
+    assert!(stale.is_empty(), "{stale:?}");
+}
