@@ -87,15 +87,31 @@ impl Rogue {
     }
 
     /// Sends `object` directly to the peer whose signing key is `to`; returns its ack.
+    /// A message that could not be delivered (the peer not found yet through Kademlia, a
+    /// connection not up yet) is sent again, until [`WAIT`].
     pub fn send(&self, to: &PublicKey, object: SignedObject) -> Ack {
         let peer: PeerId = pvl_net::peer_id_of(to).unwrap();
-        self.runtime
-            .block_on(async {
-                tokio::time::timeout(Duration::from_secs(20), self.client.deliver(peer, object))
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let result = self
+                .runtime
+                .block_on(async {
+                    tokio::time::timeout(
+                        Duration::from_secs(20),
+                        self.client.deliver(peer, object.clone()),
+                    )
                     .await
-            })
-            .expect("no acknowledgement within 20 s")
-            .unwrap()
+                })
+                .expect("no acknowledgement within 20 s");
+            match result {
+                Ok(ack) => return ack,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("rogue: {} not delivered ({e}); again", object.kind());
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("the rogue could not deliver a {}: {e}", object.kind()),
+            }
+        }
     }
 
     /// Signs `body` in `trace` with `parents`, dated now, with `key` (its own by default).
