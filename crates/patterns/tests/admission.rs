@@ -452,3 +452,58 @@ fn an_award_refused_in_the_acknowledgement_is_reassigned_at_once() {
     );
     assert!(stale.is_empty(), "{stale:?}");
 }
+
+#[test]
+fn rejects_and_receipts_a_provider_has_no_part_in_are_refused() {
+    let (_, mut p, intent, bid, award) = awarded();
+    // A reject naming no offer of this provider's, in a trace it has no part in.
+    let mut other = requester();
+    let elsewhere = start(&mut other, {
+        let mut s = spec();
+        s.nonce = 99;
+        s
+    });
+    let foreign = offer(&elsewhere, &key(ROGUE), 1, 10, 9_900, T0 + 10);
+    let reject = sign(
+        &key(REQUESTER),
+        &elsewhere,
+        T0 + 20,
+        Body::Reject(pvl_protocol::Reject {
+            offer: foreign.id(),
+            code: pvl_protocol::RejectCode::NotSelected,
+            detail: "no".into(),
+            more: vec![],
+        }),
+    );
+    assert_eq!(refused(&mut p, reject, T0 + 30), Refusal::NotYourOffer);
+    // A reject of its own offer by its requester is admitted (and recorded).
+    let mine = sign(
+        &key(REQUESTER),
+        &intent,
+        T0 + 20,
+        Body::Reject(pvl_protocol::Reject {
+            offer: bid.id(),
+            code: pvl_protocol::RejectCode::NotSelected,
+            detail: "no".into(),
+            more: vec![],
+        }),
+    );
+    admitted(&mut p, mine, T0 + 30);
+    // Its own receipt coming back without the requester's countersignature.
+    admitted(&mut p, award.clone(), T0 + 40);
+    let reports = p.handle(
+        Input::Executed {
+            task: award.id(),
+            result: Ok(Payload::Inline(b"out".to_vec())),
+        },
+        T0 + 50,
+    );
+    let plain = sent_of(&reports, Kind::Receipt);
+    assert_eq!(refused(&mut p, plain, T0 + 60), Refusal::Unexpected);
+    // Someone else's receipt.
+    let theirs = receipt(&key(ROGUE), &intent, award.id(), T0 + 60);
+    assert_eq!(
+        refused(&mut p, theirs, T0 + 70),
+        Refusal::NotTheAwardedProvider
+    );
+}
