@@ -507,3 +507,42 @@ fn rejects_and_receipts_a_provider_has_no_part_in_are_refused() {
         Refusal::NotTheAwardedProvider
     );
 }
+
+#[test]
+fn a_composite_run_refuses_what_none_of_its_parts_asked_for() {
+    let mut r = requester();
+    let spec = pvl_patterns::ParallelSpec::new(
+        "sha256",
+        pvl_patterns::Split::Lines,
+        2,
+        pvl_patterns::Reduce::Concat,
+    );
+    let (trace, actions) = r
+        .request(
+            Planned::new(Request::Parallel {
+                spec,
+                input: Payload::Inline(b"a\nb\n".to_vec()),
+            }),
+            T0,
+        )
+        .unwrap();
+    let shard = published(&actions).pop().unwrap();
+    assert_eq!(shard.trace_id(), trace);
+    // An offer in the run's trace for an intent none of its parts published.
+    let wrong = offer_with_intent(&shard, ObjectId([6; 32]));
+    assert_eq!(refused(&mut r, wrong, T0 + 20), Refusal::UnknownIntent);
+    // A report about a task none of its parts awarded.
+    let done = task_done(&key(ROGUE), &shard, ObjectId([4; 32]), T0 + 20);
+    assert_eq!(refused(&mut r, done, T0 + 30), Refusal::TaskNotLive);
+    // The shard's own offer is admitted.
+    admitted(
+        &mut r,
+        offer(&shard, &key(PROVIDER), 1, 100, 9_900, T0 + 40),
+        T0 + 41,
+    );
+}
+
+/// An offer by the rogue in `shard`'s trace that answers `intent` instead.
+fn offer_with_intent(shard: &SignedObject, intent: ObjectId) -> SignedObject {
+    common::offer_with(shard, &key(ROGUE), T0 + 10, |o| o.intent = intent)
+}
