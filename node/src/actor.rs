@@ -16,6 +16,12 @@
 //! slows the node down instead of growing without bound). Commands arrive on a bounded channel
 //! with oneshot replies, like pvl-net's own `Client`.
 //!
+//! **Admission.** An object that arrived directly goes to [`Engine::admit`]; its verdict is
+//! the acknowledgement the sender waits for ([`pvl_net::Client::acknowledge`]): `Accepted`, or
+//! `Refused("<code>: <detail>")` with the engine's typed [`pvl_patterns::Refusal`]. The
+//! acknowledgements of one batch of network events are sent after the batch's records went to
+//! the store writer; a refused object is never recorded.
+//!
 //! **Recording rule.** The actor stores exactly the objects the engine returns in
 //! [`Action::Record`], and nothing else: the state machine that signs or admits an object
 //! records it once (see [`pvl_patterns::engine`]). An object received from the network is
@@ -26,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pvl_api::Event;
-use pvl_net::{NetEvent, PeerId, Via};
+use pvl_net::{Ack, NetEvent, PeerId, Via};
 use pvl_patterns::{Action, Engine, EngineStats, Input, Outcome, Planned};
 use pvl_protocol::{ObjectId, SignedObject, TraceId};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -341,20 +347,53 @@ impl Actor {
         let now = pvl_net::now_ms();
         let mut origins: HashMap<ObjectId, (&'static str, PeerId)> = HashMap::new();
         let mut actions = Vec::new();
+        // The acknowledgements of the direct messages of this batch, sent once their objects
+        // are handed to the store writer.
+        let mut acks = Vec::new();
         for event in events {
             match event {
-                NetEvent::Object { from, via, object } => {
+                NetEvent::Object {
+                    from,
+                    via,
+                    object,
+                    ack,
+                } => {
                     let origin = match via {
                         Via::Gossip { .. } => "gossip",
                         Via::Direct => "direct",
                     };
                     origins.insert(object.id(), (origin, from));
-                    actions.extend(self.engine.handle(Input::Received(*object), now));
+                    if via != Via::Direct {
+                        actions.extend(self.engine.handle(Input::Received(*object), now));
+                        continue;
+                    }
+                    // Admission: the engine's verdict is the acknowledgement the sender sees.
+                    let kind = object.kind();
+                    let (verdict, more) = self.engine.admit(*object, now);
+                    actions.extend(more);
+                    let answer = match verdict {
+                        Ok(()) => Ack::Accepted,
+                        Err(refused) => {
+                            info!(peer = %from, %kind, reason = %refused, "direct object refused");
+                            self.announce(Event::Refused {
+                                peer: from.to_string(),
+                                reason: refused.to_string(),
+                                via: Some("direct".into()),
+                                kind: Some(kind.to_string()),
+                            });
+                            Ack::Refused(refused.to_string())
+                        }
+                    };
+                    if let Some(id) = ack {
+                        acks.push((id, answer));
+                    }
                 }
                 NetEvent::Refused { from, reason, .. } => {
                     self.announce(Event::Refused {
                         peer: from.to_string(),
                         reason,
+                        via: None,
+                        kind: None,
                     });
                 }
                 NetEvent::PeerConnected(peer) => {
@@ -381,6 +420,11 @@ impl Actor {
             }
         }
         self.perform(actions, &origins).await;
+        for (id, ack) in acks {
+            if let Err(e) = self.parts.net.acknowledge(id, ack) {
+                warn!(%id, "could not acknowledge a direct message: {e}");
+            }
+        }
     }
 
     fn announce(&self, event: Event) {
@@ -427,14 +471,31 @@ impl Actor {
                     let net = self.parts.net.clone();
                     self.job(async move {
                         let kind = object.kind();
+                        let (trace, task) = (object.trace_id(), object.id());
                         let result = match pvl_net::peer_id_of(&to) {
                             Ok(peer) => net.send(peer, object).await,
                             Err(e) => Err(e),
                         };
-                        if let Err(e) = result {
-                            warn!(to = %to.short(), %kind, "could not send: {e}");
+                        match result {
+                            Ok(()) => None,
+                            // The provider refused the award by the admission rules (it does
+                            // not hold the offer any more, ...): the requester reassigns now.
+                            Err(pvl_net::NetError::Refused(reason))
+                                if kind == pvl_protocol::Kind::TaskStart
+                                    && admission_code(&reason).is_some() =>
+                            {
+                                warn!(to = %to.short(), %reason, "award refused");
+                                Some(Input::AwardRefused {
+                                    trace,
+                                    task,
+                                    reason,
+                                })
+                            }
+                            Err(e) => {
+                                warn!(to = %to.short(), %kind, "could not send: {e}");
+                                None
+                            }
                         }
-                        None
                     })
                     .await;
                 }
@@ -516,4 +577,10 @@ impl Actor {
         }
         self.jobs.spawn(job);
     }
+}
+
+/// The admission refusal an acknowledgement's reason starts with (`<code>: <detail>`), if any.
+fn admission_code(reason: &str) -> Option<pvl_patterns::Refusal> {
+    let code = reason.split(':').next()?;
+    pvl_patterns::Refusal::from_code(code.trim())
 }

@@ -214,6 +214,11 @@ async fn status(State(state): State<Shared>) -> ApiResult<Json<Status>> {
             runs_resumed: engine.restored,
             runs_finished: engine.finished,
             refused: engine.refused,
+            refusals: engine
+                .refusals
+                .iter()
+                .map(|(refusal, count)| (refusal.code().to_owned(), count))
+                .collect(),
             delivered_locally: engine.local,
             timers_fired: engine.timers,
             jobs_running: jobs,

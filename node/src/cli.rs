@@ -359,6 +359,15 @@ fn run(cli: Cli) -> Result<()> {
                 engine.runs_finished,
                 engine.refused
             );
+            let refusals: Vec<String> = engine
+                .refusals
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(code, n)| format!("{code} {n}"))
+                .collect();
+            if !refusals.is_empty() {
+                say!("{:<17} {}", "refused by", refusals.join(", "));
+            }
             Ok(())
         }
         Command::Peers(flag) => {

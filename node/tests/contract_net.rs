@@ -421,7 +421,16 @@ fn junk_from_a_rogue_peer_is_refused_not_stored_and_the_round_completes() {
     let junk_ids: Vec<String> = junk.iter().map(|o| o.id().to_string()).collect();
     runtime.block_on(async {
         for object in junk {
-            rogue.send(requester, object).await.unwrap();
+            // Refused in the acknowledgement, with the reason (see tests/admission.rs).
+            match rogue.send(requester, object).await {
+                Err(pvl_net::NetError::Refused(reason)) => assert!(
+                    reason.starts_with("unknown-intent")
+                        || reason.starts_with("task-not-live")
+                        || reason.starts_with("not-the-awarded-provider"),
+                    "{reason}"
+                ),
+                other => panic!("the junk was not refused: {other:?}"),
+            }
         }
     });
 

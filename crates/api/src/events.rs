@@ -14,8 +14,14 @@ pub enum Event {
     Refused {
         /// The peer.
         peer: String,
-        /// Why.
+        /// Why: for an object refused by admission, `<code>: <detail>` (SPEC.md §19.2).
         reason: String,
+        /// How it came: `direct` or `gossip`, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<String>,
+        /// The refused object's kind, when it was decoded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
     },
     /// A connection to a peer opened.
     PeerConnected {

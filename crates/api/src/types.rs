@@ -49,7 +49,7 @@ pub struct Status {
 }
 
 /// The `engine` field of [`Status`]: runs and objects handled since the node started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct EngineStatus {
     /// Runs started by requests.
     pub runs_started: u64,
@@ -59,6 +59,9 @@ pub struct EngineStatus {
     pub runs_finished: u64,
     /// Objects received that no conversation of this node admitted (not stored).
     pub refused: u64,
+    /// Those refusals by reason code (`unknown-intent`, `not-your-offer`, ...; SPEC.md §19).
+    #[serde(default)]
+    pub refusals: std::collections::BTreeMap<String, u64>,
     /// Objects this node sent to itself (delivered inside the engine).
     pub delivered_locally: u64,
     /// Timers fired.

@@ -75,6 +75,38 @@ fn getrandom_fill(bytes: &mut [u8]) -> Result<(), NetError> {
     getrandom::fill(bytes).map_err(|e| NetError::Config(format!("no system randomness: {e}")))
 }
 
+/// How long the node may take to decide on a direct message before the event loop answers
+/// `Refused("busy: ...")` for it (well inside the sender's 15 s request timeout).
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most direct messages waiting for the node's decision at once; beyond it a direct message is
+/// refused at once as `busy` (memory stays bounded under any flood).
+pub const MAX_PENDING_ACKS: usize = 4096;
+
+/// Who acknowledges a direct message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectAcks {
+    /// The receiving node decides: every [`crate::NetEvent::Object`] that came directly carries
+    /// an [`crate::AckId`] the node answers with [`crate::Client::acknowledge`]. Without an
+    /// answer within `timeout` the event loop acknowledges `Refused("busy: ...")`.
+    ByNode {
+        /// How long the node may take.
+        timeout: Duration,
+    },
+    /// The event loop acknowledges `Accepted` as soon as the object decodes, verifies, is fresh
+    /// and is not a replay, before anyone looked at its context. Only for tools and tests of
+    /// the network layer alone; a node never uses it.
+    OnReceipt,
+}
+
+impl Default for DirectAcks {
+    fn default() -> Self {
+        DirectAcks::ByNode {
+            timeout: DEFAULT_ACK_TIMEOUT,
+        }
+    }
+}
+
 /// Everything the network layer needs to start.
 #[derive(Clone)]
 pub struct NetConfig {
@@ -109,6 +141,8 @@ pub struct NetConfig {
     pub replay_capacity: usize,
     /// Lifetime of provider records in the DHT.
     pub provider_record_ttl: Duration,
+    /// Who acknowledges direct messages (by default the node, after its admission check).
+    pub direct_acks: DirectAcks,
 }
 
 impl NetConfig {
@@ -129,6 +163,7 @@ impl NetConfig {
             channel_capacity: 1024,
             replay_capacity: 100_000,
             provider_record_ttl: Duration::from_secs(60 * 60),
+            direct_acks: DirectAcks::default(),
         }
     }
 

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::codec::{Ack, DIRECT_PROTOCOL, DirectCodec};
-use crate::config::{NetConfig, TOPIC_ALL, capability_topic, gossip_message_id};
+use crate::config::{DirectAcks, NetConfig, TOPIC_ALL, capability_topic, gossip_message_id};
 use crate::counters;
 use crate::now_ms;
 
@@ -122,6 +122,9 @@ pub enum NetEvent {
         via: Via,
         /// The verified object.
         object: Box<SignedObject>,
+        /// For a direct message under [`crate::DirectAcks::ByNode`]: the acknowledgement the
+        /// sender waits for; answer it with [`Client::acknowledge`]. `None` for gossip.
+        ack: Option<AckId>,
     },
     /// An incoming object was refused (and, for gossip, not forwarded).
     Refused {
@@ -145,6 +148,16 @@ pub enum NetEvent {
     },
     /// The node listens on a new address.
     Listening(Multiaddr),
+}
+
+/// A direct message waiting for the node's acknowledgement (see [`Client::acknowledge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AckId(u64);
+
+impl std::fmt::Display for AckId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ack#{}", self.0)
+    }
 }
 
 /// A snapshot of the node's network state.
@@ -225,6 +238,7 @@ enum Command {
 #[derive(Clone)]
 pub struct Client {
     commands: mpsc::Sender<Command>,
+    acks: mpsc::Sender<(AckId, Ack)>,
     peer_id: PeerId,
 }
 
@@ -256,17 +270,33 @@ impl Client {
     /// Sends an object directly to `peer` and waits for its acknowledgement. A duplicate is
     /// fine; a refusal is an error carrying the peer's reason.
     pub async fn send(&self, peer: PeerId, object: SignedObject) -> Result<(), NetError> {
-        match self
-            .call(|reply| Command::Send {
-                peer,
-                object,
-                reply,
-            })
-            .await??
-        {
+        match self.deliver(peer, object).await? {
             Ack::Accepted | Ack::Duplicate => Ok(()),
             Ack::Refused(reason) => Err(NetError::Refused(reason)),
         }
+    }
+
+    /// Sends an object directly to `peer` and returns its acknowledgement as it came.
+    pub async fn deliver(&self, peer: PeerId, object: SignedObject) -> Result<Ack, NetError> {
+        self.call(|reply| Command::Send {
+            peer,
+            object,
+            reply,
+        })
+        .await?
+    }
+
+    /// Answers the direct message `id` (from [`NetEvent::Object`]) with `ack`. Never waits:
+    /// an answer for a message already answered (or timed out) is ignored, and one that does
+    /// not fit the bounded queue is dropped, the event loop then answering `busy` at the
+    /// timeout.
+    pub fn acknowledge(&self, id: AckId, ack: Ack) -> Result<(), NetError> {
+        self.acks.try_send((id, ack)).map_err(|e| match e {
+            mpsc::error::TrySendError::Closed(_) => NetError::Stopped,
+            mpsc::error::TrySendError::Full(_) => {
+                NetError::SendFailed("the acknowledgement queue is full".into())
+            }
+        })
     }
 
     /// The node's network state.
@@ -363,6 +393,51 @@ pub struct EventLoop {
     last_redial: Instant,
     announced: bool,
     published: RecentIds,
+    acks: mpsc::Receiver<(AckId, Ack)>,
+    pending_acks: HashMap<AckId, PendingAck>,
+    next_ack: u64,
+    refusals: RecentRefusals,
+}
+
+/// A direct message waiting for the node's decision.
+struct PendingAck {
+    channel: request_response::ResponseChannel<Ack>,
+    peer: PeerId,
+    object: pvl_protocol::ObjectId,
+    deadline: Instant,
+}
+
+/// A bounded memory of the objects the node refused, with the reason, so that the same object
+/// sent again is refused again rather than acknowledged as a duplicate.
+struct RecentRefusals {
+    reasons: HashMap<pvl_protocol::ObjectId, String>,
+    order: std::collections::VecDeque<pvl_protocol::ObjectId>,
+}
+
+impl RecentRefusals {
+    const CAPACITY: usize = 4096;
+
+    fn new() -> Self {
+        RecentRefusals {
+            reasons: HashMap::new(),
+            order: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn remember(&mut self, id: pvl_protocol::ObjectId, reason: &str) {
+        if self.reasons.insert(id, reason.to_owned()).is_none() {
+            self.order.push_back(id);
+            if self.order.len() > Self::CAPACITY
+                && let Some(old) = self.order.pop_front()
+            {
+                self.reasons.remove(&old);
+            }
+        }
+    }
+
+    fn get(&self, id: &pvl_protocol::ObjectId) -> Option<&String> {
+        self.reasons.get(id)
+    }
 }
 
 /// A bounded memory of recently published object ids.
@@ -419,8 +494,11 @@ pub fn new(config: NetConfig) -> Result<(Client, mpsc::Receiver<NetEvent>, Event
     }
     let (command_tx, command_rx) = mpsc::channel(config.channel_capacity);
     let (event_tx, event_rx) = mpsc::channel(config.channel_capacity);
+    // One answer per pending message at most: this queue never holds more than the map.
+    let (ack_tx, ack_rx) = mpsc::channel(crate::config::MAX_PENDING_ACKS);
     let client = Client {
         commands: command_tx,
+        acks: ack_tx,
         peer_id: *swarm.local_peer_id(),
     };
     let event_loop = EventLoop {
@@ -442,6 +520,10 @@ pub fn new(config: NetConfig) -> Result<(Client, mpsc::Receiver<NetEvent>, Event
         last_redial: Instant::now(),
         announced: false,
         published: RecentIds::new(),
+        acks: ack_rx,
+        pending_acks: HashMap::new(),
+        next_ack: 0,
+        refusals: RecentRefusals::new(),
     };
     Ok((client, event_rx, event_loop))
 }
@@ -642,6 +724,7 @@ impl EventLoop {
                     Some(command) => self.on_command(command),
                     None => break,
                 },
+                Some((id, ack)) = self.acks.recv() => self.answer(id, ack),
                 _ = tick.tick() => self.on_tick(),
             }
         }
@@ -662,7 +745,55 @@ impl EventLoop {
         }
     }
 
+    /// Sends the node's acknowledgement of the pending direct message `id`.
+    fn answer(&mut self, id: AckId, ack: Ack) {
+        let Some(pending) = self.pending_acks.remove(&id) else {
+            debug!(%id, "acknowledgement for no pending message (answered or timed out)");
+            return;
+        };
+        if let Ack::Refused(reason) = &ack {
+            self.refusals.remember(pending.object, reason);
+        }
+        if self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_response(pending.channel, ack)
+            .is_err()
+        {
+            debug!(peer = %pending.peer, "could not acknowledge: the stream closed");
+        }
+    }
+
+    /// Answers `busy` for every direct message the node did not decide on in time.
+    fn expire_acks(&mut self) {
+        let now = Instant::now();
+        let late: Vec<AckId> = self
+            .pending_acks
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            warn!(%id, "the node did not decide on a direct message in time: refused as busy");
+            // Not remembered as a refusal: the sender may try again later.
+            if let Some(pending) = self.pending_acks.remove(&id) {
+                let ack = Ack::Refused("busy: the node did not decide in time".into());
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .direct
+                    .send_response(pending.channel, ack)
+                    .is_err()
+                {
+                    debug!(peer = %pending.peer, "could not acknowledge: the stream closed");
+                }
+            }
+        }
+    }
+
     fn on_tick(&mut self) {
+        self.expire_acks();
         self.retry_publishes();
         let now = Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lookup_retries)
@@ -1084,6 +1215,7 @@ impl EventLoop {
                         from: propagation_source,
                         via,
                         object: Box::new(object),
+                        ack: None,
                     })
                     .await;
                 } else {
@@ -1117,7 +1249,22 @@ impl EventLoop {
                     request, channel, ..
                 } => {
                     counters::direct_received();
-                    let (ack, object) = self.accept_direct(&peer, &request);
+                    let by_node = match self.config.direct_acks {
+                        DirectAcks::ByNode { timeout } => Some(timeout),
+                        DirectAcks::OnReceipt => None,
+                    };
+                    // Full: refused before the replay guard sees it, so that the same object
+                    // sent again later is taken, not called a duplicate.
+                    let full = by_node.is_some()
+                        && self.pending_acks.len() >= crate::config::MAX_PENDING_ACKS;
+                    let (ack, object) = if full {
+                        (
+                            Ack::Refused("busy: too many messages awaiting admission".into()),
+                            None,
+                        )
+                    } else {
+                        self.accept_direct(&peer, &request)
+                    };
                     if let Ack::Refused(reason) = &ack {
                         warn!(%peer, "direct message refused: {reason}");
                         self.emit(NetEvent::Refused {
@@ -1127,22 +1274,49 @@ impl EventLoop {
                         })
                         .await;
                     }
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .direct
-                        .send_response(channel, ack)
-                        .is_err()
-                    {
-                        debug!(%peer, "could not acknowledge: the stream closed");
-                    }
-                    if let Some(object) = object {
-                        self.emit(NetEvent::Object {
-                            from: peer,
-                            via: Via::Direct,
-                            object: Box::new(object),
-                        })
-                        .await;
+                    match (object, by_node) {
+                        (Some(object), Some(timeout)) if ack == Ack::Accepted => {
+                            // The node decides: the answer comes through `Client::acknowledge`
+                            // (or `busy` at the deadline, see `expire_acks`).
+                            self.next_ack += 1;
+                            let id = AckId(self.next_ack);
+                            self.pending_acks.insert(
+                                id,
+                                PendingAck {
+                                    channel,
+                                    peer,
+                                    object: object.id(),
+                                    deadline: Instant::now() + timeout,
+                                },
+                            );
+                            self.emit(NetEvent::Object {
+                                from: peer,
+                                via: Via::Direct,
+                                object: Box::new(object),
+                                ack: Some(id),
+                            })
+                            .await;
+                        }
+                        (object, _) => {
+                            if self
+                                .swarm
+                                .behaviour_mut()
+                                .direct
+                                .send_response(channel, ack.clone())
+                                .is_err()
+                            {
+                                debug!(%peer, "could not acknowledge: the stream closed");
+                            }
+                            if let (Some(object), Ack::Accepted) = (object, ack) {
+                                self.emit(NetEvent::Object {
+                                    from: peer,
+                                    via: Via::Direct,
+                                    object: Box::new(object),
+                                    ack: None,
+                                })
+                                .await;
+                            }
+                        }
                     }
                 }
                 request_response::Message::Response {
@@ -1183,6 +1357,10 @@ impl EventLoop {
         let now = now_ms();
         if let Err(e) = check_fresh(&object, now) {
             return (Ack::Refused(e.to_string()), None);
+        }
+        if let Some(reason) = self.refusals.get(&object.id()) {
+            // Refused by the node before: the same answer again.
+            return (Ack::Refused(reason.clone()), None);
         }
         match self.replay.check_and_record(&object, now) {
             Ok(()) => (Ack::Accepted, Some(object)),

@@ -30,8 +30,21 @@
 //! - **request-response** (`/pvl/direct/1`) carries offers, awards, progress, done, receipts,
 //!   proposals, votes and rejects between the two peers concerned. A request is the object's
 //!   exact signed bytes (never re-encoded); the response is a short acknowledgement saying
-//!   whether the receiver accepted the object as valid. A peer known only by its id is looked
-//!   up through Kademlia first.
+//!   whether the receiver accepted the object. A peer known only by its id is looked up
+//!   through Kademlia first.
+//!
+//! ## Acknowledging direct messages: the node decides
+//!
+//! The event loop only checks what it can alone (decoding, signature, freshness, replays:
+//! a replay is acknowledged `Duplicate` at once). Whether the object belongs to a conversation
+//! of the node's is the node's answer ([`DirectAcks::ByNode`], the default): the loop keeps the
+//! libp2p response channel in a bounded map (at most [`MAX_PENDING_ACKS`]) under an
+//! [`AckId`], emits [`NetEvent::Object`] with `ack: Some(id)`, and sends whatever the node
+//! answers through [`Client::acknowledge`]. A node that does not answer within the timeout
+//! (default [`DEFAULT_ACK_TIMEOUT`]) gets `Refused("busy: ...")` sent for it; when the map is
+//! full a new direct message is refused as `busy` at once. A refusal is remembered (bounded),
+//! so the same object sent again is refused again with the same reason, not acknowledged as a
+//! duplicate.
 //! - **identify**, **ping** and **connection limits**.
 //!
 //! ## Transports and private networks
@@ -57,11 +70,14 @@ mod event_loop;
 mod keys;
 
 pub use codec::{Ack, DIRECT_PROTOCOL, MAX_ACK_REASON_LEN, MalformedAck};
-pub use config::{NetConfig, SwarmKey, TOPIC_ALL, capability_topic, gossip_message_id};
+pub use config::{
+    DEFAULT_ACK_TIMEOUT, DirectAcks, MAX_PENDING_ACKS, NetConfig, SwarmKey, TOPIC_ALL,
+    capability_topic, gossip_message_id,
+};
 pub use counters::NetCounters;
 pub use event_loop::{
-    Client, EventLoop, NetError, NetEvent, NetStatus, PeerInfo, PublishError, PublishReport, Via,
-    new,
+    AckId, Client, EventLoop, NetError, NetEvent, NetStatus, PeerInfo, PublishError, PublishReport,
+    Via, new,
 };
 pub use keys::{peer_id_of, protocol_keypair, public_key_of};
 

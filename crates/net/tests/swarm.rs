@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use pvl_net::{NetConfig, NetEvent, PeerId, SwarmKey, Via, identity::Keypair};
+use pvl_net::{Ack, DirectAcks, NetConfig, NetEvent, PeerId, SwarmKey, Via, identity::Keypair};
 use pvl_protocol::fixtures::{self};
 use pvl_protocol::{Body, Envelope, Intent, Payload, SignedObject};
 use tokio::sync::mpsc;
@@ -330,6 +330,9 @@ async fn private_network_keeps_out_both_kinds_of_outsider() {
 async fn start_with_key(keypair: Keypair, configure: impl FnOnce(&mut NetConfig)) -> Node {
     let mut config = NetConfig::new(keypair.clone());
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    // These tests are about the network alone: no node decides on direct messages, so the
+    // event loop acknowledges them itself (the node's own acknowledgements are tested below).
+    config.direct_acks = DirectAcks::OnReceipt;
     configure(&mut config);
     let (client, mut events, event_loop) = pvl_net::new(config).unwrap();
     tokio::spawn(event_loop.run());
@@ -413,4 +416,68 @@ async fn gossip_with_a_bad_signature_is_rejected_and_not_forwarded() {
         "the forged intent reached the receiver: {:?}",
         receiver.seen
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_decides_the_acknowledgement_of_a_direct_message() {
+    let mut target = Node::start(|c| {
+        c.direct_acks = DirectAcks::ByNode {
+            timeout: Duration::from_millis(600),
+        }
+    })
+    .await;
+    let addr = target.addr.clone();
+    let sender = Node::start(move |c| c.bootstrap = vec![addr]).await;
+    let intent = intent_by(&target.protocol_key(), "echo", 1);
+    let offer = |cost| {
+        fixtures::offer_for(&intent, &sender.protocol_key(), cost, pvl_net::now_ms()).unwrap()
+    };
+    let peer = target.peer_id();
+    let deliver = |object: SignedObject| {
+        let client = sender.client.clone();
+        tokio::spawn(async move { client.deliver(peer, object).await.unwrap() })
+    };
+    let ack_of = |event: NetEvent| match event {
+        NetEvent::Object {
+            ack: Some(id),
+            via: Via::Direct,
+            ..
+        } => id,
+        other => panic!("no acknowledgement to give: {other:?}"),
+    };
+
+    // Refused by the node: the sender sees the node's reason, and the same object sent again
+    // is refused again (not acknowledged as a duplicate).
+    let refused = offer(1);
+    let pending = deliver(refused.clone());
+    let id = ack_of(target.wait_for("the offer", is_object(refused.id())).await);
+    target
+        .client
+        .acknowledge(id, Ack::Refused("unknown-intent: no such intent".into()))
+        .unwrap();
+    assert_eq!(
+        pending.await.unwrap(),
+        Ack::Refused("unknown-intent: no such intent".into())
+    );
+    assert_eq!(
+        deliver(refused).await.unwrap(),
+        Ack::Refused("unknown-intent: no such intent".into())
+    );
+
+    // Accepted by the node; a replay is a duplicate, acknowledged by the event loop at once.
+    let accepted = offer(2);
+    let pending = deliver(accepted.clone());
+    let id = ack_of(target.wait_for("the offer", is_object(accepted.id())).await);
+    target.client.acknowledge(id, Ack::Accepted).unwrap();
+    assert_eq!(pending.await.unwrap(), Ack::Accepted);
+    assert_eq!(deliver(accepted).await.unwrap(), Ack::Duplicate);
+
+    // A node that never decides: `busy` at the deadline, not a hang and not an acceptance.
+    let ignored = offer(3);
+    let pending = deliver(ignored.clone());
+    target.wait_for("the offer", is_object(ignored.id())).await;
+    match timeout(WAIT, pending).await.unwrap().unwrap() {
+        Ack::Refused(reason) => assert!(reason.starts_with("busy"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -327,6 +327,17 @@ pub enum Input {
         /// The output, or the failure reason.
         result: Result<Payload, String>,
     },
+    /// The provider of `task` refused its award in the acknowledgement (an admission refusal,
+    /// e.g. `not-your-offer` when it no longer holds the offer): the requester reassigns at
+    /// once instead of waiting for its watchdog (requester side).
+    AwardRefused {
+        /// The trace of the award.
+        trace: TraceId,
+        /// The task (the id of the refused `TaskStart`).
+        task: ObjectId,
+        /// The reason the provider gave.
+        reason: String,
+    },
     /// The decision on a proposal asked for with [`Action::DecideVote`].
     VoteDecided {
         /// The proposal.

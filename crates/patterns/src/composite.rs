@@ -11,9 +11,10 @@
 use std::sync::Arc;
 
 use pvl_protocol::EventType;
-use pvl_protocol::{Body, Intent, Keypair, ObjectId, PublicKey, SignedObject, TraceId};
+use pvl_protocol::{Body, Intent, Keypair, Kind, ObjectId, PublicKey, SignedObject, TraceId};
 
 use crate::action::{Action, FailureReason, Input, Outcome, PartResult, PartStatus, TimerToken};
+use crate::admission::Refusal;
 use crate::coordination::Coordination;
 use crate::error::{PatternError, Result};
 use crate::requester::{RequestSpec, Requester, RequesterState};
@@ -184,14 +185,33 @@ impl Composite {
                         actual: object.trace_id(),
                     });
                 }
-                self.part_claiming(object)
-                    .ok_or_else(|| PatternError::Unexpected {
-                        kind: object.kind(),
-                        id: object.id(),
-                        state: "running parts (no part claims it)",
-                    })?
+                self.part_claiming(object).ok_or_else(|| {
+                    // No part asked for it: an offer for none of the parts' intents, a
+                    // report about none of their tasks (admission, see `crate::admission`).
+                    let refusal = match object.kind() {
+                        Kind::Offer => Refusal::UnknownIntent,
+                        Kind::TaskProgress | Kind::TaskDone | Kind::Receipt | Kind::Event => {
+                            Refusal::TaskNotLive
+                        }
+                        Kind::Vote => Refusal::NoOpenBallot,
+                        _ => Refusal::Unexpected,
+                    };
+                    PatternError::refused(
+                        refusal,
+                        format!(
+                            "{} {}: no part of this run claims it",
+                            object.kind(),
+                            object.id().short()
+                        ),
+                    )
+                })?
             }
             Input::Timer(token) => self.part_of_timer(trace, token)?,
+            Input::AwardRefused { task, .. } => self
+                .parts
+                .iter()
+                .position(|p| p.requester.as_ref().is_some_and(|r| r.awarded(task)))
+                .ok_or(PatternError::UnknownTask(*task))?,
             Input::Progress { task, .. } | Input::Executed { task, .. } => {
                 return Err(PatternError::Invalid(format!(
                     "a composite executes nothing (executor input for task {})",

@@ -59,6 +59,7 @@ use pvl_protocol::{EventType, attr};
 use tracing::{debug, info, warn};
 
 use crate::action::{Action, TimerKind, TimerToken};
+use crate::admission::Refusal;
 use crate::error::{PatternError, Result};
 use crate::util::{EventText, sign, sign_event, text};
 
@@ -294,11 +295,14 @@ impl Ballot {
         }
         let member = vote.signer();
         if !self.committee.members.contains(&member) {
-            return Err(PatternError::Mismatch(format!(
-                "vote {} is signed by {}, who is not in the committee",
-                vote.id().short(),
-                member.short()
-            )));
+            return Err(PatternError::refused(
+                Refusal::NotABallotMember,
+                format!(
+                    "vote {} is signed by {}, who is not in the committee",
+                    vote.id().short(),
+                    member.short()
+                ),
+            ));
         }
         let current = self.proposal.as_ref().map(SignedObject::id);
         let mut actions = Vec::new();
@@ -900,18 +904,24 @@ impl Voter {
             }]));
         }
         if !body.committee.members.contains(&self.key.public()) {
-            return Err(PatternError::Invalid(format!(
-                "this node ({}) is not in the committee of proposal {}",
-                self.key.public().short(),
-                proposal.id().short()
-            )));
+            return Err(PatternError::refused(
+                Refusal::NotInCommittee,
+                format!(
+                    "this node ({}) is not in the committee of proposal {}",
+                    self.key.public().short(),
+                    proposal.id().short()
+                ),
+            ));
         }
         if body.deadline_ms < now_ms {
-            return Err(PatternError::Invalid(format!(
-                "voting on proposal {} closed at {} ms",
-                proposal.id().short(),
-                body.deadline_ms
-            )));
+            return Err(PatternError::refused(
+                Refusal::VotingClosed,
+                format!(
+                    "voting on proposal {} closed at {} ms",
+                    proposal.id().short(),
+                    body.deadline_ms
+                ),
+            ));
         }
         Ok(None)
     }

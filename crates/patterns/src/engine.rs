@@ -34,7 +34,19 @@
 //! recorded by the engine as observed. An object delivered inside the engine (sent to itself)
 //! was recorded by its signer, so the receiving state machine's record of it is dropped.
 //! Objects every state machine refused are not recorded: they are counted in
-//! [`EngineStats::refused`].
+//! [`EngineStats::refused`], and by reason in [`EngineStats::refusals`].
+//!
+//! ## Admission
+//!
+//! An object that arrived **directly** from a peer goes to [`Engine::admit`] instead of
+//! [`Engine::handle`]: the same routing, plus a verdict the driver sends back as the
+//! acknowledgement: `Ok` when a state machine admitted it, or the typed [`Refused`] of the
+//! state machine whose rule governs it (the run for offers, reports, award refusals and votes;
+//! the provider for awards, rejects and its countersigned receipts; the voter for proposals).
+//! When no such state machine exists here the engine says why ([`Refusal::UnknownIntent`],
+//! [`Refusal::IntentClosed`] when the run's outcome is remembered, [`Refusal::UnknownTrace`],
+//! ...). Intents and capability ads are refused directly ([`Refusal::GossipOnly`]). See
+//! [`crate::admission`] for every rule.
 //!
 //! ## Votes decided outside
 //!
@@ -62,6 +74,7 @@ use pvl_protocol::{
 use tracing::debug;
 
 use crate::action::{Action, Input, Outcome};
+use crate::admission::{Refusal, RefusalCounts, Refused, Verdict};
 use crate::consensus::{RulePolicy, Voter};
 use crate::coordination::Coordination;
 use crate::error::{PatternError, Result};
@@ -140,6 +153,8 @@ pub struct EngineStats {
     pub finished: u64,
     /// Objects received that every state machine refused (not recorded).
     pub refused: u64,
+    /// The same refusals, by reason.
+    pub refusals: RefusalCounts,
     /// Objects delivered inside the engine (sent by this node to itself).
     pub local: u64,
     /// Timers fired.
@@ -314,7 +329,7 @@ impl Engine {
     /// nothing and are counted.
     pub fn handle(&mut self, input: Input, now_ms: u64) -> Vec<Action> {
         let actions = match input {
-            Input::Received(object) => self.route(object, now_ms),
+            Input::Received(object) => self.route(object, now_ms).1,
             Input::Timer(token) => self.fire(token, now_ms),
             Input::Progress {
                 task,
@@ -341,6 +356,27 @@ impl Engine {
                     .handle(Input::OfferDecided { intent, decision }, now_ms)
                     .unwrap_or_else(|e| {
                         debug!("bid answer ignored: {e}");
+                        Vec::new()
+                    }),
+                None => Vec::new(),
+            },
+            Input::AwardRefused {
+                trace,
+                task,
+                reason,
+            } => match self.runs.get_mut(&trace) {
+                Some(run) => run
+                    .coordination
+                    .handle(
+                        Input::AwardRefused {
+                            trace,
+                            task,
+                            reason,
+                        },
+                        now_ms,
+                    )
+                    .unwrap_or_else(|e| {
+                        debug!("award refusal ignored: {e}");
                         Vec::new()
                     }),
                 None => Vec::new(),
@@ -448,11 +484,42 @@ impl Engine {
         out
     }
 
-    /// Routes a received object to the state machines it belongs to.
-    fn route(&mut self, object: SignedObject, now_ms: u64) -> Vec<Action> {
+    /// Feeds an object received **directly** from a peer and returns the admission verdict
+    /// with the actions. `Ok` means a state machine of this node admitted it (it is recorded by
+    /// one of the actions, or was a harmless repeat); `Err` carries the typed reason, nothing
+    /// changed and nothing is recorded. Intents and capability ads are refused here: they
+    /// travel by gossip ([`Engine::handle`] with [`Input::Received`]).
+    pub fn admit(&mut self, object: SignedObject, now_ms: u64) -> (Verdict, Vec<Action>) {
+        if matches!(object.kind(), Kind::Intent | Kind::CapabilityAd) {
+            let refused = Refused::new(
+                Refusal::GossipOnly,
+                format!("{}s travel by gossip, never directly", object.kind()),
+            );
+            self.count_refusal(refused.refusal);
+            return (Err(refused), Vec::new());
+        }
+        let (verdict, actions) = self.route(object, now_ms);
+        (verdict, self.process(None, actions, now_ms))
+    }
+
+    fn count_refusal(&mut self, refusal: Refusal) {
+        self.stats.refused += 1;
+        self.stats.refusals.count(refusal);
+    }
+
+    /// Routes a received object to the state machines it belongs to; the verdict is the
+    /// refusal of the state machine whose rule applies when none admitted it.
+    fn route(&mut self, object: SignedObject, now_ms: u64) -> (Verdict, Vec<Action>) {
         let mut actions = Vec::new();
         let mut taken = false;
-        if let Some(run) = self.runs.get_mut(&object.trace_id()) {
+        let kind = object.kind();
+        let trace = object.trace_id();
+        let mine = object.signer() == self.key.public();
+        // The refusal of the state machine whose rule governs this object.
+        let mut run_refused: Option<PatternError> = None;
+        let mut other_refused: Option<PatternError> = None;
+        let has_run = self.runs.contains_key(&trace);
+        if let Some(run) = self.runs.get_mut(&trace) {
             match run
                 .coordination
                 .handle(Input::Received(object.clone()), now_ms)
@@ -461,10 +528,13 @@ impl Engine {
                     taken = true;
                     actions.extend(more);
                 }
-                Err(e) => debug!(id = %object.id().short(), "the run refused the object: {e}"),
+                Err(e) => {
+                    debug!(id = %object.id().short(), "the run refused the object: {e}");
+                    run_refused = Some(e);
+                }
             }
         }
-        match object.kind() {
+        match kind {
             Kind::Proposal => {
                 let result = if self.external_votes {
                     self.voter.prepare(&object, now_ms).map(|again| {
@@ -478,28 +548,32 @@ impl Engine {
                         taken = true;
                         actions.extend(more);
                     }
-                    Err(e) => debug!(id = %object.id().short(), "no vote on the proposal: {e}"),
+                    Err(e) => {
+                        debug!(id = %object.id().short(), "no vote on the proposal: {e}");
+                        other_refused = Some(e);
+                    }
                 }
             }
             Kind::Intent | Kind::TaskStart | Kind::Reject | Kind::Receipt => {
                 if let Some(provider) = self.provider.as_mut() {
                     match provider.on_object(object.clone(), now_ms) {
                         Ok(more) => {
-                            taken |= !more.is_empty() || object.kind() == Kind::Intent;
+                            taken = true;
                             actions.extend(more);
                         }
                         Err(e) => {
-                            debug!(id = %object.id().short(), "the provider refused the object: {e}")
+                            debug!(id = %object.id().short(), "the provider refused the object: {e}");
+                            other_refused = Some(e);
                         }
                     }
                 }
-                if object.kind() == Kind::Intent {
+                if kind == Kind::Intent {
                     taken = true;
                     let id = object.id();
                     let recorded = actions
                         .iter()
                         .any(|a| matches!(a, Action::Record(o) if o.id() == id));
-                    if !recorded && object.signer() != self.key.public() {
+                    if !recorded && !mine {
                         // Observed: an intent on the network this node does not bid on.
                         actions.insert(0, Action::Record(object.clone()));
                     }
@@ -507,10 +581,77 @@ impl Engine {
             }
             _ => {}
         }
-        if !taken {
-            self.stats.refused += 1;
+        if taken {
+            return (Ok(()), actions);
         }
-        actions
+        let refused = self.refusal(&object, has_run, run_refused, other_refused);
+        self.count_refusal(refused.refusal);
+        (Err(refused), actions)
+    }
+
+    /// The typed refusal of an object nobody admitted: the error of the state machine whose
+    /// rule governs it, or, when no such state machine exists here, why not.
+    fn refusal(
+        &self,
+        object: &SignedObject,
+        has_run: bool,
+        run_refused: Option<PatternError>,
+        other_refused: Option<PatternError>,
+    ) -> Refused {
+        let kind = object.kind();
+        let mine = object.signer() == self.key.public();
+        // Who decides: awards and rejects are the provider's, proposals the voter's, this
+        // node's own (countersigned) receipts the provider's; the rest belongs to the run.
+        let provider_side = matches!(kind, Kind::TaskStart | Kind::Reject | Kind::Proposal)
+            || (kind == Kind::Receipt && mine);
+        let governing = if provider_side {
+            other_refused.or(run_refused)
+        } else {
+            run_refused.or(other_refused)
+        };
+        if let Some(e) = governing {
+            let refusal = e.refusal(kind);
+            let detail = match e {
+                PatternError::Refused(r) => r.detail,
+                other => other.to_string(),
+            };
+            return Refused::new(refusal, detail);
+        }
+        let trace = object.trace_id();
+        let ended = self.outcomes.contains_key(&trace);
+        let short = trace.short();
+        match kind {
+            Kind::TaskStart | Kind::Reject => Refused::new(
+                Refusal::NotYourOffer,
+                "this node serves no capability and makes no offers",
+            ),
+            Kind::Offer if ended => Refused::new(
+                Refusal::IntentClosed,
+                format!("the round of trace {short} is over"),
+            ),
+            Kind::Offer => Refused::new(
+                Refusal::UnknownIntent,
+                format!("this node coordinates no trace {short}"),
+            ),
+            Kind::TaskProgress | Kind::TaskDone | Kind::Receipt | Kind::Event if ended => {
+                Refused::new(
+                    Refusal::TaskNotLive,
+                    format!("the run of trace {short} is over"),
+                )
+            }
+            Kind::Vote if ended => Refused::new(
+                Refusal::NoOpenBallot,
+                format!("the run of trace {short} is over"),
+            ),
+            _ if !has_run => Refused::new(
+                Refusal::UnknownTrace,
+                format!("this node takes no part in trace {short}"),
+            ),
+            _ => Refused::new(
+                Refusal::Unexpected,
+                format!("a {kind} is not expected in trace {short}"),
+            ),
+        }
     }
 
     /// Routes a timer to the run of its trace.
@@ -554,7 +695,7 @@ impl Engine {
         for object in local {
             self.stats.local += 1;
             let id = object.id();
-            let more = self.route(object, now_ms);
+            let (_, more) = self.route(object, now_ms);
             out.extend(self.process(Some(id), more, now_ms));
         }
         out

@@ -50,6 +50,9 @@ pub enum PatternError {
     /// output hash differs from the reported output).
     #[error("{0}")]
     Mismatch(String),
+    /// The object was refused by the admission rules (see [`crate::admission`]).
+    #[error(transparent)]
+    Refused(#[from] crate::admission::Refused),
     /// The caller's specification or call is unusable.
     #[error("invalid request: {0}")]
     Invalid(String),
@@ -59,6 +62,34 @@ pub enum PatternError {
 pub type Result<T, E = PatternError> = std::result::Result<T, E>;
 
 /// A proposal whose action is not valid ballot terms is a mismatch with what was signed.
+impl PatternError {
+    /// A refusal by the admission rules: `refusal`, with `detail`.
+    pub fn refused(refusal: crate::admission::Refusal, detail: impl Into<String>) -> Self {
+        PatternError::Refused(crate::admission::Refused::new(refusal, detail))
+    }
+
+    /// The admission refusal this error means for a received object of `kind`.
+    pub fn refusal(&self, kind: Kind) -> crate::admission::Refusal {
+        use crate::admission::Refusal;
+        match self {
+            PatternError::Refused(r) => r.refusal,
+            PatternError::UnknownTask(_) => Refusal::TaskNotLive,
+            PatternError::WrongTrace { .. } => Refusal::UnknownTrace,
+            PatternError::WrongSigner { kind, .. } => match kind {
+                Kind::TaskProgress | Kind::TaskDone | Kind::Receipt | Kind::Event => {
+                    Refusal::NotTheAwardedProvider
+                }
+                Kind::TaskStart | Kind::Reject => Refusal::NotYourOffer,
+                _ => Refusal::Unexpected,
+            },
+            _ => match kind {
+                Kind::Intent | Kind::CapabilityAd => Refusal::GossipOnly,
+                _ => Refusal::Unexpected,
+            },
+        }
+    }
+}
+
 impl From<pvl_protocol::TermsError> for PatternError {
     fn from(e: pvl_protocol::TermsError) -> Self {
         PatternError::Mismatch(e.to_string())

@@ -23,6 +23,8 @@
 //!   [`Ballot`], each member's [`Voter`], and [`verify_certificate`] for the provider;
 //! * [`adaptive`]: [`choose`] the pattern for a request and the providers to avoid, from its
 //!   situation and the node's history;
+//! * [`admission`]: the typed verdict ([`Refusal`]) on an object received directly, given by
+//!   [`Engine::admit`] from the refusals of the state machine whose rule governs it;
 //! * [`sim`]: an in-memory driver (simulated clock and network) for tests, examples and
 //!   simulations at scale.
 //!
@@ -62,6 +64,7 @@
 //! | [`Input::Received`] (an object of the trace, decoded and checked by the node) | offer, progress, done, receipt, the winner's `award-refused` event, committee votes | intent, award (`TaskStart`), reject, countersigned receipt | the same as a requester, for any of its sub-requesters |
 //! | [`Input::Timer`] (a [`TimerToken`] it asked for) | window close, watchdog, receipt wait, vote round | none | its sub-requesters' timers |
 //! | [`Input::Progress`], [`Input::Executed`] (from the executor) | refused | progress, done + receipt | refused |
+//! | [`Input::AwardRefused`] (the provider refused an award in its acknowledgement) | reassign | refused | the part that awarded the task |
 //!
 //! A committee member's node feeds the proposals it receives to its [`Voter`]
 //! ([`Voter::on_proposal`]); a voter sets no timers.
@@ -136,6 +139,7 @@
 
 pub mod action;
 pub mod adaptive;
+pub mod admission;
 mod composite;
 pub mod consensus;
 pub mod coordination;
@@ -157,6 +161,7 @@ pub use action::{
 pub use adaptive::{
     Choice, NoPatternHistory, PatternHistory, PatternRecord, ProviderRecord, Situation, choose,
 };
+pub use admission::{Refusal, RefusalCounts, Refused, Verdict};
 pub use consensus::{
     Ballot, Decision, MemberReason, ProposalTerms, RulePolicy, Stance, VoteDecision, VotePolicy,
     Voter, verify_certificate,

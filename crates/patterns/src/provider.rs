@@ -16,6 +16,7 @@ use pvl_protocol::{EventType, attr};
 use tracing::{debug, info, warn};
 
 use crate::action::{Action, Input};
+use crate::admission::Refusal;
 use crate::consensus::verify_certificate;
 use crate::error::{PatternError, Result};
 use crate::util::{sign, text};
@@ -217,6 +218,10 @@ impl Provider {
             Input::Timer(token) => Err(PatternError::Invalid(format!(
                 "a provider sets no timers, got {}",
                 token.kind
+            ))),
+            Input::AwardRefused { task, .. } => Err(PatternError::Invalid(format!(
+                "a provider awards nothing (award refusal for task {})",
+                task.short()
             ))),
             Input::VoteDecided { proposal, .. } => Err(PatternError::Invalid(format!(
                 "a provider does not vote (decision on proposal {})",
@@ -493,8 +498,10 @@ impl Provider {
             debug!(task = %task.short(), "award delivered twice");
             return Ok(Vec::new());
         }
-        // Awards this provider never agreed to are refused with an event back to the sender.
-        let refusal = if award.provider != self.key.public() {
+        // Admission: an award for anything but an offer this provider made and holds, from
+        // the requester that offer answered, is refused unrecorded (the sender sees why in the
+        // acknowledgement).
+        let not_ours = if award.provider != self.key.public() {
             Some(format!(
                 "the award names provider {}, not this provider {}",
                 award.provider.short(),
@@ -514,12 +521,23 @@ impl Provider {
                 Some(made) if made.offer.trace_id() != start.trace_id() => {
                     Some("the award belongs to another trace than the offer".to_string())
                 }
-                Some(made) => made
-                    .committee
-                    .as_ref()
-                    .and_then(|committee| quorum_problem(&start, award, committee)),
+                Some(_) => None,
             }
         };
+        if let Some(reason) = not_ours {
+            warn!(task = %task.short(), %reason, "award refused");
+            return Err(PatternError::refused(
+                Refusal::NotYourOffer,
+                format!("award {}: {reason}", task.short()),
+            ));
+        }
+        // A genuine award from the right requester whose certificate does not hold is part of
+        // the conversation: recorded, and refused with an event back to the requester.
+        let refusal = self
+            .offers
+            .get(&award.offer)
+            .and_then(|made| made.committee.as_ref())
+            .and_then(|committee| quorum_problem(&start, award, committee));
         if let Some(reason) = refusal {
             warn!(task = %task.short(), %reason, "award refused");
             let event = sign(
@@ -629,6 +647,20 @@ impl Provider {
             ours.push((offer, code));
         }
         if ours.is_empty() {
+            // Evidence only when this provider takes part in the trace (an offer it still
+            // holds there, or a task): otherwise not its conversation.
+            let trace = reject.trace_id();
+            let party = self.offers.values().any(|m| m.offer.trace_id() == trace)
+                || self.tasks.values().any(|t| t.start.trace_id() == trace);
+            if !party {
+                return Err(PatternError::refused(
+                    Refusal::NotYourOffer,
+                    format!(
+                        "reject {} names no offer of this provider's",
+                        reject.id().short()
+                    ),
+                ));
+            }
             debug!(offer = %body.offer.short(), code = ?body.code, "reject for no offer held");
         }
         for (offer, code) in ours {
@@ -647,6 +679,7 @@ impl Provider {
             return Err(PatternError::Invalid("not a receipt".into()));
         };
         if receipt.signer() != self.key.public() {
+            // Not this provider's receipt: a requester's business (see the engine's routing).
             return Err(PatternError::WrongSigner {
                 kind: Kind::Receipt,
                 id: receipt.id(),

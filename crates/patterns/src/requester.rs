@@ -18,6 +18,7 @@ use crate::action::{
     Action, Completion, Failure, FailureReason, Input, Outcome, TimerKind, TimerToken,
 };
 use crate::adaptive::demote_avoided;
+use crate::admission::Refusal;
 use crate::consensus::{Ballot, Decision, ProposalTerms};
 use crate::error::{PatternError, Result};
 use crate::select::{
@@ -454,6 +455,11 @@ impl Requester {
                     task.short()
                 )))
             }
+            Input::AwardRefused { task, reason, .. } => {
+                let mut actions = Vec::new();
+                self.on_award_refused(task, &reason, now_ms, &mut actions)?;
+                Ok(actions)
+            }
             Input::VoteDecided { proposal, .. } => Err(PatternError::Invalid(format!(
                 "a requester does not vote (decision on proposal {})",
                 proposal.id().short()
@@ -642,16 +648,26 @@ impl Requester {
             debug!(offer = %object.id().short(), "duplicate delivery ignored");
             return Ok(());
         }
-        if matches!(self.phase, Phase::Finished(_)) {
-            return Err(self.unexpected(&object));
-        }
         if !self.intents.contains(&offer.intent) {
             // Not an answer to anything this requester asked: refused, not recorded.
-            return Err(PatternError::Mismatch(format!(
-                "offer {} answers intent {}, which this requester never published",
-                object.id().short(),
-                offer.intent.short()
-            )));
+            return Err(PatternError::refused(
+                Refusal::UnknownIntent,
+                format!(
+                    "offer {} answers intent {}, which this requester never published",
+                    object.id().short(),
+                    offer.intent.short()
+                ),
+            ));
+        }
+        if matches!(self.phase, Phase::Finished(_)) {
+            return Err(PatternError::refused(
+                Refusal::IntentClosed,
+                format!(
+                    "offer {} answers intent {}, whose round is over",
+                    object.id().short(),
+                    offer.intent.short()
+                ),
+            ));
         }
         if self.received_this_round >= self.spec.max_offers {
             self.stats.offers_over_cap += 1;
@@ -1041,7 +1057,13 @@ impl Requester {
         actions: &mut Vec<Action>,
     ) -> Result<()> {
         let Some(ballot) = self.ballot.as_mut() else {
-            return Err(self.unexpected(&object));
+            return Err(PatternError::refused(
+                Refusal::NoOpenBallot,
+                format!(
+                    "vote {}: no ballot of this requester is open",
+                    object.id().short()
+                ),
+            ));
         };
         actions.extend(ballot.on_vote(object, now_ms)?);
         self.act_on_decision(now_ms, actions)
@@ -1256,6 +1278,29 @@ impl Requester {
         let reason = format!("the provider refused the award: {}", event.message);
         actions.push(Action::Record(object));
         self.fail_winner(reason, now_ms, actions)
+    }
+
+    /// The awarded provider refused the award in its acknowledgement: reassign at once.
+    fn on_award_refused(
+        &mut self,
+        task: ObjectId,
+        reason: &str,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        let Phase::Running(running) = &self.phase else {
+            return Err(PatternError::UnknownTask(task));
+        };
+        if running.start.id() != task {
+            return Err(PatternError::UnknownTask(task));
+        }
+        let reason = format!("the provider refused the award in its acknowledgement: {reason}");
+        self.fail_winner(reason, now_ms, actions)
+    }
+
+    /// Whether `task` is one of the tasks this requester awarded.
+    pub fn awarded(&self, task: &ObjectId) -> bool {
+        self.tasks.contains(task)
     }
 
     /// Done and receipt are both in: verify the receipt, countersign, finish.

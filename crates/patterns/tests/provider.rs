@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use pvl_patterns::{Action, BidDecision, OfferPolicy, Provider, Requester};
+use pvl_patterns::{Action, BidDecision, OfferPolicy, Provider, Refusal, Requester};
 use pvl_protocol::{
     Body, Envelope, Keypair, Payload, PriceModel, SignedObject, Strategy, TaskStart,
 };
@@ -131,26 +131,31 @@ fn an_intent_is_answered_once_with_a_recorded_offer() {
 fn refuses_awards_it_never_offered_on() {
     let (_, i) = intent(1);
     let mut p = provider(4);
-    // An award naming this provider for an offer someone else made.
+    let not_ours = |e: pvl_patterns::PatternError| match e {
+        pvl_patterns::PatternError::Refused(r) => {
+            assert_eq!(r.refusal, Refusal::NotYourOffer);
+            r.detail
+        }
+        other => panic!("not an admission refusal: {other}"),
+    };
+    // An award naming this provider for an offer someone else made: refused unrecorded (the
+    // sender learns why in the acknowledgement), nothing executed, nothing signed.
     let foreign = offer(&i, &key(13), 10, 100, 9_900, T0 + 50);
     let a = award(&i, foreign.id(), &key(11), &key(1));
-    let actions = p.on_object(a.clone(), T0 + 200).unwrap();
-    let why = refusal(&actions).unwrap();
+    let why = not_ours(p.on_object(a.clone(), T0 + 200).unwrap_err());
     assert!(why.contains("never made"), "{why}");
-    assert!(!actions.iter().any(|x| matches!(x, Action::Execute { .. })));
-    assert_decodes(&recorded(&actions));
 
     // Its own offer, but the award is addressed to another provider.
     let bid = sends(&p.on_object(i.clone(), T0 + 10).unwrap())[0]
         .1
         .clone();
     let a = award(&i, bid.id(), &key(12), &key(1));
-    let why = refusal(&p.on_object(a, T0 + 200).unwrap()).unwrap();
+    let why = not_ours(p.on_object(a, T0 + 200).unwrap_err());
     assert!(why.contains("names provider"), "{why}");
 
     // Its own offer, but the award is signed by someone other than the requester.
     let a = award(&i, bid.id(), &key(11), &key(66));
-    let why = refusal(&p.on_object(a, T0 + 200).unwrap()).unwrap();
+    let why = not_ours(p.on_object(a, T0 + 200).unwrap_err());
     assert!(why.contains("requested by"), "{why}");
 
     // The genuine award is executed.
@@ -444,12 +449,22 @@ fn a_refused_award_is_reassigned_at_once() {
     let start = task_starts(&r.on_timer(token, T0 + 1_000).unwrap())
         .pop()
         .unwrap();
-    // Provider 12 is a fresh state machine that never made the offer: it refuses.
-    let mut forgetful =
-        Provider::new(key(12), 1).serve("sha256", OfferPolicy::fixed(10, 1_000, 9_500));
-    let refused = sends(&forgetful.on_object(start.clone(), T0 + 1_010).unwrap());
-    assert_eq!(refused[0].0, key(1).public());
-    let actions = r.on_object(refused[0].1.clone(), T0 + 1_020).unwrap();
+    // Provider 12 cannot honour the award and says so with a signed `award-refused` event.
+    let refused = Envelope {
+        trace: Some(start.trace_id()),
+        parents: vec![start.id()],
+        signer: key(12).public(),
+        timestamp_ms: T0 + 1_010,
+        body: Body::Event(pvl_protocol::Event {
+            event_type: "award-refused".into(),
+            about: vec![start.id()],
+            message: "award refused: no longer able".into(),
+            attrs: vec![],
+        }),
+    }
+    .sign(&key(12))
+    .unwrap();
+    let actions = r.on_object(refused, T0 + 1_020).unwrap();
     let next = task_starts(&actions).pop().unwrap();
     let Body::TaskStart(b) = next.body() else {
         panic!()

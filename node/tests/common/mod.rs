@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod rogue;
+
 pub const WAIT: Duration = Duration::from_secs(30);
 
 pub fn pvl(dir: &Path, args: &[&str]) -> Output {
