@@ -176,8 +176,10 @@ pub struct Parts {
     pub vote_exec: Vec<String>,
     /// How long the vote handler may take.
     pub vote_timeout: Duration,
-    /// Work for agent programs (`kind = "agent"` executors).
+    /// Work for agent programs (`kind = "agent"` executors, and votes when `vote_agent`).
     pub agents: Arc<crate::agents::AgentHub>,
+    /// Votes are decided by a voter program (`[consensus] agent = true`).
+    pub vote_agent: bool,
 }
 
 /// A job's result: an input for the engine, or nothing.
@@ -524,8 +526,14 @@ impl Actor {
                 Action::DecideVote(proposal) => {
                     let command = self.parts.vote_exec.clone();
                     let timeout = self.parts.vote_timeout;
+                    let agents = self.parts.vote_agent.then(|| self.parts.agents.clone());
                     self.job(async move {
-                        let decision = crate::executor::vote(&command, &proposal, timeout).await;
+                        let decision = match agents {
+                            Some(agents) => {
+                                crate::executor::vote_by_agent(&agents, &proposal, timeout).await
+                            }
+                            None => crate::executor::vote(&command, &proposal, timeout).await,
+                        };
                         Some(Input::VoteDecided { proposal, decision })
                     })
                     .await;

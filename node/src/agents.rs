@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pvl_api::{BidAnswer, TaskAnswer, Work, WorkItem};
+use pvl_api::{BidAnswer, TaskAnswer, VoteAnswer, Work, WorkItem};
 use pvl_protocol::ObjectId;
 use tokio::sync::{Notify, oneshot};
 
@@ -22,6 +22,10 @@ pub const MAX_QUEUED: usize = 1024;
 /// Most items taken by programs and not answered yet.
 pub const MAX_TAKEN: usize = 4096;
 
+/// The queue of proposals for voter programs (not a capability name: `#` is not allowed in
+/// one, SPEC.md §4).
+pub const VOTES: &str = "#votes";
+
 /// A program's answer to an item.
 #[derive(Debug)]
 pub enum Answer {
@@ -29,6 +33,8 @@ pub enum Answer {
     Bid(BidAnswer),
     /// To a task.
     Task(TaskAnswer),
+    /// To a proposal.
+    Vote(VoteAnswer),
 }
 
 /// Why an answer or a report was not taken.
@@ -144,9 +150,12 @@ impl AgentHub {
             return Err(HubError::Unknown(id));
         };
         match (&item.item.work, &answer) {
-            (Work::Bid(_), Answer::Bid(_)) | (Work::Task(_), Answer::Task(_)) => {}
+            (Work::Bid(_), Answer::Bid(_))
+            | (Work::Task(_), Answer::Task(_))
+            | (Work::Vote(_), Answer::Vote(_)) => {}
             (Work::Bid(_), _) => return Err(HubError::Mismatch(id, "bid")),
             (Work::Task(_), _) => return Err(HubError::Mismatch(id, "task")),
+            (Work::Vote(_), _) => return Err(HubError::Mismatch(id, "vote")),
         }
         let item = state.taken.remove(&id).ok_or(HubError::Unknown(id))?;
         item.reply.send(answer).map_err(|_| HubError::Unknown(id))
@@ -157,6 +166,7 @@ impl AgentHub {
         match self.lock().taken.get(&id).map(|i| &i.item.work) {
             Some(Work::Task(t)) => Ok(t.task),
             Some(Work::Bid(_)) => Err(HubError::Mismatch(id, "bid")),
+            Some(Work::Vote(_)) => Err(HubError::Mismatch(id, "vote")),
             None => Err(HubError::Unknown(id)),
         }
     }

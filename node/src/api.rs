@@ -17,6 +17,8 @@
 //! | GET | `/v1/openapi.json` | the OpenAPI 3.1 document of this API |
 //! | GET | `/v1/agents/work?capability=C&timeout_ms=N` | agent programs: the next bid or task (long poll) |
 //! | POST | `/v1/agents/work/{id}/bid`, `/progress`, `/result` | agent programs: their answers |
+//! | GET | `/v1/agents/votes?timeout_ms=N` | voter programs: the next proposal (long poll) |
+//! | POST | `/v1/agents/work/{id}/vote` | voter programs: the vote |
 //!
 //! Errors are always a JSON `pvl_api::ErrorBody` with a machine-readable `code`: 400, 401,
 //! 404, 409 (ambiguous id prefix), 415 (body not `application/json`), 422 (not a valid
@@ -149,6 +151,8 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/agents/work/{id}/bid", post(answer_bid))
         .route("/v1/agents/work/{id}/progress", post(report_progress))
         .route("/v1/agents/work/{id}/result", post(answer_task))
+        .route("/v1/agents/votes", get(next_vote))
+        .route("/v1/agents/work/{id}/vote", post(answer_vote))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
@@ -810,6 +814,40 @@ async fn answer_task(
     state
         .agents
         .answer(id, crate::agents::Answer::Task(answer))
+        .map_err(hub_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn next_vote(
+    State(state): State<Shared>,
+    Query(query): Query<pvl_api::agents::VotesQuery>,
+) -> ApiResult<Response> {
+    if !state.vote_agent {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "this node's votes are not decided by an agent program (set `agent = true` in \
+             [consensus])",
+        ));
+    }
+    let wait = query.timeout_ms.unwrap_or(30_000).min(MAX_WORK_WAIT_MS);
+    match state
+        .agents
+        .next(crate::agents::VOTES, std::time::Duration::from_millis(wait))
+        .await
+    {
+        Some(item) => Ok(Json(item).into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+async fn answer_vote(
+    State(state): State<Shared>,
+    Path(id): Path<u64>,
+    JsonBody(answer): JsonBody<pvl_api::VoteAnswer>,
+) -> ApiResult<StatusCode> {
+    state
+        .agents
+        .answer(id, crate::agents::Answer::Vote(answer))
         .map_err(hub_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -48,8 +48,11 @@ pub struct ConsensusSection {
     pub deny_providers: Vec<String>,
     /// A command that decides instead of the rules (see above); empty: use the rules.
     pub exec: Vec<String>,
-    /// How long the `exec` handler may take, in ms.
+    /// How long the `exec` handler (or the agent program) may take, in ms.
     pub exec_timeout_ms: u64,
+    /// Votes decided by an agent program connected to the control API
+    /// (`GET /v1/agents/votes`) instead of the rules or `exec`.
+    pub agent: bool,
 }
 
 impl Default for ConsensusSection {
@@ -62,6 +65,7 @@ impl Default for ConsensusSection {
             deny_providers: Vec::new(),
             exec: Vec::new(),
             exec_timeout_ms: 5_000,
+            agent: false,
         }
     }
 }
@@ -266,7 +270,8 @@ impl Config {
              # How this node votes on proposals of committees it sits on. Rules: a denied\n\
              # provider, another capability, a higher cost or a slower eta is rejected with that\n\
              # reason; otherwise the vote is `approve`. Or an exec handler decides instead: the\n\
-             # terms on stdin, `approve [reason]` or `reject reason` on stdout.\n\
+             # terms on stdin, `approve [reason]` or `reject reason` on stdout. Or (agent = true)\n\
+             # an agent program polling GET /v1/agents/votes decides.\n\
              approve = {approve}\n\
              {max_cost}\
              {max_eta}\
@@ -274,6 +279,7 @@ impl Config {
              deny_providers = {deny}\n\
              exec = {vote_exec}\n\
              exec_timeout_ms = {exec_timeout}\n\
+             agent = {vote_agent}\n\
              \n\
              # Executors: one [[executor]] table per capability this node serves. kind is builtin\n\
              # (echo, sha256, wordcount, sleep), exec (command = [...]: input on stdin, output from\n\
@@ -322,6 +328,7 @@ impl Config {
             deny = list(&self.consensus.deny_providers),
             vote_exec = list(&self.consensus.exec),
             exec_timeout = self.consensus.exec_timeout_ms,
+            vote_agent = self.consensus.agent,
             executors = self.render_executors(),
         )
     }

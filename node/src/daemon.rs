@@ -59,6 +59,8 @@ pub struct NodeState {
     pub agents: Arc<crate::agents::AgentHub>,
     /// The capabilities served by agent programs (`kind = "agent"` executors).
     pub agent_capabilities: std::collections::HashSet<String>,
+    /// Whether a voter program decides this node's votes (`[consensus] agent = true`).
+    pub vote_agent: bool,
 }
 
 /// Builds the network configuration from the node directory.
@@ -195,6 +197,7 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
             vote_exec: config.consensus.exec.clone(),
             vote_timeout: Duration::from_millis(config.consensus.exec_timeout_ms),
             agents: agents.clone(),
+            vote_agent: config.consensus.agent,
         },
         restored,
         stop_rx.clone(),
@@ -211,6 +214,7 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
         recorder: recorder.clone(),
         agents,
         agent_capabilities,
+        vote_agent: config.consensus.agent,
     });
 
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
@@ -267,11 +271,13 @@ fn engine(key: &pvl_protocol::Keypair, config: &Config) -> Result<Engine> {
         );
         engine_config = engine_config.with_provider(provider);
     }
-    engine_config = engine_config.with_votes(if config.consensus.exec.is_empty() {
-        VoteMode::Rules(config.consensus.rules()?)
-    } else {
-        VoteMode::External
-    });
+    engine_config = engine_config.with_votes(
+        if config.consensus.exec.is_empty() && !config.consensus.agent {
+            VoteMode::Rules(config.consensus.rules()?)
+        } else {
+            VoteMode::External
+        },
+    );
     Ok(Engine::new(engine_config))
 }
 

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use pvl_api::{BidAnswer, BidRequest, TaskAnswer, TaskRequest, Work};
+use pvl_api::{BidAnswer, BidRequest, TaskAnswer, TaskRequest, VoteAnswer, VoteRequest, Work};
 use pvl_patterns::{BidDecision, VoteDecision};
 use pvl_protocol::{Body, ObjectId, Payload, SignedObject};
 use serde::{Deserialize, Serialize};
@@ -166,7 +166,7 @@ pub async fn bid_by_agent(
             })
         }
         Ok(Ok(Answer::Bid(BidAnswer::Decline { reason }))) => decline(reason),
-        Ok(Ok(Answer::Task(_))) | Ok(Err(_)) => {
+        Ok(Ok(Answer::Task(_) | Answer::Vote(_))) | Ok(Err(_)) => {
             agents.forget(id);
             decline("the agent program gave no bid".into())
         }
@@ -215,7 +215,7 @@ pub async fn by_agent(
             }
         }
         Ok(Ok(Answer::Task(TaskAnswer::Failed { reason }))) => Err(reason),
-        Ok(Ok(Answer::Bid(_))) | Ok(Err(_)) => {
+        Ok(Ok(Answer::Bid(_) | Answer::Vote(_))) | Ok(Err(_)) => {
             agents.forget(id);
             Err("the agent program gave no result".into())
         }
@@ -224,6 +224,52 @@ pub async fn by_agent(
             Err(format!(
                 "no agent program finished within {} ms",
                 executor.timeout_ms
+            ))
+        }
+    }
+}
+
+/// Asks the voter program how to vote on `proposal`: its decision, or a rejection saying
+/// that none answered within `timeout` (or before the proposal's deadline).
+pub async fn vote_by_agent(
+    agents: &AgentHub,
+    proposal: &SignedObject,
+    timeout: Duration,
+) -> VoteDecision {
+    let Body::Proposal(body) = proposal.body() else {
+        return VoteDecision::reject("not a proposal");
+    };
+    let now = pvl_net::now_ms();
+    let answer_by = now
+        .saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
+        .min(body.deadline_ms);
+    let work = Work::Vote(VoteRequest {
+        proposal: proposal.id(),
+        trace_id: proposal.trace_id(),
+        proposer: proposal.signer(),
+        subject: body.subject,
+        round: body.round,
+        action: body.action.clone(),
+        members: body.committee.members.len(),
+        threshold: body.committee.threshold,
+        deadline_ms: body.deadline_ms,
+    });
+    let (id, answer) = match agents.queue(crate::agents::VOTES, work, answer_by) {
+        Ok(queued) => queued,
+        Err(e) => return VoteDecision::reject(e.to_string()),
+    };
+    let wait = Duration::from_millis(answer_by.saturating_sub(now));
+    match tokio::time::timeout(wait, answer).await {
+        Ok(Ok(Answer::Vote(VoteAnswer { approve, reason }))) => VoteDecision { approve, reason },
+        Ok(_) => {
+            agents.forget(id);
+            VoteDecision::reject("the voter program gave no vote")
+        }
+        Err(_) => {
+            agents.forget(id);
+            VoteDecision::reject(format!(
+                "no voter program answered within {} ms",
+                wait.as_millis()
             ))
         }
     }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{network, pvl_json, pvl_ok};
-use pvl_api::{BidAnswer, Client, ProgressReport, TaskAnswer, Work};
+use common::{Running, init, network, pvl_json, pvl_ok, wait_until};
+use pvl_api::{BidAnswer, Client, ProgressReport, TaskAnswer, VoteAnswer, Work};
 
 /// An agent executor for `translate` whose tasks fail after 1.5 s without an answer.
 const AGENT: &str = "\n[[executor]]\ncapability = \"translate\"\nkind = \"agent\"\nprice = 0\n\
@@ -47,6 +47,7 @@ fn program(dir: &Path, cost_per_byte: u64, stall: Arc<AtomicBool>, stop: Arc<Ato
                     };
                     let _ = api.bid(item.id, &answer);
                 }
+                Work::Vote(_) => {}
                 Work::Task(task) => {
                     if stall.load(Ordering::Relaxed) {
                         continue;
@@ -195,4 +196,97 @@ impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
     }
+}
+
+#[test]
+fn a_voter_program_decides_a_committee_members_vote() {
+    let mut net = network(&[("echo:7:50", "")]);
+    let boot = pvl_json(&net.requester, &["id"])["listen_addrs"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = net._tmp.path().join("member");
+    init(&dir, &["--bootstrap", &boot]);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("agent = false"), "{config}");
+    std::fs::write(
+        dir.join("config.toml"),
+        config.replace("agent = false", "agent = true"),
+    )
+    .unwrap();
+    net.nodes.push(Running::start(&dir));
+    let member = pvl_json(&dir, &["id"])["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_until("the requester to know the member", || {
+        pvl_json(&net.requester, &["peers"])
+            .as_array()
+            .unwrap()
+            .len()
+            >= 2
+    });
+    // The voter program approves awards costing at most 5: the only offer costs 7.
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(stop.clone());
+    let api = Client::open(&dir).unwrap();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(Some(item)) = api.next_vote(Duration::from_millis(500)) else {
+                continue;
+            };
+            let Work::Vote(proposal) = item.work else {
+                continue;
+            };
+            let cost: u64 = proposal
+                .action
+                .split_whitespace()
+                .find_map(|t| t.strip_prefix("cost="))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(u64::MAX);
+            let answer = VoteAnswer {
+                approve: cost <= 5,
+                reason: format!("my limit is 5, the award costs {cost}"),
+            };
+            let _ = api.vote(item.id, &answer);
+        }
+    });
+    let out = common::pvl(
+        &net.requester,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "echo",
+            "--input",
+            "hello",
+            "--committee",
+            &member,
+            "--threshold",
+            "1",
+            "--min-offers",
+            "1",
+            "--window",
+            "2s",
+            "--wait",
+            "--json",
+        ],
+    );
+    let rejected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rejected["status"], "failed", "{rejected}");
+    assert_eq!(rejected["reason"], "rejected-by-committee", "{rejected}");
+    let trace = rejected["trace_id"].as_str().unwrap();
+    let shown = pvl_json(&net.requester, &["trace", "show", trace]);
+    let vote = shown["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "vote")
+        .expect("the member's vote is in the requester's trace");
+    assert_eq!(vote["body"]["approve"], false);
+    assert_eq!(
+        vote["body"]["reason"], "my limit is 5, the award costs 7",
+        "{vote}"
+    );
+    assert_eq!(vote["signer"], member.as_str());
 }

@@ -13,8 +13,13 @@
 //! 3. for a [`Work::Task`] it may post [`ProgressReport`]s to `.../progress` and ends with a
 //!    [`TaskAnswer`] to `.../result`; the node signs progress, done and the receipt.
 //!
+//! A node with `[consensus] agent = true` hands the proposals of committees it sits on to a
+//! voter program the same way: `GET /v1/agents/votes` gives a [`Work::Vote`], answered with a
+//! [`VoteAnswer`] at `POST /v1/agents/work/{id}/vote`; the node signs the vote.
+//!
 //! Each item must be answered by its `answer_by_ms`: a bid not answered is a decline, a task
-//! not finished is a failed task (the requester then re-awards). Several programs may poll the
+//! not finished is a failed task (the requester then re-awards), a vote not cast is a
+//! rejection saying so. Several programs may poll the
 //! same capability; each item goes to one of them.
 
 use pvl_protocol::{ObjectId, PublicKey};
@@ -53,6 +58,55 @@ pub enum Work {
     Bid(BidRequest),
     /// Run an awarded task.
     Task(TaskRequest),
+    /// Vote on a proposal of a committee this node sits on.
+    Vote(VoteRequest),
+}
+
+/// A proposal to vote on (`GET /v1/agents/votes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VoteRequest {
+    /// The proposal.
+    #[schema(value_type = String)]
+    pub proposal: ObjectId,
+    /// Its trace.
+    #[schema(value_type = String)]
+    pub trace_id: ObjectId,
+    /// Who proposes (the requester).
+    #[schema(value_type = String)]
+    pub proposer: PublicKey,
+    /// What is voted on (the offer to award).
+    #[schema(value_type = String)]
+    pub subject: ObjectId,
+    /// The voting round.
+    pub round: u32,
+    /// The terms, one line (SPEC.md §9: `award capability=... provider=... offer=... cost=N
+    /// eta_ms=N input_sha256=...`).
+    pub action: String,
+    /// Committee size.
+    pub members: usize,
+    /// Approvals needed.
+    pub threshold: u32,
+    /// Votes after this are not counted, unix ms.
+    pub deadline_ms: u64,
+}
+
+/// The answer to a [`Work::Vote`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoteAnswer {
+    /// Approve or reject.
+    pub approve: bool,
+    /// Why (signed into the vote; the requester's trace shows it).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Query of `GET /v1/agents/votes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VotesQuery {
+    /// How long to wait for a proposal, ms (default 30,000, at most 120,000).
+    pub timeout_ms: Option<u64>,
 }
 
 /// An intent to bid on.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::agents::{BidAnswer, ProgressReport, TaskAnswer, WorkItem};
+use crate::agents::{BidAnswer, ProgressReport, TaskAnswer, VoteAnswer, WorkItem};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::events::Event;
 use crate::types::*;
@@ -201,6 +201,23 @@ impl Client {
             return Ok(None);
         }
         decode(&path, &body).map(Some)
+    }
+
+    /// `GET /v1/agents/votes`: the next proposal to vote on, waiting up to `wait`.
+    pub fn next_vote(&self, wait: Duration) -> Result<Option<WorkItem>, ClientError> {
+        let path = format!("/v1/agents/votes?timeout_ms={}", wait.as_millis());
+        let body = self
+            .with_timeout(Some(wait + DEFAULT_TIMEOUT))
+            .get_bytes(&path)?;
+        if body.is_empty() {
+            return Ok(None);
+        }
+        decode(&path, &body).map(Some)
+    }
+
+    /// `POST /v1/agents/work/{id}/vote`.
+    pub fn vote(&self, id: u64, answer: &VoteAnswer) -> Result<(), ClientError> {
+        self.post_empty(&format!("/v1/agents/work/{id}/vote"), answer)
     }
 
     /// `POST /v1/agents/work/{id}/bid`.

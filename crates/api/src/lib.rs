@@ -31,7 +31,10 @@ pub mod events;
 pub mod openapi;
 pub mod types;
 
-pub use agents::{BidAnswer, BidRequest, ProgressReport, TaskAnswer, TaskRequest, Work, WorkItem};
+pub use agents::{
+    BidAnswer, BidRequest, ProgressReport, TaskAnswer, TaskRequest, VoteAnswer, VoteRequest, Work,
+    WorkItem,
+};
 pub use client::{Client, ClientError, EventStream};
 pub use error::{ErrorBody, ErrorCode};
 pub use events::Event;

@@ -10,7 +10,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::agents::{
-    BidAnswer, BidRequest, ProgressReport, TaskAnswer, TaskRequest, Work, WorkItem, WorkQuery,
+    BidAnswer, BidRequest, ProgressReport, TaskAnswer, TaskRequest, VoteAnswer, VoteRequest,
+    VotesQuery, Work, WorkItem, WorkQuery,
 };
 use crate::error::{ErrorBody, ErrorCode};
 use crate::events::{Event, ObjectEvent};
@@ -29,13 +30,13 @@ use crate::types::*;
     paths(
         id, status, peers, publish_intent, intent_outcome, list_traces, show_trace,
         analyse_trace, export_trace, events, openapi_json, next_work, answer_bid,
-        report_progress, answer_task
+        report_progress, answer_task, next_vote, answer_vote
     ),
     components(schemas(
         ErrorBody, ErrorCode, Event, ObjectEvent, NodeId, Status, EngineStatus, Counters, Peer,
         PublishIntent, Published, Outcome, Completed, Failed, Part, RunOutcome, TraceStatus,
         Pattern, TraceSummary, ObjectView, TraceView, TraceAnalysis, ExportFormat, WorkItem, Work,
-        BidRequest, TaskRequest, BidAnswer, ProgressReport, TaskAnswer
+        BidRequest, TaskRequest, BidAnswer, ProgressReport, TaskAnswer, VoteRequest, VoteAnswer
     )),
     modifiers(&BearerToken),
     security(("token" = []))
@@ -205,6 +206,24 @@ fn report_progress() {}
 ))]
 fn answer_task() {}
 
+/// Voter programs: the next proposal to vote on (long poll).
+#[utoipa::path(get, path = "/v1/agents/votes", params(VotesQuery), responses(
+    (status = 200, description = "A proposal to vote on", body = WorkItem),
+    (status = 204, description = "Nothing came within the timeout"),
+    (status = 404, description = "This node's votes are not decided by an agent", body = ErrorBody),
+))]
+fn next_vote() {}
+
+/// Voter programs: the vote.
+#[utoipa::path(post, path = "/v1/agents/work/{id}/vote", request_body = VoteAnswer, params(
+    ("id" = u64, Path, description = "The work item"),
+), responses(
+    (status = 204, description = "Taken: the node signs the vote"),
+    (status = 404, description = "No such proposal waiting (answered, or too late)", body = ErrorBody),
+    (status = 422, description = "Not a valid answer", body = ErrorBody),
+))]
+fn answer_vote() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +265,8 @@ mod tests {
             "/v1/agents/work/{id}/bid",
             "/v1/agents/work/{id}/progress",
             "/v1/agents/work/{id}/result",
+            "/v1/agents/votes",
+            "/v1/agents/work/{id}/vote",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} missing");
         }
