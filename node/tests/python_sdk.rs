@@ -1,6 +1,7 @@
 //! The Python SDK (`crates/api/python/pvl_sdk`) against real `pvl` processes: a requester and
-//! a provider whose `translate` capability is served by agent programs; the Python test runs
-//! an agent written with the SDK on the provider and publishes with the SDK on the requester.
+//! a provider whose `translate` capability is served by agent programs, and a committee member
+//! whose votes a voter program decides; the Python test runs an agent and a voter written with
+//! the SDK and publishes with the SDK on the requester.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -13,13 +14,40 @@ const AGENT: &str = "\n[[executor]]\ncapability = \"translate\"\nkind = \"agent\
 
 #[test]
 fn the_python_sdk_publishes_and_serves_as_an_agent() {
-    let net = common::network(&[("", AGENT)]);
+    let mut net = common::network(&[("", AGENT)]);
+    // A committee member whose votes a Python voter program decides.
+    let boot = common::pvl_json(&net.requester, &["id"])["listen_addrs"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let member = net._tmp.path().join("member");
+    common::init(&member, &["--bootstrap", &boot]);
+    let config = std::fs::read_to_string(member.join("config.toml")).unwrap();
+    std::fs::write(
+        member.join("config.toml"),
+        config.replace("agent = false", "agent = true"),
+    )
+    .unwrap();
+    net.nodes.push(common::Running::start(&member));
+    let member_key = common::pvl_json(&member, &["id"])["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    common::wait_until("the requester to know both nodes", || {
+        common::pvl_json(&net.requester, &["peers"])
+            .as_array()
+            .unwrap()
+            .len()
+            >= 2
+    });
     let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/api/python");
     let out = Command::new("python3")
         .args(["-m", "unittest", "-v", "tests/test_sdk.py"])
         .current_dir(&sdk)
         .env("PVL_REQUESTER_DIR", &net.requester)
         .env("PVL_PROVIDER_DIR", &net.nodes[1].dir)
+        .env("PVL_MEMBER_DIR", &member)
+        .env("PVL_MEMBER_KEY", &member_key)
         .output()
         .expect("python3 runs");
     let report = String::from_utf8_lossy(&out.stderr);
@@ -27,6 +55,6 @@ fn the_python_sdk_publishes_and_serves_as_an_agent() {
         out.status.success(),
         "the Python SDK tests failed:\n{report}"
     );
-    assert!(report.contains("Ran 3 tests"), "{report}");
+    assert!(report.contains("Ran 4 tests"), "{report}");
     assert!(!report.contains("skipped"), "{report}");
 }

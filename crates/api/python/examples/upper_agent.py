@@ -1,5 +1,7 @@
-"""An agent program for a pvl node: bids one unit per input byte on `translate` intents
-(declining empty inputs), then answers each task with its input upper-cased.
+"""An agent program for a pvl node: prices `translate` intents by input size and by its own
+load (one unit per byte, plus 50 % per task it is already running), declines empty inputs
+and intents whose budget its price is over, then answers each task with its input
+upper-cased.
 
     python3 upper_agent.py NODE_DIR
 """
@@ -13,17 +15,27 @@ from pvl_sdk import Agent, Client, Decline, Done, Offer  # noqa: E402
 
 
 class Upper(Agent):
+    running = 0
+
     def bid(self, request):
         text = request["input"] or ""
         if not text:
             return Decline(reason="nothing to translate")
-        print(f"bid {len(text)} on intent {request['intent'][:8]} (budget {request['budget']})", flush=True)
-        return Offer(cost=len(text), eta_ms=50, reliability_bps=9_900)
+        price = len(text) * (2 + self.running) // 2
+        budget = request["budget"]
+        if budget is not None and price > budget:
+            return Decline(reason=f"my price {price} is over the budget {budget}")
+        print(f"bid {price} on intent {request['intent'][:8]} (budget {budget})", flush=True)
+        return Offer(cost=price, eta_ms=50 * (1 + self.running), reliability_bps=9_900)
 
     def run(self, task, progress):
-        progress(5_000, "half way")
-        print(f"task {task['task'][:8]} done", flush=True)
-        return Done(output=(task["input"] or "").upper())
+        self.running += 1
+        try:
+            progress(5_000, "half way")
+            print(f"task {task['task'][:8]} done", flush=True)
+            return Done(output=(task["input"] or "").upper())
+        finally:
+            self.running -= 1
 
 
 if __name__ == "__main__":

@@ -19,6 +19,13 @@ Agent programs bid and work for a node whose executor has `kind = "agent"`:
             progress(5000, "half way")
             return Done(output=(task["input"] or "").upper())
     Upper(Client.open(dir), "translate").serve_forever()
+
+A voter program decides the votes of a committee member (`[consensus] agent = true`):
+
+    class Thrifty(Voter):
+        def decide(self, proposal):
+            cost = int(self.terms(proposal)["cost"])
+            return Vote(approve=cost <= 10, reason=f"cost {cost}, my limit 10")
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ __all__ = [
     "Done",
     "Failed",
     "Agent",
+    "Voter",
+    "Vote",
 ]
 
 ADDR_FILE = "api.addr"
@@ -153,6 +162,17 @@ class Failed:
 
     def to_json(self) -> dict:
         return {"status": "failed", "reason": self.reason}
+
+
+@dataclass
+class Vote:
+    """A voter program's decision on a proposal."""
+
+    approve: bool
+    reason: str = ""
+
+    def to_json(self) -> dict:
+        return {"approve": self.approve, "reason": self.reason}
 
 
 def _outcome_of(body: dict) -> Optional[Outcome]:
@@ -275,6 +295,19 @@ class Client:
     def finish(self, item: int, answer) -> None:
         self._call("POST", f"/v1/agents/work/{item}/result", answer.to_json())
 
+    def next_vote(self, timeout_ms: int = 30_000) -> Optional[WorkItem]:
+        """The next proposal to vote on (the node needs `[consensus] agent = true`)."""
+        item = self._call("GET", f"/v1/agents/votes?timeout_ms={timeout_ms}",
+                          timeout=timeout_ms / 1000 + 10)
+        if item is None:
+            return None
+        work = dict(item["work"])
+        return WorkItem(id=item["id"], capability=item["capability"],
+                        answer_by_ms=item["answer_by_ms"], kind=work.pop("kind"), work=work)
+
+    def vote(self, item: int, decision: "Vote") -> None:
+        self._call("POST", f"/v1/agents/work/{item}/vote", decision.to_json())
+
 
 class Agent:
     """An agent program: override `bid` (return Offer or Decline) and `run` (return Done or
@@ -319,6 +352,53 @@ class Agent:
                 self.serve_once()
             except ApiError as e:
                 if e.code != "not_found":  # an answer that came too late is not fatal
+                    raise
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class Voter:
+    """A voter program for a committee member (`[consensus] agent = true`): override
+    `decide(proposal)` (a dict: proposal, proposer, subject, round, action, members,
+    threshold, deadline_ms) to return a Vote, then `serve_forever()` or `start()`. An
+    exception in `decide` rejects, saying why."""
+
+    def __init__(self, client: Client, poll_ms: int = 1_000):
+        self.client = client
+        self.poll_ms = poll_ms
+        self._stop = threading.Event()
+
+    def decide(self, proposal: dict) -> Vote:
+        raise NotImplementedError
+
+    @staticmethod
+    def terms(proposal: dict) -> dict:
+        """The `key=value` terms of a proposal's action line (SPEC.md §9), e.g. `cost`."""
+        return dict(t.split("=", 1) for t in proposal["action"].split() if "=" in t)
+
+    def serve_once(self) -> bool:
+        item = self.client.next_vote(self.poll_ms)
+        if item is None:
+            return False
+        try:
+            decision = self.decide(item.work)
+        except Exception as e:
+            decision = Vote(approve=False, reason=f"the voter failed: {e}")
+        self.client.vote(item.id, decision)
+        return True
+
+    def serve_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.serve_once()
+            except ApiError as e:
+                if e.code != "not_found":
                     raise
 
     def start(self) -> threading.Thread:

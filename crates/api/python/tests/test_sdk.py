@@ -8,7 +8,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from pvl_sdk import Agent, ApiError, Client, Decline, Done, Offer  # noqa: E402
+from pvl_sdk import Agent, ApiError, Client, Decline, Done, Offer, Vote, Voter  # noqa: E402
 
 
 class Upper(Agent):
@@ -26,6 +26,14 @@ class Upper(Agent):
         return Done(output=(task["input"] or "").upper())
 
 
+class AtMostThree(Voter):
+    """Approves awards costing at most 3."""
+
+    def decide(self, proposal):
+        cost = int(self.terms(proposal)["cost"])
+        return Vote(approve=cost <= 3, reason=f"cost {cost}, my limit 3")
+
+
 @unittest.skipUnless(os.environ.get("PVL_REQUESTER_DIR"), "needs running nodes")
 class SdkAgainstNodes(unittest.TestCase):
     @classmethod
@@ -33,10 +41,14 @@ class SdkAgainstNodes(unittest.TestCase):
         cls.requester = Client.open(os.environ["PVL_REQUESTER_DIR"])
         cls.agent = Upper(Client.open(os.environ["PVL_PROVIDER_DIR"]), "translate", poll_ms=300)
         cls.agent.start()
+        cls.voter = AtMostThree(Client.open(os.environ["PVL_MEMBER_DIR"]), poll_ms=300)
+        cls.voter.start()
+        cls.member = os.environ["PVL_MEMBER_KEY"]
 
     @classmethod
     def tearDownClass(cls):
         cls.agent.stop()
+        cls.voter.stop()
 
     def test_a_python_agent_bids_and_works_for_a_python_requester(self):
         published = self.requester.publish(
@@ -61,6 +73,20 @@ class SdkAgainstNodes(unittest.TestCase):
             capability="translate", input="decline this", window_ms=1_000, wait=True)
         self.assertEqual(published.outcome.status, "failed")
         self.assertEqual(published.outcome.reason, "no-offers")
+
+    def test_a_python_voter_approves_or_rejects_with_its_reason(self):
+        approved = self.requester.publish(
+            capability="translate", input="hi", committee=[self.member], threshold=1,
+            window_ms=1_000, min_offers=1, wait=True)
+        self.assertTrue(approved.outcome.completed, approved.outcome)
+        self.assertEqual(approved.outcome.output, "HI")
+        rejected = self.requester.publish(
+            capability="translate", input="hello", committee=[self.member], threshold=1,
+            window_ms=1_000, min_offers=1, wait=True)
+        self.assertEqual(rejected.outcome.status, "failed")
+        self.assertEqual(rejected.outcome.reason, "rejected-by-committee")
+        votes = [o for o in self.requester.trace(rejected.trace_id)["objects"] if o["kind"] == "vote"]
+        self.assertEqual(votes[0]["body"]["reason"], "cost 5, my limit 3")
 
     def test_errors_carry_their_code(self):
         with self.assertRaises(ApiError) as refused:
