@@ -86,6 +86,11 @@ enum Command {
         fraction_bps: Option<u16>,
         message: String,
     },
+    Cancel {
+        trace: TraceId,
+        reason: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// The handle the control API holds.
@@ -150,6 +155,20 @@ impl Handle {
             })
             .await
             .map_err(|_| Stopped)
+    }
+
+    /// Ends the run of `trace` now, with `reason` (signed into its ending event).
+    pub async fn cancel(
+        &self,
+        trace: TraceId,
+        reason: String,
+    ) -> Result<Result<(), String>, Stopped> {
+        self.ask(|reply| Command::Cancel {
+            trace,
+            reason,
+            reply,
+        })
+        .await
     }
 
     /// The traces of runs for `capability` finished since the last call (for its history).
@@ -328,6 +347,19 @@ impl Actor {
                 let actions = self.engine.handle(input, pvl_net::now_ms());
                 self.perform(actions, &HashMap::new()).await;
             }
+            Command::Cancel {
+                trace,
+                reason,
+                reply,
+            } => match self.engine.cancel(&trace, &reason, pvl_net::now_ms()) {
+                Ok(actions) => {
+                    self.perform(actions, &HashMap::new()).await;
+                    let _ = reply.send(Ok(()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
         }
     }
 

@@ -9,6 +9,7 @@
 //! | GET | `/v1/peers` | known peers |
 //! | POST | `/v1/intents` | sign, record and publish an intent (`"wait": true`: answer with the outcome) |
 //! | GET | `/v1/intents/{trace}/outcome?timeout_ms=N` | wait for the outcome of an intent this node coordinates |
+//! | POST | `/v1/intents/{trace}/cancel` | end a run now, with a signed reason |
 //! | GET | `/v1/traces?limit=N` | recent traces with status |
 //! | GET | `/v1/traces/{id}` | one trace: summary and objects |
 //! | GET | `/v1/traces/{id}/analysis` | pattern, tasks per agent, critical path, latencies |
@@ -141,6 +142,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/intents", post(publish_intent))
         .route("/v1/intents/{id}/outcome", get(intent_outcome))
+        .route("/v1/intents/{id}/cancel", post(cancel_intent))
         .route("/v1/traces", get(list_traces))
         .route("/v1/traces/{id}", get(show_trace))
         .route("/v1/traces/{id}/analysis", get(analyse_trace))
@@ -850,4 +852,46 @@ async fn answer_vote(
         .answer(id, crate::agents::Answer::Vote(answer))
         .map_err(hub_error)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn cancel_intent(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<pvl_api::CancelRequest>,
+) -> ApiResult<Json<RunOutcome>> {
+    let trace = resolve_trace(&state, &id).await?;
+    let waiter = state
+        .actor
+        .wait(trace)
+        .await
+        .map_err(stopped)?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("this node runs no intent {trace}"),
+            )
+        })?;
+    let reason = request
+        .reason
+        .unwrap_or_else(|| "cancelled by the requester".to_owned());
+    state
+        .actor
+        .cancel(trace, reason)
+        .await
+        .map_err(stopped)?
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("this node runs no intent {trace} (it has ended): {e}"),
+            )
+        })?;
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Timeout, "the run did not end after its cancel"))?
+        .map_err(|_| stopped(crate::actor::Stopped))?;
+    state.recorder.synced().await;
+    Ok(Json(RunOutcome {
+        trace_id: trace,
+        outcome: outcome_of(&outcome),
+    }))
 }

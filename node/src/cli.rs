@@ -139,6 +139,17 @@ pub enum IntentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// End a run this node coordinates now; its trace gets a signed event saying why.
+    Cancel {
+        /// The intent's trace id (or 8+ hex digits of it).
+        id: String,
+        /// Why (signed into the event that ends the run).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `pvl intent publish`
@@ -394,6 +405,16 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let api = client(&dir)?.with_timeout(Some(timeout + Duration::from_secs(5)));
             let result = api.outcome(&id, timeout)?;
+            if json {
+                return print_json(&result);
+            }
+            say!("trace {}", result.trace_id);
+            print_outcome(&result.outcome)
+        }
+        Command::Intent {
+            command: IntentCommand::Cancel { id, reason, json },
+        } => {
+            let result = client(&dir)?.cancel(&id, reason.as_deref())?;
             if json {
                 return print_json(&result);
             }

@@ -648,3 +648,75 @@ fn a_requester_killed_during_the_offer_window_keeps_its_offers_and_completes() {
     assert_eq!(kinds(&net.requester, &trace, "task_start"), 1);
     verifies_complete(&net.requester, &trace);
 }
+
+#[test]
+fn a_requester_cancels_a_round_and_its_trace_says_why() {
+    let net = network(&[("echo:5:50", "")]);
+    // Waits for 5 offers over 30 s: only one provider will ever offer.
+    let published = pvl_json(
+        &net.requester,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "echo",
+            "--input",
+            "never mind",
+            "--min-offers",
+            "5",
+            "--window",
+            "30s",
+        ],
+    );
+    let trace = published["trace_id"].as_str().unwrap().to_owned();
+    wait_until("the provider's offer", || {
+        pvl_json(&net.requester, &["trace", "show", &trace])["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["kind"] == "offer")
+    });
+    let out = pvl(
+        &net.requester,
+        &[
+            "intent",
+            "cancel",
+            &trace[..8],
+            "--reason",
+            "changed my mind",
+            "--json",
+        ],
+    );
+    let cancelled: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cancelled["status"], "failed", "{cancelled}");
+    assert_eq!(cancelled["reason"], "cancelled", "{cancelled}");
+    assert!(
+        cancelled["detail"]
+            .as_str()
+            .unwrap()
+            .contains("changed my mind"),
+        "{cancelled}"
+    );
+    // The ending event is signed by the requester and carries the reason.
+    let shown = pvl_json(&net.requester, &["trace", "show", &trace]);
+    let ended = shown["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "event" && o["body"]["event_type"] == "intent-failed")
+        .expect("an intent-failed event")
+        .clone();
+    assert!(
+        ended["body"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed my mind"),
+        "{ended}"
+    );
+    verifies_complete(&net.requester, &trace);
+    // Nothing left to cancel.
+    let again = pvl(&net.requester, &["intent", "cancel", &trace]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("runs no intent"), "{err}");
+}

@@ -153,6 +153,16 @@ impl Client {
         self.get_json(&path)
     }
 
+    /// `POST /v1/intents/{id}/cancel`: ends the run at once; how it ended.
+    pub fn cancel(&self, id: &str, reason: Option<&str>) -> Result<RunOutcome, ClientError> {
+        self.post_json(
+            &format!("/v1/intents/{}/cancel", encode(id)),
+            &CancelRequest {
+                reason: reason.map(str::to_owned),
+            },
+        )
+    }
+
     /// `GET /v1/traces?limit=N`.
     pub fn traces(&self, limit: usize) -> Result<Vec<TraceSummary>, ClientError> {
         self.get_json(&format!("/v1/traces?limit={limit}"))

@@ -28,13 +28,13 @@ use crate::types::*;
                        paths may be a unique prefix of at least 8 hex digits."
     ),
     paths(
-        id, status, peers, publish_intent, intent_outcome, list_traces, show_trace,
+        id, status, peers, publish_intent, intent_outcome, cancel_intent, list_traces, show_trace,
         analyse_trace, export_trace, events, openapi_json, next_work, answer_bid,
         report_progress, answer_task, next_vote, answer_vote
     ),
     components(schemas(
         ErrorBody, ErrorCode, Event, ObjectEvent, NodeId, Status, EngineStatus, Counters, Peer,
-        PublishIntent, Published, Outcome, Completed, Failed, Part, RunOutcome, TraceStatus,
+        PublishIntent, CancelRequest, Published, Outcome, Completed, Failed, Part, RunOutcome, TraceStatus,
         Pattern, TraceSummary, ObjectView, TraceView, TraceAnalysis, ExportFormat, WorkItem, Work,
         BidRequest, TaskRequest, BidAnswer, ProgressReport, TaskAnswer, VoteRequest, VoteAnswer
     )),
@@ -114,6 +114,17 @@ fn publish_intent() {}
     (status = 504, description = "Still running after the timeout", body = ErrorBody),
 ))]
 fn intent_outcome() {}
+
+/// Cancel a run this node coordinates: it ends at once, failed with reason `cancelled`, and
+/// a signed event in its trace says why.
+#[utoipa::path(post, path = "/v1/intents/{id}/cancel", request_body = CancelRequest, params(
+    ("id" = String, Path, description = "Trace id or a unique prefix (8+ hex digits)"),
+), responses(
+    (status = 200, description = "The run ended", body = RunOutcome),
+    (status = 404, description = "Not a run this node is running", body = ErrorBody),
+    (status = 409, description = "Ambiguous prefix", body = ErrorBody),
+))]
+fn cancel_intent() {}
 
 /// Recent traces, newest first.
 #[utoipa::path(get, path = "/v1/traces", params(ListQuery), responses(
@@ -255,6 +266,7 @@ mod tests {
             "/v1/peers",
             "/v1/intents",
             "/v1/intents/{id}/outcome",
+            "/v1/intents/{id}/cancel",
             "/v1/traces",
             "/v1/traces/{id}",
             "/v1/traces/{id}/analysis",

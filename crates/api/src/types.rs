@@ -324,6 +324,15 @@ pub struct OutcomeQuery {
     pub timeout_ms: Option<u64>,
 }
 
+/// The body of `POST /v1/intents/{id}/cancel`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Why, signed into the event that ends the run (default: `cancelled by the requester`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// Query of `GET /v1/traces`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -260,6 +260,11 @@ class Client:
         path = f"/v1/intents/{urllib.parse.quote(trace)}/outcome?timeout_ms={timeout_ms}"
         return _outcome_of(self._call("GET", path, timeout=timeout_ms / 1000 + 5))
 
+    def cancel(self, trace: str, reason: Optional[str] = None) -> Outcome:
+        """Ends a run this node coordinates now; its trace gets a signed event saying why."""
+        body = {} if reason is None else {"reason": reason}
+        return _outcome_of(self._call("POST", f"/v1/intents/{urllib.parse.quote(trace)}/cancel", body))
+
     def traces(self, limit: int = 50) -> list:
         return self._call("GET", f"/v1/traces?limit={limit}")
 
