@@ -91,6 +91,9 @@ enum Command {
         reason: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    Directory {
+        reply: oneshot::Sender<Vec<pvl_patterns::Listing>>,
+    },
 }
 
 /// The handle the control API holds.
@@ -171,6 +174,11 @@ impl Handle {
         .await
     }
 
+    /// The capability ads this node knows (its own included) that have not lapsed.
+    pub async fn directory(&self) -> Result<Vec<pvl_patterns::Listing>, Stopped> {
+        self.ask(|reply| Command::Directory { reply }).await
+    }
+
     /// The traces of runs for `capability` finished since the last call (for its history).
     pub async fn take_finished(&self, capability: &str) -> Result<Vec<TraceId>, Stopped> {
         let capability = capability.to_string();
@@ -199,6 +207,12 @@ pub struct Parts {
     pub agents: Arc<crate::agents::AgentHub>,
     /// Votes are decided by a voter program (`[consensus] agent = true`).
     pub vote_agent: bool,
+    /// The key this node's capability ads are signed with.
+    pub key: pvl_protocol::Keypair,
+    /// Lifetime of this node's capability ads (renewed at half of it).
+    pub ad_ttl: Duration,
+    /// Most tasks run at once (stated in the ads).
+    pub max_concurrent: u32,
 }
 
 /// A job's result: an input for the engine, or nothing.
@@ -243,6 +257,10 @@ impl Actor {
         mut commands: mpsc::Receiver<Command>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
+        // This node's capability ads go out now and again at half their lifetime.
+        let renew = (self.parts.ad_ttl / 2).max(Duration::from_millis(500));
+        let mut advertise = tokio::time::interval(renew);
+        advertise.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let timeout = self.engine.poll_timeout();
             let sleep = async {
@@ -281,6 +299,7 @@ impl Actor {
                     let actions = self.engine.handle_timeout(pvl_net::now_ms());
                     self.perform(actions, &HashMap::new()).await;
                 }
+                _ = advertise.tick() => self.advertise().await,
             }
         }
         info!(
@@ -290,6 +309,48 @@ impl Actor {
         );
         // Sends and executions in flight finish (their results are not used any more).
         while self.jobs.join_next().await.is_some() {}
+    }
+
+    /// Signs and gossips one capability ad per executor, and lists them in this node's own
+    /// directory (gossip does not deliver a node's messages back to it).
+    async fn advertise(&mut self) {
+        let now = pvl_net::now_ms();
+        let ttl = u64::try_from(self.parts.ad_ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut executors: Vec<&ExecutorConfig> = self.parts.executors.values().collect();
+        executors.sort_by(|a, b| a.capability.cmp(&b.capability));
+        let mut ads = Vec::new();
+        for e in executors {
+            let (input, output) = match e.kind {
+                ExecutorKind::Agent => {
+                    ("decided by an agent program", "decided by an agent program")
+                }
+                _ => ("bytes", "bytes"),
+            };
+            match pvl_patterns::directory::advertise(
+                &self.parts.key,
+                &e.capability,
+                pvl_protocol::PriceModel::Fixed(e.price),
+                self.parts.max_concurrent,
+                input,
+                output,
+                ttl,
+                now,
+            ) {
+                Ok(ad) => ads.push(ad),
+                Err(e) => warn!("cannot sign a capability ad: {e}"),
+            }
+        }
+        for ad in ads {
+            self.engine.observe_ad(&ad, now);
+            let net = self.parts.net.clone();
+            self.job(async move {
+                if let Err(e) = net.publish(ad).await {
+                    debug!("capability ad not published: {e}");
+                }
+                None
+            })
+            .await;
+        }
     }
 
     async fn on_command(&mut self, command: Command) {
@@ -346,6 +407,17 @@ impl Actor {
                 };
                 let actions = self.engine.handle(input, pvl_net::now_ms());
                 self.perform(actions, &HashMap::new()).await;
+            }
+            Command::Directory { reply } => {
+                let now = pvl_net::now_ms();
+                let listed = self
+                    .engine
+                    .directory()
+                    .list(now)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                let _ = reply.send(listed);
             }
             Command::Cancel {
                 trace,

@@ -7,6 +7,7 @@
 //! | GET | `/v1/id` | peer id, public key, listen addresses |
 //! | GET | `/v1/status` | network state, store size, engine runs, work counters |
 //! | GET | `/v1/peers` | known peers |
+//! | GET | `/v1/capabilities` | the capability directory: advertised capabilities, providers, terms |
 //! | POST | `/v1/intents` | sign, record and publish an intent (`"wait": true`: answer with the outcome) |
 //! | GET | `/v1/intents/{trace}/outcome?timeout_ms=N` | wait for the outcome of an intent this node coordinates |
 //! | POST | `/v1/intents/{trace}/cancel` | end a run now, with a signed reason |
@@ -140,6 +141,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/id", get(id))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
+        .route("/v1/capabilities", get(capabilities))
         .route("/v1/intents", post(publish_intent))
         .route("/v1/intents/{id}/outcome", get(intent_outcome))
         .route("/v1/intents/{id}/cancel", post(cancel_intent))
@@ -894,4 +896,48 @@ async fn cancel_intent(
         trace_id: trace,
         outcome: outcome_of(&outcome),
     }))
+}
+
+async fn capabilities(
+    State(state): State<Shared>,
+) -> ApiResult<Json<Vec<pvl_api::CapabilityListing>>> {
+    let listed = state.actor.directory().await.map_err(stopped)?;
+    let mut by_capability: std::collections::BTreeMap<String, Vec<pvl_api::ProviderListing>> =
+        std::collections::BTreeMap::new();
+    for l in listed {
+        let (price_base, price_per_kib) = match l.terms.price {
+            pvl_protocol::PriceModel::Fixed(p) => (p, 0),
+            pvl_protocol::PriceModel::PerKib { base, per_kib } => (base, per_kib),
+        };
+        by_capability
+            .entry(l.capability.clone())
+            .or_default()
+            .push(pvl_api::ProviderListing {
+                provider: l.provider,
+                peer_id: pvl_net::peer_id_of(&l.provider)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                price_base,
+                price_per_kib,
+                max_concurrent: l.terms.max_concurrent,
+                input_desc: l.terms.input_desc.clone(),
+                output_desc: l.terms.output_desc.clone(),
+                version: l.terms.version.clone(),
+                expires_at_ms: l.terms.expires_at_ms,
+                seen_at_ms: l.seen_at_ms,
+                ad: l.ad,
+            });
+    }
+    Ok(Json(
+        by_capability
+            .into_iter()
+            .map(|(capability, mut providers)| {
+                providers.sort_by_key(|p| (p.price_base, p.price_per_kib));
+                pvl_api::CapabilityListing {
+                    capability,
+                    providers,
+                }
+            })
+            .collect(),
+    ))
 }

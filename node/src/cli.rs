@@ -53,6 +53,9 @@ pub enum Command {
     Status(JsonFlag),
     /// List known peers.
     Peers(JsonFlag),
+    /// The capability directory: capabilities advertised on the network, their providers and
+    /// terms.
+    Capabilities(JsonFlag),
     /// Intents.
     Intent {
         /// What to do.
@@ -378,6 +381,40 @@ fn run(cli: Cli) -> Result<()> {
                 .collect();
             if !refusals.is_empty() {
                 say!("{:<17} {}", "refused by", refusals.join(", "));
+            }
+            Ok(())
+        }
+        Command::Capabilities(flag) => {
+            let listed = client(&dir)?.capabilities()?;
+            if flag.json {
+                return print_json(&listed);
+            }
+            let now = pvl_net::now_ms();
+            say!(
+                "{:<16} {:<10} {:>7} {:>8} {:>5} {:>9}  INPUT",
+                "CAPABILITY",
+                "PROVIDER",
+                "PRICE",
+                "PER KIB",
+                "SLOTS",
+                "LAPSES IN"
+            );
+            for c in &listed {
+                for p in &c.providers {
+                    say!(
+                        "{:<16} {:<10} {:>7} {:>8} {:>5} {:>8}s  {}",
+                        c.capability,
+                        &p.provider.to_string()[..8],
+                        p.price_base,
+                        p.price_per_kib,
+                        p.max_concurrent,
+                        p.expires_at_ms.saturating_sub(now) / 1000,
+                        p.input_desc
+                    );
+                }
+            }
+            if listed.is_empty() {
+                say!("(no capability ad seen yet)");
             }
             Ok(())
         }

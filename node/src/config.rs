@@ -127,6 +127,9 @@ pub struct NetworkSection {
     pub max_connections: u32,
     /// How long a publish waits for a subscribed peer, in ms.
     pub publish_timeout_ms: u64,
+    /// Lifetime of this node's capability ads, in ms (renewed at half of it; others drop an
+    /// ad from their directory when it lapses).
+    pub capability_ad_ttl_ms: u64,
 }
 
 impl Default for NetworkSection {
@@ -144,6 +147,7 @@ impl Default for NetworkSection {
             target_peers: 16,
             max_connections: 128,
             publish_timeout_ms: 10_000,
+            capability_ad_ttl_ms: 600_000,
         }
     }
 }
@@ -251,6 +255,8 @@ impl Config {
              max_connections = {max_connections}\n\
              # How long a publish waits for a subscribed peer, in ms.\n\
              publish_timeout_ms = {publish_timeout_ms}\n\
+             # Lifetime of this node's capability ads (renewed at half of it).\n\
+             capability_ad_ttl_ms = {ad_ttl}\n\
              \n\
              [api]\n\
              # Control API address; loopback only. Port 0 picks a free port, written to api.addr.\n\
@@ -311,6 +317,7 @@ impl Config {
             target_peers = n.target_peers,
             max_connections = n.max_connections,
             publish_timeout_ms = n.publish_timeout_ms,
+            ad_ttl = n.capability_ad_ttl_ms,
             api = self.api.listen,
             cache_mb = self.store.cache_mb,
             flush = self.store.flush_interval_ms,

@@ -138,6 +138,11 @@ impl Client {
         self.get_json("/v1/peers")
     }
 
+    /// `GET /v1/capabilities`: the capability directory.
+    pub fn capabilities(&self) -> Result<Vec<CapabilityListing>, ClientError> {
+        self.get_json("/v1/capabilities")
+    }
+
     /// `POST /v1/intents`. With `wait`, the call's time limit should exceed the run's.
     pub fn publish(&self, request: &PublishIntent) -> Result<Published, ClientError> {
         self.post_json("/v1/intents", request)

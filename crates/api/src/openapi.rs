@@ -28,12 +28,13 @@ use crate::types::*;
                        paths may be a unique prefix of at least 8 hex digits."
     ),
     paths(
-        id, status, peers, publish_intent, intent_outcome, cancel_intent, list_traces, show_trace,
+        id, status, peers, capabilities, publish_intent, intent_outcome, cancel_intent, list_traces, show_trace,
         analyse_trace, export_trace, events, openapi_json, next_work, answer_bid,
         report_progress, answer_task, next_vote, answer_vote
     ),
     components(schemas(
         ErrorBody, ErrorCode, Event, ObjectEvent, NodeId, Status, EngineStatus, Counters, Peer,
+        CapabilityListing, ProviderListing,
         PublishIntent, CancelRequest, Published, Outcome, Completed, Failed, Part, RunOutcome, TraceStatus,
         Pattern, TraceSummary, ObjectView, TraceView, TraceAnalysis, ExportFormat, WorkItem, Work,
         BidRequest, TaskRequest, BidAnswer, ProgressReport, TaskAnswer, VoteRequest, VoteAnswer
@@ -88,6 +89,14 @@ fn status() {}
     (status = 401, description = "Missing or wrong token", body = ErrorBody),
 ))]
 fn peers() {}
+
+/// The capability directory: capabilities advertised on the network (signed capability ads
+/// this node received and its own), with their providers and terms, until the ads lapse.
+#[utoipa::path(get, path = "/v1/capabilities", responses(
+    (status = 200, description = "Capabilities by name, providers cheapest first", body = Vec<CapabilityListing>),
+    (status = 401, description = "Missing or wrong token", body = ErrorBody),
+))]
+fn capabilities() {}
 
 /// Sign, record and publish an intent (or start a workflow or parallel job); with `wait`,
 /// answer with its outcome.
@@ -264,6 +273,7 @@ mod tests {
             "/v1/id",
             "/v1/status",
             "/v1/peers",
+            "/v1/capabilities",
             "/v1/intents",
             "/v1/intents/{id}/outcome",
             "/v1/intents/{id}/cancel",

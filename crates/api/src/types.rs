@@ -350,6 +350,44 @@ pub struct EventsQuery {
     pub trace: Option<String>,
 }
 
+/// One capability in `GET /v1/capabilities`: who advertises it and on what terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CapabilityListing {
+    /// The capability.
+    pub capability: String,
+    /// Its providers, cheapest first.
+    pub providers: Vec<ProviderListing>,
+}
+
+/// One provider's advertisement of a capability (its signed capability ad).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProviderListing {
+    /// The provider's public key.
+    #[schema(value_type = String)]
+    pub provider: PublicKey,
+    /// Its libp2p peer id (derived from the key).
+    pub peer_id: String,
+    /// The price of a task: `base` plus `per_kib` for each KiB of input.
+    pub price_base: u64,
+    /// The price per KiB of input (0 for a fixed price).
+    pub price_per_kib: u64,
+    /// Most tasks it runs at once.
+    pub max_concurrent: u32,
+    /// What input it takes.
+    pub input_desc: String,
+    /// What output it gives.
+    pub output_desc: String,
+    /// The ad's version field.
+    pub version: String,
+    /// When the ad lapses unless renewed, unix ms.
+    pub expires_at_ms: u64,
+    /// When this node last received it, unix ms.
+    pub seen_at_ms: u64,
+    /// The ad's id.
+    #[schema(value_type = String)]
+    pub ad: ObjectId,
+}
+
 /// Export formats of `GET /v1/traces/{id}/export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -77,6 +77,7 @@ use crate::action::{Action, Input, Outcome};
 use crate::admission::{Refusal, RefusalCounts, Refused, Verdict};
 use crate::consensus::{RulePolicy, Voter};
 use crate::coordination::Coordination;
+use crate::directory::Directory;
 use crate::error::{PatternError, Result};
 use crate::parallel::ParallelRun;
 use crate::provider::Provider;
@@ -165,12 +166,17 @@ pub struct EngineStats {
 struct Run {
     coordination: Box<dyn Coordination>,
     capability: String,
+    /// The intent's budget and input size, for what the directory says when nobody offered.
+    budget: Option<u64>,
+    input_size: u64,
 }
 
 /// The coordination engine of one node (see the module documentation).
 pub struct Engine {
     key: Keypair,
     provider: Option<Provider>,
+    /// Capability ads seen on the network.
+    directory: Directory,
     voter: Voter,
     external_votes: bool,
     runs: HashMap<TraceId, Run>,
@@ -203,6 +209,7 @@ impl Engine {
         Engine {
             key: config.key,
             provider: config.provider,
+            directory: Directory::default(),
             voter,
             external_votes,
             runs: HashMap::new(),
@@ -276,6 +283,8 @@ impl Engine {
             Request::ContractNet(spec) => Some(spec.clone()),
             _ => None,
         };
+        let budget = spec.as_ref().and_then(|s| s.constraints.max_cost);
+        let input_size = spec.as_ref().map_or(0, |s| s.input.size());
         let mut run: Box<dyn Coordination> = match request {
             Request::ContractNet(spec) => {
                 Box::new(Requester::new(self.key.clone(), spec).with_history(reliability))
@@ -319,6 +328,8 @@ impl Engine {
             Run {
                 coordination: run,
                 capability,
+                budget,
+                input_size,
             },
         );
         Ok((trace, self.process(None, actions, now_ms)))
@@ -468,6 +479,8 @@ impl Engine {
                         Run {
                             capability: intent.capability.clone(),
                             coordination: Box::new(requester),
+                            budget: intent.constraints.max_cost,
+                            input_size: intent.input.size(),
                         },
                     );
                     out.extend(self.process(None, actions, now_ms));
@@ -535,6 +548,10 @@ impl Engine {
             }
         }
         match kind {
+            Kind::CapabilityAd => {
+                // Kept in the directory, never recorded: an ad is no conversation's.
+                taken = self.directory.observe(&object, now_ms);
+            }
             Kind::Proposal => {
                 let result = if self.external_votes {
                     self.voter.prepare(&object, now_ms).map(|again| {
@@ -685,7 +702,8 @@ impl Engine {
                 Action::SetTimer { at_ms, token } => self.timers.push(Reverse((at_ms, token))),
                 Action::Record(o) if Some(o.id()) == delivered => {}
                 Action::Send { to, object } if to == me => local.push(object),
-                Action::Finished(outcome) => {
+                Action::Finished(mut outcome) => {
+                    self.explain_no_offers(&mut outcome, now_ms);
                     self.finished(&outcome);
                     out.push(Action::Finished(outcome));
                 }
@@ -699,6 +717,33 @@ impl Engine {
             out.extend(self.process(Some(id), more, now_ms));
         }
         out
+    }
+
+    /// A round that got no offer says what the directory knows about its capability.
+    fn explain_no_offers(&self, outcome: &mut Outcome, now_ms: u64) {
+        let Outcome::Failed(failure) = outcome else {
+            return;
+        };
+        if failure.reason != crate::FailureReason::NoOffers {
+            return;
+        }
+        let Some(run) = self.runs.get(&failure.trace) else {
+            return;
+        };
+        let known = self
+            .directory
+            .summary(&run.capability, run.input_size, run.budget, now_ms);
+        failure.detail = format!("{} ({known})", failure.detail);
+    }
+
+    /// The capabilities advertised on the network, as far as this node has seen.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Takes in one of this node's own capability ads (gossip does not deliver them back).
+    pub fn observe_ad(&mut self, ad: &SignedObject, now_ms: u64) -> bool {
+        self.directory.observe(ad, now_ms)
     }
 
     fn finished(&mut self, outcome: &Outcome) {

@@ -143,6 +143,7 @@ pub mod admission;
 mod composite;
 pub mod consensus;
 pub mod coordination;
+pub mod directory;
 pub mod engine;
 mod error;
 pub mod parallel;
@@ -167,6 +168,7 @@ pub use consensus::{
     Voter, verify_certificate,
 };
 pub use coordination::Coordination;
+pub use directory::{Directory, Listing};
 pub use engine::{Engine, EngineConfig, EngineStats, RESTARTED, VoteMode};
 pub use error::{PatternError, Result};
 pub use parallel::{ParallelError, ParallelRun, ParallelSpec, Reduce, Split, split};
