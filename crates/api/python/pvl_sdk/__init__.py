@@ -231,6 +231,10 @@ class Client:
     def peers(self) -> list:
         return self._call("GET", "/v1/peers")
 
+    def capabilities(self) -> list:
+        """The capability directory: capabilities on the network, providers cheapest first."""
+        return self._call("GET", "/v1/capabilities")
+
     def openapi(self) -> dict:
         return self._call("GET", "/v1/openapi.json")
 

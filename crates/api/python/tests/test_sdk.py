@@ -4,6 +4,7 @@ directories in PVL_REQUESTER_DIR and PVL_PROVIDER_DIR."""
 
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -97,6 +98,16 @@ class SdkAgainstNodes(unittest.TestCase):
             self.requester.trace("0000000")
         self.assertEqual(short.exception.code, "bad_request")
         self.assertEqual(self.requester.openapi()["openapi"], "3.1.0")
+
+    def test_the_directory_lists_the_agent_capability(self):
+        deadline = time.monotonic() + 30
+        while True:
+            listed = {c["capability"]: c["providers"] for c in self.requester.capabilities()}
+            if "translate" in listed or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertIn("translate", listed)
+        self.assertEqual(listed["translate"][0]["input_desc"], "decided by an agent program")
 
 
 if __name__ == "__main__":
