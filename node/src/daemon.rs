@@ -25,16 +25,6 @@ use crate::recorder::Recorder;
 /// behind is told how many events it missed.
 const EVENT_BUFFER: usize = 1024;
 
-/// How long the trace-store writer waits for more objects to batch with the first (see
-/// `recorder`'s module doc).
-const RECORDER_LINGER: Duration = Duration::from_millis(10);
-
-/// The writer's wait: [`RECORDER_LINGER`], but never longer than the store's flush interval,
-/// so a node configured to flush often also records promptly.
-fn recorder_linger(config: &Config) -> Duration {
-    RECORDER_LINGER.min(Duration::from_millis(config.store.flush_interval_ms))
-}
-
 /// Everything the control API needs, shared between its handlers.
 pub struct NodeState {
     /// The node directory.
@@ -154,7 +144,7 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
 
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let recorder = Arc::new(
-        Recorder::start(store.clone(), events.clone(), recorder_linger(&config))
+        Recorder::start(store.clone(), events.clone())
             .context("cannot start the trace-store writer")?,
     );
     let history = crate::history::HistoryCache::default();

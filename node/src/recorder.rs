@@ -8,15 +8,6 @@
 //! whatever has queued up as one batch and then announces the new objects on the node's event
 //! stream.
 //!
-//! * **Batching**: a sled batch of one object costs about four times what each object of a
-//!   batch of ten costs (`cargo bench -p pvl-trace -- "insert/1000 objects"`: 120 µs against
-//!   32 µs per object on a 2-core machine), and under load objects arrive one at a time
-//!   between writes. So after the first object of a batch the writer waits up to
-//!   [`Recorder::start`]'s `linger` (10 ms in the node, never more than the store's flush
-//!   interval) for more before it writes; a barrier or a stop ends the wait at once. The
-//!   cost: an object reaches the store and the event stream up to `linger` later. It is off
-//!   the message path (the node has answered before it records), and a crash loses at most
-//!   `linger` plus the flush interval of objects, which restart recovery already tolerates.
 //! * **Order**: objects are written in the order they were queued. When the queue is full the
 //!   caller writes its objects itself (back-pressure instead of loss; inserts are idempotent
 //!   and orphans are linked later, so an occasional reordering is harmless).
@@ -28,7 +19,6 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use pvl_api::events::{Event, ObjectEvent};
 use pvl_net::PeerId;
@@ -62,24 +52,18 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the writer thread for `store`, announcing new objects on `events`. The writer
-    /// waits up to `linger` after the first object of a batch for more to join it.
+    /// Starts the writer thread for `store`, announcing new objects on `events`.
     pub fn start(
         store: Arc<TraceStore>,
         events: broadcast::Sender<Event>,
-        linger: Duration,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        // The writer waits with tokio's timer, so it runs on a runtime of its own thread.
-        let clock = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()?;
         let thread = {
             let store = store.clone();
             let events = events.clone();
             std::thread::Builder::new()
                 .name("pvl-recorder".into())
-                .spawn(move || clock.block_on(writer(rx, &store, &events, linger)))?
+                .spawn(move || writer(rx, &store, &events))?
         };
         Ok(Recorder {
             tx,
@@ -127,19 +111,13 @@ impl Recorder {
     }
 }
 
-/// The writer thread: waits for the first command, then for whatever else queues up within
-/// `linger` (up to [`MAX_BATCH`] objects; a barrier or a stop ends the wait), writes it as one
-/// batch, then answers the barriers that were queued behind those objects.
-async fn writer(
-    mut rx: mpsc::Receiver<Command>,
-    store: &TraceStore,
-    events: &broadcast::Sender<Event>,
-    linger: Duration,
-) {
+/// The writer thread: blocks for the first command, takes whatever else has queued up (up to
+/// [`MAX_BATCH`] objects), writes it as one batch, then answers the barriers that were
+/// queued behind those objects.
+fn writer(mut rx: mpsc::Receiver<Command>, store: &TraceStore, events: &broadcast::Sender<Event>) {
     let mut pending: Vec<Entry> = Vec::new();
     let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let deadline = tokio::time::Instant::now() + linger;
+    while let Some(first) = rx.blocking_recv() {
         let mut stop = false;
         let mut next = Some(first);
         while let Some(command) = next.take() {
@@ -151,14 +129,7 @@ async fn writer(
             if pending.len() >= MAX_BATCH || stop {
                 break;
             }
-            next = match rx.try_recv() {
-                Ok(command) => Some(command),
-                Err(_) if !barriers.is_empty() => None,
-                Err(_) => tokio::time::timeout_at(deadline, rx.recv())
-                    .await
-                    .ok()
-                    .flatten(),
-            };
+            next = rx.try_recv().ok();
         }
         write_and_announce(store, events, std::mem::take(&mut pending));
         for done in barriers.drain(..) {
