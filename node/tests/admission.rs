@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 
 use common::rogue::{Rogue, of_kind, refusal};
-use common::{Net, network, pvl, pvl_json, pvl_ok, wait_until};
+use common::{Net, network, pvl, pvl_json, pvl_ok, verifies_complete, wait_until};
 use pvl_net::Ack;
 use pvl_protocol::{Keypair, Kind, ObjectId, PublicKey, SignedObject};
 use serde_json::Value;
@@ -61,33 +61,6 @@ fn assert_refused(ack: &Ack, code: &str) {
     assert!(
         reason.starts_with(&format!("{code}: ")),
         "expected `{code}: ...`, got `{reason}`"
-    );
-}
-
-/// The trace, exported from `dir`, verifies as a complete copy.
-fn verifies_complete(dir: &Path, trace: &str) {
-    let bundle = dir.join(format!("{}.bundle", &trace[..8]));
-    pvl_ok(
-        dir,
-        &[
-            "trace",
-            "export",
-            trace,
-            "--format",
-            "bundle",
-            "--out",
-            bundle.to_str().unwrap(),
-        ],
-    );
-    let verified = pvl(
-        dir,
-        &["trace", "verify", "--complete", bundle.to_str().unwrap()],
-    );
-    assert!(
-        verified.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&verified.stdout),
-        String::from_utf8_lossy(&verified.stderr)
     );
 }
 

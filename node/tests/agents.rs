@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Running, init, network, pvl_json, pvl_ok, wait_until};
+use common::{Running, init, network, pvl_json, verifies_complete, wait_until};
 use pvl_api::{BidAnswer, Client, ProgressReport, TaskAnswer, VoteAnswer, Work};
 
 /// An agent executor for `translate` whose tasks fail after 1.5 s without an answer.
@@ -72,8 +72,10 @@ fn program(dir: &Path, cost_per_byte: u64, stall: Arc<AtomicBool>, stop: Arc<Ato
     });
 }
 
+/// A `translate` round from `dir` with `--wait --json` (two offers awaited for 1.5 s): the
+/// JSON the CLI printed, whether the round completed or failed.
 fn publish(dir: &Path, input: &str) -> serde_json::Value {
-    pvl_json(
+    let out = common::pvl(
         dir,
         &[
             "intent",
@@ -89,28 +91,11 @@ fn publish(dir: &Path, input: &str) -> serde_json::Value {
             "--min-offers",
             "2",
             "--wait",
-        ],
-    )
-}
-
-fn verifies_complete(dir: &Path, trace: &str) {
-    let bundle = dir.join(format!("{}.bundle", &trace[..8]));
-    pvl_ok(
-        dir,
-        &[
-            "trace",
-            "export",
-            trace,
-            "--format",
-            "bundle",
-            "--out",
-            bundle.to_str().unwrap(),
+            "--json",
         ],
     );
-    pvl_ok(
-        dir,
-        &["trace", "verify", bundle.to_str().unwrap(), "--complete"],
-    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
 #[test]
@@ -151,7 +136,7 @@ fn agent_programs_bid_on_their_own_terms_and_do_the_work() {
     verifies_complete(&net.requester, &trace);
 
     // Both decline: nobody offers.
-    let failed = pvl(&net.requester, "decline this");
+    let failed = publish(&net.requester, "decline this");
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["reason"], "no-offers", "{failed}");
 
@@ -164,29 +149,6 @@ fn agent_programs_bid_on_their_own_terms_and_do_the_work() {
     assert_eq!(outcome["provider"], net.providers[1].as_str());
     assert_eq!(outcome["awards"], 2, "{outcome}");
     verifies_complete(&net.requester, outcome["trace_id"].as_str().unwrap());
-}
-
-/// `publish` for a round expected to fail (the CLI exits non-zero): the JSON it printed.
-fn pvl(dir: &Path, input: &str) -> serde_json::Value {
-    let out = common::pvl(
-        dir,
-        &[
-            "intent",
-            "publish",
-            "--capability",
-            "translate",
-            "--input",
-            input,
-            "--window",
-            "1500ms",
-            "--min-offers",
-            "2",
-            "--wait",
-            "--json",
-        ],
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
 /// Stops the program threads when the test ends, whatever way it ends.

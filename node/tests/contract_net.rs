@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{Net, Running, WAIT, network, network_at, pvl, pvl_json, pvl_ok, wait_until};
+use common::{
+    Net, Running, WAIT, network, network_at, pvl, pvl_json, pvl_ok, verifies_complete, wait_until,
+};
 use serde_json::Value;
 
 /// The trace of the requester's most recent round.
@@ -540,28 +542,6 @@ fn kinds(dir: &std::path::Path, trace: &str, kind: &str) -> usize {
         .iter()
         .filter(|o| o["kind"] == kind)
         .count()
-}
-
-/// The trace, exported from the requester, verifies as a complete copy.
-fn verifies_complete(dir: &std::path::Path, trace: &str) {
-    let bundle = dir.join(format!("{}.bundle", &trace[..8]));
-    pvl_ok(
-        dir,
-        &[
-            "trace",
-            "export",
-            trace,
-            "--format",
-            "bundle",
-            "--out",
-            bundle.to_str().unwrap(),
-        ],
-    );
-    let verified = pvl(
-        dir,
-        &["trace", "verify", "--complete", bundle.to_str().unwrap()],
-    );
-    assert!(verified.status.success(), "{verified:?}");
 }
 
 #[test]

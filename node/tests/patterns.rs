@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Net, Running, init, network, pvl, pvl_json, pvl_ok, wait_until};
+use common::{Net, Running, init, network, pvl, pvl_json, verifies, wait_until};
 use serde_json::Value;
 
 /// An `exec` executor section for `capability` running `script` with `sh -c`.
@@ -43,29 +43,6 @@ fn events_of<'a>(objects: &'a [Value], event_type: &str) -> Vec<&'a Value> {
         .iter()
         .filter(|o| o["kind"] == "event" && o["body"]["event_type"] == event_type)
         .collect()
-}
-
-/// The trace exported as a bundle verifies offline.
-fn verifies(dir: &Path, trace: &str) {
-    let bundle = dir.join(format!("{}.bundle", &trace[..8]));
-    pvl_ok(
-        dir,
-        &[
-            "trace",
-            "export",
-            trace,
-            "--format",
-            "bundle",
-            "--out",
-            bundle.to_str().unwrap(),
-        ],
-    );
-    let out = pvl(dir, &["trace", "verify", bundle.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 #[test]
@@ -124,7 +101,7 @@ fn a_three_stage_workflow_flows_and_a_killed_stage_provider_is_replaced() {
     let all = objects(&net.requester, trace);
     assert_eq!(events_of(&all, "stage-done").len(), 3);
     assert_eq!(events_of(&all, "workflow-done").len(), 1);
-    verifies(&net.requester, trace);
+    verifies(&net.requester, trace, false);
 
     // A malformed workflow is refused before anything is published, with the line at fault.
     std::fs::write(
@@ -195,7 +172,7 @@ fn a_parallel_job_completes_in_order_when_a_shard_provider_is_killed() {
     let reawarded: Vec<&Value> = parts.iter().filter(|p| p["awards"] != 1).collect();
     assert_eq!(reawarded.len(), 1, "{outcome}");
     assert_ne!(reawarded[0]["provider"], net.providers[0].as_str());
-    verifies(&net.requester, outcome["trace_id"].as_str().unwrap());
+    verifies(&net.requester, outcome["trace_id"].as_str().unwrap(), false);
 }
 
 /// Starts a committee member whose `[consensus]` section is edited by `edit`.
@@ -282,7 +259,7 @@ fn a_committee_of_five_approves_with_four_and_rejects_with_two_refusals() {
     for vote in &rejecting {
         assert_eq!(vote["signer"], members[4].as_str(), "{vote}");
     }
-    verifies(&net.requester, trace);
+    verifies(&net.requester, trace, false);
 
     // Price 20 (another provider, of echo): m4 and m5 reject, the threshold cannot be met.
     let provider2 = net._tmp.path().join("pricey");

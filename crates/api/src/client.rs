@@ -209,25 +209,24 @@ impl Client {
             encode(capability),
             wait.as_millis()
         );
-        let body = self
-            .with_timeout(Some(wait + DEFAULT_TIMEOUT))
-            .get_bytes(&path)?;
-        if body.is_empty() {
-            return Ok(None);
-        }
-        decode(&path, &body).map(Some)
+        self.long_poll(&path, wait)
     }
 
     /// `GET /v1/agents/votes`: the next proposal to vote on, waiting up to `wait`.
     pub fn next_vote(&self, wait: Duration) -> Result<Option<WorkItem>, ClientError> {
         let path = format!("/v1/agents/votes?timeout_ms={}", wait.as_millis());
+        self.long_poll(&path, wait)
+    }
+
+    /// A long poll: the item, or `None` when the node answered 204 (nothing within `wait`).
+    fn long_poll(&self, path: &str, wait: Duration) -> Result<Option<WorkItem>, ClientError> {
         let body = self
             .with_timeout(Some(wait + DEFAULT_TIMEOUT))
-            .get_bytes(&path)?;
+            .get_bytes(path)?;
         if body.is_empty() {
             return Ok(None);
         }
-        decode(&path, &body).map(Some)
+        decode(path, &body).map(Some)
     }
 
     /// `POST /v1/agents/work/{id}/vote`.

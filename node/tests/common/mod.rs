@@ -178,3 +178,37 @@ pub fn network_at(listen: &str, providers: &[(&str, &str)]) -> Net {
         _tmp: tmp,
     }
 }
+
+/// Exports `trace` from the node in `dir` as a bundle and checks it offline with
+/// `pvl trace verify` (`--complete`: no link to an object the copy lacks).
+pub fn verifies(dir: &Path, trace: &str, complete: bool) {
+    let bundle = dir.join(format!("{}.bundle", &trace[..8]));
+    pvl_ok(
+        dir,
+        &[
+            "trace",
+            "export",
+            trace,
+            "--format",
+            "bundle",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let mut args = vec!["trace", "verify", bundle.to_str().unwrap()];
+    if complete {
+        args.push("--complete");
+    }
+    let out = pvl(dir, &args);
+    assert!(
+        out.status.success(),
+        "trace {trace} does not verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// [`verifies`] as a complete copy.
+pub fn verifies_complete(dir: &Path, trace: &str) {
+    verifies(dir, trace, true)
+}

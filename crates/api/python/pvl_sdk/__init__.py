@@ -287,7 +287,10 @@ class Client:
     def next_work(self, capability: str, timeout_ms: int = 30_000) -> Optional[WorkItem]:
         """The next bid request or task for `capability` (None when nothing came)."""
         query = urllib.parse.urlencode({"capability": capability, "timeout_ms": timeout_ms})
-        item = self._call("GET", f"/v1/agents/work?{query}", timeout=timeout_ms / 1000 + 10)
+        return self._poll(f"/v1/agents/work?{query}", timeout_ms)
+
+    def _poll(self, path: str, timeout_ms: int) -> Optional[WorkItem]:
+        item = self._call("GET", path, timeout=timeout_ms / 1000 + 10)
         if item is None:
             return None
         work = dict(item["work"])
@@ -306,28 +309,48 @@ class Client:
 
     def next_vote(self, timeout_ms: int = 30_000) -> Optional[WorkItem]:
         """The next proposal to vote on (the node needs `[consensus] agent = true`)."""
-        item = self._call("GET", f"/v1/agents/votes?timeout_ms={timeout_ms}",
-                          timeout=timeout_ms / 1000 + 10)
-        if item is None:
-            return None
-        work = dict(item["work"])
-        return WorkItem(id=item["id"], capability=item["capability"],
-                        answer_by_ms=item["answer_by_ms"], kind=work.pop("kind"), work=work)
+        return self._poll(f"/v1/agents/votes?timeout_ms={timeout_ms}", timeout_ms)
 
     def vote(self, item: int, decision: "Vote") -> None:
         self._call("POST", f"/v1/agents/work/{item}/vote", decision.to_json())
 
 
-class Agent:
+class _Program:
+    """What agent and voter programs share: a loop over work items until stopped."""
+
+    def __init__(self, client: Client, poll_ms: int):
+        self.client = client
+        self.poll_ms = poll_ms
+        self._stop = threading.Event()
+
+    def serve_once(self) -> bool:
+        raise NotImplementedError
+
+    def serve_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.serve_once()
+            except ApiError as e:
+                if e.code != "not_found":  # an answer that came too late is not fatal
+                    raise
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class Agent(_Program):
     """An agent program: override `bid` (return Offer or Decline) and `run` (return Done or
     Failed; call `progress(fraction_bps, message)` as it goes), then `serve_forever()` or
     `start()` it in a thread. An exception in `bid` declines, in `run` fails the task."""
 
     def __init__(self, client: Client, capability: str, poll_ms: int = 1_000):
-        self.client = client
+        super().__init__(client, poll_ms)
         self.capability = capability
-        self.poll_ms = poll_ms
-        self._stop = threading.Event()
 
     def bid(self, request: dict):
         raise NotImplementedError
@@ -355,33 +378,15 @@ class Agent:
             self.client.finish(item.id, answer)
         return True
 
-    def serve_forever(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.serve_once()
-            except ApiError as e:
-                if e.code != "not_found":  # an answer that came too late is not fatal
-                    raise
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, daemon=True)
-        thread.start()
-        return thread
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-class Voter:
+class Voter(_Program):
     """A voter program for a committee member (`[consensus] agent = true`): override
     `decide(proposal)` (a dict: proposal, proposer, subject, round, action, members,
     threshold, deadline_ms) to return a Vote, then `serve_forever()` or `start()`. An
     exception in `decide` rejects, saying why."""
 
     def __init__(self, client: Client, poll_ms: int = 1_000):
-        self.client = client
-        self.poll_ms = poll_ms
-        self._stop = threading.Event()
+        super().__init__(client, poll_ms)
 
     def decide(self, proposal: dict) -> Vote:
         raise NotImplementedError
@@ -401,19 +406,3 @@ class Voter:
             decision = Vote(approve=False, reason=f"the voter failed: {e}")
         self.client.vote(item.id, decision)
         return True
-
-    def serve_forever(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.serve_once()
-            except ApiError as e:
-                if e.code != "not_found":
-                    raise
-
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, daemon=True)
-        thread.start()
-        return thread
-
-    def stop(self) -> None:
-        self._stop.set()
