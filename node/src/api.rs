@@ -23,8 +23,8 @@
 //! | POST | `/v1/agents/work/{id}/vote` | voter programs: the vote |
 //!
 //! Errors are always a JSON `pvl_api::ErrorBody` with a machine-readable `code`: 400, 401,
-//! 404, 409 (ambiguous id prefix), 415 (body not `application/json`), 422 (not a valid
-//! request), 500, 503 (no peer to publish to) and 504 (no outcome in time). Ids in paths are
+//! 404, 409 (ambiguous id prefix), 413 (body over `pvl_api::MAX_BODY_BYTES`), 415 (body not
+//! `application/json`), 422 (not a valid request), 500, 503 (no peer to publish to) and 504 (no outcome in time). Ids in paths are
 //! 64 hex digits or a unique prefix of at least 8.
 
 use std::convert::Infallible;
@@ -123,6 +123,17 @@ where
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(JsonBody(value)),
             Err(rejection) => {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    return Err(ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!(
+                            "the request body is larger than {} bytes, the most this API takes \
+                             (an intent's input is at most {} bytes, SPEC.md §6)",
+                            pvl_api::MAX_BODY_BYTES,
+                            pvl_protocol::MAX_INLINE_PAYLOAD
+                        ),
+                    ));
+                }
                 let code = match &rejection {
                     JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
                     JsonRejection::JsonDataError(_) => ErrorCode::InvalidRequest,
@@ -158,6 +169,9 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/agents/votes", get(next_vote))
         .route("/v1/agents/work/{id}/vote", post(answer_vote))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
+        .layer(axum::extract::DefaultBodyLimit::max(
+            pvl_api::MAX_BODY_BYTES,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }

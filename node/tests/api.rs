@@ -185,6 +185,29 @@ fn the_control_api_answers_as_its_contract_says() {
     );
     assert_eq!(status, 422);
     assert!(body.unwrap().error.contains("not both"));
+    // Too large: the body over the API's limit, or an input over the protocol's.
+    let huge = format!(
+        r#"{{"capability": "echo", "input": "{}"}}"#,
+        "x".repeat(pvl_api::MAX_BODY_BYTES)
+    );
+    let (status, body) = node.raw("/v1/intents", "application/json", &huge);
+    assert_eq!(status, 413);
+    let body = body.unwrap();
+    assert_eq!(body.code, ErrorCode::PayloadTooLarge);
+    assert!(body.error.contains("2097152"), "{}", body.error);
+    let big = format!(
+        r#"{{"capability": "echo", "input": "{}"}}"#,
+        "x".repeat(pvl_protocol::MAX_INLINE_PAYLOAD + 1)
+    );
+    let (status, body) = node.raw("/v1/intents", "application/json", &big);
+    let body = body.unwrap();
+    assert_eq!(
+        (status, body.code),
+        (422, ErrorCode::InvalidRequest),
+        "{}",
+        body.error
+    );
+    assert!(body.error.contains("786432"), "{}", body.error);
     let (status, body) = node.raw("/v1/no-such-thing", "application/json", "{}");
     assert_eq!(status, 404);
     assert_eq!(body.unwrap().code, ErrorCode::NotFound);

@@ -15,6 +15,8 @@ pub enum ErrorCode {
     NotFound,
     /// 409: an id prefix matches more than one id (`candidates` lists some).
     AmbiguousId,
+    /// 413: the body is larger than the API takes ([`crate::MAX_BODY_BYTES`]).
+    PayloadTooLarge,
     /// 415: a body was sent without `Content-Type: application/json`.
     UnsupportedMediaType,
     /// 422: the body is JSON but not a valid request (unknown field, wrong type, a field rule
@@ -36,6 +38,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
             ErrorCode::AmbiguousId => 409,
+            ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InvalidRequest => 422,
             ErrorCode::Unavailable => 503,
@@ -52,6 +55,7 @@ impl ErrorCode {
             401 | 403 => ErrorCode::Unauthorized,
             404 => ErrorCode::NotFound,
             409 => ErrorCode::AmbiguousId,
+            413 => ErrorCode::PayloadTooLarge,
             415 => ErrorCode::UnsupportedMediaType,
             422 => ErrorCode::InvalidRequest,
             503 => ErrorCode::Unavailable,
@@ -110,6 +114,7 @@ mod tests {
             ErrorCode::Unauthorized,
             ErrorCode::NotFound,
             ErrorCode::AmbiguousId,
+            ErrorCode::PayloadTooLarge,
             ErrorCode::UnsupportedMediaType,
             ErrorCode::InvalidRequest,
             ErrorCode::Unavailable,

@@ -7,8 +7,8 @@
 //!   server produces them, [`Client`] consumes them; nothing between our own parts builds or
 //!   picks apart JSON by hand.
 //! * [`error`]: every error answer is an [`ErrorBody`]: a message for people and a
-//!   machine-readable [`ErrorCode`], whatever the HTTP status (400, 401, 404, 409, 415, 422,
-//!   500, 503, 504).
+//!   machine-readable [`ErrorCode`], whatever the HTTP status (400, 401, 404, 409, 413, 415,
+//!   422, 500, 503, 504).
 //! * [`events`]: what `GET /v1/events` streams (server-sent events, one JSON [`Event`] per
 //!   `data:` line), optionally filtered to one trace.
 //! * [`openapi`]: the OpenAPI 3.1 document generated from the types above. The node serves it
@@ -39,6 +39,10 @@ pub use client::{Client, ClientError, EventStream};
 pub use error::{ErrorBody, ErrorCode};
 pub use events::Event;
 pub use types::*;
+
+/// The largest request body the API takes, bytes (an intent's inline input is at most
+/// 786,432 bytes, SPEC.md §6; as hex in JSON, twice that).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// The fewest hex digits an id prefix may have in a path.
 pub const MIN_ID_PREFIX: usize = 8;
