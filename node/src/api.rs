@@ -9,6 +9,7 @@
 //! | GET | `/v1/peers` | known peers |
 //! | GET | `/v1/capabilities` | the capability directory: advertised capabilities, providers, terms |
 //! | POST | `/v1/intents` | sign, record and publish an intent (`"wait": true`: answer with the outcome) |
+//! | POST | `/v1/workflows`, `/v1/parallel`, `/v1/committees` | the same body, for one kind of run: its own field required, the others refused |
 //! | GET | `/v1/intents/{trace}/outcome?timeout_ms=N` | wait for the outcome of an intent this node coordinates |
 //! | POST | `/v1/intents/{trace}/cancel` | end a run now, with a signed reason |
 //! | GET | `/v1/traces?limit=N` | recent traces with status |
@@ -154,6 +155,9 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/capabilities", get(capabilities))
         .route("/v1/intents", post(publish_intent))
+        .route("/v1/workflows", post(publish_workflow))
+        .route("/v1/parallel", post(publish_parallel))
+        .route("/v1/committees", post(publish_committee))
         .route("/v1/intents/{id}/outcome", get(intent_outcome))
         .route("/v1/intents/{id}/cancel", post(cancel_intent))
         .route("/v1/traces", get(list_traces))
@@ -287,6 +291,95 @@ async fn publish_intent(
     State(state): State<Shared>,
     JsonBody(request): JsonBody<PublishIntent>,
 ) -> ApiResult<Response> {
+    publish(&state, request).await
+}
+
+/// The kinds of run with a route of their own, besides `POST /v1/intents` (which takes any).
+#[derive(Debug, Clone, Copy)]
+enum RunKind {
+    Workflow,
+    Parallel,
+    Committee,
+}
+
+impl RunKind {
+    fn route(self) -> &'static str {
+        match self {
+            RunKind::Workflow => "/v1/workflows",
+            RunKind::Parallel => "/v1/parallel",
+            RunKind::Committee => "/v1/committees",
+        }
+    }
+
+    /// Checks that `request` is this kind of run (its own field set, the others' absent) and
+    /// sets the pattern.
+    fn check(self, request: &mut PublishIntent) -> ApiResult<()> {
+        let present = [
+            ("workflow", request.workflow.is_some()),
+            ("parallel", request.parallel.is_some()),
+            ("committee", request.committee.is_some()),
+        ];
+        let own = match self {
+            RunKind::Workflow => "workflow",
+            RunKind::Parallel => "parallel",
+            RunKind::Committee => "committee",
+        };
+        for (field, set) in present {
+            if field == own && !set {
+                return Err(ApiError::invalid(format!(
+                    "{} needs `{field}`",
+                    self.route()
+                )));
+            }
+            if field != own && set {
+                return Err(ApiError::invalid(format!(
+                    "`{field}` does not belong in {} (use /v1/intents for a combination)",
+                    self.route()
+                )));
+            }
+        }
+        match self {
+            RunKind::Workflow => {
+                if !request.capability.is_empty() {
+                    return Err(ApiError::invalid(
+                        "a workflow's stages name their capabilities: no `capability`",
+                    ));
+                }
+                request.pattern = Some("workflow".into());
+            }
+            RunKind::Parallel => request.pattern = Some("parallel".into()),
+            RunKind::Committee => request.pattern = Some("consensus".into()),
+        }
+        Ok(())
+    }
+}
+
+async fn publish_workflow(
+    State(state): State<Shared>,
+    JsonBody(mut request): JsonBody<PublishIntent>,
+) -> ApiResult<Response> {
+    RunKind::Workflow.check(&mut request)?;
+    publish(&state, request).await
+}
+
+async fn publish_parallel(
+    State(state): State<Shared>,
+    JsonBody(mut request): JsonBody<PublishIntent>,
+) -> ApiResult<Response> {
+    RunKind::Parallel.check(&mut request)?;
+    publish(&state, request).await
+}
+
+async fn publish_committee(
+    State(state): State<Shared>,
+    JsonBody(mut request): JsonBody<PublishIntent>,
+) -> ApiResult<Response> {
+    RunKind::Committee.check(&mut request)?;
+    publish(&state, request).await
+}
+
+/// Plans, starts and publishes a run; with `wait`, answers with its outcome.
+async fn publish(state: &NodeState, request: PublishIntent) -> ApiResult<Response> {
     let wait = request.wait;
     let wait_timeout = request
         .wait_timeout_ms

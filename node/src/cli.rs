@@ -622,7 +622,6 @@ fn workflow(dir: &Path, command: WorkflowCommand) -> Result<()> {
             let text = std::fs::read_to_string(&file)?;
             let mut request = round_request(&round)?;
             request.workflow = Some(text);
-            request.pattern = Some("workflow".into());
             submit(dir, request, &round)
         }
     }
@@ -677,7 +676,7 @@ fn submit(dir: &Path, request: PublishIntent, args: &RoundArgs) -> Result<()> {
     } else {
         api
     };
-    let result = api.publish(&request)?;
+    let result = publish_by_kind(&api, &request)?;
     if args.json {
         return print_json(&result);
     }
@@ -688,6 +687,20 @@ fn submit(dir: &Path, request: PublishIntent, args: &RoundArgs) -> Result<()> {
     );
     say!("trace {}", result.trace_id);
     Ok(())
+}
+
+/// Sends a request to the route of its kind of run (`/v1/workflows`, `/v1/parallel`,
+/// `/v1/committees`), or to `/v1/intents` for an intent or a combination.
+fn publish_by_kind(api: &Client, request: &PublishIntent) -> Result<pvl_api::Published> {
+    Ok(if request.workflow.is_some() {
+        api.publish_workflow(request)?
+    } else if request.parallel.is_some() && request.committee.is_none() {
+        api.publish_parallel(request)?
+    } else if request.committee.is_some() && request.parallel.is_none() {
+        api.publish_committee(request)?
+    } else {
+        api.publish(request)?
+    })
 }
 
 fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
@@ -1040,7 +1053,7 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 fn publish_live(api: &Client, mut request: PublishIntent) -> Result<()> {
     let events = api.events(None)?;
     request.wait = false;
-    let published = api.publish(&request)?;
+    let published = publish_by_kind(api, &request)?;
     let trace = published.trace_id;
     say!(
         "published intent {} on {}",

@@ -185,6 +185,25 @@ fn the_control_api_answers_as_its_contract_says() {
     );
     assert_eq!(status, 422);
     assert!(body.unwrap().error.contains("not both"));
+    // Each kind of run has its route: its own field required, the others refused.
+    let (status, body) = node.raw("/v1/workflows", "application/json", r#"{"input": "a"}"#);
+    assert_eq!(status, 422);
+    assert!(body.unwrap().error.contains("needs `workflow`"));
+    let (status, body) = node.raw(
+        "/v1/parallel",
+        "application/json",
+        r#"{"capability": "echo", "parallel": 2, "committee": []}"#,
+    );
+    assert_eq!(status, 422);
+    assert!(body.unwrap().error.contains("`committee` does not belong"));
+    let (status, body) = node.raw(
+        "/v1/workflows",
+        "application/json",
+        r#"{"capability": "echo", "workflow": "[[stage]]"}"#,
+    );
+    assert_eq!(status, 422);
+    assert!(body.unwrap().error.contains("no `capability`"));
+
     // Too large: the body over the API's limit, or an input over the protocol's.
     let huge = format!(
         r#"{{"capability": "echo", "input": "{}"}}"#,

@@ -148,6 +148,21 @@ impl Client {
         self.post_json("/v1/intents", request)
     }
 
+    /// `POST /v1/workflows`: `request.workflow` is the workflow file's text.
+    pub fn publish_workflow(&self, request: &PublishIntent) -> Result<Published, ClientError> {
+        self.post_json("/v1/workflows", request)
+    }
+
+    /// `POST /v1/parallel`: `request.parallel` shards of `request.capability`.
+    pub fn publish_parallel(&self, request: &PublishIntent) -> Result<Published, ClientError> {
+        self.post_json("/v1/parallel", request)
+    }
+
+    /// `POST /v1/committees`: a consensus round with `request.committee`.
+    pub fn publish_committee(&self, request: &PublishIntent) -> Result<Published, ClientError> {
+        self.post_json("/v1/committees", request)
+    }
+
     /// `GET /v1/intents/{id}/outcome`: waits up to `timeout` for the run to end.
     pub fn outcome(&self, id: &str, timeout: Duration) -> Result<RunOutcome, ClientError> {
         let path = format!(

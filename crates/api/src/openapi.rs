@@ -28,7 +28,8 @@ use crate::types::*;
                        paths may be a unique prefix of at least 8 hex digits."
     ),
     paths(
-        id, status, peers, capabilities, publish_intent, intent_outcome, cancel_intent, list_traces, show_trace,
+        id, status, peers, capabilities, publish_intent, publish_workflow, publish_parallel,
+        publish_committee, intent_outcome, cancel_intent, list_traces, show_trace,
         analyse_trace, export_trace, events, openapi_json, next_work, answer_bid,
         report_progress, answer_task, next_vote, answer_vote
     ),
@@ -110,6 +111,35 @@ fn capabilities() {}
     (status = 504, description = "With `wait`: no outcome in time", body = ErrorBody),
 ))]
 fn publish_intent() {}
+
+/// Run a workflow (`workflow` required; `capability`, `parallel` and `committee` refused).
+#[utoipa::path(post, path = "/v1/workflows", request_body = PublishIntent, responses(
+    (status = 201, description = "Published; the run goes on", body = Published),
+    (status = 200, description = "With `wait`: the run is over", body = Published),
+    (status = 422, description = "Not a workflow request", body = ErrorBody),
+    (status = 503, description = "No peer to publish to", body = ErrorBody),
+))]
+fn publish_workflow() {}
+
+/// Run a parallel job (`capability` and `parallel` required; `workflow` and `committee`
+/// refused).
+#[utoipa::path(post, path = "/v1/parallel", request_body = PublishIntent, responses(
+    (status = 201, description = "Published; the run goes on", body = Published),
+    (status = 200, description = "With `wait`: the run is over", body = Published),
+    (status = 422, description = "Not a parallel request", body = ErrorBody),
+    (status = 503, description = "No peer to publish to", body = ErrorBody),
+))]
+fn publish_parallel() {}
+
+/// Run a consensus round: the award goes to a committee first (`capability` and `committee`
+/// required; `workflow` and `parallel` refused).
+#[utoipa::path(post, path = "/v1/committees", request_body = PublishIntent, responses(
+    (status = 201, description = "Published; the run goes on", body = Published),
+    (status = 200, description = "With `wait`: the run is over", body = Published),
+    (status = 422, description = "Not a committee request", body = ErrorBody),
+    (status = 503, description = "No peer to publish to", body = ErrorBody),
+))]
+fn publish_committee() {}
 
 /// Wait for the outcome of a run this node coordinates.
 #[utoipa::path(get, path = "/v1/intents/{id}/outcome", params(
@@ -275,6 +305,9 @@ mod tests {
             "/v1/peers",
             "/v1/capabilities",
             "/v1/intents",
+            "/v1/workflows",
+            "/v1/parallel",
+            "/v1/committees",
             "/v1/intents/{id}/outcome",
             "/v1/intents/{id}/cancel",
             "/v1/traces",

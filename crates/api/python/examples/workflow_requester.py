@@ -29,7 +29,7 @@ inputs = ["hash"]
 
 if __name__ == "__main__":
     node = Client.open(sys.argv[1])
-    published = node.publish(workflow=WORKFLOW, pattern="workflow", input=sys.argv[2], wait=True)
+    published = node.run_workflow(WORKFLOW, input=sys.argv[2], wait=True)
     outcome = published.outcome
     print(f"trace {published.trace_id}: {outcome.status}")
     for part in outcome.parts:

@@ -242,15 +242,17 @@ class Client:
     def publish(self, capability: str = "", wait: bool = False, **fields: Any) -> Published:
         """`POST /v1/intents` with the PublishIntent fields (input, budget, deadline_ms,
         strategy, pattern, committee, window_ms, min_offers, workflow, parallel, ...)."""
-        body = {k: v for k, v in fields.items() if v is not None}
         if capability:
-            body["capability"] = capability
-        if wait:
-            body["wait"] = True
+            fields["capability"] = capability
+        return self._publish("/v1/intents", fields, wait)
+
+    def _publish(self, path: str, fields: dict, wait: bool) -> Published:
+        body = {k: v for k, v in fields.items() if v is not None}
         timeout = None
         if wait:
+            body["wait"] = True
             timeout = max(self.timeout, (body.get("wait_timeout_ms") or 120_000) / 1000 + 5)
-        answer = self._call("POST", "/v1/intents", body, timeout=timeout)
+        answer = self._call("POST", path, body, timeout=timeout)
         return Published(
             trace_id=answer["trace_id"],
             published=answer["published"],
@@ -258,6 +260,18 @@ class Client:
             waited_ms=answer["waited_ms"],
             outcome=_outcome_of(answer),
         )
+
+    def run_workflow(self, workflow: str, wait: bool = False, **fields: Any) -> Published:
+        """`POST /v1/workflows`: a workflow file's text (TOML) and the round fields."""
+        return self._publish("/v1/workflows", dict(fields, workflow=workflow), wait)
+
+    def run_parallel(self, capability: str, shards: int, wait: bool = False, **fields: Any) -> Published:
+        """`POST /v1/parallel`: the input split into at most `shards` tasks."""
+        return self._publish("/v1/parallel", dict(fields, capability=capability, parallel=shards), wait)
+
+    def run_committee(self, capability: str, committee: list, wait: bool = False, **fields: Any) -> Published:
+        """`POST /v1/committees`: the award goes to `committee` (keys or peer ids) first."""
+        return self._publish("/v1/committees", dict(fields, capability=capability, committee=committee), wait)
 
     def outcome(self, trace: str, timeout_ms: int = 120_000) -> Outcome:
         """Waits for the outcome of a run this node coordinates (`trace`: id or 8+ digits)."""

@@ -76,8 +76,8 @@ class SdkAgainstNodes(unittest.TestCase):
         self.assertEqual(published.outcome.reason, "no-offers")
 
     def test_a_python_voter_approves_or_rejects_with_its_reason(self):
-        approved = self.requester.publish(
-            capability="translate", input="hi", committee=[self.member], threshold=1,
+        approved = self.requester.run_committee(
+            "translate", [self.member], input="hi", threshold=1,
             window_ms=1_000, min_offers=1, wait=True)
         self.assertTrue(approved.outcome.completed, approved.outcome)
         self.assertEqual(approved.outcome.output, "HI")
