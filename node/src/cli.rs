@@ -99,8 +99,13 @@ pub struct InitArgs {
     /// Allow-list file, one peer id per line (copied into the directory).
     #[arg(long, value_name = "FILE")]
     pub allow: Option<PathBuf>,
-    /// Capability served (repeatable).
+    /// Join a capability's gossip topic and announce it in the DHT without serving it (for
+    /// observers; to serve, use --builtin or --agent; repeatable).
     #[arg(long, value_name = "NAME")]
+    pub subscribe: Vec<String>,
+    /// Refused with a pointer to --builtin, --agent and --subscribe (it used to subscribe
+    /// only, which read as serving).
+    #[arg(long, value_name = "NAME", hide = true)]
     pub capability: Vec<String>,
     /// Serve a builtin capability: NAME:PRICE:ETA_MS[:RELIABILITY_BPS] (echo, sha256,
     /// wordcount, sleep; repeatable).
@@ -477,7 +482,13 @@ fn init(dir: &Path, args: InitArgs) -> Result<()> {
         config.network.listen = args.listen;
     }
     config.network.bootstrap = args.bootstrap;
-    config.network.capabilities = args.capability;
+    if let Some(name) = args.capability.first() {
+        bail!(
+            "--capability {name} would not serve anything: serve it with --builtin \
+             {name}:PRICE:ETA_MS or --agent {name}, or only subscribe to it with --subscribe {name}"
+        );
+    }
+    config.network.capabilities = args.subscribe;
     for spec in &args.builtin {
         config.executors.push(parse_builtin(spec)?);
     }

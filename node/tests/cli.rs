@@ -23,7 +23,7 @@ fn five_nodes_find_each_other_and_an_intent_reaches_every_store() {
 
     let mut nodes = vec![boot];
     for dir in &dirs[1..] {
-        init(dir, &["--bootstrap", &boot_addr, "--capability", "sha256"]);
+        init(dir, &["--bootstrap", &boot_addr, "--subscribe", "sha256"]);
         nodes.push(Running::start(dir));
     }
     // Key and token are private to the owner.
@@ -142,6 +142,17 @@ fn mistakes_get_a_one_line_error_and_a_non_zero_exit() {
             .count(),
         1
     );
+
+    // `init --capability` would not serve anything: refused, pointing at what does.
+    let out = pvl(&dir, &["init", "--capability", "sha256"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--builtin sha256:PRICE:ETA_MS") && err.contains("--subscribe sha256"),
+        "{err}"
+    );
+    assert!(!dir.join("config.toml").exists());
 
     // A bad configuration line is named with its line number, and nothing starts.
     init(&dir, &[]);
