@@ -1,20 +1,20 @@
-//! The Python SDK (`crates/api/python/pvl_sdk`) against real `pvl` processes: a requester and
-//! a provider whose `translate` capability is served by agent programs, and a committee member
-//! whose votes a voter program decides; the Python test runs an agent and a voter written with
-//! the SDK and publishes with the SDK on the requester.
+//! The Python SDK (`crates/api/python/pvl_sdk`) against real `pvl` processes: a requester, a
+//! provider serving `echo` with the builtin executor, a provider whose `echo` is served by
+//! agent programs, and a committee member whose votes a voter program decides; the Python test
+//! runs an agent and a voter written with the SDK and publishes with the SDK.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::process::Command;
 
-/// An agent executor for `translate`.
-const AGENT: &str = "\n[[executor]]\ncapability = \"translate\"\nkind = \"agent\"\nprice = 0\n\
-                     eta_ms = 0\ntimeout_ms = 5000\nbid_timeout_ms = 800\n";
+/// An agent executor for `echo` whose tasks fail after 1.5 s without an answer.
+const AGENT: &str = "\n[[executor]]\ncapability = \"echo\"\nkind = \"agent\"\nprice = 0\n\
+                     eta_ms = 0\ntimeout_ms = 1500\nbid_timeout_ms = 800\n";
 
 #[test]
 fn the_python_sdk_publishes_and_serves_as_an_agent() {
-    let mut net = common::network(&[("", AGENT)]);
+    let mut net = common::network(&[("echo:5:50", ""), ("", AGENT)]);
     // A committee member whose votes a Python voter program decides.
     let boot = common::pvl_json(&net.requester, &["id"])["listen_addrs"][0]
         .as_str()
@@ -38,14 +38,16 @@ fn the_python_sdk_publishes_and_serves_as_an_agent() {
             .as_array()
             .unwrap()
             .len()
-            >= 2
+            >= 3
     });
     let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/api/python");
     let out = Command::new("python3")
         .args(["-m", "unittest", "-v", "tests/test_sdk.py"])
         .current_dir(&sdk)
         .env("PVL_REQUESTER_DIR", &net.requester)
-        .env("PVL_PROVIDER_DIR", &net.nodes[1].dir)
+        .env("PVL_BUILTIN_KEY", &net.providers[0])
+        .env("PVL_AGENT_DIR", &net.nodes[2].dir)
+        .env("PVL_AGENT_KEY", &net.providers[1])
         .env("PVL_MEMBER_DIR", &member)
         .env("PVL_MEMBER_KEY", &member_key)
         .output()
@@ -55,6 +57,6 @@ fn the_python_sdk_publishes_and_serves_as_an_agent() {
         out.status.success(),
         "the Python SDK tests failed:\n{report}"
     );
-    assert!(report.contains("Ran 5 tests"), "{report}");
+    assert!(report.contains("Ran 6 tests"), "{report}");
     assert!(!report.contains("skipped"), "{report}");
 }
