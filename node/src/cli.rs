@@ -825,7 +825,7 @@ fn trace(dir: &Path, command: TraceCommand) -> Result<()> {
             if json {
                 return print_json(&analysis);
             }
-            print_analysis(&analysis.0)?;
+            print_analysis(&analysis)?;
             Ok(())
         }
     }
@@ -909,31 +909,32 @@ fn detail(body: &Value) -> String {
     }
 }
 
-fn print_analysis(a: &Value) -> Result<()> {
-    say!("trace      {}", str_of(&a["trace"]));
+fn print_analysis(a: &pvl_api::TraceAnalysis) -> Result<()> {
+    use pvl_api::analysis::{PartKind, RoundOutcome};
+    let short_key = |k: &pvl_protocol::PublicKey| k.to_string()[..8].to_owned();
+    let or_dash = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    say!("trace      {}", a.trace);
     say!(
         "pattern    {} (asked for {})",
-        str_of(&a["pattern"]),
-        plain(&a["hint"])
+        a.pattern.name(),
+        a.hint.map_or_else(|| "-".to_owned(), |h| h.to_string())
     );
-    say!("status     {}", str_of(&a["status"]));
-    if a["failure"].is_object() {
+    say!("status     {}", a.status.name());
+    if let Some(f) = &a.failure {
         say!(
             "failure    {} ({})",
-            str_of(&a["failure"]["reason"]),
-            str_of(&a["failure"]["event_type"])
+            f.reason,
+            f.event_type.as_deref().unwrap_or("-")
         );
     }
-    if a["chosen_by_adaptive"].is_object() {
-        let c = &a["chosen_by_adaptive"];
-        say!("adaptive   chose {}:", str_of(&c["pattern"]));
-        for reason in c["reasons"].as_array().into_iter().flatten() {
-            say!("  - {}", str_of(reason));
+    if let Some(c) = &a.chosen_by_adaptive {
+        say!("adaptive   chose {}:", c.pattern);
+        for reason in &c.reasons {
+            say!("  - {reason}");
         }
     }
-    say!("objects    {}", plain(&a["objects"]));
-    let parts = a["parts"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if parts.len() > 1 || parts.iter().any(|p| p["kind"] != "task") {
+    say!("objects    {}", a.objects);
+    if a.parts.len() > 1 || a.parts.iter().any(|p| p.kind != PartKind::Task) {
         say!(
             "parts:\n  {:<12} {:<6} {:<10} {:<8} {:>8} {:>9} {:>6}  result",
             "LABEL",
@@ -944,22 +945,30 @@ fn print_analysis(a: &Value) -> Result<()> {
             "DURATION",
             "AWARDS"
         );
-        for p in parts {
-            let result = match p["ok"].as_bool() {
+        for p in &a.parts {
+            let result = match p.ok {
                 Some(true) => "ok".to_string(),
-                Some(false) => format!("failed: {}", str_of(&p["failure"])),
+                Some(false) => format!("failed: {}", p.failure.as_deref().unwrap_or("-")),
                 None => "running".to_string(),
+            };
+            let kind = match p.kind {
+                PartKind::Stage => "stage",
+                PartKind::Shard => "shard",
+                PartKind::Reduce => "reduce",
+                PartKind::Task => "task",
             };
             say!(
                 "  {:<12} {:<6} {:<10} {:<8} {:>5} ms {:>6} ms {:>6}  {result}{}",
-                str_of(&p["label"]),
-                str_of(&p["kind"]),
-                str_of(&p["capability"]),
-                short(&p["provider"]),
-                plain(&p["waited_ms"]),
-                plain(&p["duration_ms"]),
-                plain(&p["awards"]),
-                if p["on_critical_path"] == true {
+                p.label,
+                kind,
+                p.capability.as_deref().unwrap_or("-"),
+                p.provider
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), short_key),
+                or_dash(p.waited_ms),
+                or_dash(p.duration_ms),
+                p.awards,
+                if p.on_critical_path {
                     " (critical)"
                 } else {
                     ""
@@ -967,71 +976,66 @@ fn print_analysis(a: &Value) -> Result<()> {
             );
         }
     }
-    for r in a["rounds"].as_array().into_iter().flatten() {
-        let approvals = r["votes"]
-            .as_array()
-            .map_or(0, |v| v.iter().filter(|v| v["approve"] == true).count());
+    for r in &a.rounds {
+        let approvals = r.votes.iter().filter(|v| v.approve).count();
+        let outcome = match r.outcome {
+            RoundOutcome::Approved => "approved",
+            RoundOutcome::Rejected => "rejected",
+            RoundOutcome::TimedOut => "timed-out",
+            RoundOutcome::Open => "open",
+        };
         say!(
-            "consensus round {}: {} ({} of {} approvals, threshold {}) in {} ms",
-            plain(&r["round"]),
-            str_of(&r["outcome"]),
-            approvals,
-            plain(&r["members"]),
-            plain(&r["threshold"]),
-            plain(&r["latency_ms"]),
+            "consensus round {}: {outcome} ({approvals} of {} approvals, threshold {}) in {} ms",
+            r.round,
+            r.members,
+            r.threshold,
+            or_dash(r.latency_ms),
         );
-        for v in r["votes"].as_array().into_iter().flatten() {
+        for v in &r.votes {
             say!(
                 "  {} {} {}",
-                short(&v["member"]),
-                if v["approve"] == true {
-                    "approve"
-                } else {
-                    "reject "
-                },
-                str_of(&v["reason"])
+                short_key(&v.member),
+                if v.approve { "approve" } else { "reject " },
+                v.reason
             );
         }
-        if let Some(e) = r["equivocators"].as_array().filter(|e| !e.is_empty()) {
-            say!("  equivocated: {}", plain(&Value::Array(e.clone())));
+        if !r.equivocators.is_empty() {
+            let who: Vec<String> = r.equivocators.iter().map(ToString::to_string).collect();
+            say!("  equivocated: {}", who.join(", "));
         }
     }
     say!("tasks per agent:");
-    for t in a["tasks_per_agent"].as_array().into_iter().flatten() {
+    for t in &a.tasks_per_agent {
         say!(
             "  {}  awarded {} ok {} failed {}",
-            short(&t["provider"]),
-            t["awarded"],
-            t["succeeded"],
-            t["failed"]
+            short_key(&t.provider),
+            t.awarded,
+            t.succeeded,
+            t.failed
         );
     }
-    say!(
-        "critical path ({} ms):",
-        plain(&a["critical_path"]["total_ms"])
-    );
-    for step in a["critical_path"]["steps"].as_array().into_iter().flatten() {
+    say!("critical path ({} ms):", a.critical_path.total_ms);
+    for step in &a.critical_path.steps {
         say!(
             "  +{:>6} ms  {} {}",
-            plain(&step["since_previous_ms"]),
-            str_of(&step["kind"]),
-            str_of(&step["label"])
+            step.since_previous_ms,
+            step.kind.name(),
+            step.label
         );
     }
-    if a["bottleneck"].is_object() {
-        let b = &a["bottleneck"];
+    if let Some(b) = &a.bottleneck {
         say!(
             "bottleneck task {} ({}) by {}",
-            short(&b["task"]),
-            str_of(&b["label"]),
-            short(&b["provider"])
+            b.task.short(),
+            b.label,
+            short_key(&b.provider)
         );
     }
-    for l in a["offer_latencies"].as_array().into_iter().flatten() {
+    for l in &a.offer_latencies {
         say!(
             "offer from {} after {} ms",
-            short(&l["provider"]),
-            l["latency_ms"]
+            short_key(&l.provider),
+            l.latency_ms
         );
     }
     Ok(())

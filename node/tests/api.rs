@@ -150,7 +150,8 @@ fn the_control_api_answers_as_its_contract_says() {
     assert_eq!(code(api.trace(unknown)), ErrorCode::NotFound);
     assert_eq!(code(api.analysis(unknown)), ErrorCode::NotFound);
     let analysis = api.analysis(&trace[..10]).unwrap();
-    assert_eq!(analysis.0["trace"], trace.as_str());
+    assert_eq!(analysis.trace.to_string(), trace);
+    assert_eq!(analysis.status, pvl_api::TraceStatus::Failed);
     let listed = api.traces(10).unwrap();
     assert!(listed.iter().any(|t| t.trace_id.to_string() == trace));
     let bundle = api

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::agents::{BidAnswer, ProgressReport, TaskAnswer, VoteAnswer, WorkItem};
+use crate::analysis::TraceAnalysis;
 use crate::error::{ErrorBody, ErrorCode};
 use crate::events::Event;
 use crate::types::*;

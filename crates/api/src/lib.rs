@@ -25,6 +25,7 @@
 //! the node's crates.
 
 pub mod agents;
+pub mod analysis;
 pub mod client;
 pub mod error;
 pub mod events;
@@ -35,6 +36,7 @@ pub use agents::{
     BidAnswer, BidRequest, ProgressReport, TaskAnswer, TaskRequest, VoteAnswer, VoteRequest, Work,
     WorkItem,
 };
+pub use analysis::TraceAnalysis;
 pub use client::{Client, ClientError, EventStream};
 pub use error::{ErrorBody, ErrorCode};
 pub use events::Event;

@@ -13,6 +13,10 @@ use crate::agents::{
     BidAnswer, BidRequest, ProgressReport, TaskAnswer, TaskRequest, VoteAnswer, VoteRequest,
     VotesQuery, Work, WorkItem, WorkQuery,
 };
+use crate::analysis::{
+    AdaptiveChoice, AgentTasks, ConsensusRound, CriticalPath, OfferLatency, PartKind, PartTiming,
+    PathStep, RoundOutcome, RoundVote, TaskInfo, TraceAnalysis, TraceFailure,
+};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::events::{Event, ObjectEvent};
 use crate::types::*;
@@ -37,7 +41,9 @@ use crate::types::*;
         ErrorBody, ErrorCode, Event, ObjectEvent, NodeId, Status, EngineStatus, Counters, Peer,
         CapabilityListing, ProviderListing,
         PublishIntent, CancelRequest, Published, Outcome, Completed, Failed, Part, RunOutcome, TraceStatus,
-        Pattern, TraceSummary, ObjectView, TraceView, TraceAnalysis, ExportFormat, WorkItem, Work,
+        Pattern, TraceSummary, ObjectView, TraceView, TraceAnalysis, AdaptiveChoice, TraceFailure,
+        TaskInfo, PartKind, PartTiming, RoundOutcome, RoundVote, ConsensusRound, AgentTasks,
+        PathStep, CriticalPath, OfferLatency, ExportFormat, WorkItem, Work,
         BidRequest, TaskRequest, BidAnswer, ProgressReport, TaskAnswer, VoteRequest, VoteAnswer
     )),
     modifiers(&BearerToken),

@@ -569,14 +569,6 @@ pub struct TraceView {
     pub objects: Vec<ObjectView>,
 }
 
-/// `GET /v1/traces/{id}/analysis`: pattern, tasks per agent, critical path, bottleneck,
-/// consensus rounds, latencies. Its fields are documented with `pvl_trace::Analysis`; this
-/// contract does not type them yet (the object is passed through as it is).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(transparent)]
-#[schema(value_type = Object)]
-pub struct TraceAnalysis(pub serde_json::Value);
-
 #[cfg(test)]
 mod tests {
     use super::*;
