@@ -223,7 +223,18 @@ struct Actor {
     parts: Parts,
     jobs: JoinSet<JobResult>,
     waiters: HashMap<TraceId, Vec<oneshot::Sender<Outcome>>>,
+    /// When this node's capability ads last went out.
+    advertised: Option<tokio::time::Instant>,
+    /// A round of ads due because peers connected since the last one.
+    readvertise_at: Option<tokio::time::Instant>,
 }
+
+/// Least time between two rounds of capability ads brought on by peers joining topics.
+const READVERTISE_AFTER: Duration = Duration::from_secs(5);
+
+/// How long after a peer joins a topic the round of ads goes out (so that one round serves
+/// the peers joining together).
+const READVERTISE_DELAY: Duration = Duration::from_millis(200);
 
 /// Starts the actor on `engine` (with `initial` actions to carry out first, e.g. what
 /// [`Engine::restore`] returned); it runs until `shutdown` completes and returns when its
@@ -240,6 +251,8 @@ pub fn spawn(
         parts,
         jobs: JoinSet::new(),
         waiters: HashMap::new(),
+        advertised: None,
+        readvertise_at: None,
     };
     let task = tokio::spawn(
         async move {
@@ -300,6 +313,10 @@ impl Actor {
                     self.perform(actions, &HashMap::new()).await;
                 }
                 _ = advertise.tick() => self.advertise().await,
+                _ = sleep_until_some(self.readvertise_at) => {
+                    self.readvertise_at = None;
+                    self.advertise().await;
+                }
             }
         }
         info!(
@@ -314,6 +331,7 @@ impl Actor {
     /// Signs and gossips one capability ad per executor, and lists them in this node's own
     /// directory (gossip does not deliver a node's messages back to it).
     async fn advertise(&mut self) {
+        self.advertised = Some(tokio::time::Instant::now());
         let now = pvl_net::now_ms();
         let ttl = u64::try_from(self.parts.ad_ttl.as_millis()).unwrap_or(u64::MAX);
         let mut executors: Vec<&ExecutorConfig> = self.parts.executors.values().collect();
@@ -453,6 +471,7 @@ impl Actor {
         let now = pvl_net::now_ms();
         let mut origins: HashMap<ObjectId, (&'static str, PeerId)> = HashMap::new();
         let mut actions = Vec::new();
+        let mut subscribed = false;
         // The acknowledgements of the direct messages of this batch, sent once their objects
         // are handed to the store writer.
         let mut acks = Vec::new();
@@ -507,6 +526,7 @@ impl Actor {
                         peer: peer.to_string(),
                     });
                 }
+                NetEvent::PeerSubscribed { .. } => subscribed = true,
                 NetEvent::PeerDisconnected(peer) => {
                     self.announce(Event::PeerDisconnected {
                         peer: peer.to_string(),
@@ -526,6 +546,14 @@ impl Actor {
             }
         }
         self.perform(actions, &origins).await;
+        // A peer that just joined a topic has seen none of this node's ads (a bootstrap node
+        // that started alone has advertised to nobody): a round goes out a moment later, and
+        // at most one every few seconds however many peers join.
+        if subscribed && self.readvertise_at.is_none() {
+            let soonest = tokio::time::Instant::now() + READVERTISE_DELAY;
+            let allowed = self.advertised.map_or(soonest, |at| at + READVERTISE_AFTER);
+            self.readvertise_at = Some(soonest.max(allowed));
+        }
         for (id, ack) in acks {
             if let Err(e) = self.parts.net.acknowledge(id, ack) {
                 warn!(%id, "could not acknowledge a direct message: {e}");
@@ -695,4 +723,12 @@ impl Actor {
 fn admission_code(reason: &str) -> Option<pvl_patterns::Refusal> {
     let code = reason.split(':').next()?;
     pvl_patterns::Refusal::from_code(code.trim())
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }

@@ -147,6 +147,48 @@ where
     }
 }
 
+/// A query string whose rejection is an [`ErrorBody`] (400 `bad_request`), not plain text.
+struct ApiQuery<T>(T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    }
+}
+
+/// A path parameter whose rejection is an [`ErrorBody`] (400 `bad_request`), not plain text.
+struct ApiPath<T>(T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    }
+}
+
 /// The router with every endpoint behind the token check.
 pub fn router(state: Shared) -> Router {
     Router::new()
@@ -606,8 +648,8 @@ fn part_of(part: &pvl_patterns::PartResult) -> Part {
 
 async fn intent_outcome(
     State(state): State<Shared>,
-    Path(id): Path<String>,
-    Query(query): Query<OutcomeQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<OutcomeQuery>,
 ) -> ApiResult<Json<RunOutcome>> {
     let trace = resolve_trace(&state, &id).await?;
     let waiter = state.actor.wait(trace).await.map_err(stopped)?;
@@ -645,7 +687,7 @@ async fn intent_outcome(
 
 async fn list_traces(
     State(state): State<Shared>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<TraceSummary>>> {
     let limit = query.limit.unwrap_or(50).min(10_000);
     state.recorder.synced().await;
@@ -728,7 +770,7 @@ fn trace_objects(state: &NodeState, id: &ObjectId) -> ApiResult<Vec<SignedObject
 
 async fn show_trace(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<TraceView>> {
     let id = resolve_trace(&state, &id).await?;
     state.recorder.synced().await;
@@ -754,7 +796,7 @@ fn view_of(object: &SignedObject) -> ApiResult<ObjectView> {
 
 async fn analyse_trace(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<TraceAnalysis>> {
     let id = resolve_trace(&state, &id).await?;
     state.recorder.synced().await;
@@ -769,8 +811,8 @@ async fn analyse_trace(
 
 async fn export_trace(
     State(state): State<Shared>,
-    Path(id): Path<String>,
-    Query(query): Query<ExportQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> ApiResult<Response> {
     let format: ExportFormat = query
         .format
@@ -814,7 +856,7 @@ async fn openapi() -> Response {
 
 async fn events(
     State(state): State<Shared>,
-    Query(query): Query<EventsQuery>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     // Subscribed before the trace is resolved, so nothing recorded meanwhile is missed.
     let subscription = state.events.subscribe();
@@ -857,7 +899,7 @@ const MAX_WORK_WAIT_MS: u64 = 120_000;
 
 async fn next_work(
     State(state): State<Shared>,
-    Query(query): Query<pvl_api::agents::WorkQuery>,
+    ApiQuery(query): ApiQuery<pvl_api::agents::WorkQuery>,
 ) -> ApiResult<Response> {
     if !state.agent_capabilities.contains(&query.capability) {
         return Err(ApiError::new(
@@ -889,7 +931,7 @@ fn hub_error(e: crate::agents::HubError) -> ApiError {
 
 async fn answer_bid(
     State(state): State<Shared>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     JsonBody(answer): JsonBody<pvl_api::BidAnswer>,
 ) -> ApiResult<StatusCode> {
     if let pvl_api::BidAnswer::Offer {
@@ -908,7 +950,7 @@ async fn answer_bid(
 
 async fn report_progress(
     State(state): State<Shared>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     JsonBody(report): JsonBody<pvl_api::ProgressReport>,
 ) -> ApiResult<StatusCode> {
     let task = state.agents.task_of(id).map_err(hub_error)?;
@@ -922,7 +964,7 @@ async fn report_progress(
 
 async fn answer_task(
     State(state): State<Shared>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     JsonBody(answer): JsonBody<pvl_api::TaskAnswer>,
 ) -> ApiResult<StatusCode> {
     state
@@ -934,7 +976,7 @@ async fn answer_task(
 
 async fn next_vote(
     State(state): State<Shared>,
-    Query(query): Query<pvl_api::agents::VotesQuery>,
+    ApiQuery(query): ApiQuery<pvl_api::agents::VotesQuery>,
 ) -> ApiResult<Response> {
     if !state.vote_agent {
         return Err(ApiError::new(
@@ -956,7 +998,7 @@ async fn next_vote(
 
 async fn answer_vote(
     State(state): State<Shared>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     JsonBody(answer): JsonBody<pvl_api::VoteAnswer>,
 ) -> ApiResult<StatusCode> {
     state
@@ -968,7 +1010,7 @@ async fn answer_vote(
 
 async fn cancel_intent(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     JsonBody(request): JsonBody<pvl_api::CancelRequest>,
 ) -> ApiResult<Json<RunOutcome>> {
     let trace = resolve_trace(&state, &id).await?;

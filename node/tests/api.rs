@@ -51,6 +51,33 @@ impl InProcess {
         Client::open(&self.dir).unwrap()
     }
 
+    /// `GET path` or `POST path` (with an empty JSON object): the status and the body text.
+    fn call(&self, method: &str, path: &str) -> (u16, String) {
+        let addr = std::fs::read_to_string(self.dir.join(pvl_api::ADDR_FILE)).unwrap();
+        let token = std::fs::read_to_string(self.dir.join(pvl_api::TOKEN_FILE)).unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let url = format!("http://{}{path}", addr.trim());
+        let auth = format!("Bearer {}", token.trim());
+        let mut response = match method {
+            "get" => agent.get(&url).header("Authorization", &auth).call(),
+            _ => agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .send("{}"),
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
+    }
+
     /// `method path` with a raw body and content type: (status, error body if any).
     fn raw(&self, path: &str, content_type: &str, body: &str) -> (u16, Option<ErrorBody>) {
         let addr = std::fs::read_to_string(self.dir.join(pvl_api::ADDR_FILE)).unwrap();
@@ -110,6 +137,36 @@ fn the_control_api_answers_as_its_contract_says() {
         api.openapi().unwrap() == generated,
         "the node serves the document generated from the contract"
     );
+
+    // Every route of the OpenAPI document is served (none falls through to "no such
+    // endpoint"), and whatever it answers to a minimal request is the contract's: JSON, and an
+    // ErrorBody with a code when it is an error. (The event stream, which never ends, is
+    // checked below.)
+    let doc = api.openapi().unwrap();
+    let mut routes = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            if path == "/v1/events" {
+                continue;
+            }
+            let concrete = path.replace("{id}", "12345678");
+            let (status, text) = node.call(method, &concrete);
+            routes += 1;
+            assert!(
+                !text.contains("no such endpoint"),
+                "{method} {path}: not served"
+            );
+            if status >= 400 {
+                let body: ErrorBody = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{method} {path}: {status} `{text}`: {e}"));
+                assert_eq!(body.code.status(), status, "{method} {path}");
+            } else if status != 204 && path != "/v1/traces/{id}/export" {
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .unwrap_or_else(|e| panic!("{method} {path}: {status} `{text}`: {e}"));
+            }
+        }
+    }
+    assert!(routes >= 18, "{routes} routes");
 
     // The wrong token.
     let addr = std::fs::read_to_string(dir.join(pvl_api::ADDR_FILE)).unwrap();

@@ -148,6 +148,14 @@ pub enum NetEvent {
     },
     /// The node listens on a new address.
     Listening(Multiaddr),
+    /// A peer joined one of the gossip topics this node is on (it can now receive what this
+    /// node publishes there).
+    PeerSubscribed {
+        /// The peer.
+        peer: PeerId,
+        /// The topic.
+        topic: String,
+    },
 }
 
 /// A direct message waiting for the node's acknowledgement (see [`Client::acknowledge`]).
@@ -1180,8 +1188,13 @@ impl EventLoop {
             message,
         } = event
         else {
-            if let gossipsub::Event::Subscribed { .. } = event {
+            if let gossipsub::Event::Subscribed { peer_id, topic } = event {
                 self.retry_publishes();
+                self.emit(NetEvent::PeerSubscribed {
+                    peer: peer_id,
+                    topic: topic.into_string(),
+                })
+                .await;
             }
             return;
         };
