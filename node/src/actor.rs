@@ -22,6 +22,10 @@
 //! acknowledgements of one batch of network events are sent after the batch's records went to
 //! the store writer; a refused object is never recorded.
 //!
+//! **Capability ads.** The actor signs one ad per executor and gossips them when it starts,
+//! at half their lifetime, and shortly after peers join a topic (at most once per
+//! [`READVERTISE_AFTER`]); its own ads go into the engine's directory directly.
+//!
 //! **Recording rule.** The actor stores exactly the objects the engine returns in
 //! [`Action::Record`], and nothing else: the state machine that signs or admits an object
 //! records it once (see [`pvl_patterns::engine`]). An object received from the network is
@@ -225,7 +229,7 @@ struct Actor {
     waiters: HashMap<TraceId, Vec<oneshot::Sender<Outcome>>>,
     /// When this node's capability ads last went out.
     advertised: Option<tokio::time::Instant>,
-    /// A round of ads due because peers connected since the last one.
+    /// A round of ads due because peers joined a topic since the last one.
     readvertise_at: Option<tokio::time::Instant>,
 }
 

@@ -253,7 +253,9 @@ impl Provider {
         }
     }
 
-    /// Decides whether to bid on `intent` at `now_ms`, without changing anything.
+    /// Decides whether to bid on `intent` at `now_ms`, without changing anything. For a
+    /// capability whose bids an agent program decides ([`Provider::serve_by_agent`]), `Bid`
+    /// with zero terms means "ask the program": only the checks that need no terms were made.
     pub fn evaluate(&self, intent: &SignedObject, now_ms: u64) -> BidDecision {
         let Body::Intent(body) = intent.body() else {
             return BidDecision::Decline(format!("a {} is not an intent", intent.kind()));
