@@ -24,7 +24,7 @@
 //!
 //! **Capability ads.** The actor signs one ad per executor and gossips them when it starts,
 //! at half their lifetime, and shortly after peers join a topic (at most once per
-//! [`READVERTISE_AFTER`]); its own ads go into the engine's directory directly.
+//! five seconds); its own ads go into the engine's directory directly.
 //!
 //! **Recording rule.** The actor stores exactly the objects the engine returns in
 //! [`Action::Record`], and nothing else: the state machine that signs or admits an object
