@@ -197,9 +197,18 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/capabilities", get(capabilities))
         .route("/v1/intents", post(publish_intent))
-        .route("/v1/workflows", post(publish_workflow))
-        .route("/v1/parallel", post(publish_parallel))
-        .route("/v1/committees", post(publish_committee))
+        .route(
+            "/v1/workflows",
+            post(|State(s), JsonBody(r)| publish_as(RunKind::Workflow, s, r)),
+        )
+        .route(
+            "/v1/parallel",
+            post(|State(s), JsonBody(r)| publish_as(RunKind::Parallel, s, r)),
+        )
+        .route(
+            "/v1/committees",
+            post(|State(s), JsonBody(r)| publish_as(RunKind::Committee, s, r)),
+        )
         .route("/v1/intents/{id}/outcome", get(intent_outcome))
         .route("/v1/intents/{id}/cancel", post(cancel_intent))
         .route("/v1/traces", get(list_traces))
@@ -396,27 +405,13 @@ impl RunKind {
     }
 }
 
-async fn publish_workflow(
-    State(state): State<Shared>,
-    JsonBody(mut request): JsonBody<PublishIntent>,
+/// `POST` of one kind of run: checked as that kind, then published like any intent.
+async fn publish_as(
+    kind: RunKind,
+    state: Shared,
+    mut request: PublishIntent,
 ) -> ApiResult<Response> {
-    RunKind::Workflow.check(&mut request)?;
-    publish(&state, request).await
-}
-
-async fn publish_parallel(
-    State(state): State<Shared>,
-    JsonBody(mut request): JsonBody<PublishIntent>,
-) -> ApiResult<Response> {
-    RunKind::Parallel.check(&mut request)?;
-    publish(&state, request).await
-}
-
-async fn publish_committee(
-    State(state): State<Shared>,
-    JsonBody(mut request): JsonBody<PublishIntent>,
-) -> ApiResult<Response> {
-    RunKind::Committee.check(&mut request)?;
+    kind.check(&mut request)?;
     publish(&state, request).await
 }
 
@@ -654,8 +649,8 @@ async fn intent_outcome(
     let trace = resolve_trace(&state, &id).await?;
     let waiter = state.actor.wait(trace).await.map_err(stopped)?;
     let Some(waiter) = waiter else {
-        // Not (or no longer) in memory: an intent of an earlier run answers from the store.
-        state.recorder.synced().await;
+        // Not (or no longer) in memory: an intent of an earlier run answers from the store
+        // (written up to the request: `resolve_trace` waited for the writer).
         let objects = trace_objects(&state, &trace)?;
         return match crate::recovery::stored_outcome(&objects, trace, &state.key) {
             Some(outcome) => Ok(Json(RunOutcome {
@@ -730,8 +725,11 @@ fn pattern_of(p: pvl_trace::Pattern) -> pvl_api::Pattern {
 }
 
 /// The trace a path names: 64 hex digits, or a unique prefix of at least
-/// [`MIN_ID_PREFIX`] of a stored trace.
+/// [`MIN_ID_PREFIX`] of a stored trace. Waits for the store writer first, so the caller reads
+/// everything recorded before the request.
 async fn resolve_trace(state: &NodeState, text: &str) -> ApiResult<TraceId> {
+    // What was recorded before this call is in the store, for the lookup and for the caller.
+    state.recorder.synced().await;
     if text.len() == 64 {
         return text.parse().map_err(|_| {
             ApiError::bad_request(format!("`{text}` is not a trace id (64 hex digits)"))
@@ -744,7 +742,6 @@ async fn resolve_trace(state: &NodeState, text: &str) -> ApiResult<TraceId> {
              {MIN_ID_PREFIX}"
         )));
     }
-    state.recorder.synced().await;
     let found = state.store.traces_with_prefix(text, 10)?;
     match found.as_slice() {
         [one] => Ok(*one),
@@ -773,7 +770,6 @@ async fn show_trace(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<TraceView>> {
     let id = resolve_trace(&state, &id).await?;
-    state.recorder.synced().await;
     let objects = trace_objects(&state, &id)?;
     let summary = state.store.trace_summary(&id)?;
     // Parents before children (see `pvl_trace::causal_order`): clients print as given.
@@ -799,7 +795,6 @@ async fn analyse_trace(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<TraceAnalysis>> {
     let id = resolve_trace(&state, &id).await?;
-    state.recorder.synced().await;
     let analysis = state.store.analyse(&id)?;
     // pvl-api states the analysis's JSON form itself (it cannot depend on pvl-trace); the
     // in-process API test decodes a real analysis, so a drift fails there.
@@ -821,7 +816,6 @@ async fn export_trace(
         .parse()
         .map_err(ApiError::bad_request)?;
     let id = resolve_trace(&state, &id).await?;
-    state.recorder.synced().await;
     let objects = trace_objects(&state, &id)?;
     let (content_type, body): (&str, Vec<u8>) = match format {
         ExportFormat::Json => (

@@ -51,8 +51,9 @@ impl InProcess {
         Client::open(&self.dir).unwrap()
     }
 
-    /// `GET path` or `POST path` (with an empty JSON object): the status and the body text.
-    fn call(&self, method: &str, path: &str) -> (u16, String) {
+    /// `GET path` (no `body`), or `POST path` with `body` as `content_type`: the status and
+    /// the answer's text.
+    fn http(&self, path: &str, post: Option<(&str, &str)>) -> (u16, String) {
         let addr = std::fs::read_to_string(self.dir.join(pvl_api::ADDR_FILE)).unwrap();
         let token = std::fs::read_to_string(self.dir.join(pvl_api::TOKEN_FILE)).unwrap();
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -62,13 +63,13 @@ impl InProcess {
             .into();
         let url = format!("http://{}{path}", addr.trim());
         let auth = format!("Bearer {}", token.trim());
-        let mut response = match method {
-            "get" => agent.get(&url).header("Authorization", &auth).call(),
-            _ => agent
+        let mut response = match post {
+            None => agent.get(&url).header("Authorization", &auth).call(),
+            Some((content_type, body)) => agent
                 .post(&url)
                 .header("Authorization", &auth)
-                .header("Content-Type", "application/json")
-                .send("{}"),
+                .header("Content-Type", content_type)
+                .send(body),
         }
         .unwrap();
         let status = response.status().as_u16();
@@ -78,23 +79,17 @@ impl InProcess {
         )
     }
 
-    /// `method path` with a raw body and content type: (status, error body if any).
+    /// `GET path` or `POST path` (with an empty JSON object): the status and the body text.
+    fn call(&self, method: &str, path: &str) -> (u16, String) {
+        match method {
+            "get" => self.http(path, None),
+            _ => self.http(path, Some(("application/json", "{}"))),
+        }
+    }
+
+    /// `POST path` with a raw body and content type: (status, error body if any).
     fn raw(&self, path: &str, content_type: &str, body: &str) -> (u16, Option<ErrorBody>) {
-        let addr = std::fs::read_to_string(self.dir.join(pvl_api::ADDR_FILE)).unwrap();
-        let token = std::fs::read_to_string(self.dir.join(pvl_api::TOKEN_FILE)).unwrap();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        let mut response = agent
-            .post(format!("http://{}{path}", addr.trim()))
-            .header("Authorization", format!("Bearer {}", token.trim()))
-            .header("Content-Type", content_type)
-            .send(body)
-            .unwrap();
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
+        let (status, text) = self.http(path, Some((content_type, body)));
         (status, serde_json::from_str(&text).ok())
     }
 }

@@ -328,23 +328,21 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let response = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .send_json(body)
-            .map_err(|e| self.unreachable(e))?;
-        decode(path, &self.check(response)?)
+        decode(path, &self.post_bytes(path, body)?)
     }
 
     fn post_empty<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ClientError> {
+        self.post_bytes(path, body).map(drop)
+    }
+
+    fn post_bytes<B: Serialize>(&self, path: &str, body: &B) -> Result<Vec<u8>, ClientError> {
         let response = self
             .agent
             .post(format!("{}{path}", self.base))
             .header("Authorization", format!("Bearer {}", self.token))
             .send_json(body)
             .map_err(|e| self.unreachable(e))?;
-        self.check(response).map(drop)
+        self.check(response)
     }
 
     fn check(&self, response: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, ClientError> {
