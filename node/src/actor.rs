@@ -504,6 +504,9 @@ impl Actor {
                         Ok(()) => Ack::Accepted,
                         Err(refused) => {
                             info!(peer = %from, %kind, reason = %refused, "direct object refused");
+                            if refused.refusal.is_offence() {
+                                self.parts.net.report_offence(from, refused.to_string());
+                            }
                             self.announce(Event::Refused {
                                 peer: from.to_string(),
                                 reason: refused.to_string(),
@@ -531,6 +534,13 @@ impl Actor {
                     });
                 }
                 NetEvent::PeerSubscribed { .. } => subscribed = true,
+                NetEvent::PeerBanned(ban) => {
+                    self.announce(Event::PeerBanned {
+                        peer: ban.peer.to_string(),
+                        reason: ban.reason,
+                        until_ms: ban.until_ms,
+                    });
+                }
                 NetEvent::PeerDisconnected(peer) => {
                     self.announce(Event::PeerDisconnected {
                         peer: peer.to_string(),
@@ -698,6 +708,15 @@ impl Actor {
                     debug!(trace = %trace.short(), completed = outcome.is_completed(), "run finished");
                     for waiter in self.waiters.remove(&trace).unwrap_or_default() {
                         let _ = waiter.send(outcome.clone());
+                    }
+                }
+                Action::Observe(intent) => {
+                    // Not stored (SPEC.md §20): shown to whoever watches the event stream.
+                    if self.parts.events.receiver_count() > 0 {
+                        let (origin, peer) = origins
+                            .get(&intent.id())
+                            .map_or(("gossip", None), |(o, p)| (*o, Some(*p)));
+                        self.announce(crate::recorder::object_event(&intent, origin, peer, false));
                     }
                 }
                 // The engine keeps its timers and records were written above.

@@ -302,6 +302,15 @@ async fn status(State(state): State<Shared>) -> ApiResult<Json<Status>> {
         },
         dir: state.dir.display().to_string(),
         counters: counters(),
+        banned: status
+            .banned
+            .iter()
+            .map(|b| pvl_api::BannedPeer {
+                peer_id: b.peer.to_string(),
+                reason: b.reason.clone(),
+                until_ms: b.until_ms,
+            })
+            .collect(),
     }))
 }
 
@@ -321,6 +330,10 @@ fn counters() -> Counters {
         direct_received: net.direct_received,
         store_writes: store.objects_written,
         store_batches: store.batches,
+        gossip_rate_limited: net.gossip_rate_limited,
+        direct_rate_limited: net.direct_rate_limited,
+        offences: net.offences,
+        bans: net.bans,
     }
 }
 
@@ -333,6 +346,8 @@ async fn peers(State(state): State<Shared>) -> ApiResult<Json<Vec<Peer>>> {
                 peer_id: p.peer_id.to_string(),
                 connected: p.connected,
                 addresses: p.addresses.iter().map(ToString::to_string).collect(),
+                gossip_score: p.gossip_score,
+                banned: p.banned,
             })
             .collect(),
     ))

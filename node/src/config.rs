@@ -20,6 +20,8 @@ pub struct Config {
     pub tasks: TasksSection,
     /// How this node votes when it sits on an approval committee.
     pub consensus: ConsensusSection,
+    /// Per-peer budgets and bans (flood control).
+    pub flood: FloodSection,
     /// Executors: one `[[executor]]` table per capability served.
     #[serde(rename = "executor")]
     pub executors: Vec<ExecutorConfig>,
@@ -88,6 +90,54 @@ impl ConsensusSection {
             denied_providers: denied,
             default_approve: self.approve,
         })
+    }
+}
+
+/// `[flood]`: per-peer budgets, offences and bans (SPEC.md §20).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FloodSection {
+    /// Gossiped intents and ads accepted per signer per second.
+    pub gossip_per_second: u32,
+    /// Most of them accepted at once after a quiet period.
+    pub gossip_burst: u32,
+    /// Direct messages accepted per peer per second.
+    pub direct_per_second: u32,
+    /// Most of them accepted at once after a quiet period.
+    pub direct_burst: u32,
+    /// Offences within `offence_window_ms` that get a peer banned.
+    pub ban_after_offences: u32,
+    /// The window offences are counted in, in ms.
+    pub offence_window_ms: u64,
+    /// How long a ban lasts, in ms.
+    pub ban_ms: u64,
+}
+
+impl Default for FloodSection {
+    fn default() -> Self {
+        let d = pvl_net::FloodControl::default();
+        FloodSection {
+            gossip_per_second: d.gossip_per_signer.per_second.get(),
+            gossip_burst: d.gossip_per_signer.burst.get(),
+            direct_per_second: d.direct_per_peer.per_second.get(),
+            direct_burst: d.direct_per_peer.burst.get(),
+            ban_after_offences: d.ban_after,
+            offence_window_ms: d.offence_window.as_millis() as u64,
+            ban_ms: d.ban_for.as_millis() as u64,
+        }
+    }
+}
+
+impl FloodSection {
+    /// The network layer's settings.
+    pub fn to_net(&self) -> pvl_net::FloodControl {
+        pvl_net::FloodControl {
+            gossip_per_signer: pvl_net::Budget::new(self.gossip_per_second, self.gossip_burst),
+            direct_per_peer: pvl_net::Budget::new(self.direct_per_second, self.direct_burst),
+            ban_after: self.ban_after_offences.max(1),
+            offence_window: std::time::Duration::from_millis(self.offence_window_ms.max(1)),
+            ban_for: std::time::Duration::from_millis(self.ban_ms),
+        }
     }
 }
 
@@ -268,6 +318,19 @@ impl Config {
              # Writes reach the disk at least this often, in ms.\n\
              flush_interval_ms = {flush}\n\
              \n\
+             [flood]\n\
+             # Flood control (SPEC.md §20): gossiped intents and ads accepted per signer, direct\n\
+             # messages per peer (per second, and at once after a quiet period); a peer with\n\
+             # ban_after_offences offences (over budget, invalid, or out of context) within\n\
+             # offence_window_ms is disconnected and ignored for ban_ms.\n\
+             gossip_per_second = {gossip_rate}\n\
+             gossip_burst = {gossip_burst}\n\
+             direct_per_second = {direct_rate}\n\
+             direct_burst = {direct_burst}\n\
+             ban_after_offences = {ban_after}\n\
+             offence_window_ms = {offence_window}\n\
+             ban_ms = {ban_ms}\n\
+             \n\
              [tasks]\n\
              # Most awarded tasks this node runs at once.\n\
              max_concurrent = {max_concurrent}\n\
@@ -322,6 +385,13 @@ impl Config {
             cache_mb = self.store.cache_mb,
             flush = self.store.flush_interval_ms,
             max_concurrent = self.tasks.max_concurrent,
+            gossip_rate = self.flood.gossip_per_second,
+            gossip_burst = self.flood.gossip_burst,
+            direct_rate = self.flood.direct_per_second,
+            direct_burst = self.flood.direct_burst,
+            ban_after = self.flood.ban_after_offences,
+            offence_window = self.flood.offence_window_ms,
+            ban_ms = self.flood.ban_ms,
             approve = self.consensus.approve,
             max_cost = match self.consensus.max_cost {
                 Some(v) => format!("max_cost = {v}\n"),

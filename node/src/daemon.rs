@@ -76,6 +76,7 @@ fn net_config(
     net.target_peers = n.target_peers;
     net.max_connections = n.max_connections;
     net.publish_timeout = Duration::from_millis(n.publish_timeout_ms);
+    net.flood = config.flood.to_net();
     if let Some(psk) = &n.psk {
         let path = dir.join(psk);
         let text = std::fs::read_to_string(&path)

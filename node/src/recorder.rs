@@ -171,20 +171,30 @@ pub fn write_and_announce(
         if events.receiver_count() == 0 {
             continue;
         }
-        let event_type = match object.body() {
-            pvl_protocol::Body::Event(e) => Some(e.event_type.as_str().to_owned()),
-            _ => None,
-        };
-        let _ = events.send(Event::Object(ObjectEvent {
-            id: object.id(),
-            kind: object.kind(),
-            event_type,
-            origin: origin.to_owned(),
-            peer: peer.map(|p| p.to_string()),
-            trace_id: object.trace_id(),
-            signer: object.signer(),
-            timestamp_ms: object.timestamp_ms(),
-            stored: outcome.is_some(),
-        }));
+        let _ = events.send(object_event(object, origin, peer, outcome.is_some()));
     }
+}
+
+/// The event-stream entry of an object: recorded (`stored`), or observed and not kept.
+pub fn object_event(
+    object: &SignedObject,
+    origin: &str,
+    peer: Option<PeerId>,
+    stored: bool,
+) -> Event {
+    let event_type = match object.body() {
+        pvl_protocol::Body::Event(e) => Some(e.event_type.as_str().to_owned()),
+        _ => None,
+    };
+    Event::Object(ObjectEvent {
+        id: object.id(),
+        kind: object.kind(),
+        event_type,
+        origin: origin.to_owned(),
+        peer: peer.map(|p| p.to_string()),
+        trace_id: object.trace_id(),
+        signer: object.signer(),
+        timestamp_ms: object.timestamp_ms(),
+        stored,
+    })
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use common::{Running, WAIT, init, pvl, pvl_json, pvl_ok, wait_until};
 
 #[test]
-fn five_nodes_find_each_other_and_an_intent_reaches_every_store() {
+fn five_nodes_find_each_other_and_an_intent_reaches_every_node() {
     let tmp = tempfile::tempdir().unwrap();
     let dirs: Vec<PathBuf> = (0..5)
         .map(|i| tmp.path().join(format!("node-{i}")))
@@ -40,11 +40,11 @@ fn five_nodes_find_each_other_and_an_intent_reaches_every_store() {
             pvl_json(dir, &["peers"]).as_array().unwrap().len() >= 4
         });
     }
-    // Node 0's server-sent-event stream is open before the intent is published.
-    let events = pvl_api::Client::open(&dirs[0])
-        .unwrap()
-        .events(None)
-        .unwrap();
+    // Every other node's server-sent-event stream is open before the intent is published.
+    let streams: Vec<_> = dirs[..4]
+        .iter()
+        .map(|dir| pvl_api::Client::open(dir).unwrap().events(None).unwrap())
+        .collect();
     let published = pvl_json(
         &dirs[4],
         &[
@@ -62,33 +62,39 @@ fn five_nodes_find_each_other_and_an_intent_reaches_every_store() {
     );
     assert_eq!(published["published"], true);
     let trace = published["trace_id"].as_str().unwrap().to_owned();
-    for dir in &dirs {
-        wait_until("the intent in every trace store", || {
-            pvl_json(dir, &["trace", "list"])
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|t| t["trace_id"] == trace.as_str() && t["capability"] == "sha256")
-        });
-    }
-    // The stream announced the intent as an object received by gossip.
+    // Every stream announces the intent as an object received by gossip and not stored: no
+    // other node takes part in the trace, so none keeps it (SPEC.md §20).
     let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, event) = events
-            .next_within(deadline.saturating_duration_since(Instant::now()))
-            .expect("no server-sent event for the intent");
-        if let pvl_api::Event::Object(object) = event
-            && object.trace_id.to_string() == trace
-        {
-            assert_eq!(object.kind, pvl_protocol::Kind::Intent);
-            assert_eq!(object.origin, "gossip");
-            break;
+    for events in &streams {
+        loop {
+            let (_, event) = events
+                .next_within(deadline.saturating_duration_since(Instant::now()))
+                .expect("no server-sent event for the intent");
+            if let pvl_api::Event::Object(object) = event
+                && object.trace_id.to_string() == trace
+            {
+                assert_eq!(object.kind, pvl_protocol::Kind::Intent);
+                assert_eq!(object.origin, "gossip");
+                assert!(!object.stored, "an observed intent is not kept");
+                break;
+            }
         }
+    }
+    let listed = |dir: &PathBuf| {
+        pvl_json(dir, &["trace", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["trace_id"] == trace.as_str() && t["capability"] == "sha256")
+    };
+    assert!(listed(&dirs[4]), "the publisher keeps its trace");
+    for dir in &dirs[..4] {
+        assert!(!listed(dir), "{} kept an observed trace", dir.display());
     }
     // The stored trace exports as a bundle that verifies offline.
     let bundle = tmp.path().join("t.bundle");
     pvl_ok(
-        &dirs[0],
+        &dirs[4],
         &[
             "trace",
             "export",
@@ -99,13 +105,13 @@ fn five_nodes_find_each_other_and_an_intent_reaches_every_store() {
             bundle.to_str().unwrap(),
         ],
     );
-    let verified = pvl_ok(&dirs[0], &["trace", "verify", bundle.to_str().unwrap()]);
+    let verified = pvl_ok(&dirs[4], &["trace", "verify", bundle.to_str().unwrap()]);
     assert!(
         verified.contains("every signature and link verifies"),
         "{verified}"
     );
-    // Any node's copy, named by the first 8 hex digits of the trace id.
-    let shown = pvl_ok(&dirs[1], &["trace", "show", &trace[..8]]);
+    // Named by the first 8 hex digits of the trace id.
+    let shown = pvl_ok(&dirs[4], &["trace", "show", &trace[..8]]);
     assert!(
         shown.contains("intent") && shown.contains("sha256"),
         "{shown}"
@@ -115,8 +121,9 @@ fn five_nodes_find_each_other_and_an_intent_reaches_every_store() {
     let last = nodes.pop().unwrap();
     assert!(last.stop().success());
     assert!(!dirs[4].join("api.addr").exists());
-    let status = pvl_json(&dirs[0], &["status"]);
-    assert!(status["objects_stored"].as_u64().unwrap() >= 1);
+    wait_until("node 0 to see node 4 gone", || {
+        pvl_json(&dirs[0], &["status"])["connected_peers"].as_u64() == Some(3)
+    });
 }
 
 #[test]

@@ -10,8 +10,9 @@
 //! the key it is stored under is detected.
 //!
 //! The rule (SPEC.md §12): a header is **not** evidence. It may be used only for bytes the
-//! reader itself verified earlier (its own store); bytes from anyone else go through the full
-//! decoder. The reader never allocates more than the parent list and is total: truncated or
+//! reader itself verified earlier (its own store), or to turn bytes from anyone else away
+//! before paying for their signature check (flood control, SPEC.md §20); bytes from anyone
+//! else are never accepted on a header alone but go through the full decoder. The reader never allocates more than the parent list and is total: truncated or
 //! malformed input is a [`ProtocolError`], never a panic. It does not decode the body.
 
 use crate::body::Kind;

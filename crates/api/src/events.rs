@@ -8,7 +8,9 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    /// An object was recorded in the trace store (sent, received or made by this node).
+    /// An object was recorded in the trace store (sent, received or made by this node), or,
+    /// with `stored: false`, an intent seen on the network that this node takes no part in
+    /// and does not keep (SPEC.md §20).
     Object(ObjectEvent),
     /// A peer sent something this node refused.
     Refused {
@@ -39,6 +41,16 @@ pub enum Event {
         peer: Option<String>,
         /// Why.
         reason: String,
+    },
+    /// A peer was banned for its offences (SPEC.md §20): disconnected and ignored until
+    /// `until_ms`.
+    PeerBanned {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+        /// When the ban ends, unix ms.
+        until_ms: u64,
     },
     /// The node listens on a new address.
     Listening {
@@ -85,6 +97,7 @@ pub struct ObjectEvent {
     pub signer: PublicKey,
     /// When it was signed, unix ms.
     pub timestamp_ms: u64,
-    /// Whether it is in the store (false when the store refused it).
+    /// Whether it is in the store: false for an observed intent, which is not kept, or when
+    /// the store refused it.
     pub stored: bool,
 }

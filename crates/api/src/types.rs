@@ -46,6 +46,20 @@ pub struct Status {
     pub dir: String,
     /// This process's work so far.
     pub counters: Counters,
+    /// Peers banned now for their offences (SPEC.md §20).
+    #[serde(default)]
+    pub banned: Vec<BannedPeer>,
+}
+
+/// A peer banned for its offences: disconnected and ignored until `until_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BannedPeer {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Why (the offence that tipped it over).
+    pub reason: String,
+    /// When the ban ends, unix ms.
+    pub until_ms: u64,
 }
 
 /// The `engine` field of [`Status`]: runs and objects handled since the node started.
@@ -92,10 +106,22 @@ pub struct Counters {
     pub store_writes: u64,
     /// Store batches those objects were written in.
     pub store_batches: u64,
+    /// Gossip dropped because its signer was over its budget (SPEC.md §20).
+    #[serde(default)]
+    pub gossip_rate_limited: u64,
+    /// Direct messages refused because their sender was over its budget.
+    #[serde(default)]
+    pub direct_rate_limited: u64,
+    /// Offences counted against peers.
+    #[serde(default)]
+    pub offences: u64,
+    /// Peers banned.
+    #[serde(default)]
+    pub bans: u64,
 }
 
 /// One entry of `GET /v1/peers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Peer {
     /// libp2p peer id.
     pub peer_id: String,
@@ -103,6 +129,12 @@ pub struct Peer {
     pub connected: bool,
     /// Known addresses.
     pub addresses: Vec<String>,
+    /// Its gossipsub score as this node sees it, while connected (below 0: penalised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gossip_score: Option<f64>,
+    /// Whether it is banned now for its offences.
+    #[serde(default)]
+    pub banned: bool,
 }
 
 /// The body of `POST /v1/intents`: one intent (contract-net, auction, consensus, adaptive),

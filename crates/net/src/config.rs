@@ -7,6 +7,7 @@ use libp2p::pnet::PreSharedKey;
 use libp2p::{Multiaddr, PeerId, identity::Keypair};
 
 use crate::event_loop::NetError;
+use crate::guard::FloodControl;
 
 /// The catch-all gossip topic: every intent and capability ad is published here and on its
 /// capability's topic. A node joins the catch-all *or* its capability topics, never both.
@@ -143,6 +144,8 @@ pub struct NetConfig {
     pub provider_record_ttl: Duration,
     /// Who acknowledges direct messages (by default the node, after its admission check).
     pub direct_acks: DirectAcks,
+    /// Per-peer budgets, offences and bans (SPEC.md §20).
+    pub flood: FloodControl,
 }
 
 impl NetConfig {
@@ -164,6 +167,7 @@ impl NetConfig {
             replay_capacity: 100_000,
             provider_record_ttl: Duration::from_secs(60 * 60),
             direct_acks: DirectAcks::default(),
+            flood: FloodControl::default(),
         }
     }
 

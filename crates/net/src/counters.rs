@@ -13,6 +13,10 @@ static GOSSIP_RECEIVED: AtomicU64 = AtomicU64::new(0);
 static GOSSIP_DUPLICATES: AtomicU64 = AtomicU64::new(0);
 static DIRECT_SENT: AtomicU64 = AtomicU64::new(0);
 static DIRECT_RECEIVED: AtomicU64 = AtomicU64::new(0);
+static GOSSIP_RATE_LIMITED: AtomicU64 = AtomicU64::new(0);
+static DIRECT_RATE_LIMITED: AtomicU64 = AtomicU64::new(0);
+static OFFENCES: AtomicU64 = AtomicU64::new(0);
+static BANS: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of this process's message counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,6 +33,14 @@ pub struct NetCounters {
     pub direct_sent: u64,
     /// Direct messages this node received (each one is decoded and verified), valid or not.
     pub direct_received: u64,
+    /// Gossip messages dropped because their signer was over its budget (SPEC.md §20).
+    pub gossip_rate_limited: u64,
+    /// Direct messages refused because their sender was over its budget.
+    pub direct_rate_limited: u64,
+    /// Offences counted against peers (over budget, invalid, or refused as impossible).
+    pub offences: u64,
+    /// Peers banned for their offences.
+    pub bans: u64,
 }
 
 impl NetCounters {
@@ -40,6 +52,10 @@ impl NetCounters {
             gossip_duplicates: GOSSIP_DUPLICATES.load(Ordering::Relaxed),
             direct_sent: DIRECT_SENT.load(Ordering::Relaxed),
             direct_received: DIRECT_RECEIVED.load(Ordering::Relaxed),
+            gossip_rate_limited: GOSSIP_RATE_LIMITED.load(Ordering::Relaxed),
+            direct_rate_limited: DIRECT_RATE_LIMITED.load(Ordering::Relaxed),
+            offences: OFFENCES.load(Ordering::Relaxed),
+            bans: BANS.load(Ordering::Relaxed),
         }
     }
 }
@@ -62,4 +78,20 @@ pub(crate) fn direct_sent() {
 
 pub(crate) fn direct_received() {
     DIRECT_RECEIVED.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn gossip_rate_limited() {
+    GOSSIP_RATE_LIMITED.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn direct_rate_limited() {
+    DIRECT_RATE_LIMITED.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn offence() {
+    OFFENCES.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn ban() {
+    BANS.fetch_add(1, Ordering::Relaxed);
 }

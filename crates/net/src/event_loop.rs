@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use crate::codec::{Ack, DIRECT_PROTOCOL, DirectCodec};
 use crate::config::{DirectAcks, NetConfig, TOPIC_ALL, capability_topic, gossip_message_id};
 use crate::counters;
+use crate::guard::{BannedPeer, Guard, Over};
 use crate::now_ms;
 
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/pvl/kad/1.0.0");
@@ -156,6 +157,9 @@ pub enum NetEvent {
         /// The topic.
         topic: String,
     },
+    /// A peer was banned for its offences (SPEC.md §20): its connections are closed and
+    /// gossipsub ignores it until the ban ends.
+    PeerBanned(BannedPeer),
 }
 
 /// A direct message waiting for the node's acknowledgement (see [`Client::acknowledge`]).
@@ -185,6 +189,8 @@ pub struct NetStatus {
     pub topics: Vec<String>,
     /// Publishes waiting for subscribed peers.
     pub queued_publishes: usize,
+    /// Peers banned now, for their offences.
+    pub banned: Vec<BannedPeer>,
 }
 
 /// What the node knows about one peer.
@@ -196,6 +202,10 @@ pub struct PeerInfo {
     pub connected: bool,
     /// Known addresses.
     pub addresses: Vec<Multiaddr>,
+    /// Its gossipsub score as this node sees it, while connected (negative: penalised).
+    pub gossip_score: Option<f64>,
+    /// Whether it is banned now.
+    pub banned: bool,
 }
 
 /// The outcome of a publish that went out.
@@ -236,6 +246,10 @@ enum Command {
         topic: String,
         data: Vec<u8>,
         reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Offence {
+        peer: PeerId,
+        reason: String,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -305,6 +319,15 @@ impl Client {
                 NetError::SendFailed("the acknowledgement queue is full".into())
             }
         })
+    }
+
+    /// Counts an offence against `peer` (an object no honest peer could have sent, see
+    /// SPEC.md §20); enough of them get the peer banned. Never waits: when the command queue
+    /// is full the report is dropped (and logged).
+    pub fn report_offence(&self, peer: PeerId, reason: String) {
+        if let Err(e) = self.commands.try_send(Command::Offence { peer, reason }) {
+            debug!(%peer, "offence report dropped: {e}");
+        }
     }
 
     /// The node's network state.
@@ -405,6 +428,7 @@ pub struct EventLoop {
     pending_acks: HashMap<AckId, PendingAck>,
     next_ack: u64,
     refusals: RecentRefusals,
+    guard: Guard,
 }
 
 /// A direct message waiting for the node's decision.
@@ -500,6 +524,7 @@ pub fn new(config: NetConfig) -> Result<(Client, mpsc::Receiver<NetEvent>, Event
             warn!(%addr, "cannot dial bootstrap peer: {e}");
         }
     }
+    let guard = Guard::new(config.flood.clone());
     let (command_tx, command_rx) = mpsc::channel(config.channel_capacity);
     let (event_tx, event_rx) = mpsc::channel(config.channel_capacity);
     // One answer per pending message at most: this queue never holds more than the map.
@@ -532,6 +557,7 @@ pub fn new(config: NetConfig) -> Result<(Client, mpsc::Receiver<NetEvent>, Event
         pending_acks: HashMap::new(),
         next_ack: 0,
         refusals: RecentRefusals::new(),
+        guard,
     };
     Ok((client, event_rx, event_loop))
 }
@@ -802,6 +828,13 @@ impl EventLoop {
 
     fn on_tick(&mut self) {
         self.expire_acks();
+        for peer in self.guard.tick() {
+            info!(%peer, "ban ended");
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .remove_blacklisted_peer(&peer);
+        }
         self.retry_publishes();
         let now = Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lookup_retries)
@@ -873,6 +906,7 @@ impl EventLoop {
                     private: self.config.is_private(),
                     topics: self.topics.clone(),
                     queued_publishes: self.queued.len(),
+                    banned: self.guard.bans(),
                 };
                 let _ = reply.send(status);
             }
@@ -885,6 +919,8 @@ impl EventLoop {
                             peer_id: peer,
                             connected: false,
                             addresses,
+                            gossip_score: None,
+                            banned: false,
                         },
                     );
                 }
@@ -895,8 +931,28 @@ impl EventLoop {
                             peer_id: *peer,
                             connected: true,
                             addresses: self.known_addrs.get(peer).cloned().unwrap_or_default(),
+                            gossip_score: None,
+                            banned: false,
                         })
                         .connected = true;
+                }
+                for ban in self.guard.bans() {
+                    peers
+                        .entry(ban.peer)
+                        .or_insert_with(|| PeerInfo {
+                            peer_id: ban.peer,
+                            connected: false,
+                            addresses: Vec::new(),
+                            gossip_score: None,
+                            banned: true,
+                        })
+                        .banned = true;
+                }
+                let gossip = &self.swarm.behaviour().gossipsub;
+                for info in peers.values_mut() {
+                    if info.connected {
+                        info.gossip_score = gossip.peer_score(&info.peer_id);
+                    }
                 }
                 let mut list: Vec<PeerInfo> = peers.into_values().collect();
                 list.sort_by_key(|p| p.peer_id.to_string());
@@ -925,9 +981,27 @@ impl EventLoop {
                     .map_err(|e| PublishError::Other(e.to_string()).into());
                 let _ = reply.send(result);
             }
+            Command::Offence { peer, reason } => self.offence(peer, &reason),
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
             }
+        }
+    }
+
+    /// Counts an offence of `peer` and bans it when that was one too many.
+    fn offence(&mut self, peer: PeerId, reason: &str) {
+        if peer == *self.swarm.local_peer_id() {
+            return;
+        }
+        let Some(ban) = self.guard.offence(peer, reason) else {
+            return;
+        };
+        warn!(%peer, reason = %ban.reason, "peer banned");
+        self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+        // Told to the node without waiting: this runs inside command handling.
+        if let Err(e) = self.events.try_send(NetEvent::PeerBanned(ban)) {
+            debug!(%peer, "ban not reported to the node: {e}");
         }
     }
 
@@ -1104,6 +1178,16 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
+                if self.guard.is_banned(&peer_id) {
+                    debug!(peer = %peer_id, "banned peer connected: disconnecting");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    self.emit(NetEvent::ConnectionRefused {
+                        peer: Some(peer_id),
+                        reason: "banned for its offences".into(),
+                    })
+                    .await;
+                    return;
+                }
                 if !self.allowed(&peer_id) {
                     warn!(
                         peer = %peer_id,
@@ -1204,7 +1288,8 @@ impl EventLoop {
             topic: topic.clone(),
         };
         let verdict = if self.allowed(&propagation_source) {
-            validate_gossip(&message.data, &message.topic)
+            self.within_budget(&message.data, &propagation_source)
+                .and_then(|()| validate_gossip(&message.data, &message.topic))
         } else {
             Err((
                 MessageAcceptance::Reject,
@@ -1238,6 +1323,7 @@ impl EventLoop {
             Err((acceptance, reason)) => {
                 if matches!(acceptance, MessageAcceptance::Reject) {
                     warn!(from = %propagation_source, %topic, "invalid gossip rejected: {reason}");
+                    self.offence(propagation_source, &reason);
                 } else {
                     debug!(from = %propagation_source, %topic, "gossip ignored: {reason}");
                 }
@@ -1251,6 +1337,43 @@ impl EventLoop {
                     reason,
                 })
                 .await;
+            }
+        }
+    }
+
+    /// Spends a token of the gossip budget of the message's signer, read from the envelope
+    /// header (not yet verified: see the `guard` module for why that is sound). Over budget,
+    /// the message is ignored (not forwarded), and counts as an offence when the peer that
+    /// delivered it is its signer.
+    fn within_budget(
+        &mut self,
+        data: &[u8],
+        from: &PeerId,
+    ) -> Result<(), (MessageAcceptance, String)> {
+        // An undecodable message is rejected by full validation right after.
+        let Ok(header) = pvl_protocol::read_header(data) else {
+            return Ok(());
+        };
+        match self.guard.gossip(&header.signer) {
+            Ok(()) => Ok(()),
+            Err(Over::Busy) => Err((
+                MessageAcceptance::Ignore,
+                "busy: too many signers tracked at once".to_owned(),
+            )),
+            Err(Over::Budget) => {
+                let budget = self.guard.config().gossip_per_signer;
+                let reason = format!(
+                    "rate-limited: the signer is over its gossip budget of {} objects/s (burst {})",
+                    budget.per_second, budget.burst
+                );
+                // Ignored, never rejected: gossipsub would score a rejection against every
+                // peer that delivered the message, honest forwarders included (they took it
+                // within the budget they saw). The signer itself, when it is the first hop,
+                // answers for it with an offence.
+                if crate::keys::public_key_of(from) == Some(header.signer) {
+                    self.offence(*from, &reason);
+                }
+                Err((MessageAcceptance::Ignore, reason))
             }
         }
     }
@@ -1270,7 +1393,26 @@ impl EventLoop {
                     // sent again later is taken, not called a duplicate.
                     let full = by_node.is_some()
                         && self.pending_acks.len() >= crate::config::MAX_PENDING_ACKS;
-                    let (ack, object) = if full {
+                    let budget = if self.guard.is_banned(&peer) {
+                        Err("banned: too many offences".to_owned())
+                    } else {
+                        match self.guard.direct(&peer) {
+                            Ok(()) => Ok(()),
+                            Err(Over::Busy) => Err("busy: too many peers tracked at once".into()),
+                            Err(Over::Budget) => {
+                                let budget = self.guard.config().direct_per_peer;
+                                let reason = format!(
+                                    "rate-limited: over the budget of {} direct messages/s (burst {})",
+                                    budget.per_second, budget.burst
+                                );
+                                self.offence(peer, &reason);
+                                Err(reason)
+                            }
+                        }
+                    };
+                    let (ack, object) = if let Err(reason) = budget {
+                        (Ack::Refused(reason), None)
+                    } else if full {
                         (
                             Ack::Refused("busy: too many messages awaiting admission".into()),
                             None,

@@ -47,6 +47,13 @@
 //! duplicate.
 //! - **identify**, **ping** and **connection limits**.
 //!
+//! ## Flood control
+//!
+//! Gossip is budgeted per signer, direct messages per peer, and peers with too many offences
+//! are banned for a while: see the `guard` module and SPEC.md §20. The node reports the
+//! offences only it can judge (objects no honest peer could have sent) through
+//! [`Client::report_offence`].
+//!
 //! ## Transports and private networks
 //!
 //! TCP (noise, yamux) and QUIC. In a private network the TCP stream is first wrapped in libp2p
@@ -67,6 +74,7 @@ mod codec;
 mod config;
 mod counters;
 mod event_loop;
+mod guard;
 mod keys;
 
 pub use codec::{Ack, DIRECT_PROTOCOL, MAX_ACK_REASON_LEN, MalformedAck};
@@ -79,6 +87,7 @@ pub use event_loop::{
     AckId, Client, EventLoop, NetError, NetEvent, NetStatus, PeerInfo, PublishError, PublishReport,
     Via, new,
 };
+pub use guard::{BannedPeer, Budget, FloodControl, MAX_TRACKED};
 pub use keys::{peer_id_of, protocol_keypair, public_key_of};
 
 pub use libp2p::{Multiaddr, PeerId, identity};

@@ -42,6 +42,10 @@ pub enum Action {
     },
     /// Store the object in the trace store.
     Record(SignedObject),
+    /// An intent seen on the network that no state machine here takes part in: not stored
+    /// (a trace this node has no part in costs it nothing to keep), only shown to whoever
+    /// watches the node (its event stream).
+    Observe(SignedObject),
     /// The intent is over; no further action will come from this state machine.
     Finished(Outcome),
     /// Decide this node's vote on a proposal it may vote on (only with

@@ -96,6 +96,25 @@ impl Refusal {
         Refusal::ALL.into_iter().find(|r| r.code() == code)
     }
 
+    /// Whether no honest peer sends such an object: it names a conversation the sender has
+    /// no part in (an offer for an intent never published, an award for an offer never made,
+    /// a report from a provider not awarded, a vote from outside the committee, a proposal
+    /// to a node not on it, an intent sent directly). These count as offences against the
+    /// sender (SPEC.md §20). The others (`intent-closed`, `task-not-live`, `no-open-ballot`,
+    /// `voting-closed`, `unexpected`) are what a late but honest message meets.
+    pub fn is_offence(self) -> bool {
+        matches!(
+            self,
+            Refusal::UnknownTrace
+                | Refusal::UnknownIntent
+                | Refusal::NotYourOffer
+                | Refusal::NotTheAwardedProvider
+                | Refusal::NotABallotMember
+                | Refusal::NotInCommittee
+                | Refusal::GossipOnly
+        )
+    }
+
     fn index(self) -> usize {
         Refusal::ALL.iter().position(|r| *r == self).unwrap_or(0)
     }

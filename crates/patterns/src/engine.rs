@@ -30,8 +30,10 @@
 //! **An object is recorded once per process, by the state machine that signs it or admits
 //! it**: every object a run, the provider or the voter signs, or accepts from the network,
 //! comes out as exactly one [`Action::Record`]; the driver stores exactly those and nothing
-//! else. An intent that no state machine takes (this node does not serve its capability) is
-//! recorded by the engine as observed. An object delivered inside the engine (sent to itself)
+//! else. An intent that no state machine takes (this node does not serve its capability, or
+//! its provider does not bid) is not recorded: it comes out as [`Action::Observe`], for the
+//! node's event stream only, so that a flood of intents costs no node that does not answer
+//! them any storage. An object delivered inside the engine (sent to itself)
 //! was recorded by its signer, so the receiving state machine's record of it is dropped.
 //! Objects every state machine refused are not recorded: they are counted in
 //! [`EngineStats::refused`], and by reason in [`EngineStats::refusals`].
@@ -592,7 +594,7 @@ impl Engine {
                         .any(|a| matches!(a, Action::Record(o) if o.id() == id));
                     if !recorded && !mine {
                         // Observed: an intent on the network this node does not bid on.
-                        actions.insert(0, Action::Record(object.clone()));
+                        actions.insert(0, Action::Observe(object.clone()));
                     }
                 }
             }

@@ -314,7 +314,7 @@ impl<C: Coordination> Sim<C> {
                 Action::Record(o) => self.recorded.push(o),
                 Action::Finished(outcome) => self.outcome = Some(outcome),
                 // Voters in this harness decide by their own policy.
-                Action::DecideVote(_) | Action::DecideOffer(_) => {}
+                Action::DecideVote(_) | Action::DecideOffer(_) | Action::Observe(_) => {}
                 Action::Execute {
                     task,
                     capability,
@@ -605,7 +605,7 @@ impl Network {
                 // The engine keeps its timers; outcomes stay readable through it.
                 Action::SetTimer { .. } | Action::Finished(_) => {}
                 // Votes in this network are decided by the engines' rules.
-                Action::DecideVote(_) | Action::DecideOffer(_) => {}
+                Action::DecideVote(_) | Action::DecideOffer(_) | Action::Observe(_) => {}
             }
         }
     }

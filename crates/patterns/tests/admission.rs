@@ -402,11 +402,13 @@ fn intents_sent_directly_are_refused_but_gossiped_ones_are_observed() {
     let intent = start(&mut Engine::new(EngineConfig::new(key(2))), spec());
     assert_eq!(refused(&mut r, intent.clone(), T0 + 5), Refusal::GossipOnly);
     let actions = r.handle(Input::Received(intent.clone()), T0 + 6);
+    // Observed, not stored: a trace this node takes no part in costs it no storage.
     assert!(
         actions
             .iter()
-            .any(|a| matches!(a, Action::Record(o) if o.id() == intent.id()))
+            .any(|a| matches!(a, Action::Observe(o) if o.id() == intent.id()))
     );
+    assert!(!actions.iter().any(|a| matches!(a, Action::Record(_))));
     assert_eq!(r.stats().refusals.get(Refusal::GossipOnly), 1);
     assert_eq!(r.stats().refusals.total(), 1);
 }

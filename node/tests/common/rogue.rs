@@ -41,6 +41,8 @@ impl Rogue {
         config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
         config.bootstrap = vec![addr];
         config.direct_acks = DirectAcks::OnReceipt;
+        // A flood stops once no peer takes it any more (the rogue banned): don't wait long.
+        config.publish_timeout = Duration::from_secs(1);
         let (client, events, event_loop) =
             runtime.block_on(async { pvl_net::new(config) }).unwrap();
         runtime.spawn(event_loop.run());
@@ -270,6 +272,63 @@ impl Rogue {
         (self.send(to, proposal.clone()), proposal)
     }
 
+    /// A fresh, validly signed intent for `capability`.
+    pub fn junk_intent(&self, capability: &str) -> SignedObject {
+        junk_intent(&self.key, capability)
+    }
+
+    /// Gossips `count` fresh junk intents for `capability` as fast as it can, in the
+    /// background; the handle yields how many went out (see [`Rogue::finish`]). It stops early
+    /// once no peer takes them any more.
+    pub fn flood_gossip(&self, count: usize, capability: &str) -> tokio::task::JoinHandle<usize> {
+        let client = self.client.clone();
+        let key = self.key.clone();
+        let capability = capability.to_owned();
+        self.runtime.spawn(async move {
+            let (mut sent, mut failed_in_a_row) = (0, 0);
+            for _ in 0..count {
+                if client.publish(junk_intent(&key, &capability)).await.is_ok() {
+                    sent += 1;
+                    failed_in_a_row = 0;
+                } else {
+                    // No peer takes its gossip any more (banned everywhere): the flood is over.
+                    failed_in_a_row += 1;
+                    if failed_in_a_row == 3 {
+                        break;
+                    }
+                }
+            }
+            sent
+        })
+    }
+
+    /// Waits for a background flood to end.
+    pub fn finish<T>(&self, flood: tokio::task::JoinHandle<T>) -> T {
+        self.runtime.block_on(flood).unwrap()
+    }
+
+    /// Sends `count` offers for intents that do not exist to `to`, one after another, as fast
+    /// as it can; returns each acknowledgement (or the error once the peer stopped taking
+    /// them).
+    pub fn flood_direct(&self, to: &PublicKey, count: usize) -> Vec<Result<Ack, String>> {
+        let peer: PeerId = pvl_net::peer_id_of(to).unwrap();
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let nowhere = ObjectId(random_bytes());
+            let offer = self.sign(nowhere, &[nowhere], Self::offer_body(nowhere));
+            let result = self.runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), self.client.deliver(peer, offer))
+                    .await
+            });
+            out.push(match result {
+                Ok(Ok(ack)) => Ok(ack),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no acknowledgement within 10 s".into()),
+            });
+        }
+        out
+    }
+
     /// A fresh intent signed by the rogue, sent directly (intents travel by gossip only).
     pub fn intent_directly(&self, to: &PublicKey) -> (Ack, SignedObject) {
         let now = pvl_net::now_ms();
@@ -294,6 +353,30 @@ impl Rogue {
         .unwrap();
         (self.send(to, intent.clone()), intent)
     }
+}
+
+/// A fresh intent for `capability` signed with `key`, with a random nonce.
+fn junk_intent(key: &Keypair, capability: &str) -> SignedObject {
+    let now = pvl_net::now_ms();
+    Envelope {
+        trace: None,
+        parents: vec![],
+        signer: key.public(),
+        timestamp_ms: now,
+        body: Body::Intent(Intent {
+            capability: capability.into(),
+            input: Payload::Inline(b"junk".to_vec()),
+            constraints: Default::default(),
+            strategy: Default::default(),
+            pattern: Default::default(),
+            committee: None,
+            nonce: u64::from_le_bytes(random_bytes()[..8].try_into().unwrap()),
+            expires_at_ms: now + 60_000,
+            audience: None,
+        }),
+    }
+    .sign(key)
+    .unwrap()
 }
 
 /// Whether `object` is of `kind`.
