@@ -387,6 +387,27 @@ fn run(cli: Cli) -> Result<()> {
             if !refusals.is_empty() {
                 say!("{:<17} {}", "refused by", refusals.join(", "));
             }
+            let c = &status.counters;
+            if c.gossip_rate_limited + c.direct_rate_limited + c.offences > 0 {
+                say!(
+                    "{:<17} {} gossip and {} direct messages over budget; {} offences, {} bans",
+                    "flood control",
+                    c.gossip_rate_limited,
+                    c.direct_rate_limited,
+                    c.offences,
+                    c.bans
+                );
+            }
+            let now = pvl_net::now_ms();
+            for ban in &status.banned {
+                say!(
+                    "{:<17} {} for {} s more: {}",
+                    "banned",
+                    ban.peer_id,
+                    ban.until_ms.saturating_sub(now) / 1000,
+                    ban.reason
+                );
+            }
             Ok(())
         }
         Command::Capabilities(flag) => {
@@ -428,12 +449,26 @@ fn run(cli: Cli) -> Result<()> {
             if flag.json {
                 return print_json(&peers);
             }
-            say!("{:<54} {:<9} ADDRESSES", "PEER ID", "CONNECTED");
+            say!(
+                "{:<54} {:<9} {:>7} ADDRESSES",
+                "PEER ID",
+                "CONNECTED",
+                "SCORE"
+            );
             for peer in &peers {
+                let connected = match (peer.banned, peer.connected) {
+                    (true, _) => "banned",
+                    (false, true) => "yes",
+                    (false, false) => "no",
+                };
+                let score = peer
+                    .gossip_score
+                    .map_or_else(|| "-".to_owned(), |s| format!("{s:.1}"));
                 say!(
-                    "{:<54} {:<9} {}",
+                    "{:<54} {:<9} {:>7} {}",
                     peer.peer_id,
-                    if peer.connected { "yes" } else { "no" },
+                    connected,
+                    score,
                     peer.addresses.join(", ")
                 );
             }

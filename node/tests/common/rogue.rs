@@ -278,17 +278,23 @@ impl Rogue {
     }
 
     /// Gossips `count` fresh junk intents for `capability` as fast as it can, in the
-    /// background; the handle yields how many went out (see [`Rogue::finish`]). It stops early
-    /// once no peer takes them any more.
-    pub fn flood_gossip(&self, count: usize, capability: &str) -> tokio::task::JoinHandle<usize> {
+    /// background; the handle yields how many went out and when the last one did (see
+    /// [`Rogue::finish`]). It stops early once no peer takes them any more.
+    pub fn flood_gossip(
+        &self,
+        count: usize,
+        capability: &str,
+    ) -> tokio::task::JoinHandle<(usize, std::time::Instant)> {
         let client = self.client.clone();
         let key = self.key.clone();
         let capability = capability.to_owned();
         self.runtime.spawn(async move {
             let (mut sent, mut failed_in_a_row) = (0, 0);
+            let mut last = std::time::Instant::now();
             for _ in 0..count {
                 if client.publish(junk_intent(&key, &capability)).await.is_ok() {
                     sent += 1;
+                    last = std::time::Instant::now();
                     failed_in_a_row = 0;
                 } else {
                     // No peer takes its gossip any more (banned everywhere): the flood is over.
@@ -298,7 +304,7 @@ impl Rogue {
                     }
                 }
             }
-            sent
+            (sent, last)
         })
     }
 
