@@ -155,6 +155,9 @@ async fn a_peer_that_sends_a_large_ihave_is_not_cut_off() {
     let keypair = Keypair::generate_ed25519();
     let mut config = NetConfig::new(keypair);
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    // The burst below comes from one signer: this test is about RPC limits, not the
+    // per-signer gossip budget (SPEC.md §20), which would drop most of it.
+    config.flood.gossip_per_signer = pvl_net::Budget::new(10_000, 10_000);
     let (node, mut events, event_loop) = pvl_net::new(config).unwrap();
     tokio::spawn(event_loop.run());
 
