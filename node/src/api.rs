@@ -18,6 +18,7 @@
 //! | GET | `/v1/traces/{id}/export?format=json\|dot\|mermaid\|bundle` | export |
 //! | GET | `/v1/events?trace=ID` | server-sent events: objects recorded, peers, refusals |
 //! | GET | `/v1/openapi.json` | the OpenAPI 3.1 document of this API |
+//! | GET | `/metrics` | Prometheus metrics, text format ([`crate::metrics`]) |
 //! | GET | `/v1/agents/work?capability=C&timeout_ms=N` | agent programs: the next bid or task (long poll) |
 //! | POST | `/v1/agents/work/{id}/bid`, `/progress`, `/result` | agent programs: their answers |
 //! | GET | `/v1/agents/votes?timeout_ms=N` | voter programs: the next proposal (long poll) |
@@ -217,6 +218,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/traces/{id}/export", get(export_trace))
         .route("/v1/events", get(events))
         .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
         .route("/v1/agents/work", get(next_work))
         .route("/v1/agents/work/{id}/bid", post(answer_bid))
         .route("/v1/agents/work/{id}/progress", post(report_progress))
@@ -322,6 +324,42 @@ fn counters() -> Counters {
         store_writes: store.objects_written,
         store_batches: store.batches,
     }
+}
+
+/// Prometheus metrics: readings of the node's parts, then the registry in the text format.
+async fn metrics(State(state): State<Shared>) -> ApiResult<Response> {
+    let status = state.net.status().await?;
+    let (engine, jobs) = state.actor.stats().await.map_err(stopped)?;
+    let readings = crate::metrics::Readings {
+        peers: status.connected.len(),
+        routing_table: status.routing_table,
+        store_bytes: state.store.size_on_disk().map_err(ApiError::from)?,
+        store_objects: state.store.object_count().map_err(ApiError::from)?,
+        runs_running: usize::try_from(
+            (engine.started + engine.restored).saturating_sub(engine.finished),
+        )
+        .unwrap_or(usize::MAX),
+        jobs,
+        recorder_queue: state.recorder.queued(),
+        queued_publishes: status.queued_publishes,
+        refusals: engine
+            .refusals
+            .iter()
+            .map(|(refusal, count)| (refusal.code().to_owned(), count))
+            .collect(),
+    };
+    let text = state
+        .metrics
+        .encode(&readings)
+        .map_err(|e| ApiError::internal(format!("cannot encode the metrics: {e}")))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn peers(State(state): State<Shared>) -> ApiResult<Json<Vec<Peer>>> {

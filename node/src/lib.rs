@@ -17,6 +17,7 @@
 //! - [`recovery`]: the runs a previous process left open, for the engine to rebuild, and
 //!   outcomes read back from the store;
 //! - [`api`]: the control API (HTTP + JSON on loopback, bearer token, server-sent events);
+//! - [`metrics`]: Prometheus metrics at `GET /metrics`;
 //! - [`cli`]: the command line, a thin client of that API.
 
 pub mod actor;
@@ -28,5 +29,6 @@ pub mod daemon;
 pub mod executor;
 pub mod history;
 pub mod home;
+pub mod metrics;
 pub mod recorder;
 pub mod recovery;

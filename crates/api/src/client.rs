@@ -213,6 +213,12 @@ impl Client {
         self.get_json("/v1/openapi.json")
     }
 
+    /// `GET /metrics`: the node's Prometheus metrics, in the OpenMetrics text format.
+    pub fn metrics(&self) -> Result<String, ClientError> {
+        let bytes = self.get_bytes("/metrics")?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// `GET /v1/agents/work`: the next bid or task for `capability`, waiting up to `wait`
     /// (`None` when nothing came).
     pub fn next_work(

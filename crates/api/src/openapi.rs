@@ -34,7 +34,7 @@ use crate::types::*;
     paths(
         id, status, peers, capabilities, publish_intent, publish_workflow, publish_parallel,
         publish_committee, intent_outcome, cancel_intent, list_traces, show_trace,
-        analyse_trace, export_trace, events, openapi_json, next_work, answer_bid,
+        analyse_trace, export_trace, events, openapi_json, metrics, next_work, answer_bid,
         report_progress, answer_task, next_vote, answer_vote
     ),
     components(schemas(
@@ -225,6 +225,15 @@ fn events() {}
 ))]
 fn openapi_json() {}
 
+/// Prometheus metrics of this node (the OpenMetrics text format): rounds, offers,
+/// latencies, the store, peers, refusals, queues, executors, and libp2p's own series.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "OpenMetrics text", body = String,
+     content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    (status = 401, description = "Missing or wrong token", body = ErrorBody),
+))]
+fn metrics() {}
+
 /// Agent programs: the next bid or task for a capability (long poll).
 #[utoipa::path(get, path = "/v1/agents/work", params(WorkQuery), responses(
     (status = 200, description = "Work to do", body = WorkItem),
@@ -322,6 +331,7 @@ mod tests {
             "/v1/traces/{id}/export",
             "/v1/events",
             "/v1/openapi.json",
+            "/metrics",
             "/v1/agents/work",
             "/v1/agents/work/{id}/bid",
             "/v1/agents/work/{id}/progress",
