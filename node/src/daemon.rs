@@ -53,6 +53,8 @@ pub struct NodeState {
     pub vote_agent: bool,
     /// Prometheus metrics (`GET /metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// The web view's sign-in codes and sessions.
+    pub ui: crate::ui::UiAuth,
 }
 
 /// Builds the network configuration from the node directory.
@@ -214,6 +216,7 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
         agent_capabilities,
         vote_agent: config.consensus.agent,
         metrics,
+        ui: crate::ui::UiAuth::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(&config.api.listen)

@@ -18,6 +18,8 @@
 //!   outcomes read back from the store;
 //! - [`api`]: the control API (HTTP + JSON on loopback, bearer token, server-sent events);
 //! - [`metrics`]: Prometheus metrics at `GET /metrics`;
+//! - [`ui`]: the web view at `/ui/` (embedded assets, one-time sign-in codes, read-only
+//!   session cookies);
 //! - [`cli`]: the command line, a thin client of that API.
 
 pub mod actor;
@@ -32,3 +34,4 @@ pub mod home;
 pub mod metrics;
 pub mod recorder;
 pub mod recovery;
+pub mod ui;

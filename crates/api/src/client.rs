@@ -213,6 +213,11 @@ impl Client {
         self.get_json("/v1/openapi.json")
     }
 
+    /// `POST /v1/ui/login`: a one-time address that signs a browser in to the web view.
+    pub fn ui_login(&self) -> Result<UiLogin, ClientError> {
+        self.post_json("/v1/ui/login", &serde_json::json!({}))
+    }
+
     /// `GET /metrics`: the node's Prometheus metrics, in the OpenMetrics text format.
     pub fn metrics(&self) -> Result<String, ClientError> {
         let bytes = self.get_bytes("/metrics")?;
