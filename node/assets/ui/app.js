@@ -185,7 +185,7 @@ async function tracePage(id) {
   document.getElementById("render-info").textContent =
     `${drawn.objects} objects drawn in ${drawn.total_ms.toFixed(0)} ms (layout ${drawn.layout_ms.toFixed(0)} ms; data ${(fetched - began).toFixed(0)} ms)`;
   const graph = document.getElementById("graph");
-  graph.dataset.rendered = "1";
+  graph.dataset.rendered = s.trace_id;
   window.pvlRendered = { trace: s.trace_id, objects: drawn.objects, parts: drawn.parts, draw_ms: drawn.total_ms,
                          layout_ms: drawn.layout_ms, fetch_ms: fetched - began, total_ms: total };
 }
@@ -258,6 +258,7 @@ async function route() {
   if (stream) { stream.close(); stream = null; liveBadge.className = "live off"; }
   document.getElementById("nav-traces").className = hash === "#/" ? "active" : "";
   document.getElementById("nav-network").className = hash === "#/network" ? "active" : "";
+  app.innerHTML = "<p>Loading…</p>";
   try {
     let m;
     if ((m = hash.match(/^#\/trace\/([0-9a-f]{8,64})$/))) await tracePage(m[1]);
