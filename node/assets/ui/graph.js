@@ -199,7 +199,7 @@ const PvlGraph = (() => {
       if (o.id === bottleneck) cls += " bottleneck";
       const p = part.get(o.id);
       out.push(`<g class="${cls}" data-id="${o.id}" data-kind="${o.kind}"${p ? ` data-part="${esc(p)}"` : ""} transform="translate(${(n.x - W / 2).toFixed(1)},${(n.y - H / 2).toFixed(1)})">` +
-               `<title>${esc(o.kind + " " + o.id + "\nsigner " + o.signer + "\n" + new Date(o.timestamp_ms).toISOString() + "\n" + JSON.stringify(o.body, null, 1).slice(0, 800))}</title>` +
+               `<title>${esc(o.kind + " " + o.id + "\nsigner " + o.signer + "\n" + new Date(o.timestamp_ms).toISOString() + "\n" + JSON.stringify(o.body).slice(0, 300))}</title>` +
                `<rect width="${W}" height="${H}"></rect><text x="6" y="14">${esc(l1)}</text><text x="6" y="28" class="mono">${esc(l2)}</text></g>`);
     }
     out.push("</svg>");
