@@ -624,6 +624,19 @@ impl Actor {
         for action in actions {
             match action {
                 Action::Record(object) => {
+                    if let pvl_protocol::Body::Reject(reject) = object.body()
+                        && object.signer() == self.parts.key.public()
+                    {
+                        for (_, code, _) in reject.entries() {
+                            self.parts
+                                .metrics
+                                .offers_rejected
+                                .get_or_create(&crate::metrics::ReasonLabel {
+                                    reason: code.name().to_owned(),
+                                })
+                                .inc();
+                        }
+                    }
                     if object.kind() == pvl_protocol::Kind::TaskStart
                         && let Some(run) = self.watched.get_mut(&object.trace_id())
                         && !run.awarded

@@ -6,7 +6,7 @@
 //! * **Recorded where the event happens**, as atomic counters and histograms (no lock on the
 //!   message path): rounds started / completed / failed by pattern and reason, request→first
 //!   award and request→receipt latencies (the actor, from the engine's actions), offers
-//!   received and direct objects refused by kind and reason (the actor's admission), objects
+//!   received, offers turned down (the rejects this node signs) and direct objects refused by kind and reason (the actor's admission), objects
 //!   stored by kind (the store writer) and executor durations by capability (the actor's jobs).
 //!   libp2p's own swarm, gossipsub, Kademlia, identify and ping series are recorded by pvl-net's
 //!   event loop into the same registry (`libp2p_` prefix, [`pvl_net::new_with_metrics`]).
@@ -105,6 +105,9 @@ pub struct Metrics {
     pub rounds_failed: Family<FailureLabels, U64Counter>,
     /// Offers admitted (received directly and accepted by the engine).
     pub offers_received: U64Counter,
+    /// Offers this node turned down as requester (from the signed rejects it records), by
+    /// reject code (`not-selected`, `over-budget`, ...).
+    pub offers_rejected: Family<ReasonLabel, U64Counter>,
     /// Direct objects the engine refused at admission, by kind and reason (`kind="offer"`:
     /// offers refused).
     pub refused: Family<RefusedLabels, U64Counter>,
@@ -173,6 +176,7 @@ impl Metrics {
             rounds_completed: Family::default(),
             rounds_failed: Family::default(),
             offers_received: Counter::default(),
+            offers_rejected: Family::default(),
             refused: Family::default(),
             intent_to_award: histograms(),
             intent_to_receipt: histograms(),
@@ -200,6 +204,11 @@ impl Metrics {
             "offers_received",
             "Offers received directly and admitted",
             metrics.offers_received.clone(),
+        );
+        pvl.register(
+            "offers_rejected",
+            "Offers this node turned down as requester, by reject code",
+            metrics.offers_rejected.clone(),
         );
         pvl.register(
             "objects_refused",

@@ -116,6 +116,12 @@ fn metrics_parse_as_prometheus_text_and_move_with_the_rounds() {
         "{after:?}"
     );
     assert_eq!(get(&after, "pvl_offers_received_total{}"), 6.0, "{after:?}");
+    // Each round turned the dearer of the two offers down.
+    assert_eq!(
+        get(&after, "pvl_offers_rejected_total{reason=not-selected}"),
+        3.0,
+        "{after:?}"
+    );
     assert_eq!(
         get(
             &after,
