@@ -170,8 +170,9 @@ impl Metrics {
                 Histogram::new(latency_buckets())
             })
         };
-        let metrics = Metrics {
-            registry: Arc::new(Mutex::new(Registry::default())),
+        let mut metrics = Metrics {
+            // Replaced by the registry holding every series, below.
+            registry: Arc::default(),
             rounds_started: Family::default(),
             rounds_completed: Family::default(),
             rounds_failed: Family::default(),
@@ -267,9 +268,7 @@ impl Metrics {
             "Objects the engine refused, by reason",
             s.engine_refusals.clone(),
         );
-        if let Ok(mut slot) = metrics.registry.lock() {
-            *slot = registry;
-        }
+        metrics.registry = Arc::new(Mutex::new(registry));
         metrics
     }
 
