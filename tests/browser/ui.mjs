@@ -13,9 +13,8 @@
 //   CHROMIUM            the browser (default /usr/bin/chromium)
 import { chromium } from "playwright-core";
 import { execFile } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
 
 const env = name => {
@@ -151,5 +150,6 @@ try {
   console.error(String(e && e.stack || e));
 } finally {
   await context.close();
+  rmSync(userData, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);
