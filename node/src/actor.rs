@@ -217,6 +217,8 @@ pub struct Parts {
     pub ad_ttl: Duration,
     /// Most tasks run at once (stated in the ads).
     pub max_concurrent: u32,
+    /// Prometheus metrics, counted as the engine's actions are carried out.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A job's result: an input for the engine, or nothing.
@@ -231,7 +233,22 @@ struct Actor {
     advertised: Option<tokio::time::Instant>,
     /// A round of ads due because peers joined a topic since the last one.
     readvertise_at: Option<tokio::time::Instant>,
+    /// The runs this node started, for their latencies (at most [`MAX_WATCHED`]).
+    watched: HashMap<TraceId, Watched>,
 }
+
+/// A run this node started, as the metrics see it.
+struct Watched {
+    /// Its pattern's name.
+    pattern: &'static str,
+    /// When it was requested.
+    started: std::time::Instant,
+    /// Whether its first award was seen.
+    awarded: bool,
+}
+
+/// Most runs whose latencies are watched at once; runs beyond are counted but not timed.
+const MAX_WATCHED: usize = 65_536;
 
 /// Least time between two rounds of capability ads brought on by peers joining topics.
 const READVERTISE_AFTER: Duration = Duration::from_secs(5);
@@ -257,6 +274,7 @@ pub fn spawn(
         waiters: HashMap::new(),
         advertised: None,
         readvertise_at: None,
+        watched: HashMap::new(),
     };
     let task = tokio::spawn(
         async move {
@@ -383,8 +401,20 @@ impl Actor {
                 reply,
             } => {
                 let now = pvl_net::now_ms();
+                let pattern = planned.request.pattern().name();
                 match self.engine.request(*planned, now) {
                     Ok((trace, actions)) => {
+                        self.parts.metrics.round_started(pattern);
+                        if self.watched.len() < MAX_WATCHED {
+                            self.watched.insert(
+                                trace,
+                                Watched {
+                                    pattern,
+                                    started: std::time::Instant::now(),
+                                    awarded: false,
+                                },
+                            );
+                        }
                         let (publications, rest): (Vec<Action>, Vec<Action>) = actions
                             .into_iter()
                             .partition(|a| matches!(a, Action::Publish(_)));
@@ -501,8 +531,21 @@ impl Actor {
                     let (verdict, more) = self.engine.admit(*object, now);
                     actions.extend(more);
                     let answer = match verdict {
-                        Ok(()) => Ack::Accepted,
+                        Ok(()) => {
+                            if kind == pvl_protocol::Kind::Offer {
+                                self.parts.metrics.offers_received.inc();
+                            }
+                            Ack::Accepted
+                        }
                         Err(refused) => {
+                            self.parts
+                                .metrics
+                                .refused
+                                .get_or_create(&crate::metrics::RefusedLabels {
+                                    kind: kind.to_string(),
+                                    reason: refused.refusal.code().to_owned(),
+                                })
+                                .inc();
                             info!(peer = %from, %kind, reason = %refused, "direct object refused");
                             if refused.refusal.is_offence() {
                                 self.parts.net.report_offence(from, refused.to_string());
@@ -591,6 +634,32 @@ impl Actor {
         for action in actions {
             match action {
                 Action::Record(object) => {
+                    if let pvl_protocol::Body::Reject(reject) = object.body()
+                        && object.signer() == self.parts.key.public()
+                    {
+                        for (_, code, _) in reject.entries() {
+                            self.parts
+                                .metrics
+                                .offers_rejected
+                                .get_or_create(&crate::metrics::ReasonLabel {
+                                    reason: code.name().to_owned(),
+                                })
+                                .inc();
+                        }
+                    }
+                    if object.kind() == pvl_protocol::Kind::TaskStart
+                        && let Some(run) = self.watched.get_mut(&object.trace_id())
+                        && !run.awarded
+                    {
+                        run.awarded = true;
+                        self.parts
+                            .metrics
+                            .intent_to_award
+                            .get_or_create(&crate::metrics::PatternLabel {
+                                pattern: run.pattern.to_owned(),
+                            })
+                            .observe(run.started.elapsed().as_secs_f64());
+                    }
                     let entry = match origins.get(&object.id()) {
                         Some((origin, peer)) => (object, *origin, Some(*peer)),
                         None => (object, "local", None),
@@ -655,7 +724,9 @@ impl Actor {
                 } => {
                     let executor = self.parts.executors.get(&capability).cloned();
                     let agents = self.parts.agents.clone();
+                    let metrics = self.parts.metrics.clone();
                     self.job(async move {
+                        let began = std::time::Instant::now();
                         let result = match executor {
                             Some(executor) if executor.kind == ExecutorKind::Agent => {
                                 crate::executor::by_agent(&agents, &executor, task, &input, deadline_ms)
@@ -664,6 +735,15 @@ impl Actor {
                             Some(executor) => crate::executor::run(&executor, &input).await,
                             None => Err(format!("no executor for `{capability}`")),
                         };
+                        // Capabilities without an executor are refused at offer time; the
+                        // label set stays this node's executors.
+                        metrics
+                            .executor_duration
+                            .get_or_create(&crate::metrics::ExecutorLabels {
+                                capability: capability.clone(),
+                                result: if result.is_ok() { "ok" } else { "failed" }.to_owned(),
+                            })
+                            .observe(began.elapsed().as_secs_f64());
                         info!(task = %task.short(), %capability, ok = result.is_ok(), "task executed");
                         Some(Input::Executed { task, result })
                     })
@@ -706,6 +786,7 @@ impl Actor {
                 Action::Finished(outcome) => {
                     let trace = outcome.trace();
                     debug!(trace = %trace.short(), completed = outcome.is_completed(), "run finished");
+                    self.count_outcome(&outcome);
                     for waiter in self.waiters.remove(&trace).unwrap_or_default() {
                         let _ = waiter.send(outcome.clone());
                     }
@@ -721,6 +802,36 @@ impl Actor {
                 }
                 // The engine keeps its timers and records were written above.
                 Action::SetTimer { .. } | Action::Record(_) => {}
+            }
+        }
+    }
+
+    /// Counts a finished run by pattern (and reason), and times its receipt.
+    fn count_outcome(&mut self, outcome: &Outcome) {
+        let run = self.watched.remove(&outcome.trace());
+        let pattern = run.as_ref().map_or("resumed", |r| r.pattern).to_owned();
+        let metrics = &self.parts.metrics;
+        match outcome {
+            Outcome::Completed(done) => {
+                let label = crate::metrics::PatternLabel { pattern };
+                if let Some(run) = &run
+                    && done.receipt.is_some()
+                {
+                    metrics
+                        .intent_to_receipt
+                        .get_or_create(&label)
+                        .observe(run.started.elapsed().as_secs_f64());
+                }
+                metrics.rounds_completed.get_or_create(&label).inc();
+            }
+            Outcome::Failed(failed) => {
+                metrics
+                    .rounds_failed
+                    .get_or_create(&crate::metrics::FailureLabels {
+                        pattern,
+                        reason: failed.reason.name().to_owned(),
+                    })
+                    .inc();
             }
         }
     }

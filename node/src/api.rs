@@ -18,6 +18,12 @@
 //! | GET | `/v1/traces/{id}/export?format=json\|dot\|mermaid\|bundle` | export |
 //! | GET | `/v1/events?trace=ID` | server-sent events: objects recorded, peers, refusals |
 //! | GET | `/v1/openapi.json` | the OpenAPI 3.1 document of this API |
+//! | GET | `/metrics` | Prometheus metrics, text format ([`crate::metrics`]) |
+//! | POST | `/v1/ui/login` | a one-time address that signs a browser in to the web view ([`crate::ui`]) |
+//!
+//! The web view's pages (`/ui/`) are served without the token; a browser signed in through
+//! `/v1/ui/login` holds a session cookie that stands in for the token on read-only `GET`
+//! routes ([`crate::ui::cookie_may`]). Every `POST` needs the token.
 //! | GET | `/v1/agents/work?capability=C&timeout_ms=N` | agent programs: the next bid or task (long poll) |
 //! | POST | `/v1/agents/work/{id}/bid`, `/progress`, `/result` | agent programs: their answers |
 //! | GET | `/v1/agents/votes?timeout_ms=N` | voter programs: the next proposal (long poll) |
@@ -217,6 +223,8 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/traces/{id}/export", get(export_trace))
         .route("/v1/events", get(events))
         .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .route("/v1/ui/login", post(ui_login))
         .route("/v1/agents/work", get(next_work))
         .route("/v1/agents/work/{id}/bid", post(answer_bid))
         .route("/v1/agents/work/{id}/progress", post(report_progress))
@@ -228,7 +236,34 @@ pub fn router(state: Shared) -> Router {
             pvl_api::MAX_BODY_BYTES,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::ui::router(state))
+}
+
+/// A one-time sign-in address for the web view.
+async fn ui_login(
+    State(state): State<Shared>,
+    request: Request,
+) -> ApiResult<Json<pvl_api::UiLogin>> {
+    let code = state
+        .ui
+        .new_code()
+        .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
+    // The address the caller reached this node at (the API listens on loopback).
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    Ok(Json(pvl_api::UiLogin {
+        url: format!("http://{host}/ui/login?code={code}"),
+        expires_in_ms: u64::try_from(crate::ui::CODE_TTL.as_millis()).unwrap_or(u64::MAX),
+    }))
 }
 
 async fn require_token(State(state): State<Shared>, request: Request, next: Next) -> Response {
@@ -237,6 +272,12 @@ async fn require_token(State(state): State<Shared>, request: Request, next: Next
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    if given.is_none()
+        && crate::ui::cookie_may(request.method(), request.uri().path())
+        && state.ui.has_session(request.headers())
+    {
+        return next.run(request).await;
+    }
     match given {
         Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {
             next.run(request).await
@@ -250,7 +291,8 @@ async fn require_token(State(state): State<Shared>, request: Request, next: Next
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets without an early exit.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -335,6 +377,42 @@ fn counters() -> Counters {
         offences: net.offences,
         bans: net.bans,
     }
+}
+
+/// Prometheus metrics: readings of the node's parts, then the registry in the text format.
+async fn metrics(State(state): State<Shared>) -> ApiResult<Response> {
+    let status = state.net.status().await?;
+    let (engine, jobs) = state.actor.stats().await.map_err(stopped)?;
+    let readings = crate::metrics::Readings {
+        peers: status.connected.len(),
+        routing_table: status.routing_table,
+        store_bytes: state.store.size_on_disk().map_err(ApiError::from)?,
+        store_objects: state.store.object_count().map_err(ApiError::from)?,
+        runs_running: usize::try_from(
+            (engine.started + engine.restored).saturating_sub(engine.finished),
+        )
+        .unwrap_or(usize::MAX),
+        jobs,
+        recorder_queue: state.recorder.queued(),
+        queued_publishes: status.queued_publishes,
+        refusals: engine
+            .refusals
+            .iter()
+            .map(|(refusal, count)| (refusal.code().to_owned(), count))
+            .collect(),
+    };
+    let text = state
+        .metrics
+        .encode(&readings)
+        .map_err(|e| ApiError::internal(format!("cannot encode the metrics: {e}")))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn peers(State(state): State<Shared>) -> ApiResult<Json<Vec<Peer>>> {
@@ -813,9 +891,22 @@ async fn analyse_trace(
     let analysis = state.store.analyse(&id)?;
     // pvl-api states the analysis's JSON form itself (it cannot depend on pvl-trace); the
     // in-process API test decodes a real analysis, so a drift fails there.
-    let typed = serde_json::to_value(analysis)
+    let mut typed = serde_json::to_value(analysis)
         .and_then(serde_json::from_value::<TraceAnalysis>)
         .map_err(|e| ApiError::internal(format!("analysis of {id}: {e}")))?;
+    let report = state.store.verify_trace(&id)?;
+    typed.verification = Some(pvl_api::analysis::TraceVerification {
+        checked: report.checked,
+        ok: report.is_ok(),
+        ok_as_partial_copy: report.is_ok_as_partial_copy(),
+        absent_links: report.absent_links(),
+        problems: report
+            .problems
+            .iter()
+            .take(pvl_api::analysis::MAX_LISTED_PROBLEMS)
+            .map(|p| format!("{} {:?}: {}", p.object.short(), p.kind, p.detail))
+            .collect(),
+    });
     Ok(Json(typed))
 }
 

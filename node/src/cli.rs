@@ -49,6 +49,9 @@ pub enum Command {
     Run,
     /// Show this node's peer id and addresses.
     Id(JsonFlag),
+    /// Open the web view: prints a one-time sign-in address (single-use, valid two minutes)
+    /// and opens it with `xdg-open` when a display is available.
+    Ui(JsonFlag),
     /// Show the node's network and store state.
     Status(JsonFlag),
     /// List known peers.
@@ -344,6 +347,30 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Run => run_node(dir),
+        Command::Ui(flag) => {
+            let login = client(&dir)?.ui_login()?;
+            if flag.json {
+                return print_json(&login);
+            }
+            say!("{}", login.url);
+            say!(
+                "(single-use, valid {} s; it signs this browser in to the node's read-only web view)",
+                login.expires_in_ms / 1000
+            );
+            let display = ["DISPLAY", "WAYLAND_DISPLAY"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()));
+            if display {
+                // Best effort: the address is printed either way.
+                let _ = std::process::Command::new("xdg-open")
+                    .arg(&login.url)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn();
+            }
+            Ok(())
+        }
         Command::Id(flag) => {
             let id = client(&dir)?.id()?;
             if flag.json {

@@ -51,6 +51,10 @@ pub struct NodeState {
     pub agent_capabilities: std::collections::HashSet<String>,
     /// Whether a voter program decides this node's votes (`[consensus] agent = true`).
     pub vote_agent: bool,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
+    /// The web view's sign-in codes and sessions.
+    pub ui: crate::ui::UiAuth,
 }
 
 /// Builds the network configuration from the node directory.
@@ -139,13 +143,15 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
             .with_context(|| format!("cannot open the trace store {}", store_path.display()))?,
     );
 
-    let (net, net_events, event_loop) = pvl_net::new(net_config)?;
+    let metrics = crate::metrics::Metrics::new();
+    let (net, net_events, event_loop) =
+        metrics.with_registry(|registry| pvl_net::new_with_metrics(net_config, registry))?;
     let net_task = tokio::spawn(event_loop.run());
     info!(peer_id = %net.peer_id(), private, dir = %dir.display(), "node starting");
 
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let recorder = Arc::new(
-        Recorder::start(store.clone(), events.clone())
+        Recorder::start(store.clone(), events.clone(), metrics.clone())
             .context("cannot start the trace-store writer")?,
     );
     let history = crate::history::HistoryCache::default();
@@ -192,6 +198,7 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
             key: key.clone(),
             ad_ttl: Duration::from_millis(config.network.capability_ad_ttl_ms.max(1_000)),
             max_concurrent: u32::try_from(config.tasks.max_concurrent).unwrap_or(u32::MAX),
+            metrics: metrics.clone(),
         },
         restored,
         stop_rx.clone(),
@@ -209,6 +216,8 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
         agents,
         agent_capabilities,
         vote_agent: config.consensus.agent,
+        metrics,
+        ui: crate::ui::UiAuth::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(&config.api.listen)

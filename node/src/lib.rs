@@ -17,6 +17,9 @@
 //! - [`recovery`]: the runs a previous process left open, for the engine to rebuild, and
 //!   outcomes read back from the store;
 //! - [`api`]: the control API (HTTP + JSON on loopback, bearer token, server-sent events);
+//! - [`metrics`]: Prometheus metrics at `GET /metrics`;
+//! - [`ui`]: the web view at `/ui/` (embedded assets, one-time sign-in codes, read-only
+//!   session cookies);
 //! - [`cli`]: the command line, a thin client of that API.
 
 pub mod actor;
@@ -28,5 +31,7 @@ pub mod daemon;
 pub mod executor;
 pub mod history;
 pub mod home;
+pub mod metrics;
 pub mod recorder;
 pub mod recovery;
+pub mod ui;

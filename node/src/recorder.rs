@@ -27,6 +27,8 @@ use pvl_trace::{InsertOutcome, TraceStore};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{info, info_span, warn};
 
+use crate::metrics::{KindLabel, Metrics};
+
 /// Commands the writer thread accepts, at most this many queued.
 const QUEUE: usize = 4096;
 
@@ -48,27 +50,32 @@ pub struct Recorder {
     tx: mpsc::Sender<Command>,
     store: Arc<TraceStore>,
     events: broadcast::Sender<Event>,
+    metrics: Metrics,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Recorder {
     /// Starts the writer thread for `store`, announcing new objects on `events`.
+    /// New objects are counted by kind in `metrics`.
     pub fn start(
         store: Arc<TraceStore>,
         events: broadcast::Sender<Event>,
+        metrics: Metrics,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let thread = {
             let store = store.clone();
             let events = events.clone();
+            let metrics = metrics.clone();
             std::thread::Builder::new()
                 .name("pvl-recorder".into())
-                .spawn(move || writer(rx, &store, &events))?
+                .spawn(move || writer(rx, &store, &events, &metrics))?
         };
         Ok(Recorder {
             tx,
             store,
             events,
+            metrics,
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
@@ -83,10 +90,15 @@ impl Recorder {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(Command::Write(entries)))
             | Err(mpsc::error::TrySendError::Closed(Command::Write(entries))) => {
-                write_and_announce(&self.store, &self.events, entries);
+                write_and_announce(&self.store, &self.events, &self.metrics, entries);
             }
             Err(_) => {}
         }
+    }
+
+    /// Write commands waiting for the writer thread (each a batch of objects).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Completes once everything queued before this call is in the store.
@@ -114,7 +126,12 @@ impl Recorder {
 /// The writer thread: blocks for the first command, takes whatever else has queued up (up to
 /// [`MAX_BATCH`] objects), writes it as one batch, then answers the barriers that were
 /// queued behind those objects.
-fn writer(mut rx: mpsc::Receiver<Command>, store: &TraceStore, events: &broadcast::Sender<Event>) {
+fn writer(
+    mut rx: mpsc::Receiver<Command>,
+    store: &TraceStore,
+    events: &broadcast::Sender<Event>,
+    metrics: &Metrics,
+) {
     let mut pending: Vec<Entry> = Vec::new();
     let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
@@ -131,7 +148,7 @@ fn writer(mut rx: mpsc::Receiver<Command>, store: &TraceStore, events: &broadcas
             }
             next = rx.try_recv().ok();
         }
-        write_and_announce(store, events, std::mem::take(&mut pending));
+        write_and_announce(store, events, metrics, std::mem::take(&mut pending));
         for done in barriers.drain(..) {
             let _ = done.send(());
         }
@@ -141,10 +158,11 @@ fn writer(mut rx: mpsc::Receiver<Command>, store: &TraceStore, events: &broadcas
     }
 }
 
-/// Stores objects in one store batch and announces each new one.
+/// Stores objects in one store batch, counts and announces each new one.
 pub fn write_and_announce(
     store: &TraceStore,
     events: &broadcast::Sender<Event>,
+    metrics: &Metrics,
     entries: Vec<Entry>,
 ) {
     if entries.is_empty() {
@@ -165,6 +183,14 @@ pub fn write_and_announce(
         // An object the store already held was announced when it first arrived.
         if outcome == Some(InsertOutcome::Duplicate) {
             continue;
+        }
+        if outcome.is_some() {
+            metrics
+                .objects_stored
+                .get_or_create(&KindLabel {
+                    kind: object.kind().to_string(),
+                })
+                .inc();
         }
         let _span = info_span!("trace", trace = %object.trace_id().short()).entered();
         info!(id = %object.id().short(), kind = %object.kind(), origin, ?outcome, "recorded");

@@ -57,6 +57,6 @@ fn the_python_sdk_publishes_and_serves_as_an_agent() {
         out.status.success(),
         "the Python SDK tests failed:\n{report}"
     );
-    assert!(report.contains("Ran 6 tests"), "{report}");
+    assert!(report.contains("Ran 7 tests"), "{report}");
     assert!(!report.contains("skipped"), "{report}");
 }

@@ -47,6 +47,29 @@ pub struct TraceAnalysis {
     pub bottleneck: Option<TaskInfo>,
     /// Offer response latencies, in offer order.
     pub offer_latencies: Vec<OfferLatency>,
+    /// Whether this node's copy of the trace verifies (signatures, ids, links), as the node
+    /// checked it when asked for the analysis.
+    #[serde(default)]
+    pub verification: Option<TraceVerification>,
+}
+
+/// Most problems listed in a [`TraceVerification`].
+pub const MAX_LISTED_PROBLEMS: usize = 32;
+
+/// The result of verifying a node's copy of a trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TraceVerification {
+    /// Objects checked.
+    pub checked: usize,
+    /// No problem at all: every object verifies and every link resolves.
+    pub ok: bool,
+    /// Every object present verifies; the only problems are links to objects this copy does
+    /// not hold (what a participant's partial copy looks like).
+    pub ok_as_partial_copy: bool,
+    /// Links to objects this copy does not hold.
+    pub absent_links: usize,
+    /// Problems found, for people (at most [`MAX_LISTED_PROBLEMS`]).
+    pub problems: Vec<String>,
 }
 
 /// The pattern an adaptive requester chose, from its `pattern-chosen` event.

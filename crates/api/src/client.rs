@@ -213,6 +213,17 @@ impl Client {
         self.get_json("/v1/openapi.json")
     }
 
+    /// `POST /v1/ui/login`: a one-time address that signs a browser in to the web view.
+    pub fn ui_login(&self) -> Result<UiLogin, ClientError> {
+        self.post_json("/v1/ui/login", &serde_json::json!({}))
+    }
+
+    /// `GET /metrics`: the node's Prometheus metrics, in the OpenMetrics text format.
+    pub fn metrics(&self) -> Result<String, ClientError> {
+        let bytes = self.get_bytes("/metrics")?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// `GET /v1/agents/work`: the next bid or task for `capability`, waiting up to `wait`
     /// (`None` when nothing came).
     pub fn next_work(

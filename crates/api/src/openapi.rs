@@ -15,7 +15,7 @@ use crate::agents::{
 };
 use crate::analysis::{
     AdaptiveChoice, AgentTasks, ConsensusRound, CriticalPath, OfferLatency, PartKind, PartTiming,
-    PathStep, RoundOutcome, RoundVote, TaskInfo, TraceAnalysis, TraceFailure,
+    PathStep, RoundOutcome, RoundVote, TaskInfo, TraceAnalysis, TraceFailure, TraceVerification,
 };
 use crate::error::{ErrorBody, ErrorCode};
 use crate::events::{Event, ObjectEvent};
@@ -34,7 +34,7 @@ use crate::types::*;
     paths(
         id, status, peers, capabilities, publish_intent, publish_workflow, publish_parallel,
         publish_committee, intent_outcome, cancel_intent, list_traces, show_trace,
-        analyse_trace, export_trace, events, openapi_json, next_work, answer_bid,
+        analyse_trace, export_trace, events, openapi_json, metrics, ui_login, next_work, answer_bid,
         report_progress, answer_task, next_vote, answer_vote
     ),
     components(schemas(
@@ -42,7 +42,7 @@ use crate::types::*;
         CapabilityListing, ProviderListing,
         PublishIntent, CancelRequest, Published, Outcome, Completed, Failed, Part, RunOutcome, TraceStatus,
         Pattern, TraceSummary, ObjectView, TraceView, TraceAnalysis, AdaptiveChoice, TraceFailure,
-        TaskInfo, PartKind, PartTiming, RoundOutcome, RoundVote, ConsensusRound, AgentTasks,
+        TaskInfo, PartKind, PartTiming, RoundOutcome, RoundVote, ConsensusRound, AgentTasks, TraceVerification, UiLogin,
         PathStep, CriticalPath, OfferLatency, ExportFormat, WorkItem, Work,
         BidRequest, TaskRequest, BidAnswer, ProgressReport, TaskAnswer, VoteRequest, VoteAnswer
     )),
@@ -225,6 +225,25 @@ fn events() {}
 ))]
 fn openapi_json() {}
 
+/// Prometheus metrics of this node (the OpenMetrics text format): rounds, offers,
+/// latencies, the store, peers, refusals, queues, executors, and libp2p's own series.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "OpenMetrics text", body = String,
+     content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    (status = 401, description = "Missing or wrong token", body = ErrorBody),
+))]
+fn metrics() {}
+
+/// A one-time address that signs a browser in to the web view (`/ui/`). Its code is
+/// single-use and short-lived, exchanged at `GET /ui/login?code=` for an `HttpOnly`,
+/// `SameSite=Strict` session cookie that authorises `GET` requests only.
+#[utoipa::path(post, path = "/v1/ui/login", responses(
+    (status = 200, description = "The address to open", body = UiLogin),
+    (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    (status = 503, description = "Too many codes outstanding", body = ErrorBody),
+))]
+fn ui_login() {}
+
 /// Agent programs: the next bid or task for a capability (long poll).
 #[utoipa::path(get, path = "/v1/agents/work", params(WorkQuery), responses(
     (status = 200, description = "Work to do", body = WorkItem),
@@ -322,6 +341,8 @@ mod tests {
             "/v1/traces/{id}/export",
             "/v1/events",
             "/v1/openapi.json",
+            "/metrics",
+            "/v1/ui/login",
             "/v1/agents/work",
             "/v1/agents/work/{id}/bid",
             "/v1/agents/work/{id}/progress",

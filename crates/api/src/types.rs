@@ -601,6 +601,19 @@ pub struct TraceView {
     pub objects: Vec<ObjectView>,
 }
 
+/// `POST /v1/ui/login`: a one-time address that signs a browser in to the web view.
+///
+/// The code in it is single-use and short-lived; opening the address exchanges it for an
+/// `HttpOnly`, `SameSite=Strict` session cookie, which authorises `GET` requests only (the web
+/// view is read-only, and a cookie that cannot change anything leaves nothing to forge).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UiLogin {
+    /// The address to open: `http://<api addr>/ui/login?code=<code>`.
+    pub url: String,
+    /// How long the code stays valid, ms.
+    pub expires_in_ms: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,6 +677,16 @@ mod tests {
         assert_eq!(json["trace_id"], id(2).to_string());
         assert_eq!(json["output"], "hi");
         assert_eq!(serde_json::from_value::<RunOutcome>(json).unwrap(), outcome);
+    }
+
+    #[test]
+    fn a_ui_login_round_trips() {
+        let login = UiLogin {
+            url: "http://127.0.0.1:1/ui/login?code=abc".into(),
+            expires_in_ms: 60_000,
+        };
+        let json = serde_json::to_value(&login).unwrap();
+        assert_eq!(serde_json::from_value::<UiLogin>(json).unwrap(), login);
     }
 
     #[test]

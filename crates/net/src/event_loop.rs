@@ -429,6 +429,9 @@ pub struct EventLoop {
     next_ack: u64,
     refusals: RecentRefusals,
     guard: Guard,
+    /// libp2p's own metrics (swarm, gossipsub, Kademlia, identify, ping), when the node
+    /// asked for them with [`new_with_metrics`].
+    metrics: Option<libp2p::metrics::Metrics>,
 }
 
 /// A direct message waiting for the node's decision.
@@ -507,6 +510,25 @@ impl RecentIds {
 /// Builds the swarm, starts listening, and returns the client, the event stream and the loop
 /// (which the caller spawns).
 pub fn new(config: NetConfig) -> Result<(Client, mpsc::Receiver<NetEvent>, EventLoop), NetError> {
+    build(config, None)
+}
+
+/// [`new`], and the event loop records libp2p's own metrics (connections, dials, gossipsub
+/// messages, Kademlia queries, identify and ping) into `registry`, under the `libp2p` prefix.
+/// Recording is a few atomic increments per swarm event, done by the loop that owns the swarm.
+pub fn new_with_metrics(
+    config: NetConfig,
+    registry: &mut libp2p::metrics::Registry,
+) -> Result<(Client, mpsc::Receiver<NetEvent>, EventLoop), NetError> {
+    // `Metrics::new` registers its series under its own `libp2p_` prefix.
+    let metrics = libp2p::metrics::Metrics::new(registry);
+    build(config, Some(metrics))
+}
+
+fn build(
+    config: NetConfig,
+    metrics: Option<libp2p::metrics::Metrics>,
+) -> Result<(Client, mpsc::Receiver<NetEvent>, EventLoop), NetError> {
     let bootstrap = config.check()?;
     let mut swarm = build_swarm(&config)?;
     for addr in &config.listen {
@@ -558,8 +580,23 @@ pub fn new(config: NetConfig) -> Result<(Client, mpsc::Receiver<NetEvent>, Event
         next_ack: 0,
         refusals: RecentRefusals::new(),
         guard,
+        metrics,
     };
     Ok((client, event_rx, event_loop))
+}
+
+/// Hands one swarm event to libp2p's metrics: the swarm's own view, and the event of the
+/// behaviour that has a recorder.
+fn record_metrics(metrics: &libp2p::metrics::Metrics, event: &SwarmEvent<BehaviourEvent>) {
+    use libp2p::metrics::Recorder;
+    metrics.record(event);
+    match event {
+        SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => metrics.record(e),
+        SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => metrics.record(e),
+        SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),
+        SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => metrics.record(e),
+        _ => {}
+    }
 }
 
 fn subscribe(swarm: &mut Swarm<Behaviour>, topic: &str) -> Result<(), NetError> {
@@ -1139,6 +1176,9 @@ impl EventLoop {
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(metrics) = &self.metrics {
+            record_metrics(metrics, &event);
+        }
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Direct(event)) => self.on_direct(event).await,

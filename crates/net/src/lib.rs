@@ -85,10 +85,13 @@ pub use config::{
 pub use counters::NetCounters;
 pub use event_loop::{
     AckId, Client, EventLoop, NetError, NetEvent, NetStatus, PeerInfo, PublishError, PublishReport,
-    Via, new,
+    Via, new, new_with_metrics,
 };
 pub use guard::{BannedPeer, Budget, FloodControl, MAX_TRACKED};
 pub use keys::{peer_id_of, protocol_keypair, public_key_of};
+/// The Prometheus registry type [`new_with_metrics`] records into (prometheus-client's, the
+/// one copy libp2p's metrics use).
+pub use libp2p::metrics::Registry as MetricsRegistry;
 
 pub use libp2p::{Multiaddr, PeerId, identity};
 

@@ -238,6 +238,16 @@ class Client:
     def openapi(self) -> dict:
         return self._call("GET", "/v1/openapi.json")
 
+    def metrics(self) -> str:
+        """`GET /metrics`: the node's Prometheus metrics, in the OpenMetrics text format."""
+        answer = self._call("GET", "/metrics")
+        return answer.decode() if isinstance(answer, bytes) else str(answer)
+
+    def ui_login(self) -> dict:
+        """`POST /v1/ui/login`: a one-time address (`url`, valid `expires_in_ms`) that signs a
+        browser in to the node's read-only web view."""
+        return self._call("POST", "/v1/ui/login", {})
+
     # --- coordination -------------------------------------------------------------------
     def publish(self, capability: str = "", wait: bool = False, **fields: Any) -> Published:
         """`POST /v1/intents` with the PublishIntent fields (input, budget, deadline_ms,

@@ -125,6 +125,18 @@ class SdkAgainstNodes(unittest.TestCase):
         self.assertEqual(short.exception.code, "bad_request")
         self.assertEqual(self.requester.openapi()["openapi"], "3.1.0")
 
+    def test_metrics_and_the_web_view_sign_in(self):
+        self.round("counted")
+        text = self.requester.metrics()
+        self.assertTrue(text.endswith("# EOF\n"), text[-200:])
+        started = [line for line in text.splitlines()
+                   if line.startswith('pvl_rounds_started_total{pattern="contract-net"} ')]
+        self.assertEqual(len(started), 1, text)
+        self.assertGreaterEqual(float(started[0].split()[-1]), 1)
+        login = self.requester.ui_login()
+        self.assertIn("/ui/login?code=", login["url"])
+        self.assertGreater(login["expires_in_ms"], 0)
+
     def test_the_directory_lists_the_builtin_and_the_agent(self):
         deadline = time.monotonic() + 30
         while True:
