@@ -17,7 +17,8 @@
 //! - [`recovery`]: the runs a previous process left open, for the engine to rebuild, and
 //!   outcomes read back from the store;
 //! - [`api`]: the control API (HTTP + JSON on loopback, bearer token, server-sent events);
-//! - [`cli`]: the command line, a thin client of that API.
+//! - [`cli`]: the command line, a thin client of that API;
+//! - [`mcp`]: `pvl mcp`, the node's tools for LLM agents over the Model Context Protocol.
 
 pub mod actor;
 pub mod agents;
@@ -28,5 +29,6 @@ pub mod daemon;
 pub mod executor;
 pub mod history;
 pub mod home;
+pub mod mcp;
 pub mod recorder;
 pub mod recovery;

@@ -108,6 +108,7 @@ pub struct Peer {
 /// The body of `POST /v1/intents`: one intent (contract-net, auction, consensus, adaptive),
 /// a workflow, or a parallel job. Unknown fields are refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PublishIntent {
     /// Capability wanted (not needed with `workflow`).
