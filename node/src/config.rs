@@ -91,7 +91,7 @@ impl ConsensusSection {
     }
 }
 
-/// `[tasks]`
+/// `[tasks]`: how this node runs the tasks it is awarded.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TasksSection {
@@ -105,7 +105,8 @@ impl Default for TasksSection {
     }
 }
 
-/// `[network]`
+/// `[network]`: what the node listens on, whom it bootstraps from, its private network
+/// (`psk` + `allow`) and the capabilities whose topics it joins.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkSection {
@@ -152,7 +153,7 @@ impl Default for NetworkSection {
     }
 }
 
-/// `[api]`
+/// `[api]`: the control API used by the CLI, the SDKs, agent programs and `pvl mcp`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
@@ -168,7 +169,7 @@ impl Default for ApiSection {
     }
 }
 
-/// `[store]`
+/// `[store]`: the trace store (sled) in `DIR/store`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
