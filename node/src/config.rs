@@ -263,6 +263,41 @@ fn line_of(text: &str, section: &str, nth: usize, key: Option<&str>) -> Option<u
     None
 }
 
+/// A decoding error of table `section`: its line from the error's place, its key quoted in
+/// the message (an unknown field) or else the key written on that line.
+fn decode_problem(text: &str, section: &str, e: &toml::de::Error) -> Problem {
+    let message = e.message().trim().to_owned();
+    let line = e
+        .span()
+        .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+    // `lines().count()` of the text before the place: the place's own line, unless the
+    // place starts a line (then the count is one short).
+    let line = line.map(|l| match e.span() {
+        Some(span) if span.start > 0 && text.as_bytes().get(span.start - 1) == Some(&b'\n') => {
+            l + 1
+        }
+        _ => l,
+    });
+    let key = quoted_field(&message).map(str::to_owned).or_else(|| {
+        let l = text.lines().nth(line? - 1)?;
+        let (key, _) = l.split_once('=')?;
+        Some(key.trim().to_owned())
+    });
+    let table = if section == "executor" {
+        "[[executor]]".to_owned()
+    } else {
+        format!("[{section}]")
+    };
+    Problem {
+        line,
+        key: match key {
+            Some(k) => format!("{table} {k}"),
+            None => table,
+        },
+        message,
+    }
+}
+
 /// The first `` `name` `` quoted in a deserialisation message (the field at fault).
 fn quoted_field(message: &str) -> Option<&str> {
     let start = message.find('`')? + 1;
@@ -317,48 +352,31 @@ impl Config {
             }
         }
         let mut config = Config::default();
-        fn section<T: serde::de::DeserializeOwned>(
-            problems: &mut Problems<'_>,
-            table: &toml::Table,
-            name: &str,
-            into: &mut T,
-        ) {
-            let Some(value) = table.get(name) else { return };
-            match value.clone().try_into::<T>() {
-                Ok(decoded) => *into = decoded,
-                Err(e) => {
-                    let message = e.message().trim().to_owned();
-                    let key = quoted_field(&message).map(str::to_owned);
-                    problems.add(name, 0, key.as_deref(), message);
+        // Each table is decoded from the text on its own (the other tables ignored), so its
+        // errors carry their place in the file.
+        macro_rules! section {
+            ($name:ident, $type:ty, $into:expr) => {{
+                #[derive(serde::Deserialize)]
+                struct Only {
+                    $name: Option<$type>,
                 }
-            }
-        }
-        section(&mut problems, &table, "network", &mut config.network);
-        section(&mut problems, &table, "api", &mut config.api);
-        section(&mut problems, &table, "store", &mut config.store);
-        section(&mut problems, &table, "tasks", &mut config.tasks);
-        section(&mut problems, &table, "consensus", &mut config.consensus);
-        match table.get("executor") {
-            None => {}
-            Some(toml::Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    match item.clone().try_into::<ExecutorConfig>() {
-                        Ok(executor) => config.executors.push(executor),
-                        Err(e) => {
-                            let message = e.message().trim().to_owned();
-                            let key = quoted_field(&message).map(str::to_owned);
-                            problems.add("executor", i, key.as_deref(), message);
-                        }
-                    }
+                match toml::from_str::<Only>(text) {
+                    Ok(Only {
+                        $name: Some(decoded),
+                    }) => $into = decoded,
+                    Ok(_) => {}
+                    Err(e) => problems
+                        .found
+                        .push(decode_problem(text, stringify!($name), &e)),
                 }
-            }
-            Some(_) => problems.add(
-                "executor",
-                0,
-                None,
-                "must be [[executor]] tables (one per capability)".into(),
-            ),
+            }};
         }
+        section!(network, NetworkSection, config.network);
+        section!(api, ApiSection, config.api);
+        section!(store, StoreSection, config.store);
+        section!(tasks, TasksSection, config.tasks);
+        section!(consensus, ConsensusSection, config.consensus);
+        section!(executor, Vec<ExecutorConfig>, config.executors);
         config.semantic_problems(&mut problems);
         if problems.found.is_empty() {
             Ok(config)
