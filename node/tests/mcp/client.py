@@ -38,10 +38,15 @@ def check(what, condition, detail=""):
         print(f"FAIL {what}: {detail}")
 
 
+def field(obj, snake, camel):
+    """A field of an MCP type: snake_case in mcp 2, camelCase in mcp 1."""
+    return getattr(obj, snake) if hasattr(obj, snake) else getattr(obj, camel)
+
+
 def answer(result):
     """The JSON text answer of a tool call (a tool error is shown in full)."""
     text = "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
-    if result.isError:
+    if field(result, "is_error", "isError"):
         raise AssertionError(f"tool error: {text}")
     return json.loads(text)
 
@@ -54,11 +59,12 @@ async def main():
     async with stdio_client(server) as (read, write):
         async with ClientSession(read, write) as session:
             init = await session.initialize()
-            check("server says who it is", init.serverInfo.name == "pvl", init.serverInfo)
+            info = field(init, "server_info", "serverInfo")
+            check("server says who it is", info.name == "pvl", info)
 
             tools = {t.name: t for t in (await session.list_tools()).tools}
             check("every tool is listed", EXPECTED_TOOLS <= set(tools), sorted(tools))
-            schema = tools["publish_intent"].inputSchema
+            schema = field(tools["publish_intent"], "input_schema", "inputSchema")
             check(
                 "publish_intent takes the API's PublishIntent",
                 "capability" in schema.get("properties", {})
@@ -119,7 +125,11 @@ async def main():
             )
 
             bad = await session.call_tool("show_trace", {"id": "00000000"})
-            check("a failing call is a tool error with the node's reason", bad.isError, bad)
+            check(
+                "a failing call is a tool error with the node's reason",
+                field(bad, "is_error", "isError"),
+                bad,
+            )
 
 
 asyncio.run(main())
