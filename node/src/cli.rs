@@ -587,7 +587,17 @@ fn init(dir: &Path, args: InitArgs) -> Result<()> {
     }
     // Refuse a configuration that `pvl run` would refuse.
     let text = config.render();
-    Config::parse(&text).context("the options give an invalid configuration")?;
+    if let Err(problems) = Config::check(&text) {
+        // The file is not written yet: its lines mean nothing to the user, the keys do.
+        let problems: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect();
+        bail!(
+            "the options give an invalid configuration: {}",
+            problems.join("; ")
+        );
+    }
     let key_path = dir.join(home::KEY_FILE);
     let keypair = if key_path.exists() {
         home::read_key(dir)?
