@@ -1,5 +1,6 @@
-//! The node directory: `config.toml`, `key`, `api-token`, `api.addr`, `store/`, and in a private
-//! network `swarm.key` and `allow.txt`.
+//! The node directory: `config.toml`, `key`, `api-token`, `api.addr`, `store/`, `pvl.lock`
+//! (held by the running node: one node per directory), and in a private network `swarm.key`
+//! and `allow.txt`.
 
 use std::fs;
 use std::io::Write;

@@ -3,8 +3,9 @@
 //! One `pvl` process runs on every participant machine. This crate wires the pieces:
 //!
 //! - [`home`]: the node directory (`config.toml`, `key` (0600), `api-token` (0600),
-//!   `api.addr`, `store/`, and for a private network `swarm.key` and `allow.txt`);
-//! - [`config`]: the configuration file, strictly parsed;
+//!   `api.addr`, `store/`, `pvl.lock`, and for a private network `swarm.key` and `allow.txt`);
+//! - [`config`]: the configuration file, strictly parsed, every problem named with its line
+//!   (`pvl config check`), and its reference generated from the types (`docs/CONFIG.md`);
 //! - [`daemon`]: `pvl run`, which starts the network event loop (`pvl-net`), opens the trace
 //!   store (`pvl-trace`), resumes the runs a previous process left open, starts the actor,
 //!   serves the control API and shuts down cleanly on SIGINT/SIGTERM (store flushed,
