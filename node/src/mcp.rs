@@ -7,8 +7,10 @@
 //! blocking calls of `pvl_api::Client` on tokio's blocking pool. Tool inputs are the control
 //! API's request types (`publish_intent` takes `pvl_api::PublishIntent` as it is, its JSON
 //! Schema derived with pvl-api's `schemars` feature); every answer is the API's answer type
-//! (`CapabilityListing`, `Published`, `TraceView`, `TraceAnalysis`) as JSON text, and a
-//! failure is a tool error whose text is the client's one-line message.
+//! (`CapabilityListing`, `Published`, `TraceView`, `TraceAnalysis`) as structured content
+//! with its JSON Schema as the tool's output schema (and the same JSON as text, for clients
+//! that read only text), and a failure is a tool error whose text is the client's one-line
+//! message.
 //!
 //! Tools:
 //! - `list_capabilities`: the capability directory (who serves what, at which terms);
@@ -22,10 +24,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use pvl_api::{Client, PublishIntent};
+use pvl_api::{CapabilityListing, Client, PublishIntent, Published, TraceAnalysis, TraceView};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::{ServerHandler, ServiceExt as _, schemars, tool, tool_handler, tool_router};
+use rmcp::{Json, ServerHandler, ServiceExt as _, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
 
 /// How long a tool waits for a run by default when the request names no deadline.
@@ -71,11 +73,11 @@ impl PvlMcp {
         }
     }
 
-    /// Runs `call` with a client of the node on the blocking pool; its answer as JSON text.
-    async fn call<T: serde::Serialize + Send + 'static>(
+    /// Runs `call` with a client of the node on the blocking pool; its typed answer.
+    async fn call<T: Send + 'static>(
         &self,
         call: impl FnOnce(Client) -> Result<T, pvl_api::ClientError> + Send + 'static,
-    ) -> Result<String, String> {
+    ) -> Result<Json<T>, String> {
         let dir = self.dir.clone();
         let answer = tokio::task::spawn_blocking(move || {
             let client = Client::open(&dir).map_err(|e| e.to_string())?;
@@ -83,7 +85,7 @@ impl PvlMcp {
         })
         .await
         .map_err(|e| format!("the call to the node did not finish: {e}"))??;
-        serde_json::to_string_pretty(&answer).map_err(|e| format!("cannot encode the answer: {e}"))
+        Ok(Json(answer))
     }
 
     /// The capability directory.
@@ -92,7 +94,7 @@ impl PvlMcp {
                        providers with their price, concurrency and input description. Use it \
                        to choose a capability before publish_intent."
     )]
-    async fn list_capabilities(&self) -> Result<String, String> {
+    async fn list_capabilities(&self) -> Result<Json<Vec<CapabilityListing>>, String> {
         self.call(|client| client.capabilities()).await
     }
 
@@ -107,7 +109,7 @@ impl PvlMcp {
     async fn publish_intent(
         &self,
         Parameters(mut request): Parameters<PublishIntent>,
-    ) -> Result<String, String> {
+    ) -> Result<Json<Published>, String> {
         if request.workflow.is_some() {
             return Err("give workflows to run_workflow".into());
         }
@@ -138,7 +140,7 @@ impl PvlMcp {
     async fn run_workflow(
         &self,
         Parameters(args): Parameters<RunWorkflow>,
-    ) -> Result<String, String> {
+    ) -> Result<Json<Published>, String> {
         let text = std::fs::read_to_string(&args.file)
             .map_err(|e| format!("cannot read {}: {e}", args.file))?;
         pvl_patterns::workflow::WorkflowSpec::parse(&text)
@@ -162,7 +164,10 @@ impl PvlMcp {
                        object (intent, offers, award, progress, done, receipt, events) in causal \
                        order."
     )]
-    async fn show_trace(&self, Parameters(args): Parameters<TraceId>) -> Result<String, String> {
+    async fn show_trace(
+        &self,
+        Parameters(args): Parameters<TraceId>,
+    ) -> Result<Json<TraceView>, String> {
         self.call(move |client| client.trace(&args.id)).await
     }
 
@@ -171,7 +176,10 @@ impl PvlMcp {
         description = "Analyse a trace: which pattern ran and why, who did what, consensus \
                        rounds, the critical path, the bottleneck task and offer latencies."
     )]
-    async fn analyze_trace(&self, Parameters(args): Parameters<TraceId>) -> Result<String, String> {
+    async fn analyze_trace(
+        &self,
+        Parameters(args): Parameters<TraceId>,
+    ) -> Result<Json<TraceAnalysis>, String> {
         self.call(move |client| client.analysis(&args.id)).await
     }
 }

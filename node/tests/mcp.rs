@@ -51,5 +51,5 @@ fn the_mcp_python_client_publishes_an_intent_through_pvl_mcp() {
         out.status.success(),
         "the MCP client failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("9 passed, 0 failed"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("10 passed, 0 failed"), "{stdout}\n{stderr}");
 }

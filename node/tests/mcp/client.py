@@ -48,7 +48,12 @@ def answer(result):
     text = "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
     if field(result, "is_error", "isError"):
         raise AssertionError(f"tool error: {text}")
-    return json.loads(text)
+    data = json.loads(text)
+    structured = field(result, "structured_content", "structuredContent")
+    # An object answer also comes as structured content, the same as the text.
+    if isinstance(data, dict) and structured != data:
+        raise AssertionError(f"structured content {structured} differs from the text {data}")
+    return data
 
 
 async def main():
@@ -64,6 +69,12 @@ async def main():
 
             tools = {t.name: t for t in (await session.list_tools()).tools}
             check("every tool is listed", EXPECTED_TOOLS <= set(tools), sorted(tools))
+            output = field(tools["publish_intent"], "output_schema", "outputSchema") or {}
+            check(
+                "publish_intent answers the API's Published (its output schema)",
+                "trace_id" in output.get("properties", {}),
+                output,
+            )
             schema = field(tools["publish_intent"], "input_schema", "inputSchema")
             check(
                 "publish_intent takes the API's PublishIntent",
