@@ -347,7 +347,10 @@ impl Config {
                         })
                         .map(|n| n + 1),
                     key: name.clone(),
-                    message: format!("unknown table (the tables are {})", SECTIONS.join(", ")),
+                    message: format!(
+                        "not a table of the configuration (the tables are {})",
+                        SECTIONS.join(", ")
+                    ),
                 });
             }
         }
@@ -838,6 +841,13 @@ mod tests {
                 .to_string()
                 .starts_with("line 3: [network] listen: a private network (psk) cannot use QUIC"),
             "{problems:?}"
+        );
+        let unknown =
+            Config::check("[tasks]\nmax_concurrent = 2\n\n[netwrk]\nlisten = []\n").unwrap_err();
+        assert_eq!(unknown.len(), 1, "{unknown:?}");
+        assert_eq!(
+            (unknown[0].line, unknown[0].key.as_str()),
+            (Some(4), "netwrk")
         );
         let syntax = Config::check("[network]\nlisten = [\n").unwrap_err();
         assert!(syntax[0].line.is_some(), "{syntax:?}");
