@@ -46,7 +46,7 @@ pub enum Command {
         command: PskCommand,
     },
     /// Run the node in the foreground (SIGINT/SIGTERM stop it cleanly).
-    Run,
+    Run(RunArgs),
     /// Show this node's peer id and addresses.
     Id(JsonFlag),
     /// Open the web view: prints a one-time sign-in address (single-use, valid two minutes)
@@ -77,6 +77,45 @@ pub enum Command {
         #[command(subcommand)]
         command: TraceCommand,
     },
+    /// The node's configuration file: check it, or print its reference.
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Serve the node to LLM agents: a Model Context Protocol server on stdin/stdout, for the
+    /// node running in the directory.
+    Mcp,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page `pvl(1)`, or write one page per command into a directory.
+    Man {
+        /// Write pvl.1, pvl-run.1, ... into this directory instead of printing pvl.1.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `pvl run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Also write the log to files: PATH's stem plus the date, rotated daily, the last 7 kept
+    /// (e.g. `--log-file /var/log/pvl/node.log` writes node.2026-01-31.log). Without it, the
+    /// log goes to standard error only (journald collects it under systemd).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+/// `pvl config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Parse and validate the node's config.toml: one line per problem, with its line and key.
+    Check,
+    /// Print the reference of every setting (Markdown, generated from the configuration types).
+    Reference,
 }
 
 /// `--json` for scripts.
@@ -346,7 +385,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", pvl_net::SwarmKey::generate()?.to_file_contents());
             Ok(())
         }
-        Command::Run => run_node(dir),
+        Command::Run(args) => run_node(dir, args),
         Command::Ui(flag) => {
             let login = client(&dir)?.ui_login()?;
             if flag.json {
@@ -371,6 +410,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => config_check(&dir),
+        Command::Config {
+            command: ConfigCommand::Reference,
+        } => {
+            print!("{}", crate::config::reference());
+            Ok(())
+        }
+        Command::Mcp => crate::mcp::serve(dir),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "pvl", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { out } => man(out.as_deref()),
         Command::Id(flag) => {
             let id = client(&dir)?.id()?;
             if flag.json {
@@ -540,7 +595,8 @@ fn init(dir: &Path, args: InitArgs) -> Result<()> {
         );
     }
     let mut config = Config::default();
-    if !args.listen.is_empty() {
+    let default_listen = args.listen.is_empty();
+    if !default_listen {
         config.network.listen = args.listen;
     }
     config.network.bootstrap = args.bootstrap;
@@ -579,7 +635,11 @@ fn init(dir: &Path, args: InitArgs) -> Result<()> {
             key.to_file_contents().as_bytes(),
         )?;
         config.network.psk = Some(home::SWARM_KEY_FILE.into());
-        config.network.listen.retain(|a| !a.contains("/quic"));
+        // The default QUIC address goes (pnet is TCP only); QUIC addresses given with
+        // --listen stay, and a configuration with nothing else is refused below.
+        if default_listen {
+            config.network.listen.retain(|a| !a.contains("/quic"));
+        }
     }
     if let Some(allow) = &args.allow {
         crate::daemon::read_allow_list(allow)?;
@@ -589,7 +649,17 @@ fn init(dir: &Path, args: InitArgs) -> Result<()> {
     }
     // Refuse a configuration that `pvl run` would refuse.
     let text = config.render();
-    Config::parse(&text).context("the options give an invalid configuration")?;
+    if let Err(problems) = Config::check(&text) {
+        // The file is not written yet: its lines mean nothing to the user, the keys do.
+        let problems: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect();
+        bail!(
+            "the options give an invalid configuration: {}",
+            problems.join("; ")
+        );
+    }
     let key_path = dir.join(home::KEY_FILE);
     let keypair = if key_path.exists() {
         home::read_key(dir)?
@@ -638,14 +708,28 @@ fn parse_builtin(spec: &str) -> Result<crate::executor::ExecutorConfig> {
     Ok(config)
 }
 
-fn run_node(dir: PathBuf) -> Result<()> {
+fn run_node(dir: PathBuf, args: RunArgs) -> Result<()> {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,libp2p=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+    let file = match &args.log_file {
+        Some(path) => Some(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(log_files(path)?),
+        ),
+        None => None,
+    };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr),
+        )
+        .with(file)
         .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -653,8 +737,85 @@ fn run_node(dir: PathBuf) -> Result<()> {
     runtime.block_on(crate::daemon::run(dir, crate::daemon::shutdown_signal()))
 }
 
+/// The daily-rotated log files of `--log-file PATH`: `STEM.DATE.EXT` beside PATH.
+fn log_files(path: &Path) -> Result<tracing_appender::rolling::RollingFileAppender> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("--log-file: cannot create {}", parent.display()))?;
+    let name = path
+        .file_name()
+        .map(Path::new)
+        .context("--log-file needs a file name, e.g. /var/log/pvl/node.log")?;
+    let mut builder = tracing_appender::rolling::RollingFileAppender::builder()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .max_log_files(7)
+        .filename_prefix(name.file_stem().unwrap_or_default().to_string_lossy());
+    if let Some(ext) = name.extension() {
+        builder = builder.filename_suffix(ext.to_string_lossy());
+    }
+    builder
+        .build(parent)
+        .with_context(|| format!("--log-file: cannot write in {}", parent.display()))
+}
+
+/// `pvl config check`: every problem of the directory's config.toml, one line each.
+fn config_check(dir: &Path) -> Result<()> {
+    let path = dir.join(home::CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {} (create it with `pvl init --dir {}`)",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    let mut problems = match Config::check(&text) {
+        Ok(config) => crate::config::file_problems(dir, &config),
+        Err(problems) => problems,
+    };
+    problems.sort_by_key(|p| p.line);
+    if problems.is_empty() {
+        say!("{}: ok", path.display());
+        return Ok(());
+    }
+    for problem in &problems {
+        eprintln!("{}:{problem}", path.display());
+    }
+    bail!(
+        "{} problem(s) in {}: fix them and run `pvl config check` again",
+        problems.len(),
+        path.display()
+    )
+}
+
+/// `pvl man`: pvl(1) on stdout, or every command's page into `out`.
+fn man(out: Option<&Path>) -> Result<()> {
+    let command = <Cli as clap::CommandFactory>::command();
+    match out {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            use std::io::Write as _;
+            std::io::stdout().write_all(&page)?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+            say!("wrote the man pages into {}", dir.display());
+        }
+    }
+    Ok(())
+}
+
 fn publish(dir: &Path, args: PublishArgs) -> Result<()> {
     let mut request = round_request(&args.round)?;
+    if args.parallel.is_none() {
+        check_input_size(&request)?;
+    }
     request.capability = args.capability;
     if let Some(pattern) = &args.pattern {
         if pattern != "auto" {
@@ -706,6 +867,26 @@ fn read_workflow(file: &Path) -> Result<pvl_patterns::workflow::WorkflowSpec> {
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     pvl_patterns::workflow::WorkflowSpec::parse(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+}
+
+/// Refuses an input larger than one intent carries inline, before anything is sent.
+fn check_input_size(request: &PublishIntent) -> Result<()> {
+    let bytes = request
+        .input
+        .as_ref()
+        .map(String::len)
+        .or_else(|| request.input_hex.as_ref().map(|h| h.len() / 2))
+        .unwrap_or(0);
+    if bytes > pvl_protocol::MAX_INLINE_PAYLOAD {
+        bail!(
+            "the input is {bytes} bytes, more than the {} an intent carries (the control API \
+             takes at most {} bytes per request): give a smaller input, or split it with \
+             --parallel N",
+            pvl_protocol::MAX_INLINE_PAYLOAD,
+            pvl_api::MAX_BODY_BYTES
+        );
+    }
+    Ok(())
 }
 
 /// The request fields shared by intents and workflows.

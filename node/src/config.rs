@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::executor::ExecutorConfig;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Peer-to-peer settings.
@@ -35,7 +35,7 @@ pub struct Config {
 /// provider=<hex> offer=<hex> cost=N eta_ms=N input_sha256=<hex>`) and answers on stdout with
 /// `approve [reason]` or `reject reason`; a non-zero exit, a timeout or any other answer is a
 /// rejection with that as the reason.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsensusSection {
     /// The vote when no rule rejects.
@@ -94,7 +94,7 @@ impl ConsensusSection {
 }
 
 /// `[flood]`: per-peer budgets, offences and bans (SPEC.md §20).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FloodSection {
     /// Gossiped intents and ads accepted per signer per second.
@@ -141,8 +141,8 @@ impl FloodSection {
     }
 }
 
-/// `[tasks]`
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// `[tasks]`: how this node runs the tasks it is awarded.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TasksSection {
     /// Most awarded tasks this node runs at once.
@@ -155,8 +155,9 @@ impl Default for TasksSection {
     }
 }
 
-/// `[network]`
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// `[network]`: what the node listens on, whom it bootstraps from, its private network
+/// (`psk` + `allow`) and the capabilities whose topics it joins.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkSection {
     /// Multiaddresses to listen on.
@@ -202,8 +203,8 @@ impl Default for NetworkSection {
     }
 }
 
-/// `[api]`
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// `[api]`: the control API used by the CLI, the SDKs, agent programs and `pvl mcp`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
     /// Loopback address of the control API (port 0 picks a free port; see `api.addr`).
@@ -218,8 +219,8 @@ impl Default for ApiSection {
     }
 }
 
-/// `[store]`
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// `[store]`: the trace store (sled) in `DIR/store`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
     /// sled page cache, in MiB.
@@ -237,41 +238,301 @@ impl Default for StoreSection {
     }
 }
 
-impl Config {
-    /// Parses and checks the file's text.
-    pub fn parse(text: &str) -> anyhow::Result<Config> {
-        let config: Config = toml::from_str(text)?;
-        let api: std::net::SocketAddr = config
-            .api
-            .listen
-            .parse()
-            .map_err(|e| anyhow::anyhow!("[api] listen `{}`: {e}", config.api.listen))?;
-        if !api.ip().is_loopback() {
-            anyhow::bail!(
-                "[api] listen must be a loopback address, not {}",
-                config.api.listen
-            );
+/// One problem of a configuration file: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The 1-based line, when it could be found.
+    pub line: Option<usize>,
+    /// The setting, e.g. `[network] bootstrap`.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.key, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
         }
-        let mut seen = std::collections::HashSet::new();
-        for executor in &config.executors {
-            executor
-                .check()
-                .map_err(|e| anyhow::anyhow!("[[executor]] {e}"))?;
-            if !seen.insert(executor.capability.as_str()) {
-                anyhow::bail!("[[executor]] `{}` is declared twice", executor.capability);
+    }
+}
+
+/// The top-level tables of the file.
+const SECTIONS: [&str; 7] = [
+    "network",
+    "api",
+    "store",
+    "tasks",
+    "consensus",
+    "flood",
+    "executor",
+];
+
+/// Collects problems, finding each one's line in the text.
+struct Problems<'a> {
+    text: &'a str,
+    found: Vec<Problem>,
+}
+
+impl Problems<'_> {
+    /// A problem with `key` of `section` (`None`: the table itself); `nth` counts `[[executor]]`
+    /// tables.
+    fn add(&mut self, section: &str, nth: usize, key: Option<&str>, message: String) {
+        let line = line_of(self.text, section, nth, key);
+        let key = match (section, key) {
+            ("executor", Some(k)) => format!("[[executor]] #{} {k}", nth + 1),
+            ("executor", None) => format!("[[executor]] #{}", nth + 1),
+            (s, Some(k)) => format!("[{s}] {k}"),
+            (s, None) => format!("[{s}]"),
+        };
+        self.found.push(Problem { line, key, message });
+    }
+}
+
+/// The line of `key` in the `nth` table named `section` (its header line without a key).
+fn line_of(text: &str, section: &str, nth: usize, key: Option<&str>) -> Option<usize> {
+    let mut current = String::new();
+    let mut seen = 0usize;
+    for (number, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            let name = line.trim_matches(|c| c == '[' || c == ']').trim();
+            if name == section {
+                seen += 1;
+                if key.is_none() && seen == nth + 1 {
+                    return Some(number + 1);
+                }
+            }
+            current = name.to_owned();
+            continue;
+        }
+        if let Some(key) = key
+            && current == section
+            && seen == nth + 1
+            && line.strip_prefix(key).is_some_and(|rest| {
+                let rest = rest.trim_start();
+                rest.starts_with('=')
+            })
+        {
+            return Some(number + 1);
+        }
+    }
+    None
+}
+
+/// A decoding error of table `section`: its line from the error's place, its key quoted in
+/// the message (an unknown field) or else the key written on that line.
+fn decode_problem(text: &str, section: &str, e: &toml::de::Error) -> Problem {
+    let message = e.message().trim().to_owned();
+    let line = e
+        .span()
+        .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+    // `lines().count()` of the text before the place: the place's own line, unless the
+    // place starts a line (then the count is one short).
+    let line = line.map(|l| match e.span() {
+        Some(span) if span.start > 0 && text.as_bytes().get(span.start - 1) == Some(&b'\n') => {
+            l + 1
+        }
+        _ => l,
+    });
+    let key = quoted_field(&message).map(str::to_owned).or_else(|| {
+        let l = text.lines().nth(line? - 1)?;
+        let (key, _) = l.split_once('=')?;
+        Some(key.trim().to_owned())
+    });
+    let table = if section == "executor" {
+        "[[executor]]".to_owned()
+    } else {
+        format!("[{section}]")
+    };
+    Problem {
+        line,
+        key: match key {
+            Some(k) => format!("{table} {k}"),
+            None => table,
+        },
+        message,
+    }
+}
+
+/// The first `` `name` `` quoted in a deserialisation message (the field at fault).
+fn quoted_field(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+impl Config {
+    /// Parses and checks the file's text; the error lists every problem found.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        Config::check(text).map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("{}", lines.join("; "))
+        })
+    }
+
+    /// Parses and checks the file's text: the configuration, or every problem found, each
+    /// with its line and key (TOML syntax stops at the first error; each table is decoded
+    /// on its own, so a mistake in one does not hide those in another).
+    pub fn check(text: &str) -> Result<Config, Vec<Problem>> {
+        let mut problems = Problems {
+            text,
+            found: Vec::new(),
+        };
+        let table: toml::Table = match toml::from_str(text) {
+            Ok(table) => table,
+            Err(e) => {
+                let line = e
+                    .span()
+                    .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+                return Err(vec![Problem {
+                    line,
+                    key: "TOML syntax".into(),
+                    message: e.message().trim().to_owned(),
+                }]);
+            }
+        };
+        for name in table.keys() {
+            if !SECTIONS.contains(&name.as_str()) {
+                problems.found.push(Problem {
+                    line: text
+                        .lines()
+                        .position(|l| {
+                            let l = l.trim();
+                            l.trim_matches(|c| c == '[' || c == ']').trim() == name
+                                || l.starts_with(name.as_str())
+                        })
+                        .map(|n| n + 1),
+                    key: name.clone(),
+                    message: format!(
+                        "not a table of the configuration (the tables are {})",
+                        SECTIONS.join(", ")
+                    ),
+                });
             }
         }
-        for addr in config
-            .network
-            .listen
-            .iter()
-            .chain(&config.network.bootstrap)
-        {
-            addr.parse::<pvl_net::Multiaddr>()
-                .map_err(|e| anyhow::anyhow!("[network] address `{addr}`: {e}"))?;
+        let mut config = Config::default();
+        // Each table is decoded from the text on its own (the other tables ignored), so its
+        // errors carry their place in the file.
+        macro_rules! section {
+            ($name:ident, $type:ty, $into:expr) => {{
+                #[derive(serde::Deserialize)]
+                struct Only {
+                    $name: Option<$type>,
+                }
+                match toml::from_str::<Only>(text) {
+                    Ok(Only {
+                        $name: Some(decoded),
+                    }) => $into = decoded,
+                    Ok(_) => {}
+                    Err(e) => problems
+                        .found
+                        .push(decode_problem(text, stringify!($name), &e)),
+                }
+            }};
         }
-        config.consensus.rules()?;
-        Ok(config)
+        section!(network, NetworkSection, config.network);
+        section!(api, ApiSection, config.api);
+        section!(store, StoreSection, config.store);
+        section!(tasks, TasksSection, config.tasks);
+        section!(consensus, ConsensusSection, config.consensus);
+        section!(flood, FloodSection, config.flood);
+        section!(executor, Vec<ExecutorConfig>, config.executors);
+        config.semantic_problems(&mut problems);
+        if problems.found.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems.found)
+        }
+    }
+
+    /// The checks beyond the types: addresses, the API's loopback rule, executors, votes.
+    fn semantic_problems(&self, problems: &mut Problems<'_>) {
+        match self.api.listen.parse::<std::net::SocketAddr>() {
+            Err(e) => problems.add(
+                "api",
+                0,
+                Some("listen"),
+                format!("`{}` is not HOST:PORT: {e}", self.api.listen),
+            ),
+            Ok(api) if !api.ip().is_loopback() => problems.add(
+                "api",
+                0,
+                Some("listen"),
+                format!(
+                    "must be a loopback address, not {} (e.g. 127.0.0.1:0)",
+                    self.api.listen
+                ),
+            ),
+            Ok(_) => {}
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, executor) in self.executors.iter().enumerate() {
+            if let Err(e) = executor.check() {
+                problems.add("executor", i, None, e);
+            }
+            if !seen.insert(executor.capability.as_str()) {
+                problems.add(
+                    "executor",
+                    i,
+                    Some("capability"),
+                    format!("`{}` is declared twice", executor.capability),
+                );
+            }
+        }
+        let n = &self.network;
+        for addr in &n.listen {
+            if let Err(e) = addr.parse::<pvl_net::Multiaddr>() {
+                problems.add(
+                    "network",
+                    0,
+                    Some("listen"),
+                    format!("address `{addr}`: {e}"),
+                );
+            }
+        }
+        for addr in &n.bootstrap {
+            match addr.parse::<pvl_net::Multiaddr>() {
+                Err(e) => problems.add(
+                    "network",
+                    0,
+                    Some("bootstrap"),
+                    format!("address `{addr}`: {e}"),
+                ),
+                Ok(parsed)
+                    if !matches!(
+                        parsed.iter().last(),
+                        Some(libp2p::multiaddr::Protocol::P2p(_))
+                    ) =>
+                {
+                    problems.add(
+                        "network",
+                        0,
+                        Some("bootstrap"),
+                        format!(
+                            "`{addr}` does not end in /p2p/<peer id>: a bootstrap peer is \
+                             dialled and checked by its id (`pvl id` on that node prints its \
+                             full address)"
+                        ),
+                    )
+                }
+                Ok(_) => {}
+            }
+        }
+        if n.psk.is_some() && !n.listen.is_empty() && n.listen.iter().all(|a| a.contains("/quic")) {
+            problems.add(
+                "network",
+                0,
+                Some("listen"),
+                "a private network (psk) cannot use QUIC, and every listen address is QUIC: \
+                 add a TCP address such as /ip4/0.0.0.0/tcp/4001"
+                    .into(),
+            );
+        }
+        if let Err(e) = self.consensus.rules() {
+            problems.add("consensus", 0, Some("deny_providers"), format!("{e:#}"));
+        }
     }
 
     /// The commented file `pvl init` writes: every setting with its value.
@@ -438,6 +699,164 @@ fn name_example(name: &str) -> &'static str {
     }
 }
 
+/// The problems of the files the configuration names (swarm key, allow-list), read from
+/// `dir`; their lines are those of `config.toml` when found.
+pub fn file_problems(dir: &std::path::Path, config: &Config) -> Vec<Problem> {
+    let mut found = Vec::new();
+    let n = &config.network;
+    if let Some(psk) = &n.psk {
+        let path = dir.join(psk);
+        let problem = match std::fs::read_to_string(&path) {
+            Err(e) => Some(format!(
+                "cannot read {}: {e} (create one with `pvl psk gen`)",
+                path.display()
+            )),
+            Ok(text) => pvl_net::SwarmKey::parse(&text)
+                .err()
+                .map(|e| format!("{} is not a swarm key: {e}", path.display())),
+        };
+        if let Some(message) = problem {
+            found.push(Problem {
+                line: None,
+                key: "[network] psk".into(),
+                message,
+            });
+        }
+    }
+    if let Some(allow) = &n.allow
+        && let Err(e) = crate::daemon::read_allow_list(&dir.join(allow))
+    {
+        found.push(Problem {
+            line: None,
+            key: "[network] allow".into(),
+            message: format!("{e:#}"),
+        });
+    }
+    found
+}
+
+/// The configuration reference (Markdown), generated from the types of this module and their
+/// documentation: `docs/CONFIG.md` is this text (a test keeps the two together).
+pub fn reference() -> String {
+    let schema = schemars::schema_for!(Config);
+    let root = schema.as_value();
+    let defs = &root["$defs"];
+    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+    let mut out = String::from(
+        "# pvl configuration reference\n\n\
+         <!-- Generated from node/src/config.rs by `pvl config reference`; do not edit. \
+         Regenerate with `PVL_UPDATE_CONFIG_DOC=1 cargo test -p pvl-node --lib config`. -->\n\n\
+         A node reads `config.toml` in its directory (`pvl init` writes one with every setting). \
+         Unknown keys are errors. Check a file with `pvl config check --dir DIR`; \
+         restart `pvl run` after a change.\n",
+    );
+    let sections = [
+        ("network", "NetworkSection", "[network]"),
+        ("api", "ApiSection", "[api]"),
+        ("store", "StoreSection", "[store]"),
+        ("tasks", "TasksSection", "[tasks]"),
+        ("consensus", "ConsensusSection", "[consensus]"),
+        ("flood", "FloodSection", "[flood]"),
+        ("executor", "ExecutorConfig", "[[executor]]"),
+    ];
+    for (name, def, header) in sections {
+        let def = &defs[def];
+        out.push_str(&format!("\n## `{header}`\n\n"));
+        if let Some(text) = def["description"].as_str() {
+            out.push_str(&one_paragraph_per_blank_line(text));
+            out.push_str("\n\n");
+        }
+        out.push_str("| key | type | default | meaning |\n|---|---|---|---|\n");
+        let required: Vec<&str> = def["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        if let Some(props) = def["properties"].as_object() {
+            for (key, prop) in props {
+                let default = match defaults[name].get(key) {
+                    Some(v) => format!("`{}`", toml_value(v)),
+                    None if required.contains(&key.as_str()) => "required".to_owned(),
+                    None => match prop.get("default") {
+                        Some(v) => format!("`{}`", toml_value(v)),
+                        None => "none".to_owned(),
+                    },
+                };
+                out.push_str(&format!(
+                    "| `{key}` | {} | {default} | {} |\n",
+                    type_name(prop, defs),
+                    prop["description"]
+                        .as_str()
+                        .unwrap_or("")
+                        .replace('\n', " ")
+                        .replace('|', "\\|")
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn one_paragraph_per_blank_line(text: &str) -> String {
+    text.split("\n\n")
+        .map(|p| p.replace('\n', " "))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// A schema's type in TOML words.
+fn type_name(prop: &serde_json::Value, defs: &serde_json::Value) -> String {
+    if let Some(reference) = prop["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap_or("");
+        return type_name(&defs[name], defs);
+    }
+    if let Some(values) = prop["enum"].as_array() {
+        let names: Vec<String> = values
+            .iter()
+            .map(|v| format!("`{}`", toml_value(v)))
+            .collect();
+        return format!("one of {}", names.join(", "));
+    }
+    if let Some(options) = prop["oneOf"].as_array() {
+        let names: Vec<String> = options
+            .iter()
+            .filter_map(|o| o["const"].as_str().or_else(|| o["enum"][0].as_str()))
+            .map(|v| format!("`\"{v}\"`"))
+            .collect();
+        return format!("one of {}", names.join(", "));
+    }
+    let base = |t: &str| match t {
+        "array" => format!("array of {}", type_name(&prop["items"], defs)),
+        "integer" => "integer".to_owned(),
+        "boolean" => "boolean".to_owned(),
+        other => other.to_owned(),
+    };
+    match &prop["type"] {
+        serde_json::Value::String(t) => base(t),
+        serde_json::Value::Array(ts) => {
+            let names: Vec<String> = ts
+                .iter()
+                .filter_map(|t| t.as_str())
+                .filter(|t| *t != "null")
+                .map(base)
+                .collect();
+            format!("{} (optional)", names.join(" or "))
+        }
+        _ => "value".to_owned(),
+    }
+}
+
+/// A JSON value as TOML writes it.
+fn toml_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "none".to_owned(),
+        serde_json::Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(toml_value).collect::<Vec<_>>().join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,5 +888,76 @@ mod tests {
         assert!(err.to_string().contains("loopback"));
         let err = Config::parse("[network]\nbootstrap = [\"not an address\"]\n").unwrap_err();
         assert!(err.to_string().contains("not an address"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let text = "[network]\nbootstrap = [\"/ip4/1.2.3.4/tcp/1\"]\n\n[api]\nlisten = \
+                    \"0.0.0.0:1\"\n\n[store]\ncache = 3\n";
+        let problems = Config::check(text).unwrap_err();
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 3, "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("line 2: [network] bootstrap") && l.contains("/p2p/")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("line 5: [api] listen") && l.contains("loopback")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("line 8: [store] cache")),
+            "{lines:?}"
+        );
+        let quic_only =
+            "[network]\npsk = \"swarm.key\"\nlisten = [\"/ip4/0.0.0.0/udp/0/quic-v1\"]\n";
+        let problems = Config::check(quic_only).unwrap_err();
+        assert!(
+            problems[0]
+                .to_string()
+                .starts_with("line 3: [network] listen: a private network (psk) cannot use QUIC"),
+            "{problems:?}"
+        );
+        let unknown =
+            Config::check("[tasks]\nmax_concurrent = 2\n\n[netwrk]\nlisten = []\n").unwrap_err();
+        assert_eq!(unknown.len(), 1, "{unknown:?}");
+        assert_eq!(
+            (unknown[0].line, unknown[0].key.as_str()),
+            (Some(4), "netwrk")
+        );
+        let syntax = Config::check("[network]\nlisten = [\n").unwrap_err();
+        assert!(syntax[0].line.is_some(), "{syntax:?}");
+    }
+
+    /// docs/CONFIG.md is the generated reference. Regenerate with
+    /// `PVL_UPDATE_CONFIG_DOC=1 cargo test -p pvl-node --lib config`.
+    #[test]
+    fn the_checked_in_reference_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CONFIG.md");
+        let generated = reference();
+        if std::env::var_os("PVL_UPDATE_CONFIG_DOC").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "docs/CONFIG.md is out of date: run `PVL_UPDATE_CONFIG_DOC=1 cargo test -p pvl-node \
+             --lib config` and commit it"
+        );
+        for key in [
+            "bootstrap",
+            "listen",
+            "cache_mb",
+            "max_concurrent",
+            "deny_providers",
+            "eta_ms",
+        ] {
+            assert!(generated.contains(&format!("| `{key}` |")), "{key} missing");
+        }
     }
 }

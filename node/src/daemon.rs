@@ -86,7 +86,8 @@ fn net_config(
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read the swarm key {}", path.display()))?;
         net.swarm_key = Some(SwarmKey::parse(&text).with_context(|| path.display().to_string())?);
-        // QUIC cannot be wrapped by pnet: a private node listens on its TCP addresses only.
+        // QUIC cannot be wrapped by pnet: a private node listens on its TCP addresses only
+        // (a configuration with QUIC addresses only is refused by `Config::check`).
         net.listen.retain(|a| !a.to_string().contains("/quic"));
     }
     if let Some(allow) = &n.allow {
@@ -123,6 +124,8 @@ pub fn read_allow_list(path: &Path) -> Result<HashSet<PeerId>> {
 /// Runs the node until `shutdown` completes.
 pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()> {
     let config = home::read_config(&dir)?;
+    // Before anything is opened: a second process on the directory stops here.
+    let _lock = home::lock_dir(&dir)?;
     let keypair = home::read_key(&dir)?;
     let token = home::read_token(&dir)?;
     let key = pvl_net::protocol_keypair(&keypair)?;

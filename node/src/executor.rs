@@ -24,7 +24,7 @@ use crate::agents::{AgentHub, Answer};
 pub const BUILTINS: [&str; 4] = ["echo", "sha256", "wordcount", "sleep"];
 
 /// How a capability is executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutorKind {
     /// One of [`BUILTINS`].
@@ -38,8 +38,8 @@ pub enum ExecutorKind {
     Agent,
 }
 
-/// One `[[executor]]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// One `[[executor]]` table: a capability this node serves and how.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorConfig {
     /// The capability served.

@@ -1,5 +1,6 @@
-//! The node directory: `config.toml`, `key`, `api-token`, `api.addr`, `store/`, and in a private
-//! network `swarm.key` and `allow.txt`.
+//! The node directory: `config.toml`, `key`, `api-token`, `api.addr`, `store/`, `pvl.lock`
+//! (held by the running node: one node per directory), and in a private network `swarm.key`
+//! and `allow.txt`.
 
 use std::fs;
 use std::io::Write;
@@ -25,6 +26,43 @@ pub const SWARM_KEY_FILE: &str = "swarm.key";
 pub const ALLOW_FILE: &str = "allow.txt";
 /// The trace store (sled).
 pub const STORE_DIR: &str = "store";
+/// Held (`flock`) by the `pvl run` process using the directory; holds its process id.
+pub const LOCK_FILE: &str = "pvl.lock";
+
+/// Takes the directory for this process: one node per directory. The lock lasts as long as
+/// the returned file is open (and ends with the process, however it ends).
+pub fn lock_dir(dir: &Path) -> Result<fs::File> {
+    use std::io::{Read, Seek};
+    let path = dir.join(LOCK_FILE);
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if let Err(e) = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        if e != rustix::io::Errno::WOULDBLOCK {
+            bail!("cannot lock {}: {e}", path.display());
+        }
+        let mut pid = String::new();
+        let _ = file.read_to_string(&mut pid);
+        let pid = match pid.trim() {
+            "" => "unknown".to_owned(),
+            p => p.to_owned(),
+        };
+        bail!(
+            "a node is already running on {} (pid {pid}): stop it first, or give another --dir",
+            dir.display()
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    file.flush()?;
+    Ok(file)
+}
 
 /// The directory a command works on: `--dir`, else `$PVL_HOME`, else a per-user data dir.
 pub fn resolve_dir(dir: Option<PathBuf>) -> Result<PathBuf> {

@@ -38,6 +38,7 @@ pub struct WorkQuery {
 
 /// One piece of work for an agent program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct WorkItem {
     /// The item's id, for the answer's path.
     pub id: u64,
@@ -52,6 +53,7 @@ pub struct WorkItem {
 
 /// What an agent program is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Work {
     /// Bid on an intent, or decline.
@@ -64,18 +66,23 @@ pub enum Work {
 
 /// A proposal to vote on (`GET /v1/agents/votes`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct VoteRequest {
     /// The proposal.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub proposal: ObjectId,
     /// Its trace.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub trace_id: ObjectId,
     /// Who proposes (the requester).
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub proposer: PublicKey,
     /// What is voted on (the offer to award).
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub subject: ObjectId,
     /// The voting round.
     pub round: u32,
@@ -92,6 +99,7 @@ pub struct VoteRequest {
 
 /// The answer to a [`Work::Vote`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VoteAnswer {
     /// Approve or reject.
@@ -111,15 +119,19 @@ pub struct VotesQuery {
 
 /// An intent to bid on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct BidRequest {
     /// The intent.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub intent: ObjectId,
     /// Its trace.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub trace_id: ObjectId,
     /// Who asks.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub requester: PublicKey,
     /// The input, when it is UTF-8 text.
     pub input: Option<String>,
@@ -139,9 +151,11 @@ pub struct BidRequest {
 
 /// An awarded task to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct TaskRequest {
     /// The task (its `task_start` id).
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub task: ObjectId,
     /// The input, when it is UTF-8 text.
     pub input: Option<String>,
@@ -153,6 +167,7 @@ pub struct TaskRequest {
 
 /// The answer to a [`Work::Bid`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(tag = "decision", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BidAnswer {
     /// Offer on these terms.
@@ -186,6 +201,7 @@ pub enum BidAnswer {
 
 /// Progress on a [`Work::Task`], signed and sent to the requester by the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProgressReport {
     /// Fraction done, basis points.
@@ -198,6 +214,7 @@ pub struct ProgressReport {
 
 /// How a [`Work::Task`] ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TaskAnswer {
     /// Done: the output (text, or hex for bytes).

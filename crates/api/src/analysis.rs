@@ -12,14 +12,17 @@ use crate::types::{Pattern, TraceStatus};
 
 /// Everything the analysis finds out about a trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct TraceAnalysis {
     /// The trace.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub trace: ObjectId,
     /// The pattern detected.
     pub pattern: Pattern,
     /// The pattern the root intent asked for.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub hint: Option<PatternHint>,
     /// The adaptive choice recorded in the trace, if any.
     pub chosen_by_adaptive: Option<AdaptiveChoice>,
@@ -58,6 +61,7 @@ pub const MAX_LISTED_PROBLEMS: usize = 32;
 
 /// The result of verifying a node's copy of a trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct TraceVerification {
     /// Objects checked.
     pub checked: usize,
@@ -74,17 +78,21 @@ pub struct TraceVerification {
 
 /// The pattern an adaptive requester chose, from its `pattern-chosen` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct AdaptiveChoice {
     /// The chosen pattern.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub pattern: PatternHint,
     /// Why, one reason per rule that fired.
     pub reasons: Vec<String>,
     /// Providers avoided for a poor record.
     #[schema(value_type = Vec<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Vec<String>"))]
     pub avoid: Vec<PublicKey>,
     /// The `pattern-chosen` event.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub event: ObjectId,
     /// When the choice was made, unix ms.
     pub at_ms: u64,
@@ -92,11 +100,13 @@ pub struct AdaptiveChoice {
 
 /// Why a trace failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct TraceFailure {
     /// The ending event's `reason`, or the failed part's failure text.
     pub reason: String,
     /// The event that ended the trace, when one did.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub event: Option<ObjectId>,
     /// Its type (`intent-failed`, `workflow-failed`, `parallel-failed`).
     pub event_type: Option<String>,
@@ -108,20 +118,25 @@ pub struct TraceFailure {
 
 /// One task (a `task_start`) and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct TaskInfo {
     /// The task id.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub task: ObjectId,
     /// Its label (`main`, `shard-2`, a stage name).
     pub label: String,
     /// Who executes it.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub provider: PublicKey,
     /// Who awarded it.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub requester: PublicKey,
     /// The intent the awarded offer answers.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub intent: Option<ObjectId>,
     /// The capability asked for.
     pub capability: Option<String>,
@@ -139,6 +154,7 @@ pub struct TaskInfo {
     pub failure: Option<String>,
     /// The receipt.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub receipt: Option<ObjectId>,
     /// Whether the requester countersigned the receipt.
     pub countersigned: bool,
@@ -148,6 +164,7 @@ pub struct TaskInfo {
 
 /// What a part is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum PartKind {
     /// A workflow stage.
@@ -162,6 +179,7 @@ pub enum PartKind {
 
 /// One part and where its time went. Times are unix ms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct PartTiming {
     /// The label.
     pub label: String,
@@ -171,12 +189,15 @@ pub struct PartTiming {
     pub capability: Option<String>,
     /// The provider of the last award.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub provider: Option<PublicKey>,
     /// The last award.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub task: Option<ObjectId>,
     /// The part's first intent.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub intent: Option<ObjectId>,
     /// When that intent was signed.
     pub opened_at_ms: Option<u64>,
@@ -206,6 +227,7 @@ pub struct PartTiming {
 
 /// How a consensus round ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RoundOutcome {
     /// A quorum certificate was signed.
@@ -220,12 +242,15 @@ pub enum RoundOutcome {
 
 /// One member's vote in a round.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct RoundVote {
     /// The vote.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub vote: ObjectId,
     /// Who voted.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub member: PublicKey,
     /// Approve or reject.
     pub approve: bool,
@@ -237,19 +262,23 @@ pub struct RoundVote {
 
 /// One voting round (one proposal).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct ConsensusRound {
     /// The round number.
     pub round: u32,
     /// The proposal.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub proposal: ObjectId,
     /// What is voted on (the offer to award).
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub subject: ObjectId,
     /// The proposal's action text.
     pub action: String,
     /// Who proposed.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub proposer: PublicKey,
     /// Committee size.
     pub members: usize,
@@ -267,17 +296,21 @@ pub struct ConsensusRound {
     pub outcome: RoundOutcome,
     /// The quorum certificate, for an approved round.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub certificate: Option<ObjectId>,
     /// Members who signed two different votes in this round.
     #[schema(value_type = Vec<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Vec<String>"))]
     pub equivocators: Vec<PublicKey>,
 }
 
 /// Tasks handled by one provider in a trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct AgentTasks {
     /// The provider.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub provider: PublicKey,
     /// Tasks awarded to it.
     pub awarded: usize,
@@ -289,12 +322,15 @@ pub struct AgentTasks {
 
 /// One step of the critical path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct PathStep {
     /// The object.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub id: ObjectId,
     /// Its kind.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub kind: Kind,
     /// A short label.
     pub label: String,
@@ -308,6 +344,7 @@ pub struct PathStep {
 
 /// The chain of last-arriving causes from the trace's start to its latest object.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct CriticalPath {
     /// Steps, oldest first.
     pub steps: Vec<PathStep>,
@@ -317,15 +354,19 @@ pub struct CriticalPath {
 
 /// How long a provider took to answer an intent with an offer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct OfferLatency {
     /// The offer.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub offer: ObjectId,
     /// Who offered.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub provider: PublicKey,
     /// The intent answered.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub intent: ObjectId,
     /// Offer timestamp minus intent timestamp, ms.
     pub latency_ms: u64,

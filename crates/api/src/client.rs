@@ -52,6 +52,19 @@ pub enum ClientError {
         /// The error answer.
         body: ErrorBody,
     },
+    /// The request is larger than the API takes ([`crate::MAX_BODY_BYTES`]); it was not sent.
+    #[error(
+        "the request to {path} is {bytes} bytes, more than the control API's limit of {limit} \
+         bytes: send a smaller input (an intent carries at most 786,432 bytes inline)"
+    )]
+    TooLarge {
+        /// The route.
+        path: String,
+        /// The request body's size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The node's answer was not what the contract says.
     #[error("unexpected answer to {path}: {detail}")]
     Decode {
@@ -347,11 +360,25 @@ impl Client {
     }
 
     fn post_bytes<B: Serialize>(&self, path: &str, body: &B) -> Result<Vec<u8>, ClientError> {
+        // Checked here: the node refuses a larger body before reading it, which the sender
+        // sees as a broken connection rather than the node's 413.
+        let json = serde_json::to_vec(body).map_err(|e| ClientError::Decode {
+            path: path.to_owned(),
+            detail: format!("cannot encode the request: {e}"),
+        })?;
+        if json.len() > crate::MAX_BODY_BYTES {
+            return Err(ClientError::TooLarge {
+                path: path.to_owned(),
+                bytes: json.len(),
+                limit: crate::MAX_BODY_BYTES,
+            });
+        }
         let response = self
             .agent
             .post(format!("{}{path}", self.base))
             .header("Authorization", format!("Bearer {}", self.token))
-            .send_json(body)
+            .header("Content-Type", "application/json")
+            .send(&json[..])
             .map_err(|e| self.unreachable(e))?;
         self.check(response)
     }

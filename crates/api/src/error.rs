@@ -5,6 +5,7 @@ use utoipa::ToSchema;
 
 /// What went wrong, for programs. Each code has one HTTP status ([`ErrorCode::status`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: a query or path parameter is malformed (an id that is not hex, a bad format).
@@ -67,6 +68,7 @@ impl ErrorCode {
 
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     /// What went wrong, one line for people.
     pub error: String,
@@ -78,6 +80,7 @@ pub struct ErrorBody {
     /// For a publication that failed after the intent was signed and recorded: its trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub trace_id: Option<pvl_protocol::ObjectId>,
 }
 

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 /// Something that happened on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// An object was recorded in the trace store (sent, received or made by this node), or,
@@ -76,12 +77,15 @@ impl Event {
 
 /// An object recorded in the trace store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct ObjectEvent {
     /// Its id.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub id: ObjectId,
     /// Its kind.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub kind: Kind,
     /// For an event object: its type (`intent-failed`, `offer-selected`, ...).
     pub event_type: Option<String>,
@@ -91,9 +95,11 @@ pub struct ObjectEvent {
     pub peer: Option<String>,
     /// Its trace.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub trace_id: ObjectId,
     /// Who signed it.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub signer: PublicKey,
     /// When it was signed, unix ms.
     pub timestamp_ms: u64,

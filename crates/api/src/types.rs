@@ -9,11 +9,13 @@ use utoipa::{IntoParams, ToSchema};
 
 /// `GET /v1/id`: who this node is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct NodeId {
     /// libp2p peer id (derived from the public key).
     pub peer_id: String,
     /// ed25519 public key: signs every object this node makes.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub public_key: PublicKey,
     /// Multiaddresses the node listens on.
     pub listen_addrs: Vec<String>,
@@ -21,6 +23,7 @@ pub struct NodeId {
 
 /// `GET /v1/status`: network state, store size, the engine's runs and the work counters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct Status {
     /// libp2p peer id.
     pub peer_id: String,
@@ -53,6 +56,7 @@ pub struct Status {
 
 /// A peer banned for its offences: disconnected and ignored until `until_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct BannedPeer {
     /// libp2p peer id.
     pub peer_id: String,
@@ -64,6 +68,7 @@ pub struct BannedPeer {
 
 /// The `engine` field of [`Status`]: runs and objects handled since the node started.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct EngineStatus {
     /// Runs started by requests.
     pub runs_started: u64,
@@ -87,6 +92,7 @@ pub struct EngineStatus {
 /// The `counters` field of [`Status`]: this process's work, monotonic, for benchmarks that
 /// compare two readings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct Counters {
     /// ed25519 signatures made.
     pub signatures: u64,
@@ -122,6 +128,7 @@ pub struct Counters {
 
 /// One entry of `GET /v1/peers`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct Peer {
     /// libp2p peer id.
     pub peer_id: String,
@@ -140,6 +147,7 @@ pub struct Peer {
 /// The body of `POST /v1/intents`: one intent (contract-net, auction, consensus, adaptive),
 /// a workflow, or a parallel job. Unknown fields are refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PublishIntent {
     /// Capability wanted (not needed with `workflow`).
@@ -204,9 +212,11 @@ pub struct PublishIntent {
 /// The answer to `POST /v1/intents`: 201 once the intent went out, or 200 with the
 /// `outcome` when the request asked to `wait`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct Published {
     /// The run's trace (the root intent's id).
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub trace_id: ObjectId,
     /// Whether the first intent reached at least one peer.
     pub published: bool,
@@ -222,6 +232,7 @@ pub struct Published {
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
     /// The work was done and its receipt is in the trace.
@@ -250,16 +261,20 @@ impl Outcome {
 
 /// A completed run: who did the work, at what cost, with what result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct Completed {
     /// The provider of the (last) task (absent for a workflow or parallel run read back
     /// from the store: see `parts` of the live answer, or the trace).
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub provider: Option<PublicKey>,
     /// The task (its `task_start` id).
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub task: Option<ObjectId>,
     /// The offer awarded.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub offer: Option<ObjectId>,
     /// The cost agreed.
     pub cost: u64,
@@ -269,6 +284,7 @@ pub struct Completed {
     pub output_hex: Option<String>,
     /// The receipt.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub receipt_id: Option<ObjectId>,
     /// Whether the requester countersigned the receipt.
     pub receipt_countersigned: bool,
@@ -288,6 +304,7 @@ pub struct Completed {
 
 /// A failed run and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct Failed {
     /// The reason (`no-offers`, `deadline`, `all-providers-failed`, `requester-restarted`, ...).
     pub reason: String,
@@ -303,6 +320,7 @@ pub struct Failed {
 
 /// One stage (workflow) or shard (parallel) of a composite outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct Part {
     /// Stage name, `shard-<i>` or `reduce`.
     pub label: String,
@@ -314,9 +332,11 @@ pub struct Part {
     pub failure: Option<String>,
     /// Who did it.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub provider: Option<PublicKey>,
     /// Its task.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub task: Option<ObjectId>,
     /// Its cost (0 until awarded).
     pub cost: u64,
@@ -328,6 +348,7 @@ pub struct Part {
     pub output_hex: Option<String>,
     /// Its receipt.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub receipt_id: Option<ObjectId>,
     /// When it started, unix ms.
     pub started_ms: Option<u64>,
@@ -339,9 +360,11 @@ pub struct Part {
 
 /// `GET /v1/intents/{id}/outcome`: how the run of a trace this node coordinates ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct RunOutcome {
     /// The trace.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub trace_id: ObjectId,
     /// How it ended (its fields sit beside `trace_id`).
     #[serde(flatten)]
@@ -358,6 +381,7 @@ pub struct OutcomeQuery {
 
 /// The body of `POST /v1/intents/{id}/cancel`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
     /// Why, signed into the event that ends the run (default: `cancelled by the requester`).
@@ -384,6 +408,7 @@ pub struct EventsQuery {
 
 /// One capability in `GET /v1/capabilities`: who advertises it and on what terms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct CapabilityListing {
     /// The capability.
     pub capability: String,
@@ -393,9 +418,11 @@ pub struct CapabilityListing {
 
 /// One provider's advertisement of a capability (its signed capability ad).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct ProviderListing {
     /// The provider's public key.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub provider: PublicKey,
     /// Its libp2p peer id (derived from the key).
     pub peer_id: String,
@@ -417,11 +444,13 @@ pub struct ProviderListing {
     pub seen_at_ms: u64,
     /// The ad's id.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub ad: ObjectId,
 }
 
 /// Export formats of `GET /v1/traces/{id}/export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ExportFormat {
     /// The objects as JSON (`application/json`).
@@ -473,6 +502,7 @@ pub struct ExportQuery {
 
 /// Where a trace stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TraceStatus {
     /// No task has been awarded yet.
@@ -499,6 +529,7 @@ impl TraceStatus {
 
 /// A coordination pattern, as detected from a trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Pattern {
     /// Offers, award to the best, progress, done, receipt.
@@ -531,19 +562,23 @@ impl Pattern {
 
 /// One trace in brief: `GET /v1/traces` lists these, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct TraceSummary {
     /// The trace id.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub trace_id: ObjectId,
     /// The capability of the root intent (if the root is stored).
     pub capability: Option<String>,
     /// The pattern the root intent asked for.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub hint: Option<PatternHint>,
     /// The pattern detected.
     pub pattern: Pattern,
     /// The pattern an adaptive requester chose, if any.
     #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Option<String>"))]
     pub chosen_by_adaptive: Option<PatternHint>,
     /// Where it stands.
     pub status: TraceStatus,
@@ -563,28 +598,35 @@ pub struct TraceSummary {
 
 /// One signed object as JSON (a view for people and programs; the wire form is CBOR).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct ObjectView {
     /// Its id (SHA-256 of its signed bytes).
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub id: ObjectId,
     /// Its kind.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub kind: Kind,
     /// Protocol version.
     pub version: u64,
     /// The trace it belongs to.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub trace_id: ObjectId,
     /// Its parents' ids.
     #[schema(value_type = Vec<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Vec<String>"))]
     pub parents: Vec<ObjectId>,
     /// Who signed it.
     #[schema(value_type = String)]
+    #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub signer: PublicKey,
     /// When it was signed, unix ms.
     pub timestamp_ms: u64,
     /// The body, field by field as SPEC.md names them for its kind.
     #[schema(value_type = Object)]
+    #[cfg_attr(feature = "schemars", schemars(with = "serde_json::Value"))]
     pub body: serde_json::Value,
     /// The signature, hex.
     pub signature: String,
@@ -594,6 +636,7 @@ pub struct ObjectView {
 
 /// `GET /v1/traces/{id}`: one trace, its summary and its objects, parents before children.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct TraceView {
     /// The trace in brief.
     pub summary: TraceSummary,
@@ -607,6 +650,7 @@ pub struct TraceView {
 /// `HttpOnly`, `SameSite=Strict` session cookie, which authorises `GET` requests only (the web
 /// view is read-only, and a cookie that cannot change anything leaves nothing to forge).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct UiLogin {
     /// The address to open: `http://<api addr>/ui/login?code=<code>`.
     pub url: String,
