@@ -400,6 +400,16 @@ async fn metrics(State(state): State<Shared>) -> ApiResult<Response> {
             .iter()
             .map(|(refusal, count)| (refusal.code().to_owned(), count))
             .collect(),
+        flood: {
+            let net = pvl_net::NetCounters::snapshot();
+            vec![
+                ("gossip-rate-limited", net.gossip_rate_limited),
+                ("direct-rate-limited", net.direct_rate_limited),
+                ("offence", net.offences),
+                ("ban", net.bans),
+            ]
+        },
+        banned: status.banned.len(),
     };
     let text = state
         .metrics

@@ -132,6 +132,8 @@ struct Scraped {
     runs_running: I64Gauge,
     queues: Family<QueueLabel, I64Gauge>,
     engine_refusals: Family<ReasonLabel, U64Counter>,
+    flood: Family<ReasonLabel, U64Counter>,
+    banned: I64Gauge,
 }
 
 /// What the control API reads from the node's parts when scraped.
@@ -155,6 +157,11 @@ pub struct Readings {
     pub queued_publishes: usize,
     /// The engine's refusals so far, by code (monotonic).
     pub refusals: Vec<(String, u64)>,
+    /// Flood control so far (monotonic): `gossip-rate-limited`, `direct-rate-limited`,
+    /// `offence`, `ban` (SPEC.md §20).
+    pub flood: Vec<(&'static str, u64)>,
+    /// Peers banned now.
+    pub banned: usize,
 }
 
 fn gauge(value: impl TryInto<i64>) -> i64 {
@@ -268,6 +275,12 @@ impl Metrics {
             "Objects the engine refused, by reason",
             s.engine_refusals.clone(),
         );
+        pvl.register(
+            "flood_control",
+            "Flood control: messages over budget, offences and bans (SPEC.md §20), by event",
+            s.flood.clone(),
+        );
+        pvl.register("peers_banned", "Peers banned now", s.banned.clone());
         metrics.registry = Arc::new(Mutex::new(registry));
         metrics
     }
@@ -306,12 +319,23 @@ impl Metrics {
                 })
                 .set(gauge(depth));
         }
-        for (reason, count) in &readings.refusals {
-            let counter = s.engine_refusals.get_or_create(&ReasonLabel {
-                reason: reason.clone(),
+        s.banned.set(gauge(readings.banned));
+        let monotonic = readings
+            .refusals
+            .iter()
+            .map(|(reason, count)| (&s.engine_refusals, reason.as_str(), *count))
+            .chain(
+                readings
+                    .flood
+                    .iter()
+                    .map(|(event, count)| (&s.flood, *event, *count)),
+            );
+        for (family, reason, count) in monotonic {
+            let counter = family.get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
             });
             let seen = counter.get();
-            if *count > seen {
+            if count > seen {
                 counter.inc_by(count - seen);
             }
         }
@@ -364,11 +388,18 @@ mod tests {
             "{text}"
         );
         readings.refusals = vec![("unknown-trace".into(), 5)];
+        readings.flood = vec![("ban", 1)];
+        readings.banned = 1;
         let text = metrics.encode(&readings).expect("encodes");
         assert!(
             text.contains("pvl_engine_refusals_total{reason=\"unknown-trace\"} 5"),
             "{text}"
         );
+        assert!(
+            text.contains("pvl_flood_control_total{reason=\"ban\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("pvl_peers_banned 1"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

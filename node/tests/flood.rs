@@ -200,6 +200,15 @@ fn a_direct_flood_gets_the_sender_banned_and_honest_rounds_go_on() {
         "the rogue is not banned: {status}"
     );
     assert!(status["counters"]["bans"].as_u64().unwrap() >= 1);
+    let metrics = pvl_api::Client::open(&net.requester)
+        .unwrap()
+        .metrics()
+        .unwrap();
+    assert!(
+        metrics.contains("pvl_flood_control_total{reason=\"ban\"} 1")
+            && metrics.contains("pvl_peers_banned 1"),
+        "the ban is not in /metrics"
+    );
     wait_until("the requester to drop the rogue's connection", || {
         peer_entry(&net.requester, &rogue_peer)
             .is_some_and(|p| p["banned"] == true && p["connected"] == false)

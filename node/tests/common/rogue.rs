@@ -337,26 +337,7 @@ impl Rogue {
 
     /// A fresh intent signed by the rogue, sent directly (intents travel by gossip only).
     pub fn intent_directly(&self, to: &PublicKey) -> (Ack, SignedObject) {
-        let now = pvl_net::now_ms();
-        let intent = Envelope {
-            trace: None,
-            parents: vec![],
-            signer: self.key.public(),
-            timestamp_ms: now,
-            body: Body::Intent(Intent {
-                capability: "sha256".into(),
-                input: Payload::Inline(b"junk".to_vec()),
-                constraints: Default::default(),
-                strategy: Default::default(),
-                pattern: Default::default(),
-                committee: None,
-                nonce: u64::from_le_bytes(random_bytes()[..8].try_into().unwrap()),
-                expires_at_ms: now + 60_000,
-                audience: None,
-            }),
-        }
-        .sign(&self.key)
-        .unwrap();
+        let intent = self.junk_intent("sha256");
         (self.send(to, intent.clone()), intent)
     }
 }
