@@ -92,7 +92,9 @@ fn nodes_in_namespaces_coordinate_partition_heal_and_leave_nothing_behind() {
     assert_eq!(outcome["status"], "completed", "{outcome}");
     assert_eq!(outcome["output"], "across");
 
-    // Partition node-2: an intent from node-0 reaches node-1 only.
+    // Partition node-2: an intent from node-0 reaches node-1 only. The intents are for `echo`,
+    // which every node serves: a node keeps only the traces it takes part in (SPEC.md §20.3),
+    // and a provider that bids keeps the intent it bids on.
     let dir = net.dir.to_str().unwrap();
     success(
         &testnet(&["partition", "node-2", "--dir", dir]),
@@ -105,7 +107,7 @@ fn nodes_in_namespaces_coordinate_partition_heal_and_leave_nothing_behind() {
             "intent",
             "publish",
             "--capability",
-            "nobody",
+            "echo",
             "--input",
             "p",
         ],
@@ -135,7 +137,7 @@ fn nodes_in_namespaces_coordinate_partition_heal_and_leave_nothing_behind() {
             "intent",
             "publish",
             "--capability",
-            "nobody",
+            "echo",
             "--input",
             "h",
         ],
