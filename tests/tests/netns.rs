@@ -103,14 +103,7 @@ fn nodes_in_namespaces_coordinate_partition_heal_and_leave_nothing_behind() {
     let published = pvl_in(
         &ns0,
         &dir0,
-        &[
-            "intent",
-            "publish",
-            "--capability",
-            "echo",
-            "--input",
-            "p",
-        ],
+        &["intent", "publish", "--capability", "echo", "--input", "p"],
     );
     let trace = published["trace_id"].as_str().unwrap().to_owned();
     let holds = |i: usize, trace: &str| {
@@ -133,14 +126,7 @@ fn nodes_in_namespaces_coordinate_partition_heal_and_leave_nothing_behind() {
     let published = pvl_in(
         &ns0,
         &dir0,
-        &[
-            "intent",
-            "publish",
-            "--capability",
-            "echo",
-            "--input",
-            "h",
-        ],
+        &["intent", "publish", "--capability", "echo", "--input", "h"],
     );
     let trace = published["trace_id"].as_str().unwrap().to_owned();
     wait_until("the intent at node-2 after heal", || holds(2, &trace));
