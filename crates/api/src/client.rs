@@ -228,7 +228,8 @@ impl Client {
 
     /// `POST /v1/ui/login`: a one-time address that signs a browser in to the web view.
     pub fn ui_login(&self) -> Result<UiLogin, ClientError> {
-        self.post_json("/v1/ui/login", &serde_json::json!({}))
+        // The route takes no body; `()` sends `null`, which it ignores.
+        self.post_json("/v1/ui/login", &())
     }
 
     /// `GET /metrics`: the node's Prometheus metrics, in the OpenMetrics text format.
