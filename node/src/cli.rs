@@ -129,9 +129,14 @@ pub struct JsonFlag {
 /// `pvl init`
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Listen address (repeatable); default TCP and QUIC on all interfaces, random ports.
+    /// Listen address (repeatable); default TCP and QUIC on all interfaces on one port: --port,
+    /// else 4001, else (4001 taken) a free port chosen now. Written to the configuration, so
+    /// the node keeps its address across restarts.
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<String>,
+    /// The port of the default listen addresses (TCP and QUIC on all interfaces).
+    #[arg(long, value_name = "PORT", conflicts_with = "listen")]
+    pub port: Option<u16>,
     /// Bootstrap peer, ending in /p2p/<peer id> (repeatable).
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<String>,
@@ -598,6 +603,15 @@ fn init(dir: &Path, args: InitArgs) -> Result<()> {
     let default_listen = args.listen.is_empty();
     if !default_listen {
         config.network.listen = args.listen;
+    } else {
+        let port = match args.port {
+            Some(port) => port,
+            None => default_port(dir)?,
+        };
+        config.network.listen = vec![
+            format!("/ip4/0.0.0.0/tcp/{port}"),
+            format!("/ip4/0.0.0.0/udp/{port}/quic-v1"),
+        ];
     }
     config.network.bootstrap = args.bootstrap;
     if let Some(name) = args.capability.first() {
@@ -674,6 +688,51 @@ fn init(dir: &Path, args: InitArgs) -> Result<()> {
     say!("peer id     {}", keypair.public().to_peer_id());
     say!("run it with `pvl run --dir {}`", dir.display());
     Ok(())
+}
+
+/// The port `pvl init` writes when given neither --listen nor --port: the one already in
+/// the directory's configuration (re-initialising keeps the address), else
+/// [`crate::config::DEFAULT_PORT`] when both its TCP and UDP ports are free, else a free port
+/// chosen by the system (said on stderr).
+fn default_port(dir: &Path) -> Result<u16> {
+    let existing = std::fs::read_to_string(dir.join(home::CONFIG_FILE))
+        .ok()
+        .and_then(|text| Config::parse(&text).ok())
+        .and_then(|c| {
+            c.network.listen.iter().find_map(|a| {
+                let addr: pvl_net::Multiaddr = a.parse().ok()?;
+                addr.iter().find_map(|p| match p {
+                    libp2p::multiaddr::Protocol::Tcp(port) if port != 0 => Some(port),
+                    _ => None,
+                })
+            })
+        });
+    if let Some(port) = existing {
+        return Ok(port);
+    }
+    let wanted = crate::config::DEFAULT_PORT;
+    if port_free(wanted) {
+        return Ok(wanted);
+    }
+    for _ in 0..32 {
+        let listener = std::net::TcpListener::bind(("0.0.0.0", 0))
+            .context("cannot find a free port for the node")?;
+        let port = listener.local_addr()?.port();
+        drop(listener);
+        if port_free(port) {
+            eprintln!(
+                "port {wanted} is taken on this machine: listening on port {port} instead                  (choose one with --port)"
+            );
+            return Ok(port);
+        }
+    }
+    bail!("cannot find a port free for both TCP and UDP: choose one with --port")
+}
+
+/// Whether `port` is free for TCP and UDP on all interfaces now.
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+        && std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok()
 }
 
 /// Parses `NAME:PRICE:ETA_MS[:RELIABILITY_BPS]` into a builtin executor.

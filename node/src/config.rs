@@ -155,6 +155,10 @@ impl Default for TasksSection {
     }
 }
 
+/// The well-known port a node listens on (TCP and QUIC) unless `pvl init` was told otherwise
+/// or found it taken.
+pub const DEFAULT_PORT: u16 = 4001;
+
 /// `[network]`: what the node listens on, whom it bootstraps from, its private network
 /// (`psk` + `allow`) and the capabilities whose topics it joins.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
@@ -172,9 +176,13 @@ pub struct NetworkSection {
     pub capabilities: Vec<String>,
     /// Subscribe to the catch-all topic and see every intent.
     pub observe_all: bool,
-    /// Dial discovered peers while fewer than this many are connected.
+    /// Dial discovered peers, peers from the peer book and the bootstrap peers while fewer
+    /// than this many are connected.
     pub target_peers: usize,
-    /// Most connections kept open.
+    /// Above this many connected peers, close the least recently used connections (never
+    /// gossip mesh links) down to `target_peers`.
+    pub max_peers: usize,
+    /// Most connections open at once (a hard limit; beyond it new connections are refused).
     pub max_connections: u32,
     /// How long a publish waits for a subscribed peer, in ms.
     pub publish_timeout_ms: u64,
@@ -187,8 +195,8 @@ impl Default for NetworkSection {
     fn default() -> Self {
         NetworkSection {
             listen: vec![
-                "/ip4/0.0.0.0/tcp/0".into(),
-                "/ip4/0.0.0.0/udp/0/quic-v1".into(),
+                format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"),
+                format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1"),
             ],
             bootstrap: Vec::new(),
             psk: None,
@@ -196,6 +204,7 @@ impl Default for NetworkSection {
             capabilities: Vec::new(),
             observe_all: true,
             target_peers: 16,
+            max_peers: 32,
             max_connections: 128,
             publish_timeout_ms: 10_000,
             capability_ad_ttl_ms: 600_000,
@@ -520,6 +529,18 @@ impl Config {
                 Ok(_) => {}
             }
         }
+        if n.max_peers < n.target_peers {
+            problems.add(
+                "network",
+                0,
+                Some("max_peers"),
+                format!(
+                    "{} is below target_peers ({}): the node would close the connections it \
+                     just dialled",
+                    n.max_peers, n.target_peers
+                ),
+            );
+        }
         if n.psk.is_some() && !n.listen.is_empty() && n.listen.iter().all(|a| a.contains("/quic")) {
             problems.add(
                 "network",
@@ -560,9 +581,13 @@ impl Config {
              capabilities = {caps}\n\
              # Subscribe to the catch-all topic and see every intent.\n\
              observe_all = {observe_all}\n\
-             # Dial discovered peers while fewer than this many are connected.\n\
+             # Dial discovered peers, peers from the peer book and the bootstrap peers while\n\
+             # fewer than this many are connected.\n\
              target_peers = {target_peers}\n\
-             # Most connections kept open.\n\
+             # Above this many connected peers, close the least recently used connections\n\
+             # (never gossip mesh links) down to target_peers.\n\
+             max_peers = {max_peers}\n\
+             # Most connections open at once (beyond it new connections are refused).\n\
              max_connections = {max_connections}\n\
              # How long a publish waits for a subscribed peer, in ms.\n\
              publish_timeout_ms = {publish_timeout_ms}\n\
@@ -639,6 +664,7 @@ impl Config {
             caps = list(&n.capabilities),
             observe_all = n.observe_all,
             target_peers = n.target_peers,
+            max_peers = n.max_peers,
             max_connections = n.max_connections,
             publish_timeout_ms = n.publish_timeout_ms,
             ad_ttl = n.capability_ad_ttl_ms,

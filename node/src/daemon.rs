@@ -78,6 +78,8 @@ fn net_config(
     net.capabilities = config.served_capabilities();
     net.observe_all = n.observe_all;
     net.target_peers = n.target_peers;
+    net.max_peers = n.max_peers;
+    net.peer_book = Some(dir.join(crate::home::PEER_BOOK_FILE));
     net.max_connections = n.max_connections;
     net.publish_timeout = Duration::from_millis(n.publish_timeout_ms);
     net.flood = config.flood.to_net();

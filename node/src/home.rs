@@ -1,6 +1,6 @@
 //! The node directory: `config.toml`, `key`, `api-token`, `api.addr`, `store/`, `pvl.lock`
-//! (held by the running node: one node per directory), and in a private network `swarm.key`
-//! and `allow.txt`.
+//! (held by the running node: one node per directory), `peers.json` (the peer book: peers
+//! reached, redialled on start), and in a private network `swarm.key` and `allow.txt`.
 
 use std::fs;
 use std::io::Write;
@@ -26,6 +26,8 @@ pub const SWARM_KEY_FILE: &str = "swarm.key";
 pub const ALLOW_FILE: &str = "allow.txt";
 /// The trace store (sled).
 pub const STORE_DIR: &str = "store";
+/// The peer book: addresses of the peers this node reached, kept across restarts (pvl-net).
+pub const PEER_BOOK_FILE: &str = "peers.json";
 /// Held (`flock`) by the `pvl run` process using the directory; holds its process id.
 pub const LOCK_FILE: &str = "pvl.lock";
 

@@ -1,7 +1,8 @@
 //! Operating a node (issue 16), each from real `pvl` processes: shell completions, the man
 //! page, `pvl run --log-file`, `pvl config check`, and the one-line errors of the usual
 //! mistakes (a second node on a directory, an input over the API's limit, a bootstrap address
-//! without its peer id, a private network listening on QUIC only).
+//! without its peer id, a private network listening on QUIC only), a bootstrap peer named by
+//! DNS, and the fixed listen port `pvl init` writes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -303,4 +304,54 @@ fn a_private_network_on_quic_only_is_refused() {
         "{err}"
     );
     assert!(!dir.join("api.addr").exists());
+}
+
+/// A bootstrap entry may name its host by DNS (`/dns4/localhost/...`): the node resolves it and
+/// connects. And `pvl init` writes a fixed listen port (here the one `--port` asked for), which
+/// `init --force` keeps.
+#[test]
+fn a_bootstrap_peer_named_by_dns_is_reached_and_init_writes_a_fixed_port() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    common::init(&a, &[]);
+    let _first = common::Running::start(&a);
+    let addr = common::pvl_json(&a, &["id"])["listen_addrs"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // /ip4/127.0.0.1/tcp/PORT/p2p/ID -> /dns4/localhost/tcp/PORT/p2p/ID
+    let by_name = addr.replacen("/ip4/127.0.0.1/", "/dns4/localhost/", 1);
+    assert!(by_name.starts_with("/dns4/localhost/tcp/"), "{by_name}");
+
+    let b = tmp.path().join("b");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    common::pvl_ok(&b, &["init", "--port", &port, "--bootstrap", &by_name]);
+    let config = std::fs::read_to_string(b.join("config.toml")).unwrap();
+    assert!(
+        config.contains(&format!(
+            "\"/ip4/0.0.0.0/tcp/{port}\", \"/ip4/0.0.0.0/udp/{port}/quic-v1\""
+        )),
+        "{config}"
+    );
+    // Re-initialising keeps the port.
+    common::pvl_ok(&b, &["init", "--force", "--bootstrap", &by_name]);
+    let again = std::fs::read_to_string(b.join("config.toml")).unwrap();
+    assert!(again.contains(&format!("/tcp/{port}\"")), "{again}");
+    let _second = common::Running::start(&b);
+    let a_id = common::pvl_json(&a, &["id"])["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    common::wait_until("b connected to a through its DNS bootstrap address", || {
+        common::pvl_json(&b, &["peers"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["peer_id"] == a_id.as_str() && p["connected"] == true)
+    });
 }

@@ -303,6 +303,8 @@ pub struct Resources {
     pub rss_kib: Option<u64>,
     /// User + system CPU time, s.
     pub cpu_s: Option<f64>,
+    /// Peers connected at the end (`connected_peers` of `pvl status`).
+    pub connections: Option<u64>,
 }
 
 /// Everything `bench` measured.
@@ -312,6 +314,8 @@ pub struct Report {
     pub nodes: usize,
     /// CPU cores available to them (and to this benchmark).
     pub cores: usize,
+    /// From the first `pvl run` to a ready testnet (see `testnet::Readiness`), s.
+    pub up_s: f64,
     /// Gossip delivery.
     pub gossip: Gossip,
     /// Sequential round latency.
@@ -326,6 +330,10 @@ pub struct Report {
     pub rss_mean_mib: Option<f64>,
     /// Largest RSS, MiB.
     pub rss_max_mib: Option<f64>,
+    /// Mean connected peers per node at the end.
+    pub connections_mean: Option<f64>,
+    /// Most connected peers of any node at the end.
+    pub connections_max: Option<u64>,
     /// Per node.
     pub resources: Vec<Resources>,
 }
@@ -346,10 +354,8 @@ pub fn run(options: &BenchOptions, pvl_bin: PathBuf) -> Result<Report> {
     procs::own(dir.clone());
     let started = Instant::now();
     let testnet = Testnet::up(&up, pvl_bin)?;
-    println!(
-        "    every node knows the others after {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    let up_s = started.elapsed().as_secs_f64();
+    println!("    testnet ready after {up_s:.1} s (node directories, start, connections)");
     println!("==> gossip: {} intents from node-0", options.intents);
     let gossip = gossip(&testnet, options.intents)?;
     println!(
@@ -371,9 +377,13 @@ pub fn run(options: &BenchOptions, pvl_bin: PathBuf) -> Result<Report> {
         .iter()
         .filter_map(|r| r.rss_kib.map(|k| k as f64 / 1024.0))
         .collect();
+    let connections: Vec<u64> = resources.iter().filter_map(|r| r.connections).collect();
     let report = Report {
         nodes: options.nodes,
         cores,
+        up_s,
+        connections_mean: mean(&connections.iter().map(|&c| c as f64).collect::<Vec<_>>()),
+        connections_max: connections.iter().copied().max(),
         gossip,
         contract_net,
         throughput,
@@ -699,6 +709,10 @@ fn resources(testnet: &Testnet) -> Vec<Resources> {
                 cpu_s: pid
                     .and_then(procs::cpu_ticks)
                     .map(|t| t as f64 / procs::TICKS_PER_SECOND as f64),
+                connections: testnet
+                    .cli_json(node.index, &["status"])
+                    .ok()
+                    .and_then(|s| s["connected_peers"].as_u64()),
             }
         })
         .collect()
@@ -778,6 +792,14 @@ fn print_table(r: &Report) {
         ms(w.p99_ms),
         w.stages,
         w.runs
+    );
+    println!("{:<44} {:.1}", "testnet up and ready, s", r.up_s);
+    println!(
+        "{:<44} mean {} max {}",
+        "connected peers per node at the end",
+        ms(r.connections_mean),
+        r.connections_max
+            .map_or_else(|| "-".into(), |c| c.to_string())
     );
     println!(
         "{:<44} mean {} max {}",

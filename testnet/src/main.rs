@@ -72,7 +72,8 @@ enum Command {
         /// netns: packet loss on every node's interface, percent.
         #[arg(long, value_name = "PCT", default_value_t = 0.0, requires = "netns")]
         loss: f32,
-        /// Give up if the nodes have not all found each other within this time.
+        /// Give up if the testnet is not ready within this time (ready: every node has 4
+        /// connections or all the others, and the connections join every node).
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Option<Duration>,
     },
@@ -216,13 +217,16 @@ fn run(cli: Cli) -> Result<()> {
                     latency_ms: latency,
                     loss_pct: loss,
                 }),
-                mesh_timeout: timeout.unwrap_or_else(|| Duration::from_secs(30 + 2 * nodes as u64)),
+                ready_timeout: timeout
+                    .unwrap_or_else(|| Duration::from_secs(30 + 2 * nodes as u64)),
             };
             let testnet = Testnet::up(&options, pvl::locate()?)?;
             println!(
-                "testnet of {nodes} node(s) up in {} ({}); every node knows the others",
+                "testnet of {nodes} node(s) up in {} ({}); every node has {} connections or more, \
+                 and the connections join every node",
                 testnet.dir.display(),
-                if private { "private" } else { "public" }
+                if private { "private" } else { "public" },
+                crate::testnet::Readiness::min_connections(nodes)
             );
             for node in &testnet.state.nodes {
                 println!(

@@ -19,6 +19,7 @@
 //! (`--base-port P`: P+i; otherwise free ports picked then), so a restarted node keeps its
 //! address.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -130,6 +131,46 @@ pub struct State {
     pub netns: Option<NetnsLayout>,
 }
 
+/// When a testnet is ready: not a full mesh (no real network is one, and at 100 nodes a node
+/// keeps at most `max_peers` connections), but
+/// - every node has at least [`Readiness::min_connections`] open connections, and
+/// - the graph of connections is connected: every node reaches every other through
+///   connections, so gossip reaches every node and Kademlia can find any peer, which a direct
+///   message then dials on demand.
+pub struct Readiness;
+
+impl Readiness {
+    /// Connections each node needs: all the others up to 4 nodes, then 4.
+    pub fn min_connections(nodes: usize) -> usize {
+        nodes.saturating_sub(1).min(4)
+    }
+
+    /// The nodes node 0 cannot reach through the connections listed (`ids[i]` is node i's
+    /// peer id, `connections[i]` the peer ids node i is connected to; a connection counts in
+    /// both directions).
+    pub fn unreached(ids: &[&str], connections: &[Vec<String>]) -> Vec<usize> {
+        let index: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut links: Vec<Vec<usize>> = vec![Vec::new(); ids.len()];
+        for (i, peers) in connections.iter().enumerate() {
+            for peer in peers {
+                if let Some(&j) = index.get(peer.as_str()) {
+                    links[i].push(j);
+                    links[j].push(i);
+                }
+            }
+        }
+        let mut seen = vec![false; ids.len()];
+        let mut stack = vec![0usize];
+        while let Some(i) = stack.pop() {
+            if i < seen.len() && !seen[i] {
+                seen[i] = true;
+                stack.extend(links[i].iter().copied());
+            }
+        }
+        (0..ids.len()).filter(|&i| !seen[i]).collect()
+    }
+}
+
 /// Options of `up`.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -143,13 +184,13 @@ pub struct UpOptions {
     pub base_port: Option<u16>,
     /// Network-namespace mode.
     pub netns: Option<NetnsOptions>,
-    /// How long to wait for every node to see the others.
-    pub mesh_timeout: Duration,
+    /// How long to wait for the testnet to be ready ([`Readiness`]).
+    pub ready_timeout: Duration,
 }
 
 impl UpOptions {
     /// A public loopback testnet of `nodes` in `dir` on free ports, waiting up to 30 s plus
-    /// `per_node` for each node to see the others (the demo, bench and chaos start these).
+    /// `per_node` for it to be ready (the demo, bench and chaos start these).
     pub fn local(nodes: usize, dir: PathBuf, per_node: Duration) -> Self {
         UpOptions {
             nodes,
@@ -157,7 +198,7 @@ impl UpOptions {
             dir,
             base_port: None,
             netns: None,
-            mesh_timeout: Duration::from_secs(30) + per_node * nodes as u32,
+            ready_timeout: Duration::from_secs(30) + per_node * nodes as u32,
         }
     }
 }
@@ -239,7 +280,7 @@ impl Testnet {
         let started = testnet
             .start_all()
             .and_then(|()| testnet.record_public_keys())
-            .and_then(|()| testnet.wait_mesh(options.mesh_timeout));
+            .and_then(|()| testnet.wait_ready(options.ready_timeout));
         if let Err(e) = started {
             let _ = down_dir(&dir);
             return Err(e);
@@ -387,6 +428,7 @@ impl Testnet {
         }
         // A node killed with SIGKILL leaves its api.addr behind.
         let _ = std::fs::remove_file(node.dir.join("api.addr"));
+        wait_lock_released(&node.dir, &node.name)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -448,39 +490,64 @@ impl Testnet {
         self.pvl.json(&node.dir, node.netns.as_deref(), args)
     }
 
-    /// How many peers node `index` knows (routing table and connections: `pvl peers`).
-    pub fn known_peers(&self, index: usize) -> Result<usize> {
-        Ok(self
-            .cli_json(index, &["peers"])?
-            .as_array()
-            .map_or(0, Vec::len))
+    /// The peers node `index` knows (routing table and connections: `pvl peers`).
+    pub fn peers(&self, index: usize) -> Result<Vec<pvl_api::Peer>> {
+        let value = self.cli_json(index, &["peers"])?;
+        serde_json::from_value(value).context("`pvl peers --json` gave an unexpected shape")
     }
 
-    /// Waits until every live node knows every other node, or fails naming those that do not.
-    pub fn wait_mesh(&self, timeout: Duration) -> Result<()> {
-        let want = self.state.nodes.len() - 1;
+    /// Waits until the testnet is ready (see [`Readiness`]), or fails naming the nodes that
+    /// are not.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let ids: Vec<&str> = self
+            .state
+            .nodes
+            .iter()
+            .map(|n| n.peer_id.as_str())
+            .collect();
+        let need = Readiness::min_connections(ids.len());
         let deadline = Instant::now() + timeout;
-        let mut pending: Vec<usize> = (0..self.state.nodes.len()).collect();
-        let mut seen = vec![0usize; self.state.nodes.len()];
+        let mut connections: Vec<Vec<String>> = vec![Vec::new(); ids.len()];
+        let mut pending: Vec<usize> = (0..ids.len()).collect();
         loop {
-            let mut still = Vec::new();
             for &index in &pending {
-                seen[index] = self.known_peers(index).unwrap_or(0);
-                if seen[index] < want {
-                    still.push(index);
-                }
+                connections[index] = self
+                    .peers(index)
+                    .map(|peers| {
+                        peers
+                            .into_iter()
+                            .filter(|p| p.connected)
+                            .map(|p| p.peer_id)
+                            .collect()
+                    })
+                    .unwrap_or_default();
             }
-            pending = still;
+            pending.retain(|&i| connections[i].len() < need);
             if pending.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
+                let unreached = Readiness::unreached(&ids, &connections);
+                if unreached.is_empty() {
+                    return Ok(());
+                }
+                // Connections change (the node closes idle ones): ask everyone again.
+                if Instant::now() > deadline {
+                    bail!(
+                        "the testnet is split within {timeout:?}: node-0 cannot reach {} \
+                         through connections",
+                        unreached
+                            .iter()
+                            .map(|i| format!("node-{i}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                pending = (0..ids.len()).collect();
+            } else if Instant::now() > deadline {
                 let names: Vec<String> = pending
                     .iter()
-                    .map(|&i| format!("node-{i} knows {} of {want}", seen[i]))
+                    .map(|&i| format!("node-{i} has {} of {need}", connections[i].len()))
                     .collect();
                 bail!(
-                    "not every node found the others within {timeout:?}: {}",
+                    "not every node has {need} connections within {timeout:?}: {}",
                     names.join(", ")
                 );
             }
@@ -567,6 +634,27 @@ impl Testnet {
             netns::destroy(layout)?;
         }
         Ok(names)
+    }
+}
+
+/// Waits until no process holds the node directory's lock (`pvl.lock`, which `pvl run` holds
+/// with `flock`). A process killed a moment ago can look gone (its main thread a zombie) while
+/// its other threads still exit and hold the lock; a node started then would refuse to run.
+fn wait_lock_released(dir: &Path, name: &str) -> Result<()> {
+    let Ok(file) = std::fs::File::open(dir.join("pvl.lock")) else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + STOP_GRACE;
+    loop {
+        let locked = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        if locked.is_ok() {
+            let _ = rustix::fs::flock(&file, rustix::fs::FlockOperation::Unlock);
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{name}'s directory is still locked by a running pvl after {STOP_GRACE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -670,6 +758,21 @@ mod tests {
                 assert!(b.reliability_bps <= 10_000 && b.price > 0 && b.eta_ms > 0);
             }
         }
+    }
+
+    #[test]
+    fn readiness_needs_enough_connections_and_one_connected_graph() {
+        assert_eq!(Readiness::min_connections(2), 1);
+        assert_eq!(Readiness::min_connections(5), 4);
+        assert_eq!(Readiness::min_connections(100), 4);
+        let ids = ["a", "b", "c", "d"];
+        let link = |peers: &[&str]| peers.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        // a-b and c-d: two islands.
+        let split = [link(&["b"]), link(&[]), link(&["d"]), link(&[])];
+        assert_eq!(Readiness::unreached(&ids, &split), vec![2, 3]);
+        // One link from c's side to b joins them (a connection counts both ways).
+        let joined = [link(&["b"]), link(&[]), link(&["d", "b"]), link(&[])];
+        assert!(Readiness::unreached(&ids, &joined).is_empty());
     }
 
     #[test]

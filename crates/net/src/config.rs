@@ -130,8 +130,16 @@ pub struct NetConfig {
     pub observe_all: bool,
     /// Connections kept at most, in total.
     pub max_connections: u32,
-    /// Discovered peers are dialled while fewer than this many are connected.
+    /// Discovered peers (and peers from the peer book) are dialled while fewer than this many
+    /// are connected; the bootstrap peers are dialled again while fewer are connected.
     pub target_peers: usize,
+    /// Above this many connected peers the node closes connections to peers it has not used
+    /// lately (never gossip mesh peers, never a connection younger than a few seconds), down to
+    /// `target_peers`. Must be at least `target_peers`.
+    pub max_peers: usize,
+    /// Where the peer book (addresses of peers reached, kept across restarts) is saved; `None`
+    /// keeps it in memory only.
+    pub peer_book: Option<std::path::PathBuf>,
     /// How long a publish waits for subscribed peers before it is reported as not sent.
     pub publish_timeout: Duration,
     /// Gossipsub heartbeat (mesh maintenance) interval.
@@ -161,6 +169,8 @@ impl NetConfig {
             observe_all: true,
             max_connections: 128,
             target_peers: 16,
+            max_peers: 32,
+            peer_book: None,
             publish_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_millis(500),
             channel_capacity: 1024,
@@ -193,6 +203,12 @@ impl NetConfig {
                      streams only)"
                 )));
             }
+        }
+        if self.max_peers < self.target_peers {
+            return Err(NetError::Config(format!(
+                "max_peers ({}) must be at least target_peers ({})",
+                self.max_peers, self.target_peers
+            )));
         }
         for capability in &self.capabilities {
             if capability.is_empty() || capability.contains(char::is_whitespace) {

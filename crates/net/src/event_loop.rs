@@ -25,6 +25,7 @@ use crate::config::{DirectAcks, NetConfig, TOPIC_ALL, capability_topic, gossip_m
 use crate::counters;
 use crate::guard::{BannedPeer, Guard, Over};
 use crate::now_ms;
+use crate::peer_book::PeerBook;
 
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/pvl/kad/1.0.0");
 const IDENTIFY_PROTOCOL: &str = "/pvl/id/1.0.0";
@@ -35,6 +36,12 @@ const TICK: Duration = Duration::from_millis(250);
 /// most of them ("at capacity"), so the offers never arrived.
 const MAX_DIRECT_STREAMS: usize = 2048;
 const BOOTSTRAP_EVERY: Duration = Duration::from_secs(30);
+/// How often the peer book and the connection count are looked after.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+/// Most peer-book entries dialled per upkeep.
+const BOOK_DIALS_PER_UPKEEP: usize = 4;
+/// A connection used (or made) within this time is never closed for being one too many.
+const TRIM_GRACE: Duration = Duration::from_secs(10);
 /// How often a bootstrap peer this node is not connected to is dialled again (a bootstrap
 /// node that restarted is found again within this time).
 const BOOTSTRAP_REDIAL_EVERY: Duration = Duration::from_secs(1);
@@ -418,7 +425,13 @@ pub struct EventLoop {
     lookups: HashMap<kad::QueryId, PendingLookup>,
     lookup_retries: Vec<PendingLookup>,
     provider_queries: HashMap<kad::QueryId, ProviderQuery>,
-    known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Addresses of peers reached, kept across restarts (bounded).
+    peer_book: PeerBook,
+    /// When each connected peer was last used (connected, a direct message either way): the
+    /// least recently used go first when there are too many connections.
+    last_active: HashMap<PeerId, Instant>,
+    /// When the peer book and the connection count were last looked after.
+    last_upkeep: Instant,
     last_bootstrap: Option<Instant>,
     /// When disconnected bootstrap peers were last dialled again.
     last_redial: Instant,
@@ -546,6 +559,43 @@ fn build(
             warn!(%addr, "cannot dial bootstrap peer: {e}");
         }
     }
+    let mut peer_book = match &config.peer_book {
+        Some(path) => {
+            let (book, warning) = PeerBook::load(path, crate::now_ms());
+            if let Some(warning) = warning {
+                warn!("{warning}");
+            }
+            book
+        }
+        None => PeerBook::in_memory(),
+    };
+    // The peers reached most recently are dialled at once (more follow while the node has
+    // fewer connections than it wants): a network reassembles even when no bootstrap peer is
+    // up, or none is configured.
+    let local = *swarm.local_peer_id();
+    let allowed = |p: &PeerId| config.allow.as_ref().is_none_or(|a| a.contains(p));
+    let dial_now = peer_book.to_dial(config.target_peers, Instant::now(), |p| {
+        *p == local || !allowed(p) || bootstrap.iter().any(|(b, _)| b == p)
+    });
+    if !dial_now.is_empty() {
+        info!(
+            peers = dial_now.len(),
+            known = peer_book.len(),
+            "dialling peers from the peer book"
+        );
+    }
+    for (peer, addrs) in dial_now {
+        for addr in &addrs {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = swarm.dial(opts) {
+            debug!(%peer, "cannot dial a peer from the peer book: {e}");
+        }
+    }
     let guard = Guard::new(config.flood.clone());
     let (command_tx, command_rx) = mpsc::channel(config.channel_capacity);
     let (event_tx, event_rx) = mpsc::channel(config.channel_capacity);
@@ -570,7 +620,9 @@ fn build(
         lookups: HashMap::new(),
         lookup_retries: Vec::new(),
         provider_queries: HashMap::new(),
-        known_addrs: HashMap::new(),
+        peer_book,
+        last_active: HashMap::new(),
+        last_upkeep: Instant::now(),
         last_bootstrap: None,
         last_redial: Instant::now(),
         announced: false,
@@ -751,6 +803,10 @@ fn build_swarm(config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
                 quic.max_concurrent_stream_limit = MAX_DIRECT_STREAMS as u32;
                 quic
             })
+            // `/dns4/`, `/dns6/` and `/dns/` addresses (bootstrap entries) resolve through the
+            // system resolver.
+            .with_dns()
+            .map_err(|e| transport_err(&e))?
             .with_behaviour(|_| behaviour)
             .map_err(|e| transport_err(&e))?
             .with_swarm_config(idle)
@@ -770,6 +826,8 @@ fn build_swarm(config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
                             .timeout(Duration::from_secs(20)),
                     )
                 })
+                .map_err(|e| transport_err(&e))?
+                .with_dns()
                 .map_err(|e| transport_err(&e))?
                 .with_behaviour(|_| behaviour)
                 .map_err(|e| transport_err(&e))?
@@ -798,6 +856,9 @@ impl EventLoop {
                 Some((id, ack)) = self.acks.recv() => self.answer(id, ack),
                 _ = tick.tick() => self.on_tick(),
             }
+        }
+        if let Err(e) = self.peer_book.save_if_due(true) {
+            warn!("{e}");
         }
         info!("network event loop stopped");
     }
@@ -881,7 +942,10 @@ impl EventLoop {
         for lookup in due {
             self.start_lookup(lookup);
         }
-        if self.last_redial.elapsed() >= BOOTSTRAP_REDIAL_EVERY {
+        let connected = self.swarm.connected_peers().count();
+        if self.last_redial.elapsed() >= BOOTSTRAP_REDIAL_EVERY
+            && connected < self.config.target_peers
+        {
             self.last_redial = now;
             for (peer, addr) in &self.bootstrap {
                 if self.swarm.is_connected(peer) {
@@ -896,6 +960,10 @@ impl EventLoop {
                 }
             }
         }
+        if self.last_upkeep.elapsed() >= UPKEEP_EVERY {
+            self.last_upkeep = now;
+            self.upkeep(now);
+        }
         let due = self
             .last_bootstrap
             .is_none_or(|at| at.elapsed() >= BOOTSTRAP_EVERY);
@@ -904,6 +972,74 @@ impl EventLoop {
             if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
                 debug!("kademlia bootstrap not possible yet: {e}");
             }
+        }
+    }
+
+    /// Once a second: dials peers from the peer book while the node has fewer connections
+    /// than it wants, closes the least recently used connections while it has too many, and
+    /// saves the peer book when it changed.
+    fn upkeep(&mut self, now: Instant) {
+        let connected = self.swarm.connected_peers().count();
+        if connected < self.config.target_peers {
+            let want = (self.config.target_peers - connected).min(BOOK_DIALS_PER_UPKEEP);
+            let local = *self.swarm.local_peer_id();
+            let swarm = &self.swarm;
+            let guard = &self.guard;
+            let allow = self.config.allow.as_ref();
+            let picked = self.peer_book.to_dial(want, now, |p| {
+                *p == local
+                    || swarm.is_connected(p)
+                    || guard.is_banned(p)
+                    || allow.is_some_and(|a| !a.contains(p))
+            });
+            for (peer, addrs) in picked {
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    debug!(%peer, "cannot dial a peer from the peer book: {e}");
+                }
+            }
+        }
+        if connected > self.config.max_peers {
+            self.trim_connections(now, connected);
+        }
+        if let Err(e) = self.peer_book.save_if_due(false) {
+            warn!("{e}");
+        }
+    }
+
+    /// Closes connections down to `target_peers`, least recently used first. Spared: gossip
+    /// mesh peers (they carry the intents), peers used within [`TRIM_GRACE`] (a connection
+    /// just made, or one a conversation is using).
+    fn trim_connections(&mut self, now: Instant, connected: usize) {
+        let mesh: HashSet<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_mesh_peers()
+            .copied()
+            .collect();
+        let mut idle: Vec<(PeerId, Instant)> = self
+            .swarm
+            .connected_peers()
+            .filter(|p| !mesh.contains(p))
+            .map(|p| (*p, self.last_active.get(p).copied().unwrap_or(now)))
+            .filter(|(_, at)| now.saturating_duration_since(*at) >= TRIM_GRACE)
+            .collect();
+        idle.sort_by_key(|(_, at)| *at);
+        let excess = connected.saturating_sub(self.config.target_peers);
+        let closing: Vec<PeerId> = idle.into_iter().take(excess).map(|(p, _)| p).collect();
+        if !closing.is_empty() {
+            debug!(
+                connected,
+                closing = closing.len(),
+                "too many connections: closing idle ones"
+            );
+        }
+        for peer in closing {
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 
@@ -967,7 +1103,11 @@ impl EventLoop {
                         .or_insert_with(|| PeerInfo {
                             peer_id: *peer,
                             connected: true,
-                            addresses: self.known_addrs.get(peer).cloned().unwrap_or_default(),
+                            addresses: self
+                                .peer_book
+                                .addrs(peer)
+                                .map(<[Multiaddr]>::to_vec)
+                                .unwrap_or_default(),
                             gossip_score: None,
                             banned: false,
                         })
@@ -1034,6 +1174,7 @@ impl EventLoop {
             return;
         };
         warn!(%peer, reason = %ban.reason, "peer banned");
+        self.peer_book.forget(&peer);
         self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
         let _ = self.swarm.disconnect_peer_id(peer);
         // Told to the node without waiting: this runs inside command handling.
@@ -1143,15 +1284,23 @@ impl EventLoop {
             let _ = reply.send(Err(NetError::SendFailed("cannot send to ourselves".into())));
             return;
         }
+        // Without a connection the request dials the peer on demand, at the addresses of the
+        // peer book (and those Kademlia knows).
+        let booked = self.peer_book.addrs(&peer).map(<[Multiaddr]>::to_vec);
         let reachable = self.swarm.is_connected(&peer)
-            || self.known_addrs.contains_key(&peer)
+            || booked.is_some()
             || self.routing_table_peers().iter().any(|(p, _)| *p == peer);
         if reachable {
+            self.last_active.insert(peer, Instant::now());
             let id = self
                 .swarm
                 .behaviour_mut()
                 .direct
-                .send_request(&peer, object.into_bytes());
+                .send_request_with_addresses(
+                    &peer,
+                    object.into_bytes(),
+                    booked.unwrap_or_default(),
+                );
             counters::direct_sent();
             self.pending_sends.insert(id, reply);
             return;
@@ -1192,16 +1341,13 @@ impl EventLoop {
                     return;
                 }
                 let serves_kad = info.protocols.contains(&KAD_PROTOCOL);
-                for addr in info.listen_addrs {
-                    if serves_kad {
-                        self.swarm
-                            .behaviour_mut()
-                            .kad
-                            .add_address(&peer_id, addr.clone());
-                    }
-                    let known = self.known_addrs.entry(peer_id).or_default();
-                    if !known.contains(&addr) {
-                        known.push(addr);
+                if serves_kad {
+                    self.peer_book
+                        .record(peer_id, &info.listen_addrs, crate::now_ms());
+                }
+                if serves_kad {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
                 }
             }
@@ -1242,6 +1388,11 @@ impl EventLoop {
                     .await;
                     return;
                 }
+                self.last_active.insert(peer_id, Instant::now());
+                if let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    self.peer_book
+                        .record(peer_id, std::slice::from_ref(address), crate::now_ms());
+                }
                 if num_established.get() == 1 {
                     debug!(peer = %peer_id, "connected");
                     self.emit(NetEvent::PeerConnected(peer_id)).await;
@@ -1259,6 +1410,7 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } if self.allowed(&peer_id) => {
+                self.last_active.remove(&peer_id);
                 self.emit(NetEvent::PeerDisconnected(peer_id)).await;
             }
             SwarmEvent::IncomingConnectionError {
@@ -1272,6 +1424,9 @@ impl EventLoop {
                     .await;
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                if let Some(peer) = &peer_id {
+                    self.peer_book.dial_failed(peer, Instant::now());
+                }
                 let reason = self.handshake_failure(&error.to_string());
                 debug!(peer = ?peer_id, "outgoing connection failed: {reason}");
             }
@@ -1425,6 +1580,7 @@ impl EventLoop {
                     request, channel, ..
                 } => {
                     counters::direct_received();
+                    self.last_active.insert(peer, Instant::now());
                     let by_node = match self.config.direct_acks {
                         DirectAcks::ByNode { timeout } => Some(timeout),
                         DirectAcks::OnReceipt => None,
@@ -1604,13 +1760,16 @@ impl EventLoop {
                                     .kad
                                     .add_address(&lookup.peer, addr.clone());
                             }
-                            self.known_addrs.insert(lookup.peer, info.addrs);
                             for (object, reply) in lookup.sends {
                                 let request = self
                                     .swarm
                                     .behaviour_mut()
                                     .direct
-                                    .send_request(&lookup.peer, object.into_bytes());
+                                    .send_request_with_addresses(
+                                        &lookup.peer,
+                                        object.into_bytes(),
+                                        info.addrs.clone(),
+                                    );
                                 counters::direct_sent();
                                 self.pending_sends.insert(request, reply);
                             }

@@ -47,6 +47,17 @@
 //! duplicate.
 //! - **identify**, **ping** and **connection limits**.
 //!
+//! ## Staying connected: the peer book and the connection budget
+//!
+//! Every peer the node reaches goes into the peer book (`peer_book` module; saved in the node
+//! directory when [`NetConfig::peer_book`] names a file), and the most recently seen are
+//! dialled on start, so a network reassembles after any node restarts, the bootstrap node
+//! included. While fewer than [`NetConfig::target_peers`] are connected, the node dials
+//! discovered peers, peers from its book and (every second) its bootstrap peers; above
+//! [`NetConfig::max_peers`] it closes the least recently used connections that are not gossip
+//! mesh links. A direct message to a peer without a connection dials it on demand at the
+//! addresses the book or Kademlia know, or after a Kademlia lookup.
+//!
 //! ## Flood control
 //!
 //! Gossip is budgeted per signer, direct messages per peer, and peers with too many offences
@@ -76,6 +87,7 @@ mod counters;
 mod event_loop;
 mod guard;
 mod keys;
+mod peer_book;
 
 pub use codec::{Ack, DIRECT_PROTOCOL, MAX_ACK_REASON_LEN, MalformedAck};
 pub use config::{
