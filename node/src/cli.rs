@@ -721,7 +721,8 @@ fn default_port(dir: &Path) -> Result<u16> {
         drop(listener);
         if port_free(port) {
             eprintln!(
-                "port {wanted} is taken on this machine: listening on port {port} instead                  (choose one with --port)"
+                "port {wanted} is taken on this machine: listening on port {port} instead \
+                 (choose one with --port)"
             );
             return Ok(port);
         }

@@ -180,7 +180,7 @@ pub struct NetworkSection {
     /// than this many are connected.
     pub target_peers: usize,
     /// Above this many connected peers, close the least recently used connections (never
-    /// gossip mesh links) down to `target_peers`.
+    /// gossip mesh links) down to halfway between `target_peers` and this.
     pub max_peers: usize,
     /// Most connections open at once (a hard limit; beyond it new connections are refused).
     pub max_connections: u32,
@@ -585,7 +585,7 @@ impl Config {
              # fewer than this many are connected.\n\
              target_peers = {target_peers}\n\
              # Above this many connected peers, close the least recently used connections\n\
-             # (never gossip mesh links) down to target_peers.\n\
+             # (never gossip mesh links) down to halfway between target_peers and this.\n\
              max_peers = {max_peers}\n\
              # Most connections open at once (beyond it new connections are refused).\n\
              max_connections = {max_connections}\n\

@@ -706,16 +706,36 @@ fn listen_addrs(options: &UpOptions, layout: Option<&NetnsLayout>) -> Result<Vec
         .collect())
 }
 
-/// `n` distinct free loopback TCP ports (all held open until every one is picked).
+/// `n` distinct free loopback TCP ports (all held open until every one is picked), below the
+/// system's ephemeral range: a port from that range that is free now can be taken a moment
+/// later by an outgoing connection (with 100 nodes dialling each other, it was), and the node
+/// given it could not listen. The search starts at a point that depends on the process id,
+/// so testnets started side by side (tests) rarely try the same ports.
 fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<_>>()
-        .context("cannot find free loopback ports")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const LOWEST: u16 = 10_000;
+    let span = ephemeral_start.saturating_sub(LOWEST);
+    if span < 1_000 {
+        bail!("no room for testnet ports below the ephemeral range ({ephemeral_start})");
+    }
+    let offset = (std::process::id() as u64 * 7919 % u64::from(span)) as u16;
+    let mut held = Vec::with_capacity(n);
+    for step in 0..span {
+        if held.len() == n {
+            break;
+        }
+        let port = LOWEST + (offset + step) % span;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+        }
+    }
+    if held.len() < n {
+        bail!("cannot find {n} free loopback ports below {ephemeral_start}");
+    }
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 /// The peer id from `pvl init`'s output (`peer id     12D3...`).

@@ -135,7 +135,7 @@ pub struct NetConfig {
     pub target_peers: usize,
     /// Above this many connected peers the node closes connections to peers it has not used
     /// lately (never gossip mesh peers, never a connection younger than a few seconds), down to
-    /// `target_peers`. Must be at least `target_peers`.
+    /// halfway between `target_peers` and this. Must be at least `target_peers`.
     pub max_peers: usize,
     /// Where the peer book (addresses of peers reached, kept across restarts) is saved; `None`
     /// keeps it in memory only.

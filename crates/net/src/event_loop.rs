@@ -967,7 +967,10 @@ impl EventLoop {
         let due = self
             .last_bootstrap
             .is_none_or(|at| at.elapsed() >= BOOTSTRAP_EVERY);
-        if due && self.swarm.connected_peers().next().is_some() {
+        // Only while the node wants more peers: a well-connected node leaves it to libp2p's own
+        // periodic bootstrap (every 5 minutes). With 100 nodes, one every 30 s on every node
+        // opened about a connection per second per node just for the lookups.
+        if due && connected > 0 && connected < self.config.target_peers {
             self.last_bootstrap = Some(Instant::now());
             if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
                 debug!("kademlia bootstrap not possible yet: {e}");
@@ -1010,9 +1013,11 @@ impl EventLoop {
         }
     }
 
-    /// Closes connections down to `target_peers`, least recently used first. Spared: gossip
-    /// mesh peers (they carry the intents), peers used within [`TRIM_GRACE`] (a connection
-    /// just made, or one a conversation is using).
+    /// Closes connections down to halfway between `target_peers` and `max_peers`, least
+    /// recently used first (halfway, not `target_peers`: each closed connection is one fewer
+    /// for the peer too, and a peer that fell below `target_peers` would dial again). Spared:
+    /// gossip mesh peers (they carry the intents), peers used within [`TRIM_GRACE`] (a
+    /// connection just made, or one a conversation is using).
     fn trim_connections(&mut self, now: Instant, connected: usize) {
         let mesh: HashSet<PeerId> = self
             .swarm
@@ -1029,7 +1034,9 @@ impl EventLoop {
             .filter(|(_, at)| now.saturating_duration_since(*at) >= TRIM_GRACE)
             .collect();
         idle.sort_by_key(|(_, at)| *at);
-        let excess = connected.saturating_sub(self.config.target_peers);
+        let keep =
+            self.config.target_peers + (self.config.max_peers - self.config.target_peers) / 2;
+        let excess = connected.saturating_sub(keep);
         let closing: Vec<PeerId> = idle.into_iter().take(excess).map(|(p, _)| p).collect();
         if !closing.is_empty() {
             debug!(

@@ -55,7 +55,8 @@
 //! included. While fewer than [`NetConfig::target_peers`] are connected, the node dials
 //! discovered peers, peers from its book and (every second) its bootstrap peers; above
 //! [`NetConfig::max_peers`] it closes the least recently used connections that are not gossip
-//! mesh links. A direct message to a peer without a connection dials it on demand at the
+//! mesh links (down to halfway between the two). A well-connected node runs Kademlia's
+//! bootstrap lookup every 5 minutes (libp2p's default), one that wants peers every 30 s. A direct message to a peer without a connection dials it on demand at the
 //! addresses the book or Kademlia know, or after a Kademlia lookup.
 //!
 //! ## Flood control

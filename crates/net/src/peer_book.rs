@@ -157,7 +157,18 @@ impl PeerBook {
     /// Records that `peer` was reached now, at `addrs` (newest first; merged with what was
     /// known). Resets the peer's back-off.
     pub(crate) fn record(&mut self, peer: PeerId, addrs: &[Multiaddr], now_ms: u64) {
-        let usable: Vec<&Multiaddr> = addrs.iter().filter(|a| !is_unusable(a)).collect();
+        // Kept without a trailing `/p2p/<id>`: the entry is the peer's already.
+        let usable: Vec<Multiaddr> = addrs
+            .iter()
+            .filter(|a| !is_unusable(a))
+            .map(|a| {
+                let mut a = a.clone();
+                if matches!(a.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))) {
+                    a.pop();
+                }
+                a
+            })
+            .collect();
         let entry = self.entries.entry(peer).or_insert_with(|| Entry {
             addrs: Vec::new(),
             last_seen_ms: now_ms,
@@ -165,8 +176,8 @@ impl PeerBook {
             next_dial: None,
         });
         for addr in usable.into_iter().rev() {
-            entry.addrs.retain(|a| a != addr);
-            entry.addrs.insert(0, addr.clone());
+            entry.addrs.retain(|a| *a != addr);
+            entry.addrs.insert(0, addr);
         }
         entry.addrs.truncate(Self::MAX_ADDRS);
         entry.last_seen_ms = now_ms;
@@ -348,6 +359,11 @@ mod tests {
         let q = peer();
         book.record(q, &[unspecified], 5_000);
         assert!(book.addrs(&q).is_none(), "no dialable address, no entry");
+        let r = peer();
+        let with_id: Multiaddr = format!("/dns4/localhost/tcp/7/p2p/{r}").parse().unwrap();
+        book.record(r, &[with_id], 5_000);
+        let kept: Multiaddr = "/dns4/localhost/tcp/7".parse().unwrap();
+        assert_eq!(book.addrs(&r).unwrap(), &[kept]);
     }
 
     #[test]
