@@ -419,11 +419,21 @@ impl NatState {
                 addresses: reserved.into_iter().map(|(_, a)| a).collect(),
             };
         }
-        let direct: Vec<Multiaddr> = external
+        // Without the trailing `/p2p/<self>` (AutoNAT confirms with it, the relay service
+        // without it), each address once.
+        let mut direct: Vec<Multiaddr> = external
             .iter()
             .filter(|a| !a.iter().any(|p| p == Protocol::P2pCircuit))
-            .cloned()
+            .map(|a| {
+                let mut a = a.clone();
+                if matches!(a.iter().last(), Some(Protocol::P2p(_))) {
+                    a.pop();
+                }
+                a
+            })
             .collect();
+        direct.sort();
+        direct.dedup();
         if self.probed == Probed::Public || (self.relay_service && !direct.is_empty()) {
             return Reachability::Public { addresses: direct };
         }
