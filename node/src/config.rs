@@ -560,7 +560,7 @@ impl Config {
                         0,
                         Some("relays"),
                         format!(
-                            "`{addr}` must be a relay's own address ending in /p2p/<relay peer                              id>, without /p2p-circuit (`pvl id` on the relay prints it)"
+                            "`{addr}` must be a relay's own address ending in /p2p/<relay peer id>, without /p2p-circuit (`pvl id` on the relay prints it)"
                         ),
                     )
                 }
