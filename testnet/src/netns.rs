@@ -374,10 +374,7 @@ pub fn destroy(layout: &NetnsLayout) -> Result<()> {
         {
             ip(&["netns", "del", &ns])?;
         }
-        let host = layout.host_veth(index);
-        if link_exists(&host) {
-            ip(&["link", "del", &host])?;
-        }
+        del_link(&layout.host_veth(index))?;
     }
     for segment in 0..layout.nat_segments {
         let ns = layout.router(segment);
@@ -391,15 +388,11 @@ pub fn destroy(layout: &NetnsLayout) -> Result<()> {
             format!("pv{}r{segment}", layout.tag),
             format!("pv{}q{segment}", layout.tag),
         ] {
-            if link_exists(&host) {
-                ip(&["link", "del", &host])?;
-            }
+            del_link(&host)?;
         }
     }
     for bridge in layout.bridges() {
-        if link_exists(&bridge) {
-            ip(&["link", "del", &bridge])?;
-        }
+        del_link(&bridge)?;
     }
     Ok(())
 }
@@ -410,6 +403,18 @@ impl NetnsLayout {
         let mut bridges = vec![self.bridge.clone(), self.partition_bridge.clone()];
         bridges.extend((0..self.nat_segments).map(|s| self.segment_bridge(s)));
         bridges
+    }
+}
+
+/// Deletes a link if it exists. The host end of a veth pair vanishes on its own, a moment
+/// after the namespace holding its peer is deleted: a link gone in between is not an error.
+fn del_link(name: &str) -> Result<()> {
+    if !link_exists(name) {
+        return Ok(());
+    }
+    match ip(&["link", "del", name]) {
+        Err(_) if !link_exists(name) => Ok(()),
+        other => other,
     }
 }
 
