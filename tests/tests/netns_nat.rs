@@ -278,3 +278,88 @@ fn nodes_behind_two_nats_complete_a_round_and_a_node_without_relay_says_why() {
         "{links}"
     );
 }
+
+#[test]
+fn a_private_network_works_across_the_nats_through_its_relay() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("{reason}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let net = TestnetGuard::up(
+        &tmp.path().join("pnet"),
+        &[
+            "--nodes",
+            "4",
+            "--netns",
+            "--nat",
+            "2",
+            "--private",
+            "--timeout",
+            "120s",
+        ],
+    );
+    let state = net.state();
+    assert_eq!(state["private"], true);
+    let node = |i: usize| {
+        let n = &state["nodes"][i];
+        (
+            n["netns"].as_str().unwrap().to_owned(),
+            n["dir"].as_str().unwrap().to_owned(),
+        )
+    };
+    // The relay reservations run over pnet, and the relay serves members of its allow-list.
+    for i in [2, 3] {
+        let (ns, dir) = node(i);
+        wait_for(
+            &format!("node-{i} reachable through the relay"),
+            Duration::from_secs(90),
+            || match pvl_in(&ns, &dir, &["status"]) {
+                Ok(status) => {
+                    let r = status["reachability"].clone();
+                    ((r["state"] == "relayed").then_some(()), r.to_string())
+                }
+                Err(e) => (None, e),
+            },
+        );
+    }
+    let (ns2, dir2) = node(2);
+    let outcome = pvl_in(
+        &ns2,
+        &dir2,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "echo",
+            "--input",
+            "members only",
+            "--strategy",
+            "fastest",
+            "--min-offers",
+            "1",
+            "--window",
+            "3s",
+            "--deadline",
+            "60s",
+            "--wait",
+        ],
+    )
+    .unwrap();
+    assert_eq!(outcome["status"], "completed", "{outcome}");
+    assert_eq!(
+        outcome["provider"].as_str().unwrap(),
+        state["nodes"][3]["public_key"].as_str().unwrap()
+    );
+    let links = success(
+        &testnet(&["links", "--dir", net.dir.to_str().unwrap()]),
+        "links",
+    );
+    eprintln!("{links}");
+    assert!(
+        links
+            .lines()
+            .any(|l| l.starts_with("node-2   -> node-3") && !l.ends_with("unknown")),
+        "{links}"
+    );
+}
