@@ -79,6 +79,10 @@ enum Command {
         /// Needs at least N+2 nodes and `nft`.
         #[arg(long, value_name = "N", default_value_t = 0, requires = "netns")]
         nat: usize,
+        /// NAT testbed: symmetric NAT routers (a random outside port per connection), which
+        /// defeat hole punching: connections between NATed nodes stay relayed.
+        #[arg(long, requires = "nat")]
+        symmetric_nat: bool,
         /// Give up if the nodes have not all found each other within this time.
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Option<Duration>,
@@ -218,6 +222,7 @@ fn run(cli: Cli) -> Result<()> {
             latency,
             loss,
             nat,
+            symmetric_nat,
             timeout,
         } => {
             if netns && let Some(reason) = crate::netns::unavailable() {
@@ -233,6 +238,7 @@ fn run(cli: Cli) -> Result<()> {
                     latency_ms: latency,
                     loss_pct: loss,
                     nat_segments: nat,
+                    nat_symmetric: symmetric_nat,
                 }),
                 mesh_timeout: timeout.unwrap_or_else(|| Duration::from_secs(30 + 2 * nodes as u64)),
             };

@@ -14,7 +14,9 @@
 //! one leg on the public bridge (10.77.0.(200+S), veth `pvTAGrS`), one on its private bridge
 //! (10.78.S.1, veth `pvTAGqS`), `ip_forward` on, and an nftables table `pvlnat` that
 //! masquerades what leaves through the public leg and drops new connections coming in on it
-//! (a home router: nobody outside can dial in). Nodes 2, 3, ... go round-robin onto the
+//! (a home router: nobody outside can dial in). Masquerading keeps the inside port when it can,
+//! so DCUtR hole punching works; `--symmetric-nat` picks a random outside port per connection
+//! instead, which defeats it (connections between NATs then stay relayed). Nodes 2, 3, ... go round-robin onto the
 //! private segments (node-i on segment (i-2) mod K) with their router as default gateway.
 //! Public nodes have no route into any private segment.
 
@@ -44,6 +46,9 @@ pub struct NetnsOptions {
     pub loss_pct: f32,
     /// NAT testbed: this many private segments, each behind its own NAT router (0: none).
     pub nat_segments: usize,
+    /// NAT testbed: the routers pick a random outside port for every connection (an
+    /// endpoint-dependent, "symmetric" NAT), which defeats hole punching.
+    pub nat_symmetric: bool,
 }
 
 /// What netns mode created (recorded in the state file, so `down` can remove it).
@@ -60,6 +65,9 @@ pub struct NetnsLayout {
     /// NAT testbed: the number of private segments behind NAT routers (0: none).
     #[serde(default)]
     pub nat_segments: usize,
+    /// NAT testbed: symmetric NAT routers (a random outside port per connection).
+    #[serde(default)]
+    pub nat_symmetric: bool,
 }
 
 impl NetnsLayout {
@@ -185,6 +193,7 @@ pub fn create(dir: &Path, nodes: usize, options: &NetnsOptions) -> Result<NetnsL
         tag,
         nodes,
         nat_segments: segments,
+        nat_symmetric: options.nat_symmetric,
     };
     // Leftovers of an earlier run with the same tag would make `ip` fail.
     destroy(&layout)?;
@@ -260,7 +269,7 @@ const NAT_RULES: &str = "table inet pvlnat {
   }
   chain postrouting {
     type nat hook postrouting priority 100; policy accept;
-    oifname \"eth0\" masquerade
+    oifname \"eth0\" MASQUERADE
   }
 }
 ";
@@ -320,7 +329,12 @@ fn add_router(layout: &NetnsLayout, segment: usize) -> Result<()> {
         "net.ipv4.ip_forward=1",
     ]))?;
     let rules = std::env::temp_dir().join(format!("pvl-nat-{}-{segment}.nft", layout.tag));
-    std::fs::write(&rules, NAT_RULES)?;
+    let masquerade = if layout.nat_symmetric {
+        "masquerade random"
+    } else {
+        "masquerade"
+    };
+    std::fs::write(&rules, NAT_RULES.replace("MASQUERADE", masquerade))?;
     let loaded = run(Command::new("ip")
         .args(["netns", "exec", &ns, "nft", "-f"])
         .arg(&rules));
@@ -454,6 +468,7 @@ mod tests {
             bridge: String::new(),
             partition_bridge: String::new(),
             nat_segments: 0,
+            nat_symmetric: false,
         };
         assert!(format!("{}n", layout.host_veth(249)).len() <= 15);
         assert!(format!("pvbr{}p", layout.tag).len() <= 15);
@@ -468,6 +483,7 @@ mod tests {
             bridge: "pvbrabcd".into(),
             partition_bridge: "pvbrabcdp".into(),
             nat_segments: 2,
+            nat_symmetric: false,
         };
         assert_eq!(layout.segment(0), None);
         assert_eq!(layout.segment(1), None);
