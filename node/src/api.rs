@@ -353,7 +353,24 @@ async fn status(State(state): State<Shared>) -> ApiResult<Json<Status>> {
                 until_ms: b.until_ms,
             })
             .collect(),
+        reachability: reachability(status.reachability),
     }))
+}
+
+/// The network layer's reachability in the API's terms.
+fn reachability(r: pvl_net::Reachability) -> pvl_api::Reachability {
+    let strings = |addrs: Vec<pvl_net::Multiaddr>| addrs.iter().map(ToString::to_string).collect();
+    match r {
+        pvl_net::Reachability::Unknown { detail } => pvl_api::Reachability::Unknown { detail },
+        pvl_net::Reachability::Public { addresses } => pvl_api::Reachability::Public {
+            addresses: strings(addresses),
+        },
+        pvl_net::Reachability::Private { reason } => pvl_api::Reachability::Private { reason },
+        pvl_net::Reachability::Relayed { relays, addresses } => pvl_api::Reachability::Relayed {
+            relays: relays.iter().map(ToString::to_string).collect(),
+            addresses: strings(addresses),
+        },
+    }
 }
 
 /// This process's work so far (signatures, verifications, messages by transport, store
@@ -436,6 +453,11 @@ async fn peers(State(state): State<Shared>) -> ApiResult<Json<Vec<Peer>>> {
                 addresses: p.addresses.iter().map(ToString::to_string).collect(),
                 gossip_score: p.gossip_score,
                 banned: p.banned,
+                link: p.link.map(|link| match link {
+                    pvl_net::Link::Direct => pvl_api::Link::Direct,
+                    pvl_net::Link::HolePunched => pvl_api::Link::HolePunched,
+                    pvl_net::Link::Relayed => pvl_api::Link::Relayed,
+                }),
             })
             .collect(),
     ))

@@ -140,6 +140,13 @@ pub struct InitArgs {
     /// Bootstrap peer, ending in /p2p/<peer id> (repeatable).
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<String>,
+    /// Circuit relay to reserve a slot on when behind NAT, ending in /p2p/<relay peer id>
+    /// (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub relay: Vec<String>,
+    /// Serve as a circuit relay for nodes behind NAT (a publicly reachable node).
+    #[arg(long)]
+    pub relay_service: bool,
     /// Swarm key file of a private network (copied into the directory).
     #[arg(long, value_name = "FILE")]
     pub psk: Option<PathBuf>,
@@ -450,6 +457,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             say!("{:<17} {}", "peer_id", status.peer_id);
             say!("{:<17} {}", "private", status.private);
+            say!("{:<17} {}", "reachability", status.reachability);
             say!("{:<17} {}", "connected_peers", status.connected_peers);
             say!("{:<17} {}", "routing_table", status.routing_table);
             say!("{:<17} {}", "objects_stored", status.objects_stored);
@@ -537,9 +545,10 @@ fn run(cli: Cli) -> Result<()> {
                 return print_json(&peers);
             }
             say!(
-                "{:<54} {:<9} {:>7} ADDRESSES",
+                "{:<54} {:<9} {:<12} {:>7} ADDRESSES",
                 "PEER ID",
                 "CONNECTED",
+                "LINK",
                 "SCORE"
             );
             for peer in &peers {
@@ -552,9 +561,10 @@ fn run(cli: Cli) -> Result<()> {
                     .gossip_score
                     .map_or_else(|| "-".to_owned(), |s| format!("{s:.1}"));
                 say!(
-                    "{:<54} {:<9} {:>7} {}",
+                    "{:<54} {:<9} {:<12} {:>7} {}",
                     peer.peer_id,
                     connected,
+                    peer.link.map_or("-", |l| l.name()),
                     score,
                     peer.addresses.join(", ")
                 );
@@ -614,6 +624,8 @@ fn init(dir: &Path, args: InitArgs) -> Result<()> {
         ];
     }
     config.network.bootstrap = args.bootstrap;
+    config.network.relays = args.relay;
+    config.network.relay_service = args.relay_service;
     if let Some(name) = args.capability.first() {
         bail!(
             "--capability {name} would not serve anything: serve it with --builtin \

@@ -189,6 +189,11 @@ pub struct NetworkSection {
     /// Lifetime of this node's capability ads, in ms (renewed at half of it; others drop an
     /// ad from their directory when it lapses).
     pub capability_ad_ttl_ms: u64,
+    /// Circuit relays (`.../p2p/<relay peer id>`, at most 8) this node reserves a slot on when
+    /// AutoNAT finds it behind NAT; others then reach it through the relay.
+    pub relays: Vec<String>,
+    /// Serve as a circuit relay for nodes behind NAT (a publicly reachable node).
+    pub relay_service: bool,
 }
 
 impl Default for NetworkSection {
@@ -208,6 +213,8 @@ impl Default for NetworkSection {
             max_connections: 128,
             publish_timeout_ms: 10_000,
             capability_ad_ttl_ms: 600_000,
+            relays: Vec::new(),
+            relay_service: false,
         }
     }
 }
@@ -541,6 +548,46 @@ impl Config {
                 ),
             );
         }
+        if n.relays.len() > pvl_net::MAX_RELAYS {
+            problems.add(
+                "network",
+                0,
+                Some("relays"),
+                format!(
+                    "{} relays listed: at most {}",
+                    n.relays.len(),
+                    pvl_net::MAX_RELAYS
+                ),
+            );
+        }
+        for addr in &n.relays {
+            match addr.parse::<pvl_net::Multiaddr>() {
+                Err(e) => problems.add(
+                    "network",
+                    0,
+                    Some("relays"),
+                    format!("address `{addr}`: {e}"),
+                ),
+                Ok(parsed)
+                    if !matches!(
+                        parsed.iter().last(),
+                        Some(libp2p::multiaddr::Protocol::P2p(_))
+                    ) || parsed
+                        .iter()
+                        .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit) =>
+                {
+                    problems.add(
+                        "network",
+                        0,
+                        Some("relays"),
+                        format!(
+                            "`{addr}` must be a relay's own address ending in /p2p/<relay peer id>, without /p2p-circuit (`pvl id` on the relay prints it)"
+                        ),
+                    )
+                }
+                Ok(_) => {}
+            }
+        }
         if n.psk.is_some() && !n.listen.is_empty() && n.listen.iter().all(|a| a.contains("/quic")) {
             problems.add(
                 "network",
@@ -593,6 +640,11 @@ impl Config {
              publish_timeout_ms = {publish_timeout_ms}\n\
              # Lifetime of this node's capability ads (renewed at half of it).\n\
              capability_ad_ttl_ms = {ad_ttl}\n\
+             # Circuit relays (each ending in /p2p/<relay peer id>) this node reserves a slot on\n\
+             # when AutoNAT finds it behind NAT; others then reach it through the relay.\n\
+             relays = {relays}\n\
+             # Serve as a circuit relay for nodes behind NAT (only on a publicly reachable node).\n\
+             relay_service = {relay_service}\n\
              \n\
              [api]\n\
              # Control API address; loopback only. Port 0 picks a free port, written to api.addr.\n\
@@ -668,6 +720,8 @@ impl Config {
             max_connections = n.max_connections,
             publish_timeout_ms = n.publish_timeout_ms,
             ad_ttl = n.capability_ad_ttl_ms,
+            relays = list(&n.relays),
+            relay_service = n.relay_service,
             api = self.api.listen,
             cache_mb = self.store.cache_mb,
             flush = self.store.flush_interval_ms,

@@ -83,6 +83,12 @@ fn net_config(
     net.max_connections = n.max_connections;
     net.publish_timeout = Duration::from_millis(n.publish_timeout_ms);
     net.flood = config.flood.to_net();
+    net.relays = n
+        .relays
+        .iter()
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    net.relay_service = n.relay_service;
     if let Some(psk) = &n.psk {
         let path = dir.join(psk);
         let text = std::fs::read_to_string(&path)

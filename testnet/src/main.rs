@@ -72,6 +72,17 @@ enum Command {
         /// netns: packet loss on every node's interface, percent.
         #[arg(long, value_name = "PCT", default_value_t = 0.0, requires = "netns")]
         loss: f32,
+        /// netns: NAT testbed with this many private segments. node-0 (bootstrap) and node-1
+        /// (circuit relay) sit on the public bridge 10.77.0.0/24; node-2, node-3, ... go
+        /// round-robin onto the private segments 10.78.S.0/24 (node-i on segment (i-2) mod N),
+        /// each behind its own NAT router namespace (nftables masquerade; nothing dials in).
+        /// Needs at least N+2 nodes and `nft`.
+        #[arg(long, value_name = "N", default_value_t = 0, requires = "netns")]
+        nat: usize,
+        /// NAT testbed: symmetric NAT routers (a random outside port per connection), which
+        /// defeat hole punching: connections between NATed nodes stay relayed.
+        #[arg(long, requires = "nat")]
+        symmetric_nat: bool,
         /// Give up if the testnet is not ready within this time (ready: every node has 4
         /// connections or all the others, and the connections join every node).
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -79,6 +90,15 @@ enum Command {
     },
     /// Per node: pid alive, peer id, peers, objects stored.
     Status {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every open connection between nodes and how it runs: direct, hole_punched (DCUtR) or
+    /// relayed (from each node's `pvl peers`).
+    Links {
         #[command(flatten)]
         dir: DirArg,
         /// Print JSON.
@@ -202,6 +222,8 @@ fn run(cli: Cli) -> Result<()> {
             netns,
             latency,
             loss,
+            nat,
+            symmetric_nat,
             timeout,
         } => {
             if netns && let Some(reason) = crate::netns::unavailable() {
@@ -216,6 +238,8 @@ fn run(cli: Cli) -> Result<()> {
                 netns: netns.then_some(crate::netns::NetnsOptions {
                     latency_ms: latency,
                     loss_pct: loss,
+                    nat_segments: nat,
+                    nat_symmetric: symmetric_nat,
                 }),
                 ready_timeout: timeout
                     .unwrap_or_else(|| Duration::from_secs(30 + 2 * nodes as u64)),
@@ -229,8 +253,15 @@ fn run(cli: Cli) -> Result<()> {
                 crate::testnet::Readiness::min_connections(nodes)
             );
             for node in &testnet.state.nodes {
+                let placement = testnet
+                    .state
+                    .netns
+                    .as_ref()
+                    .filter(|l| l.nat_segments > 0)
+                    .map(|l| format!("  [{}]", l.placement(node.index)))
+                    .unwrap_or_default();
                 println!(
-                    "  {:<8} {}  {}  pid {}",
+                    "  {:<8} {}  {}  pid {}{placement}",
                     node.name,
                     node.peer_id,
                     node.listen,
@@ -245,6 +276,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Status { dir, json } => status(&Testnet::load(&dir.dir)?, json),
+        Command::Links { dir, json } => links(&Testnet::load(&dir.dir)?, json),
         Command::Down { dir } => {
             let testnet = Testnet::load(&dir.dir)?;
             let killed = testnet.down()?;
@@ -332,6 +364,51 @@ fn run(cli: Cli) -> Result<()> {
             chaos::run(&options, pvl::locate()?).map(|_| ())
         }
     }
+}
+
+/// One open connection between two nodes of the testnet.
+#[derive(Debug, serde::Serialize)]
+struct LinkRow {
+    from: String,
+    to: String,
+    link: String,
+}
+
+/// `links`: every open connection between nodes and whether it is direct, hole punched or
+/// relayed, with a count of each.
+fn links(testnet: &Testnet, json: bool) -> Result<()> {
+    let mut rows = Vec::new();
+    for node in &testnet.state.nodes {
+        let value = testnet.cli_json(node.index, &["peers"])?;
+        let peers: Vec<pvl_api::Peer> = serde_json::from_value(value)
+            .with_context(|| format!("{}: `pvl peers --json` is not a peer list", node.name))?;
+        for peer in peers.iter().filter(|p| p.connected) {
+            let to = testnet
+                .node_named_by(&peer.peer_id)
+                .map_or_else(|| peer.peer_id.clone(), |n| n.name.clone());
+            rows.push(LinkRow {
+                from: node.name.clone(),
+                to,
+                link: peer.link.map_or("unknown", |l| l.name()).to_owned(),
+            });
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    for row in &rows {
+        println!("{:<8} -> {:<8} {}", row.from, row.to, row.link);
+    }
+    let count = |name: &str| rows.iter().filter(|r| r.link == name).count();
+    println!(
+        "{} connection ends: {} direct, {} hole_punched, {} relayed",
+        rows.len(),
+        count("direct"),
+        count("hole_punched"),
+        count("relayed")
+    );
+    Ok(())
 }
 
 fn netns_layout(testnet: &Testnet) -> Result<&crate::netns::NetnsLayout> {

@@ -259,7 +259,16 @@ impl Testnet {
                 dir: node_dir,
                 peer_id: peer_id_of(&init)?,
                 listen,
-                builtins: builtins_for(index),
+                // NAT testbed: the bootstrap node and the relay only route; every round is
+                // between nodes behind NAT.
+                builtins: if layout
+                    .as_ref()
+                    .is_some_and(|l| l.nat_segments > 0 && index < netns::PUBLIC_NODES)
+                {
+                    Vec::new()
+                } else {
+                    builtins_for(index)
+                },
                 netns: layout.as_ref().map(|l| l.namespace(index)),
                 public_key: None,
             });
@@ -351,11 +360,28 @@ impl Testnet {
             ];
         }
         let bootstrap = self.state.nodes[0].dial_addr();
+        // NAT testbed: node-1 serves as the relay; nodes behind NAT reserve a slot on it.
+        let nat = self.state.netns.as_ref().filter(|l| l.nat_segments > 0);
+        let relay = self
+            .state
+            .nodes
+            .get(netns::PUBLIC_NODES - 1)
+            .map(NodeInfo::dial_addr);
         for node in &self.state.nodes {
             let mut args: Vec<String> = vec!["init".into(), "--force".into()];
             args.extend(["--listen".into(), node.listen.clone()]);
             if node.index != 0 {
                 args.extend(["--bootstrap".into(), bootstrap.clone()]);
+            }
+            if let Some(layout) = nat {
+                if node.index == netns::PUBLIC_NODES - 1 {
+                    args.push("--relay-service".into());
+                }
+                if layout.segment(node.index).is_some()
+                    && let Some(relay) = &relay
+                {
+                    args.extend(["--relay".into(), relay.clone()]);
+                }
             }
             for builtin in &node.builtins {
                 args.extend(["--builtin".into(), builtin.spec()]);

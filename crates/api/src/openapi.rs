@@ -38,7 +38,7 @@ use crate::types::*;
         report_progress, answer_task, next_vote, answer_vote
     ),
     components(schemas(
-        ErrorBody, ErrorCode, Event, ObjectEvent, NodeId, Status, EngineStatus, Counters, Peer, BannedPeer,
+        ErrorBody, ErrorCode, Event, ObjectEvent, NodeId, Status, EngineStatus, Counters, Peer, BannedPeer, Reachability, Link,
         CapabilityListing, ProviderListing,
         PublishIntent, CancelRequest, Published, Outcome, Completed, Failed, Part, RunOutcome, TraceStatus,
         Pattern, TraceSummary, ObjectView, TraceView, TraceAnalysis, AdaptiveChoice, TraceFailure,

@@ -52,6 +52,83 @@ pub struct Status {
     /// Peers banned now for their offences (SPEC.md §20).
     #[serde(default)]
     pub banned: Vec<BannedPeer>,
+    /// Whether and how other nodes can reach this node (AutoNAT, circuit relays).
+    #[serde(default)]
+    pub reachability: Reachability,
+}
+
+/// Whether and how other nodes can reach a node (SPEC.md §21).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Reachability {
+    /// Still finding out (AutoNAT has not answered yet).
+    Unknown {
+        /// What is going on, in words.
+        detail: String,
+    },
+    /// Publicly reachable at these confirmed external addresses.
+    Public {
+        /// The confirmed external addresses.
+        addresses: Vec<String>,
+    },
+    /// Not reachable by other nodes, and why (with what to do about it).
+    Private {
+        /// Why, in one line.
+        reason: String,
+    },
+    /// Reachable through circuit relays.
+    Relayed {
+        /// Peer ids of the relays holding a slot for this node.
+        relays: Vec<String>,
+        /// The circuit addresses (`<relay>/p2p-circuit`) other nodes dial.
+        addresses: Vec<String>,
+    },
+}
+
+impl Default for Reachability {
+    fn default() -> Self {
+        Reachability::Unknown {
+            detail: "not reported by this node".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Reachability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reachability::Unknown { detail } => write!(f, "unknown ({detail})"),
+            Reachability::Public { addresses } => write!(f, "public at {}", addresses.join(", ")),
+            Reachability::Private { reason } => write!(f, "private: {reason}"),
+            Reachability::Relayed { addresses, .. } => {
+                write!(f, "reachable through a relay at {}", addresses.join(", "))
+            }
+        }
+    }
+}
+
+/// How the connections to a peer run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    /// A direct connection.
+    Direct,
+    /// A direct connection made by hole punching (DCUtR) after a relayed one.
+    HolePunched,
+    /// Only through a circuit relay.
+    Relayed,
+}
+
+impl Link {
+    /// `direct`, `hole_punched` or `relayed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Link::Direct => "direct",
+            Link::HolePunched => "hole_punched",
+            Link::Relayed => "relayed",
+        }
+    }
 }
 
 /// A peer banned for its offences: disconnected and ignored until `until_ms`.
@@ -142,6 +219,9 @@ pub struct Peer {
     /// Whether it is banned now for its offences.
     #[serde(default)]
     pub banned: bool,
+    /// While connected: whether the connection is direct, hole punched or relayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
 }
 
 /// The body of `POST /v1/intents`: one intent (contract-net, auction, consensus, adaptive),

@@ -8,6 +8,7 @@ use libp2p::{Multiaddr, PeerId, identity::Keypair};
 
 use crate::event_loop::NetError;
 use crate::guard::FloodControl;
+use crate::nat::{MAX_RELAYS, RelayLimits};
 
 /// The catch-all gossip topic: every intent and capability ad is published here and on its
 /// capability's topic. A node joins the catch-all *or* its capability topics, never both.
@@ -154,6 +155,13 @@ pub struct NetConfig {
     pub direct_acks: DirectAcks,
     /// Per-peer budgets, offences and bans (SPEC.md §20).
     pub flood: FloodControl,
+    /// Circuit relays (each ending in `/p2p/<peer id>`, at most [`crate::MAX_RELAYS`]) this
+    /// node reserves a slot on when AutoNAT finds it private (see the `nat` module).
+    pub relays: Vec<Multiaddr>,
+    /// Whether this node serves as a circuit relay v2 for others (a public node).
+    pub relay_service: bool,
+    /// The bounds of the relay this node serves, when `relay_service` is on.
+    pub relay_limits: RelayLimits,
 }
 
 impl NetConfig {
@@ -178,6 +186,9 @@ impl NetConfig {
             provider_record_ttl: Duration::from_secs(60 * 60),
             direct_acks: DirectAcks::default(),
             flood: FloodControl::default(),
+            relays: Vec::new(),
+            relay_service: false,
+            relay_limits: RelayLimits::default(),
         }
     }
 
@@ -214,6 +225,30 @@ impl NetConfig {
             if capability.is_empty() || capability.contains(char::is_whitespace) {
                 return Err(NetError::Config(format!(
                     "bad capability name `{capability}`"
+                )));
+            }
+        }
+        if self.relays.len() > MAX_RELAYS {
+            return Err(NetError::Config(format!(
+                "{} relays configured: at most {MAX_RELAYS}",
+                self.relays.len()
+            )));
+        }
+        for addr in &self.relays {
+            if !matches!(
+                addr.iter().last(),
+                Some(libp2p::multiaddr::Protocol::P2p(_))
+            ) {
+                return Err(NetError::Config(format!(
+                    "relay address {addr} must end in /p2p/<relay peer id>"
+                )));
+            }
+            if addr
+                .iter()
+                .any(|p| p == libp2p::multiaddr::Protocol::P2pCircuit)
+            {
+                return Err(NetError::Config(format!(
+                    "relay address {addr} must be the relay's own address, without /p2p-circuit"
                 )));
             }
         }

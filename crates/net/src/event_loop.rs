@@ -198,6 +198,8 @@ pub struct NetStatus {
     pub queued_publishes: usize,
     /// Peers banned now, for their offences.
     pub banned: Vec<BannedPeer>,
+    /// Whether and how other nodes can reach this one (AutoNAT, relays).
+    pub reachability: crate::nat::Reachability,
 }
 
 /// What the node knows about one peer.
@@ -213,6 +215,8 @@ pub struct PeerInfo {
     pub gossip_score: Option<f64>,
     /// Whether it is banned now.
     pub banned: bool,
+    /// While connected: whether the connection is direct, hole punched or relayed.
+    pub link: Option<crate::nat::Link>,
 }
 
 /// The outcome of a publish that went out.
@@ -383,6 +387,7 @@ struct Behaviour {
     direct: request_response::Behaviour<DirectCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    nat: crate::nat::NatBehaviour,
 }
 
 struct QueuedPublish {
@@ -445,6 +450,8 @@ pub struct EventLoop {
     /// libp2p's own metrics (swarm, gossipsub, Kademlia, identify, ping), when the node
     /// asked for them with [`new_with_metrics`].
     metrics: Option<libp2p::metrics::Metrics>,
+    /// Reachability bookkeeping: AutoNAT, relay slots, direct or relayed links.
+    nat: crate::nat::NatState,
 }
 
 /// A direct message waiting for the node's decision.
@@ -597,6 +604,7 @@ fn build(
         }
     }
     let guard = Guard::new(config.flood.clone());
+    let nat = crate::nat::NatState::new(&config, Instant::now());
     let (command_tx, command_rx) = mpsc::channel(config.channel_capacity);
     let (event_tx, event_rx) = mpsc::channel(config.channel_capacity);
     // One answer per pending message at most: this queue never holds more than the map.
@@ -633,6 +641,7 @@ fn build(
         refusals: RecentRefusals::new(),
         guard,
         metrics,
+        nat,
     };
     Ok((client, event_rx, event_loop))
 }
@@ -692,7 +701,10 @@ const GOSSIP_MAX_IDS_SENT: usize = 240;
 /// IHAVE messages read from one peer per heartbeat; later ones are ignored (libp2p default).
 const GOSSIP_MAX_IHAVE_PER_HEARTBEAT: usize = 10;
 
-fn build_behaviour(config: &NetConfig) -> Result<Behaviour, NetError> {
+fn build_behaviour(
+    config: &NetConfig,
+    relay_client: libp2p::relay::client::Behaviour,
+) -> Result<Behaviour, NetError> {
     let keypair = &config.keypair;
     let peer_id = keypair.public().to_peer_id();
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -758,10 +770,11 @@ fn build_behaviour(config: &NetConfig) -> Result<Behaviour, NetError> {
             .with_request_timeout(Duration::from_secs(15))
             .with_max_concurrent_streams(MAX_DIRECT_STREAMS),
     );
-    let identify = identify::Behaviour::new(identify::Config::new(
-        IDENTIFY_PROTOCOL.to_owned(),
-        keypair.public(),
-    ));
+    let identify = identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())
+            // A relay slot reserved after the first exchange is told to peers at once.
+            .with_push_listen_addr_updates(true),
+    );
     let limits = connection_limits::Behaviour::new(
         connection_limits::ConnectionLimits::default()
             .with_max_established(Some(config.max_connections))
@@ -775,6 +788,7 @@ fn build_behaviour(config: &NetConfig) -> Result<Behaviour, NetError> {
         direct,
         identify,
         ping: ping::Behaviour::new(ping::Config::new()),
+        nat: crate::nat::NatBehaviour::new(config, relay_client),
     })
 }
 
@@ -787,7 +801,10 @@ fn yamux_config() -> yamux::Config {
 }
 
 fn build_swarm(config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
-    let behaviour = build_behaviour(config)?;
+    // Every node has the relay client: its transport dials and listens on `/p2p-circuit`.
+    let (relay_transport, relay_client) =
+        libp2p::relay::client::new(config.keypair.public().to_peer_id());
+    let behaviour = build_behaviour(config, relay_client)?;
     let transport_err = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
     let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
     let builder = SwarmBuilder::with_existing_identity(config.keypair.clone()).with_tokio();
@@ -803,6 +820,10 @@ fn build_swarm(config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
                 quic.max_concurrent_stream_limit = MAX_DIRECT_STREAMS as u32;
                 quic
             })
+            .with_other_transport(|keypair| {
+                crate::nat::relayed(relay_transport, keypair, yamux_config())
+            })
+            .map_err(|e| transport_err(&e))?
             // `/dns4/`, `/dns6/` and `/dns/` addresses (bootstrap entries) resolve through the
             // system resolver.
             .with_dns()
@@ -817,8 +838,11 @@ fn build_swarm(config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
                 .with_other_transport(|keypair| {
                     let noise = noise::Config::new(keypair)
                         .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })?;
+                    // Relayed streams are wrapped in pnet too: both ends of a circuit must
+                    // hold the key, whatever the relay in between does.
                     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
                         tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                            .or_transport(relay_transport)
                             .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
                             .upgrade(upgrade::Version::V1Lazy)
                             .authenticate(noise)
@@ -934,6 +958,7 @@ impl EventLoop {
                 .remove_blacklisted_peer(&peer);
         }
         self.retry_publishes();
+        self.nat.tick(&mut self.swarm);
         let now = Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lookup_retries)
             .into_iter()
@@ -1087,6 +1112,10 @@ impl EventLoop {
                     topics: self.topics.clone(),
                     queued_publishes: self.queued.len(),
                     banned: self.guard.bans(),
+                    reachability: self.nat.reachability(
+                        &self.swarm.external_addresses().cloned().collect::<Vec<_>>(),
+                        Instant::now(),
+                    ),
                 };
                 let _ = reply.send(status);
             }
@@ -1101,6 +1130,7 @@ impl EventLoop {
                             addresses,
                             gossip_score: None,
                             banned: false,
+                            link: None,
                         },
                     );
                 }
@@ -1117,6 +1147,7 @@ impl EventLoop {
                                 .unwrap_or_default(),
                             gossip_score: None,
                             banned: false,
+                            link: None,
                         })
                         .connected = true;
                 }
@@ -1129,6 +1160,7 @@ impl EventLoop {
                             addresses: Vec::new(),
                             gossip_score: None,
                             banned: true,
+                            link: None,
                         })
                         .banned = true;
                 }
@@ -1136,6 +1168,7 @@ impl EventLoop {
                 for info in peers.values_mut() {
                     if info.connected {
                         info.gossip_score = gossip.peer_score(&info.peer_id);
+                        info.link = self.nat.link(&info.peer_id);
                     }
                 }
                 let mut list: Vec<PeerInfo> = peers.into_values().collect();
@@ -1335,10 +1368,14 @@ impl EventLoop {
         if let Some(metrics) = &self.metrics {
             record_metrics(metrics, &event);
         }
+        self.nat.observe(&event);
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Direct(event)) => self.on_direct(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Nat(event)) => {
+                self.nat.on_event(&mut self.swarm, event)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,

@@ -74,6 +74,14 @@
 //! encryption that pnet cannot wrap. An optional allow-list of peer ids disconnects peers that
 //! have the key but are not listed. The log says which of the two happened.
 //!
+//! ## NAT traversal
+//!
+//! AutoNAT (v1) tells a node whether it is publicly reachable; a private node reserves a slot
+//! on a configured circuit relay v2 and advertises the `/p2p-circuit` address; DCUtR upgrades
+//! relayed connections to direct ones by hole punching. [`NetStatus::reachability`] says which
+//! of public, private (and why), relayed or unknown the node is; [`PeerInfo::link`] whether a
+//! connection is direct, hole punched or relayed. See the `nat` module and SPEC.md §21.
+//!
 //! ## Publishing before peers are known
 //!
 //! A publish made while no peer is subscribed to the topic yet is queued and retried until its
@@ -88,6 +96,7 @@ mod counters;
 mod event_loop;
 mod guard;
 mod keys;
+mod nat;
 mod peer_book;
 
 pub use codec::{Ack, DIRECT_PROTOCOL, MAX_ACK_REASON_LEN, MalformedAck};
@@ -105,6 +114,7 @@ pub use keys::{peer_id_of, protocol_keypair, public_key_of};
 /// The Prometheus registry type [`new_with_metrics`] records into (prometheus-client's, the
 /// one copy libp2p's metrics use).
 pub use libp2p::metrics::Registry as MetricsRegistry;
+pub use nat::{Link, MAX_RELAYS, RESERVE_AFTER, Reachability, RelayLimits};
 
 pub use libp2p::{Multiaddr, PeerId, identity};
 
