@@ -581,7 +581,7 @@ fn build(
     // up, or none is configured.
     let local = *swarm.local_peer_id();
     let allowed = |p: &PeerId| config.allow.as_ref().is_none_or(|a| a.contains(p));
-    let dial_now = peer_book.to_dial(config.target_peers, Instant::now(), |p| {
+    let dial_now = peer_book.due_for_dial(config.target_peers, Instant::now(), |p| {
         *p == local || !allowed(p) || bootstrap.iter().any(|(b, _)| b == p)
     });
     if !dial_now.is_empty() {
@@ -1014,7 +1014,7 @@ impl EventLoop {
             let swarm = &self.swarm;
             let guard = &self.guard;
             let allow = self.config.allow.as_ref();
-            let picked = self.peer_book.to_dial(want, now, |p| {
+            let picked = self.peer_book.due_for_dial(want, now, |p| {
                 *p == local
                     || swarm.is_connected(p)
                     || guard.is_banned(p)

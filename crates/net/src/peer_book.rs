@@ -208,7 +208,7 @@ impl PeerBook {
 
     /// Up to `max` peers to dial now, the most recently seen first, skipping those `skip`
     /// names and those still backing off. Each one returned is not returned again for a second.
-    pub(crate) fn to_dial(
+    pub(crate) fn due_for_dial(
         &mut self,
         max: usize,
         now: Instant,
@@ -219,7 +219,7 @@ impl PeerBook {
             .iter()
             .filter(|(peer, e)| e.next_dial.is_none_or(|t| t <= now) && !skip(peer))
             .collect();
-        due.sort_by(|a, b| b.1.last_seen_ms.cmp(&a.1.last_seen_ms));
+        due.sort_by_key(|(_, e)| std::cmp::Reverse(e.last_seen_ms));
         let picked: Vec<(PeerId, Vec<Multiaddr>)> = due
             .into_iter()
             .take(max)
@@ -252,7 +252,7 @@ impl PeerBook {
                 last_seen_ms: e.last_seen_ms,
             })
             .collect();
-        peers.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms));
+        peers.sort_by_key(|p| std::cmp::Reverse(p.last_seen_ms));
         let text = serde_json::to_string_pretty(&StoredBook { version: 1, peers })
             .map_err(|e| format!("cannot encode the peer book: {e}"))?;
         let tmp = path.with_extension("json.tmp");
@@ -375,26 +375,28 @@ mod tests {
         book.record(c, &[addr(3)], 2);
         let now = Instant::now();
         let picked: Vec<PeerId> = book
-            .to_dial(2, now, |p| *p == c)
+            .due_for_dial(2, now, |p| *p == c)
             .into_iter()
             .map(|x| x.0)
             .collect();
         assert_eq!(picked, vec![b, a]);
         assert!(
-            book.to_dial(3, now, |_| false).iter().all(|(p, _)| *p == c),
+            book.due_for_dial(3, now, |_| false)
+                .iter()
+                .all(|(p, _)| *p == c),
             "picked ones wait"
         );
         book.dial_failed(&b, now);
         book.dial_failed(&b, now);
         let later = now + Duration::from_secs(2);
         assert!(
-            book.to_dial(3, later, |_| false)
+            book.due_for_dial(3, later, |_| false)
                 .iter()
                 .all(|(p, _)| *p != b)
         );
         let much_later = now + Duration::from_secs(5);
         assert!(
-            book.to_dial(3, much_later, |_| false)
+            book.due_for_dial(3, much_later, |_| false)
                 .iter()
                 .any(|(p, _)| *p == b)
         );
