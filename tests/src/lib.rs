@@ -236,3 +236,46 @@ impl Drop for Node {
         let _ = self.child.wait();
     }
 }
+
+/// Whether this process runs as root (network-namespace tests need it).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// `pvl ARGS --json --dir DIR` inside network namespace `ns`; the error is its stderr.
+pub fn netns_pvl(ns: &str, dir: &str, args: &[&str]) -> Result<Value, String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(pvl_bin())
+        .args(args)
+        .args(["--json", "--dir", dir])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+/// The network namespaces (`ip netns list`).
+pub fn namespaces() -> String {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `pvl-testnet down` on the netns testnet in `dir` whose names carry `tag`, and checks that
+/// it left no namespace, veth or bridge of it behind.
+pub fn netns_down_leaves_nothing(dir: &str, tag: &str) {
+    success(&testnet(&["down", "--dir", dir]), "down");
+    let left = namespaces();
+    assert!(!left.contains(&format!("pvl-{tag}-")), "{left}");
+    let out = Command::new("ip").args(["link", "show"]).output().unwrap();
+    let links = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !links.contains(&format!("pv{tag}")) && !links.contains(&format!("pvbr{tag}")),
+        "{links}"
+    );
+}

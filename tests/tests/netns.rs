@@ -2,50 +2,19 @@
 //! off, `heal` restores it; `down` removes every namespace and bridge. Skipped without root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::time::Duration;
 
-use pvl_e2e::{TestnetGuard, pvl_bin, success, testnet, wait_until};
+use pvl_e2e::{TestnetGuard, success, testnet, wait_until};
 use serde_json::Value;
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// `pvl ARGS --json --dir DIR` inside a namespace.
+/// `pvl ARGS --json --dir DIR` inside a namespace, which must succeed.
 fn pvl_in(ns: &str, dir: &str, args: &[&str]) -> Value {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(pvl_bin())
-        .args(args)
-        .args(["--json", "--dir", dir])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn namespaces() -> String {
-    String::from_utf8(
-        Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
+    pvl_e2e::netns_pvl(ns, dir, args).unwrap()
 }
 
 #[test]
 fn nodes_in_namespaces_coordinate_partition_heal_and_leave_nothing_behind() {
-    if !is_root() {
+    if !pvl_e2e::is_root() {
         eprintln!("skipped: needs root and ip netns");
         return;
     }
@@ -66,7 +35,12 @@ fn nodes_in_namespaces_coordinate_partition_heal_and_leave_nothing_behind() {
             .unwrap()
             .starts_with("/ip4/10.77.0.")
     );
-    assert_eq!(namespaces().matches(&format!("pvl-{tag}-")).count(), 3);
+    assert_eq!(
+        pvl_e2e::namespaces()
+            .matches(&format!("pvl-{tag}-"))
+            .count(),
+        3
+    );
 
     // A contract-net across the bridge.
     let (ns0, dir0) = node(0);
@@ -131,22 +105,5 @@ fn nodes_in_namespaces_coordinate_partition_heal_and_leave_nothing_behind() {
     let trace = published["trace_id"].as_str().unwrap().to_owned();
     wait_until("the intent at node-2 after heal", || holds(2, &trace));
 
-    success(&testnet(&["down", "--dir", dir]), "down");
-    assert!(
-        !namespaces().contains(&format!("pvl-{tag}-")),
-        "{}",
-        namespaces()
-    );
-    let links = String::from_utf8(
-        Command::new("ip")
-            .args(["link", "show"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    assert!(
-        !links.contains(&format!("pv{tag}")) && !links.contains(&format!("pvbr{tag}")),
-        "{links}"
-    );
+    pvl_e2e::netns_down_leaves_nothing(dir, &tag);
 }

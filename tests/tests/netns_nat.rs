@@ -13,11 +13,7 @@ use pvl_e2e::{TestnetGuard, pvl_bin, success, testnet};
 use serde_json::Value;
 
 fn skip_reason() -> Option<&'static str> {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
+    if !pvl_e2e::is_root() {
         return Some("skipped: needs root and ip netns");
     }
     if !Command::new("nft")
@@ -30,19 +26,9 @@ fn skip_reason() -> Option<&'static str> {
     None
 }
 
-/// `pvl ARGS --json --dir DIR` inside a namespace; `None` when it fails.
+/// `pvl ARGS --json --dir DIR` inside a namespace.
 fn pvl_in(ns: &str, dir: &str, args: &[&str]) -> Result<Value, String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(pvl_bin())
-        .args(args)
-        .args(["--json", "--dir", dir])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+    pvl_e2e::netns_pvl(ns, dir, args)
 }
 
 /// Polls `check` every 250 ms until it returns `Some`, or panics after `timeout` with `what`
@@ -60,17 +46,6 @@ fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> (Option
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-fn namespaces() -> String {
-    String::from_utf8(
-        Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
 }
 
 #[test]
@@ -108,7 +83,7 @@ fn nodes_behind_two_nats_complete_a_round_and_a_node_without_relay_says_why() {
             .unwrap()
             .starts_with("/ip4/10.78.1.")
     );
-    assert!(namespaces().contains(&format!("pvl-{tag}-r1")));
+    assert!(pvl_e2e::namespaces().contains(&format!("pvl-{tag}-r1")));
 
     // Both private nodes end up reachable through the relay (node-1).
     let (_, _, relay_id) = node(1);
@@ -261,24 +236,7 @@ fn nodes_behind_two_nats_complete_a_round_and_a_node_without_relay_says_why() {
         "{text}"
     );
 
-    success(&testnet(&["down", "--dir", &dir]), "down");
-    assert!(
-        !namespaces().contains(&format!("pvl-{tag}-")),
-        "{}",
-        namespaces()
-    );
-    let links = String::from_utf8(
-        Command::new("ip")
-            .args(["link", "show"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    assert!(
-        !links.contains(&format!("pv{tag}")) && !links.contains(&format!("pvbr{tag}")),
-        "{links}"
-    );
+    pvl_e2e::netns_down_leaves_nothing(&dir, &tag);
 }
 
 #[test]
