@@ -297,28 +297,9 @@ fn add_router(layout: &NetnsLayout, segment: usize) -> Result<()> {
     ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"])?;
     let public_cidr = format!("{}/24", layout.router_public_address(segment));
     let private_cidr = format!("{PRIVATE_NET}.{segment}.1/24");
-    ip(&[
-        "netns",
-        "exec",
-        &ns,
-        "ip",
-        "addr",
-        "add",
-        &public_cidr,
-        "dev",
-        "eth0",
-    ])?;
-    ip(&[
-        "netns",
-        "exec",
-        &ns,
-        "ip",
-        "addr",
-        "add",
-        &private_cidr,
-        "dev",
-        "eth1",
-    ])?;
+    for (cidr, dev) in [(&public_cidr, "eth0"), (&private_cidr, "eth1")] {
+        ip(&["netns", "exec", &ns, "ip", "addr", "add", cidr, "dev", dev])?;
+    }
     run(Command::new("ip").args([
         "netns",
         "exec",

@@ -31,6 +31,29 @@ fn pvl_in(ns: &str, dir: &str, args: &[&str]) -> Result<Value, String> {
     pvl_e2e::netns_pvl(ns, dir, args)
 }
 
+/// A contract-net round for `echo` from the node in namespace `ns`: the fastest offer wins,
+/// one offer is enough; its outcome.
+fn nat_round(ns: &str, dir: &str, input: &str) -> Value {
+    let args = [
+        "intent",
+        "publish",
+        "--capability",
+        "echo",
+        "--input",
+        input,
+        "--strategy",
+        "fastest",
+        "--min-offers",
+        "1",
+        "--window",
+        "3s",
+        "--deadline",
+        "60s",
+        "--wait",
+    ];
+    pvl_in(ns, dir, &args).unwrap()
+}
+
 /// Polls `check` every 250 ms until it returns `Some`, or panics after `timeout` with `what`
 /// and the last value seen.
 fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> (Option<T>, String)) -> T {
@@ -112,28 +135,7 @@ fn nodes_behind_two_nats_complete_a_round_and_a_node_without_relay_says_why() {
     // nodes serve nothing and node-2's own eta is slower.
     let (ns2, dir2, _) = node(2);
     let round = Instant::now();
-    let outcome = pvl_in(
-        &ns2,
-        &dir2,
-        &[
-            "intent",
-            "publish",
-            "--capability",
-            "echo",
-            "--input",
-            "through the nat",
-            "--strategy",
-            "fastest",
-            "--min-offers",
-            "1",
-            "--window",
-            "3s",
-            "--deadline",
-            "60s",
-            "--wait",
-        ],
-    )
-    .unwrap();
+    let outcome = nat_round(&ns2, &dir2, "through the nat");
     eprintln!("round intent -> outcome in {:?}", round.elapsed());
     assert_eq!(outcome["status"], "completed", "{outcome}");
     assert_eq!(outcome["output"], "through the nat");
@@ -286,28 +288,7 @@ fn a_private_network_works_across_symmetric_nats_through_its_relay() {
     }
     let (ns2, dir2) = node(2);
     let round = Instant::now();
-    let outcome = pvl_in(
-        &ns2,
-        &dir2,
-        &[
-            "intent",
-            "publish",
-            "--capability",
-            "echo",
-            "--input",
-            "members only",
-            "--strategy",
-            "fastest",
-            "--min-offers",
-            "1",
-            "--window",
-            "3s",
-            "--deadline",
-            "60s",
-            "--wait",
-        ],
-    )
-    .unwrap();
+    let outcome = nat_round(&ns2, &dir2, "members only");
     eprintln!("relayed round (private network) in {:?}", round.elapsed());
     assert_eq!(outcome["status"], "completed", "{outcome}");
     assert_eq!(
