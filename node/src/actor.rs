@@ -234,6 +234,8 @@ struct Actor {
     advertised: Option<tokio::time::Instant>,
     /// A round of ads due because peers joined a topic since the last one.
     readvertise_at: Option<tokio::time::Instant>,
+    /// Peers seen joining one of this node's topics.
+    joined: JoinMemory,
     /// The runs this node started, for their latencies (at most [`MAX_WATCHED`]).
     watched: HashMap<TraceId, Watched>,
 }
@@ -266,6 +268,42 @@ const READVERTISE_PER_AD: Duration = Duration::from_millis(125);
 /// the peers joining together).
 const READVERTISE_DELAY: Duration = Duration::from_millis(200);
 
+/// Most peers remembered as having joined a topic; when full, those seen longer than the
+/// memory ago are forgotten, then all.
+const MAX_REMEMBERED_JOINS: usize = 4096;
+
+/// Which peers joining this node's topics bring a round of capability ads.
+///
+/// Only a peer not seen joining within the memory (half an ad lifetime, the renewal period:
+/// 5 minutes by default) counts: one seen since has this node's current ads already. Every
+/// new connection is a join, and connections come and go all the time (a requester dials the
+/// providers it awards, a connection one too many is closed and opened again later): in a
+/// 100-node testnet, rounds of ads for such re-joins went on at about 8 ads per second
+/// network-wide, each verified by every node, more gossip than the intents themselves.
+#[derive(Default)]
+struct JoinMemory {
+    seen: HashMap<PeerId, std::time::Instant>,
+}
+
+impl JoinMemory {
+    /// Whether `peer` joining at `now` is news (not seen within `memory`); remembers it.
+    fn is_news(&mut self, peer: PeerId, now: std::time::Instant, memory: Duration) -> bool {
+        if self.seen.len() >= MAX_REMEMBERED_JOINS && !self.seen.contains_key(&peer) {
+            self.seen
+                .retain(|_, at| now.saturating_duration_since(*at) < memory);
+            if self.seen.len() >= MAX_REMEMBERED_JOINS {
+                self.seen.clear();
+            }
+        }
+        let news = self
+            .seen
+            .get(&peer)
+            .is_none_or(|at| now.saturating_duration_since(*at) >= memory);
+        self.seen.insert(peer, now);
+        news
+    }
+}
+
 /// Starts the actor on `engine` (with `initial` actions to carry out first, e.g. what
 /// [`Engine::restore`] returned); it runs until `shutdown` completes and returns when its
 /// jobs are done.
@@ -283,6 +321,7 @@ pub fn spawn(
         waiters: HashMap::new(),
         advertised: None,
         readvertise_at: None,
+        joined: JoinMemory::default(),
         watched: HashMap::new(),
     };
     let task = tokio::spawn(
@@ -585,7 +624,10 @@ impl Actor {
                         peer: peer.to_string(),
                     });
                 }
-                NetEvent::PeerSubscribed { .. } => subscribed = true,
+                NetEvent::PeerSubscribed { peer, .. } => {
+                    let memory = self.parts.ad_ttl / 2;
+                    subscribed |= self.joined.is_news(peer, std::time::Instant::now(), memory);
+                }
                 NetEvent::PeerBanned(ban) => {
                     self.announce(Event::PeerBanned {
                         peer: ban.peer.to_string(),
@@ -877,5 +919,50 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_peer_not_seen_joining_within_the_memory_brings_ads() {
+        let memory = Duration::from_secs(300);
+        let mut joins = JoinMemory::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let t0 = std::time::Instant::now();
+        assert!(joins.is_news(a, t0, memory), "a first join");
+        assert!(
+            !joins.is_news(a, t0 + Duration::from_secs(60), memory),
+            "a re-join within the memory"
+        );
+        assert!(joins.is_news(b, t0 + Duration::from_secs(60), memory));
+        // Each join renews the memory of that peer.
+        assert!(!joins.is_news(a, t0 + Duration::from_secs(350), memory));
+        assert!(joins.is_news(a, t0 + Duration::from_secs(700), memory));
+    }
+
+    #[test]
+    fn the_join_memory_is_bounded() {
+        let memory = Duration::from_secs(300);
+        let mut joins = JoinMemory::default();
+        let t0 = std::time::Instant::now();
+        for _ in 0..MAX_REMEMBERED_JOINS {
+            assert!(joins.is_news(PeerId::random(), t0, memory));
+        }
+        assert_eq!(joins.seen.len(), MAX_REMEMBERED_JOINS);
+        // Full of recent joins: all are forgotten to make room.
+        assert!(joins.is_news(PeerId::random(), t0, memory));
+        assert_eq!(joins.seen.len(), 1);
+        for _ in 1..MAX_REMEMBERED_JOINS {
+            joins.is_news(PeerId::random(), t0, memory);
+        }
+        // Full, the old ones are forgotten first.
+        let later = t0 + memory + Duration::from_secs(1);
+        let fresh = PeerId::random();
+        assert!(joins.is_news(fresh, later, memory));
+        assert_eq!(joins.seen.len(), 1);
+        assert!(!joins.is_news(fresh, later, memory));
     }
 }

@@ -316,6 +316,11 @@ pub struct Report {
     pub cores: usize,
     /// From the first `pvl run` to a ready testnet (see `testnet::Readiness`), s.
     pub up_s: f64,
+    /// From ready to quiet (the nodes together under [`QUIET_CORES`] core), s: the
+    /// measurements start then. Nodes that start together connect, look each other up and
+    /// advertise for a while after the testnet is ready, and on a small machine that start-up
+    /// traffic, not the network, would set every latency measured during it.
+    pub quiet_s: f64,
     /// Gossip delivery.
     pub gossip: Gossip,
     /// Sequential round latency.
@@ -334,6 +339,11 @@ pub struct Report {
     pub connections_mean: Option<f64>,
     /// Most connected peers of any node at the end.
     pub connections_max: Option<u64>,
+    /// Most connected peers of any node once the load is over: sampled when every node is
+    /// down to `max_peers` (32, pvl's default) or [`SETTLE_TIMEOUT`] after the end.
+    pub connections_settled_max: Option<u64>,
+    /// How long after the end of the load that sample was taken, s.
+    pub settle_s: f64,
     /// Per node.
     pub resources: Vec<Resources>,
 }
@@ -356,6 +366,11 @@ pub fn run(options: &BenchOptions, pvl_bin: PathBuf) -> Result<Report> {
     let testnet = Testnet::up(&up, pvl_bin)?;
     let up_s = started.elapsed().as_secs_f64();
     println!("    testnet ready after {up_s:.1} s (node directories, start, connections)");
+    let quiet_s = wait_quiet(&testnet);
+    println!(
+        "    nodes quiet after {quiet_s:.1} s more (together under {QUIET_CORES} core over {} s)",
+        QUIET_WINDOW.as_secs()
+    );
     println!("==> gossip: {} intents from node-0", options.intents);
     let gossip = gossip(&testnet, options.intents)?;
     println!(
@@ -378,12 +393,16 @@ pub fn run(options: &BenchOptions, pvl_bin: PathBuf) -> Result<Report> {
         .filter_map(|r| r.rss_kib.map(|k| k as f64 / 1024.0))
         .collect();
     let connections: Vec<u64> = resources.iter().filter_map(|r| r.connections).collect();
+    let (connections_settled_max, settle_s) = settle(&testnet);
     let report = Report {
         nodes: options.nodes,
         cores,
         up_s,
+        quiet_s,
         connections_mean: mean(&connections.iter().map(|&c| c as f64).collect::<Vec<_>>()),
         connections_max: connections.iter().copied().max(),
+        connections_settled_max,
+        settle_s,
         gossip,
         contract_net,
         throughput,
@@ -709,13 +728,65 @@ fn resources(testnet: &Testnet) -> Vec<Resources> {
                 cpu_s: pid
                     .and_then(procs::cpu_ticks)
                     .map(|t| t as f64 / procs::TICKS_PER_SECOND as f64),
-                connections: testnet
-                    .cli_json(node.index, &["status"])
-                    .ok()
-                    .and_then(|s| s["connected_peers"].as_u64()),
+                connections: connected_peers(node),
             }
         })
         .collect()
+}
+
+/// The nodes count as quiet when together they use less than this many cores ...
+const QUIET_CORES: f64 = 0.5;
+/// ... over this window.
+const QUIET_WINDOW: Duration = Duration::from_secs(5);
+/// Longest wait for quiet; the measurements start then anyway.
+const QUIET_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Waits until the nodes are quiet (see [`Report::quiet_s`]) or [`QUIET_TIMEOUT`]; returns
+/// the time waited, s.
+fn wait_quiet(testnet: &Testnet) -> f64 {
+    let started = Instant::now();
+    let pids: Vec<u32> = (0..testnet.state.nodes.len())
+        .filter_map(|i| testnet.pid(i))
+        .collect();
+    let ticks = || -> u64 { pids.iter().filter_map(|&p| procs::cpu_ticks(p)).sum() };
+    let mut before = ticks();
+    while started.elapsed() < QUIET_TIMEOUT {
+        std::thread::sleep(QUIET_WINDOW);
+        let now = ticks();
+        let cores = now.saturating_sub(before) as f64
+            / procs::TICKS_PER_SECOND as f64
+            / QUIET_WINDOW.as_secs_f64();
+        if cores < QUIET_CORES {
+            break;
+        }
+        before = now;
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// pvl's default `[network] max_peers`, which testnet nodes keep: above it a node closes
+/// connections it has not used for 10 s.
+const MAX_PEERS: u64 = 32;
+/// Longest wait for the connection counts to come down after the load.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until no node has more than [`MAX_PEERS`] connections (or [`SETTLE_TIMEOUT`]);
+/// returns the largest count then and the time waited.
+fn settle(testnet: &Testnet) -> (Option<u64>, f64) {
+    let started = Instant::now();
+    loop {
+        let most = testnet.state.nodes.iter().filter_map(connected_peers).max();
+        if most.is_none_or(|m| m <= MAX_PEERS) || started.elapsed() >= SETTLE_TIMEOUT {
+            return (most, started.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `connected_peers` of the node's status, through its control API.
+fn connected_peers(node: &crate::testnet::NodeInfo) -> Option<u64> {
+    let status = Client::open(&node.dir).ok()?.status().ok()?;
+    Some(status.connected_peers as u64)
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -795,11 +866,22 @@ fn print_table(r: &Report) {
     );
     println!("{:<44} {:.1}", "testnet up and ready, s", r.up_s);
     println!(
+        "{:<44} {:.1}",
+        "then quiet (measurements start), s", r.quiet_s
+    );
+    println!(
         "{:<44} mean {} max {}",
         "connected peers per node at the end",
         ms(r.connections_mean),
         r.connections_max
             .map_or_else(|| "-".into(), |c| c.to_string())
+    );
+    println!(
+        "{:<44} max {} ({:.1} s after the end)",
+        "connected peers per node, settled",
+        r.connections_settled_max
+            .map_or_else(|| "-".into(), |c| c.to_string()),
+        r.settle_s
     );
     println!(
         "{:<44} mean {} max {}",
