@@ -356,7 +356,7 @@ pub fn run(options: &BenchOptions, pvl_bin: PathBuf) -> Result<Report> {
     };
     let up = UpOptions::local(options.nodes, dir.clone(), Duration::from_secs(2));
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    println!(
+    out!(
         "==> bench: {} nodes on {cores} core(s), testnet in {}",
         options.nodes,
         dir.display()
@@ -365,27 +365,28 @@ pub fn run(options: &BenchOptions, pvl_bin: PathBuf) -> Result<Report> {
     let started = Instant::now();
     let testnet = Testnet::up(&up, pvl_bin)?;
     let up_s = started.elapsed().as_secs_f64();
-    println!("    testnet ready after {up_s:.1} s (node directories, start, connections)");
+    out!("    testnet ready after {up_s:.1} s (node directories, start, connections)");
     let quiet_s = wait_quiet(&testnet);
-    println!(
+    out!(
         "    nodes quiet after {quiet_s:.1} s more (together under {QUIET_CORES} core over {} s)",
         QUIET_WINDOW.as_secs()
     );
-    println!("==> gossip: {} intents from node-0", options.intents);
+    out!("==> gossip: {} intents from node-0", options.intents);
     let gossip = gossip(&testnet, options.intents)?;
-    println!(
+    out!(
         "==> contract-net latency: {} sequential rounds",
         options.rounds
     );
     let contract_net = round_latency(&testnet, options.rounds)?;
-    println!(
+    out!(
         "==> throughput: {} rounds, {} concurrent",
-        options.load_rounds, options.concurrency
+        options.load_rounds,
+        options.concurrency
     );
     let throughput = throughput(&testnet, options.load_rounds, options.concurrency)?;
-    println!("==> consensus: {} sequential rounds", options.rounds);
+    out!("==> consensus: {} sequential rounds", options.rounds);
     let consensus = consensus(&testnet, options.rounds)?;
-    println!("==> workflow: {} sequential 3-stage runs", options.rounds);
+    out!("==> workflow: {} sequential 3-stage runs", options.rounds);
     let workflow = workflow_overhead(&testnet, options.rounds)?;
     let resources = resources(&testnet);
     let rss: Vec<f64> = resources
@@ -417,7 +418,7 @@ pub fn run(options: &BenchOptions, pvl_bin: PathBuf) -> Result<Report> {
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("JSON written to {}", path.display());
+        out!("JSON written to {}", path.display());
     }
     Ok(report)
 }
@@ -798,23 +799,27 @@ fn print_table(r: &Report) {
     let c = &r.contract_net;
     let t = &r.throughput;
     let cpu: Vec<f64> = r.resources.iter().filter_map(|x| x.cpu_s).collect();
-    println!(
+    out!(
         "\nbench: {} nodes, {} core(s), release pvl processes on loopback",
-        r.nodes, r.cores
+        r.nodes,
+        r.cores
     );
-    println!("{:<44} value", "measure");
-    println!(
+    out!("{:<44} value", "measure");
+    out!(
         "{:<44} {}/{} = {:.4}",
-        "gossip delivery (intent, receiver)", g.deliveries, g.expected, g.delivery_ratio
+        "gossip delivery (intent, receiver)",
+        g.deliveries,
+        g.expected,
+        g.delivery_ratio
     );
-    println!(
+    out!(
         "{:<44} p50 {} p99 {} max {}",
         "gossip latency to all nodes, ms",
         ms(g.p50_ms),
         ms(g.p99_ms),
         ms(g.max_ms)
     );
-    println!(
+    out!(
         "{:<44} p50 {} p99 {} ({}/{} rounds, {} offers each)",
         "intent -> award, ms",
         ms(c.award_p50_ms),
@@ -823,13 +828,13 @@ fn print_table(r: &Report) {
         c.rounds,
         c.min_offers
     );
-    println!(
+    out!(
         "{:<44} p50 {} p99 {}",
         "intent -> receipt, ms",
         ms(c.receipt_p50_ms),
         ms(c.receipt_p99_ms)
     );
-    println!(
+    out!(
         "{:<44} {:.1} ({} of {} completed in {:.1} s, {} concurrent, min_offers {})",
         "contract-net rounds/s, one requester",
         t.rounds_per_s,
@@ -840,13 +845,13 @@ fn print_table(r: &Report) {
         t.min_offers
     );
     if !t.failed.is_empty() {
-        println!("{:<44} {:?}", "  failed rounds by reason", t.failed);
+        out!("{:<44} {:?}", "  failed rounds by reason", t.failed);
     }
     if let Some(cost) = &t.per_round {
         print_round_cost(cost);
     }
     let k = &r.consensus;
-    println!(
+    out!(
         "{:<44} p50 {} p99 {} ({} members, {}/{} approved)",
         "consensus round (proposal -> certificate), ms",
         ms(k.p50_ms),
@@ -856,7 +861,7 @@ fn print_table(r: &Report) {
         k.rounds
     );
     let w = &r.workflow;
-    println!(
+    out!(
         "{:<44} p50 {} p99 {} ({} stages of {} runs)",
         "workflow coordination per stage, ms",
         ms(w.p50_ms),
@@ -864,32 +869,33 @@ fn print_table(r: &Report) {
         w.stages,
         w.runs
     );
-    println!("{:<44} {:.1}", "testnet up and ready, s", r.up_s);
-    println!(
+    out!("{:<44} {:.1}", "testnet up and ready, s", r.up_s);
+    out!(
         "{:<44} {:.1}",
-        "then quiet (measurements start), s", r.quiet_s
+        "then quiet (measurements start), s",
+        r.quiet_s
     );
-    println!(
+    out!(
         "{:<44} mean {} max {}",
         "connected peers per node at the end",
         ms(r.connections_mean),
         r.connections_max
             .map_or_else(|| "-".into(), |c| c.to_string())
     );
-    println!(
+    out!(
         "{:<44} max {} ({:.1} s after the end)",
         "connected peers per node, settled",
         r.connections_settled_max
             .map_or_else(|| "-".into(), |c| c.to_string()),
         r.settle_s
     );
-    println!(
+    out!(
         "{:<44} mean {} max {}",
         "RSS per node, MiB",
         ms(r.rss_mean_mib),
         ms(r.rss_max_mib)
     );
-    println!(
+    out!(
         "{:<44} mean {} max {}",
         "CPU time per node, s",
         ms(mean(&cpu)),
@@ -898,9 +904,12 @@ fn print_table(r: &Report) {
 }
 
 fn print_round_cost(cost: &RoundCost) {
-    println!(
+    out!(
         "  per round (throughput phase, {} rounds)      {:>10} {:>10} {:>10}",
-        cost.rounds, "all nodes", "requester", "providers"
+        cost.rounds,
+        "all nodes",
+        "requester",
+        "providers"
     );
     type Row = (&'static str, fn(&Work) -> f64);
     let rows: [Row; 10] = [
@@ -916,7 +925,7 @@ fn print_round_cost(cost: &RoundCost) {
         ("CPU ms", |w| w.cpu_ms),
     ];
     for (name, get) in rows {
-        println!(
+        out!(
             "    {:<40} {:>10.2} {:>10.2} {:>10.2}",
             name,
             get(&cost.total),

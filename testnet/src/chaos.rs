@@ -69,7 +69,7 @@ pub fn run(options: &ChaosOptions, pvl_bin: PathBuf) -> Result<ChaosReport> {
         None => crate::demo::fresh_dir("pvl-chaos")?,
     };
     let up = UpOptions::local(options.nodes, dir.clone(), Duration::from_secs(1));
-    println!(
+    out!(
         "==> chaos: {} nodes, {} intents, seed {}, testnet in {}",
         options.nodes,
         options.intents,
@@ -179,18 +179,18 @@ fn print_outcome(
 ) {
     let at = started.elapsed().as_secs_f64();
     match outcome {
-        Ok(o) if o["status"] == "completed" => println!(
+        Ok(o) if o["status"] == "completed" => out!(
             "  +{at:6.1}s completed by {} (awards {})",
             crate::scenarios::node_of(testnet, o["provider"].as_str().unwrap_or_default())
                 .unwrap_or_else(|| "?".into()),
             o["awards"]
         ),
-        Ok(o) => println!(
+        Ok(o) => out!(
             "  +{at:6.1}s failed: {} ({})",
             o["reason"].as_str().unwrap_or("?"),
             o["detail"].as_str().unwrap_or("")
         ),
-        Err(e) => println!("  +{at:6.1}s error: {e}"),
+        Err(e) => out!("  +{at:6.1}s error: {e}"),
     }
 }
 
@@ -219,18 +219,18 @@ fn monkey(testnet: &Testnet, rng: &Mutex<Rng>, done: &AtomicBool, started: Insta
         }
         let at = started.elapsed().as_secs_f64();
         if let Err(e) = testnet.kill(victim) {
-            println!("  chaos: cannot kill node-{victim}: {e:#}");
+            out!("  chaos: cannot kill node-{victim}: {e:#}");
             continue;
         }
-        println!("  +{at:6.1}s chaos: node-{victim} killed (SIGKILL), down for {down_for} ms");
+        out!("  +{at:6.1}s chaos: node-{victim} killed (SIGKILL), down for {down_for} ms");
         kills.push(format!("node-{victim} at +{at:.1} s"));
         pause(down_for);
         match testnet.start(victim) {
-            Ok(()) => println!(
+            Ok(()) => out!(
                 "  +{:6.1}s chaos: node-{victim} restarted",
                 started.elapsed().as_secs_f64()
             ),
-            Err(e) => println!("  chaos: node-{victim} did not restart: {e:#}"),
+            Err(e) => out!("  chaos: node-{victim} did not restart: {e:#}"),
         }
     }
     kills
@@ -263,20 +263,20 @@ fn check_receipts(
 }
 
 fn print_report(r: &ChaosReport) {
-    println!("\nchaos: {} intents, {} kills", r.intents, r.kills.len());
-    println!("  completed (first award)   {}", r.completed);
-    println!("  completed after re-award  {}", r.reawarded);
+    out!("\nchaos: {} intents, {} kills", r.intents, r.kills.len());
+    out!("  completed (first award)   {}", r.completed);
+    out!("  completed after re-award  {}", r.reawarded);
     let failed: usize = r.failed.values().sum();
-    println!("  failed                    {failed}");
+    out!("  failed                    {failed}");
     for (reason, count) in &r.failed {
-        println!("    {count:>4}  {reason}");
+        out!("    {count:>4}  {reason}");
     }
-    println!(
+    out!(
         "  acknowledged receipts in the requester's store: {}/{}",
         r.receipts_checked - r.receipts_missing.len(),
         r.receipts_checked
     );
     for missing in &r.receipts_missing {
-        println!("    MISSING {missing}");
+        out!("    MISSING {missing}");
     }
 }

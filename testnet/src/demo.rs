@@ -42,10 +42,10 @@ pub fn run(options: &DemoOptions, pvl_bin: PathBuf) -> Result<()> {
     };
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let out = std::fs::canonicalize(&out)?;
-    println!("==> pvl:    {}", pvl_bin.display());
-    println!("==> output: {}", out.display());
+    out!("==> pvl:    {}", pvl_bin.display());
+    out!("==> output: {}", out.display());
     let up = UpOptions::local(options.nodes, out.join("testnet"), Duration::from_secs(1));
-    println!("==> starting {} nodes", options.nodes);
+    out!("==> starting {} nodes", options.nodes);
     procs::own(up.dir.clone());
     let testnet = Testnet::up(&up, pvl_bin)?;
     print_layout(&testnet);
@@ -59,7 +59,7 @@ pub fn run(options: &DemoOptions, pvl_bin: PathBuf) -> Result<()> {
         {
             continue;
         }
-        println!("\n==> {}: {}", scenario.name, scenario.about);
+        out!("\n==> {}: {}", scenario.name, scenario.about);
         let result = match (scenario.run)(&testnet, requester) {
             Ok(completed) => {
                 let dir = out.join(scenario.name);
@@ -82,7 +82,7 @@ pub fn run(options: &DemoOptions, pvl_bin: PathBuf) -> Result<()> {
         out.join("summary.json"),
         serde_json::to_string_pretty(&results)?,
     )?;
-    println!("\n==> summary");
+    out!("\n==> summary");
     for r in &results {
         let winner = r
             .completed
@@ -90,7 +90,7 @@ pub fn run(options: &DemoOptions, pvl_bin: PathBuf) -> Result<()> {
             .and_then(|c| c.provider.clone())
             .unwrap_or_else(|| "-".into());
         let verdict = if r.ok { "ok" } else { "FAILED" };
-        println!(
+        out!(
             "  {:<26} {:<7} winner {:<8} verified on {} node(s){}",
             r.name,
             verdict,
@@ -102,7 +102,7 @@ pub fn run(options: &DemoOptions, pvl_bin: PathBuf) -> Result<()> {
                 .unwrap_or_default()
         );
     }
-    println!("==> stopping the nodes (SIGTERM)");
+    out!("==> stopping the nodes (SIGTERM)");
     let killed = testnet.down()?;
     if !killed.is_empty() {
         bail!("nodes did not stop on SIGTERM: {}", killed.join(", "));
@@ -115,7 +115,7 @@ pub fn run(options: &DemoOptions, pvl_bin: PathBuf) -> Result<()> {
             out.display()
         );
     }
-    println!(
+    out!(
         "demo OK: {} scenario(s) completed and verified; exports in {}",
         results.len(),
         out.display()
@@ -124,7 +124,7 @@ pub fn run(options: &DemoOptions, pvl_bin: PathBuf) -> Result<()> {
 }
 
 fn failed(name: &'static str, completed: Option<Completed>, e: &anyhow::Error) -> ScenarioResult {
-    println!("  FAILED: {e:#}");
+    out!("  FAILED: {e:#}");
     ScenarioResult {
         name,
         ok: false,
@@ -135,13 +135,18 @@ fn failed(name: &'static str, completed: Option<Completed>, e: &anyhow::Error) -
 }
 
 fn print_layout(testnet: &Testnet) {
-    println!(
+    out!(
         "{:<8} {:<9} {:<54} {:>12} {:>7} {:>8}",
-        "NODE", "KEY", "PEER ID", "sha256 PRICE", "ETA ms", "REL bps"
+        "NODE",
+        "KEY",
+        "PEER ID",
+        "sha256 PRICE",
+        "ETA ms",
+        "REL bps"
     );
     for node in &testnet.state.nodes {
         let sha = node.builtin("sha256");
-        println!(
+        out!(
             "{:<8} {:<9} {:<54} {:>12} {:>7} {:>8}",
             node.name,
             node.public_key
@@ -156,7 +161,7 @@ fn print_layout(testnet: &Testnet) {
             sha.map_or(0, |b| b.reliability_bps),
         );
     }
-    println!(
+    out!(
         "node-0 is the bootstrap node and the requester; traces name signers by KEY (the first \
          8 hex digits of the public key)"
     );
@@ -166,7 +171,7 @@ fn print_layout(testnet: &Testnet) {
 /// holds the trace. Returns the nodes whose bundle verified.
 fn report(testnet: &Testnet, requester: usize, c: &Completed, dir: &Path) -> Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
-    println!(
+    out!(
         "  completed by {} for {} in {} ms (awards: {}); trace {}",
         c.provider.as_deref().unwrap_or("?"),
         c.outcome["cost"],
@@ -209,7 +214,7 @@ fn report(testnet: &Testnet, requester: usize, c: &Completed, dir: &Path) -> Res
         );
         if exported.is_err() && node.index != requester {
             // A node the intent never reached holds no trace; not an error of the trace.
-            println!("  {}: holds no copy of the trace", node.name);
+            out!("  {}: holds no copy of the trace", node.name);
             continue;
         }
         exported?;
@@ -221,20 +226,23 @@ fn report(testnet: &Testnet, requester: usize, c: &Completed, dir: &Path) -> Res
             );
         }
         if copy.gaps == 0 {
-            println!(
+            out!(
                 "  {:<8} bundle verifies: {} objects, every signature and link",
-                node.name, copy.checked
+                node.name,
+                copy.checked
             );
         } else {
-            println!(
+            out!(
                 "  {:<8} bundle verifies: {} objects, every signature; partial copy: {} link(s) \
                  to objects this node never received",
-                node.name, copy.checked, copy.gaps
+                node.name,
+                copy.checked,
+                copy.gaps
             );
         }
         verified.push(node.name.clone());
     }
-    println!("  exports: {}/trace.{{dot,json,bundle}}", dir.display());
+    out!("  exports: {}/trace.{{dot,json,bundle}}", dir.display());
     Ok(verified)
 }
 

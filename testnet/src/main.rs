@@ -13,6 +13,8 @@
 //! Commands that own their testnet (`demo`, `bench`, `chaos`) stop it on every exit path:
 //! return, error, panic (a drop guard) and Ctrl-C/SIGTERM (a signal thread) ([`procs`]).
 
+#[macro_use]
+mod out;
 mod bench;
 mod chaos;
 mod demo;
@@ -227,7 +229,7 @@ fn run(cli: Cli) -> Result<()> {
             timeout,
         } => {
             if netns && let Some(reason) = crate::netns::unavailable() {
-                println!("{reason}");
+                out!("{reason}");
                 return Ok(());
             }
             let options = UpOptions {
@@ -245,7 +247,7 @@ fn run(cli: Cli) -> Result<()> {
                     .unwrap_or_else(|| Duration::from_secs(30 + 2 * nodes as u64)),
             };
             let testnet = Testnet::up(&options, pvl::locate()?)?;
-            println!(
+            out!(
                 "testnet of {nodes} node(s) up in {} ({}); every node has {} connections or more, \
                  and the connections join every node",
                 testnet.dir.display(),
@@ -260,7 +262,7 @@ fn run(cli: Cli) -> Result<()> {
                     .filter(|l| l.nat_segments > 0)
                     .map(|l| format!("  [{}]", l.placement(node.index)))
                     .unwrap_or_default();
-                println!(
+                out!(
                     "  {:<8} {}  {}  pid {}{placement}",
                     node.name,
                     node.peer_id,
@@ -268,7 +270,7 @@ fn run(cli: Cli) -> Result<()> {
                     testnet.pid(node.index).unwrap_or(0)
                 );
             }
-            println!(
+            out!(
                 "use `pvl --dir {}/node-0 ...`; stop with `pvl-testnet down --dir {}`",
                 testnet.dir.display(),
                 testnet.dir.display()
@@ -281,9 +283,9 @@ fn run(cli: Cli) -> Result<()> {
             let testnet = Testnet::load(&dir.dir)?;
             let killed = testnet.down()?;
             if killed.is_empty() {
-                println!("every node stopped on SIGTERM");
+                out!("every node stopped on SIGTERM");
             } else {
-                println!(
+                out!(
                     "stopped; killed after the grace period: {}",
                     killed.join(", ")
                 );
@@ -294,14 +296,14 @@ fn run(cli: Cli) -> Result<()> {
             let testnet = Testnet::load(&dir.dir)?;
             let index = testnet.parse_node(&node)?;
             testnet.kill(index)?;
-            println!("node-{index} killed (SIGKILL)");
+            out!("node-{index} killed (SIGKILL)");
             Ok(())
         }
         Command::Restart { node, dir } => {
             let testnet = Testnet::load(&dir.dir)?;
             let index = testnet.parse_node(&node)?;
             testnet.restart(index)?;
-            println!(
+            out!(
                 "node-{index} restarted (pid {})",
                 testnet.pid(index).unwrap_or(0)
             );
@@ -315,13 +317,13 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|n| testnet.parse_node(n))
                 .collect::<Result<Vec<_>>>()?;
             crate::netns::partition(layout, &indexes)?;
-            println!("partitioned: {nodes:?} are cut off from the others");
+            out!("partitioned: {nodes:?} are cut off from the others");
             Ok(())
         }
         Command::Heal { dir } => {
             let testnet = Testnet::load(&dir.dir)?;
             crate::netns::heal(netns_layout(&testnet)?)?;
-            println!("healed: every node is on the main bridge");
+            out!("healed: every node is on the main bridge");
             Ok(())
         }
         Command::Demo { nodes, out, only } => {
@@ -394,14 +396,14 @@ fn links(testnet: &Testnet, json: bool) -> Result<()> {
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        out!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     for row in &rows {
-        println!("{:<8} -> {:<8} {}", row.from, row.to, row.link);
+        out!("{:<8} -> {:<8} {}", row.from, row.to, row.link);
     }
     let count = |name: &str| rows.iter().filter(|r| r.link == name).count();
-    println!(
+    out!(
         "{} connection ends: {} direct, {} hole_punched, {} relayed",
         rows.len(),
         count("direct"),
@@ -422,15 +424,21 @@ fn netns_layout(testnet: &Testnet) -> Result<&crate::netns::NetnsLayout> {
 fn status(testnet: &Testnet, json: bool) -> Result<()> {
     let statuses = testnet.status();
     if json {
-        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        out!("{}", serde_json::to_string_pretty(&statuses)?);
     } else {
-        println!(
+        out!(
             "{:<8} {:>8} {:<6} {:<53} {:>5} {:>6} {:>8}",
-            "NODE", "PID", "ALIVE", "PEER ID", "PEERS", "ROUTES", "OBJECTS"
+            "NODE",
+            "PID",
+            "ALIVE",
+            "PEER ID",
+            "PEERS",
+            "ROUTES",
+            "OBJECTS"
         );
         let opt = |v: Option<u64>| v.map_or_else(|| "-".into(), |v| v.to_string());
         for s in &statuses {
-            println!(
+            out!(
                 "{:<8} {:>8} {:<6} {:<53} {:>5} {:>6} {:>8}",
                 s.name,
                 s.pid.map_or_else(|| "-".into(), |p| p.to_string()),
