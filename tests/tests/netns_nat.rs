@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pvl_e2e::{TestnetGuard, pvl_bin, success, testnet};
+use pvl_e2e::{TestnetGuard, netns_pvl, pvl_bin, success, testnet};
 use serde_json::Value;
 
 fn skip_reason() -> Option<&'static str> {
@@ -24,11 +24,6 @@ fn skip_reason() -> Option<&'static str> {
         return Some("skipped: needs nftables (`nft`)");
     }
     None
-}
-
-/// `pvl ARGS --json --dir DIR` inside a namespace.
-fn pvl_in(ns: &str, dir: &str, args: &[&str]) -> Result<Value, String> {
-    pvl_e2e::netns_pvl(ns, dir, args)
 }
 
 /// A contract-net round for `echo` from the node in namespace `ns`: the fastest offer wins,
@@ -51,7 +46,7 @@ fn nat_round(ns: &str, dir: &str, input: &str) -> Value {
         "60s",
         "--wait",
     ];
-    pvl_in(ns, dir, &args).unwrap()
+    netns_pvl(ns, dir, &args).unwrap()
 }
 
 /// Polls `check` every 250 ms until it returns `Some`, or panics after `timeout` with `what`
@@ -115,7 +110,7 @@ fn nodes_behind_two_nats_complete_a_round_and_a_node_without_relay_says_why() {
         let reach = wait_for(
             &format!("node-{i} reachable through the relay"),
             Duration::from_secs(90),
-            || match pvl_in(&ns, &dir, &["status"]) {
+            || match netns_pvl(&ns, &dir, &["status"]) {
                 Ok(status) => {
                     let r = status["reachability"].clone();
                     let ok = r["state"] == "relayed"
@@ -170,7 +165,7 @@ fn nodes_behind_two_nats_complete_a_round_and_a_node_without_relay_says_why() {
 
     // How the two NATed nodes are connected now: relayed, or hole punched.
     let (ns3, dir3, id3) = node(3);
-    let peers = pvl_in(&ns2, &dir2, &["peers"]).unwrap();
+    let peers = netns_pvl(&ns2, &dir2, &["peers"]).unwrap();
     let link = peers
         .as_array()
         .unwrap()
@@ -217,7 +212,7 @@ fn nodes_behind_two_nats_complete_a_round_and_a_node_without_relay_says_why() {
     let reason = wait_for(
         "node-3 to say why it is unreachable",
         Duration::from_secs(90),
-        || match pvl_in(&ns3, &dir3, &["status"]) {
+        || match netns_pvl(&ns3, &dir3, &["status"]) {
             Ok(status) => {
                 let r = &status["reachability"];
                 let reason = (r["state"] == "private")
@@ -277,7 +272,7 @@ fn a_private_network_works_across_symmetric_nats_through_its_relay() {
         wait_for(
             &format!("node-{i} reachable through the relay"),
             Duration::from_secs(90),
-            || match pvl_in(&ns, &dir, &["status"]) {
+            || match netns_pvl(&ns, &dir, &["status"]) {
                 Ok(status) => {
                     let r = status["reachability"].clone();
                     ((r["state"] == "relayed").then_some(()), r.to_string())
