@@ -238,6 +238,44 @@ struct Actor {
     joined: JoinMemory,
     /// The runs this node started, for their latencies (at most [`MAX_WATCHED`]).
     watched: HashMap<TraceId, Watched>,
+    /// Direct sends kept in order per peer and trace.
+    send_order: SendOrder,
+}
+
+/// Keeps the direct sends of one trace to one peer in order: each waits until the previous
+/// one's exchange ended (acknowledged, refused or failed), so a receiver sees a task's
+/// progress before its `task_done` and receipt (SPEC §14.5). Sends of other traces or to
+/// other peers go concurrently.
+///
+/// An entry is the completion signal of the last send queued for its (peer, trace): the
+/// sending job holds the sender half and drops it when its exchange ends. Entries whose send
+/// ended are pruned when the map outgrows twice the entries pruning kept, so it stays
+/// bounded by the sends in flight (at most [`MAX_JOBS`]) plus a margin.
+#[derive(Default)]
+struct SendOrder {
+    last: HashMap<(pvl_protocol::PublicKey, TraceId), oneshot::Receiver<()>>,
+    /// Entries left after the last pruning.
+    kept: usize,
+}
+
+impl SendOrder {
+    /// Queues a send: returns what it must wait for before sending (the previous send of the
+    /// same peer and trace, if still running) and the signal to drop when it is done.
+    fn queue(
+        &mut self,
+        to: pvl_protocol::PublicKey,
+        trace: TraceId,
+    ) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+        let (done, signal) = oneshot::channel();
+        let previous = self.last.insert((to, trace), signal);
+        if self.last.len() > 2 * self.kept.max(64) {
+            self.last.retain(|_, signal| {
+                matches!(signal.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+            });
+            self.kept = self.last.len();
+        }
+        (previous, done)
+    }
 }
 
 /// A run this node started, as the metrics see it.
@@ -323,6 +361,7 @@ pub fn spawn(
         readvertise_at: None,
         joined: JoinMemory::default(),
         watched: HashMap::new(),
+        send_order: SendOrder::default(),
     };
     let task = tokio::spawn(
         async move {
@@ -741,7 +780,15 @@ impl Actor {
                 }
                 Action::Send { to, object } => {
                     let net = self.parts.net.clone();
+                    let (previous, done) = self.send_order.queue(to, object.trace_id());
                     self.job(async move {
+                        if let Some(previous) = previous {
+                            // Ends when the previous send's job drops its signal.
+                            let _ = previous.await;
+                        }
+                        // Held until the exchange ended: the next send of this trace to
+                        // this peer waits for it.
+                        let _done = done;
                         let kind = object.kind();
                         let (trace, task) = (object.trace_id(), object.id());
                         let result = match pvl_net::peer_id_of(&to) {
@@ -925,6 +972,52 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_send_waits_for_the_previous_one_of_its_peer_and_trace_only() {
+        let mut order = SendOrder::default();
+        let (peer, other_peer) = (
+            pvl_protocol::PublicKey([1; 32]),
+            pvl_protocol::PublicKey([2; 32]),
+        );
+        let (trace, other_trace) = (ObjectId([1; 32]), ObjectId([2; 32]));
+        let (none, first) = order.queue(peer, trace);
+        assert!(none.is_none());
+        let (after_first, second) = order.queue(peer, trace);
+        let mut after_first = after_first.expect("the second send waits for the first");
+        assert!(order.queue(other_peer, trace).0.is_none());
+        assert!(order.queue(peer, other_trace).0.is_none());
+        assert!(matches!(
+            after_first.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ));
+        drop(first);
+        assert!(matches!(
+            after_first.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
+        let (after_second, _third) = order.queue(peer, trace);
+        drop(second);
+        assert!(after_second.is_some());
+    }
+
+    #[test]
+    fn finished_sends_are_forgotten_so_the_order_map_stays_bounded() {
+        let mut order = SendOrder::default();
+        let peer = pvl_protocol::PublicKey([1; 32]);
+        let mut running = Vec::new();
+        for i in 0..10_000u32 {
+            let mut id = [0; 32];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            let (_, done) = order.queue(peer, ObjectId(id));
+            // One send in 100 is still running; the others ended at once.
+            if i % 100 == 0 {
+                running.push(done);
+            }
+            assert!(order.last.len() <= 2 * 128 + 1, "{}", order.last.len());
+        }
+        assert!(order.last.len() >= running.len());
+    }
 
     #[test]
     fn only_a_peer_not_seen_joining_within_the_memory_brings_ads() {
