@@ -238,36 +238,38 @@ struct Actor {
     joined: JoinMemory,
     /// The runs this node started, for their latencies (at most [`MAX_WATCHED`]).
     watched: HashMap<TraceId, Watched>,
-    /// Direct sends kept in order per peer and trace.
+    /// Reports on a task kept in order per peer.
     send_order: SendOrder,
 }
 
-/// Keeps the direct sends of one trace to one peer in order: each waits until the previous
-/// one's exchange ended (acknowledged, refused or failed), so a receiver sees a task's
-/// progress before its `task_done` and receipt (SPEC §14.5). Sends of other traces or to
-/// other peers go concurrently.
+/// Keeps the reports on one task (`task_progress`, `task_done`, receipt) to one peer in
+/// order: each waits until the previous one's exchange ended (acknowledged, refused or
+/// failed), so a requester sees a task's progress before its `task_done` and receipt (SPEC
+/// §14.5). Everything else, and the reports on other tasks, go concurrently: a parallel run
+/// of 72 shards in one trace still sends its offers, awards and rejects at once.
 ///
-/// An entry is the completion signal of the last send queued for its (peer, trace): the
+/// An entry is the completion signal of the last send queued for its (peer, task): the
 /// sending job holds the sender half and drops it when its exchange ends. Entries whose send
 /// ended are pruned when the map outgrows twice the entries pruning kept, so it stays
 /// bounded by the sends in flight (at most [`MAX_JOBS`]) plus a margin.
 #[derive(Default)]
 struct SendOrder {
-    last: HashMap<(pvl_protocol::PublicKey, TraceId), oneshot::Receiver<()>>,
+    last: HashMap<(pvl_protocol::PublicKey, ObjectId), oneshot::Receiver<()>>,
     /// Entries left after the last pruning.
     kept: usize,
 }
 
 impl SendOrder {
-    /// Queues a send: returns what it must wait for before sending (the previous send of the
-    /// same peer and trace, if still running) and the signal to drop when it is done.
+    /// Queues a report on `task` for `to`: returns what it must wait for before sending (the
+    /// previous report on that task to that peer, if still being sent) and the signal to
+    /// drop when it is done.
     fn queue(
         &mut self,
         to: pvl_protocol::PublicKey,
-        trace: TraceId,
+        task: ObjectId,
     ) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
         let (done, signal) = oneshot::channel();
-        let previous = self.last.insert((to, trace), signal);
+        let previous = self.last.insert((to, task), signal);
         if self.last.len() > 2 * self.kept.max(64) {
             self.last.retain(|_, signal| {
                 matches!(signal.try_recv(), Err(oneshot::error::TryRecvError::Empty))
@@ -780,15 +782,23 @@ impl Actor {
                 }
                 Action::Send { to, object } => {
                     let net = self.parts.net.clone();
-                    let (previous, done) = self.send_order.queue(to, object.trace_id());
+                    let order = object
+                        .body()
+                        .task()
+                        .map(|task| self.send_order.queue(to, task));
                     self.job(async move {
-                        if let Some(previous) = previous {
-                            // Ends when the previous send's job drops its signal.
-                            let _ = previous.await;
-                        }
-                        // Held until the exchange ended: the next send of this trace to
+                        // Held until the exchange ended: the next report on this task to
                         // this peer waits for it.
-                        let _done = done;
+                        let _done = match order {
+                            Some((previous, done)) => {
+                                if let Some(previous) = previous {
+                                    // Ends when the previous send's job drops its signal.
+                                    let _ = previous.await;
+                                }
+                                Some(done)
+                            }
+                            None => None,
+                        };
                         let kind = object.kind();
                         let (trace, task) = (object.trace_id(), object.id());
                         let result = match pvl_net::peer_id_of(&to) {
@@ -974,19 +984,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_send_waits_for_the_previous_one_of_its_peer_and_trace_only() {
+    fn a_report_waits_for_the_previous_one_of_its_peer_and_task_only() {
         let mut order = SendOrder::default();
         let (peer, other_peer) = (
             pvl_protocol::PublicKey([1; 32]),
             pvl_protocol::PublicKey([2; 32]),
         );
-        let (trace, other_trace) = (ObjectId([1; 32]), ObjectId([2; 32]));
-        let (none, first) = order.queue(peer, trace);
+        let (task, other_task) = (ObjectId([1; 32]), ObjectId([2; 32]));
+        let (none, first) = order.queue(peer, task);
         assert!(none.is_none());
-        let (after_first, second) = order.queue(peer, trace);
-        let mut after_first = after_first.expect("the second send waits for the first");
-        assert!(order.queue(other_peer, trace).0.is_none());
-        assert!(order.queue(peer, other_trace).0.is_none());
+        let (after_first, second) = order.queue(peer, task);
+        let mut after_first = after_first.expect("the second report waits for the first");
+        assert!(order.queue(other_peer, task).0.is_none());
+        assert!(order.queue(peer, other_task).0.is_none());
         assert!(matches!(
             after_first.try_recv(),
             Err(oneshot::error::TryRecvError::Empty)
@@ -996,7 +1006,7 @@ mod tests {
             after_first.try_recv(),
             Err(oneshot::error::TryRecvError::Closed)
         ));
-        let (after_second, _third) = order.queue(peer, trace);
+        let (after_second, _third) = order.queue(peer, task);
         drop(second);
         assert!(after_second.is_some());
     }

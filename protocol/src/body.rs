@@ -1118,6 +1118,17 @@ fn text(value: Value, field: &'static str) -> Result<String> {
 }
 
 impl Body {
+    /// The task a `task_progress`, `task_done` or `receipt` reports on (the id of its
+    /// `task_start`); `None` for every other kind.
+    pub fn task(&self) -> Option<ObjectId> {
+        match self {
+            Body::TaskProgress(p) => Some(p.task),
+            Body::TaskDone(d) => Some(d.task),
+            Body::Receipt(r) => Some(r.task),
+            _ => None,
+        }
+    }
+
     /// The kind of this body.
     pub fn kind(&self) -> Kind {
         match self {

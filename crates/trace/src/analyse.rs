@@ -420,15 +420,6 @@ pub(crate) fn event_of(object: &SignedObject) -> Option<&Event> {
     }
 }
 
-pub(crate) fn task_of(body: &Body) -> Option<ObjectId> {
-    match body {
-        Body::TaskProgress(p) => Some(p.task),
-        Body::TaskDone(d) => Some(d.task),
-        Body::Receipt(r) => Some(r.task),
-        _ => None,
-    }
-}
-
 fn short_label(object: &SignedObject) -> String {
     match object.body() {
         Body::Intent(i) => i.capability.clone(),
@@ -594,7 +585,7 @@ fn collect_tasks(view: &View<'_>, on_path: &HashSet<ObjectId>) -> Vec<TaskInfo> 
         }
     }
     for o in &view.by_time {
-        let Some(task) = task_of(o.body()) else {
+        let Some(task) = o.body().task() else {
             continue;
         };
         let Some(info) = task_index.get(&task).and_then(|&i| tasks.get_mut(i)) else {
@@ -847,7 +838,7 @@ fn parts_wait_for_each_other(view: &View<'_>) -> bool {
         .iter()
         .filter(|o| matches!(o.kind(), Kind::TaskDone | Kind::Receipt))
         .filter_map(|o| {
-            let task = task_of(o.body())?;
+            let task = o.body().task()?;
             Some((o.id(), *label_of_task.get(&task)?))
         })
         .collect();

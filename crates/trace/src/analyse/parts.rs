@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use pvl_protocol::{Body, Event, EventType, Kind, ObjectId, PublicKey, SignedObject, attr};
 use serde::Serialize;
 
-use super::{Pattern, TaskInfo, View, task_of};
+use super::{Pattern, TaskInfo, View};
 
 /// What a part is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -201,7 +201,7 @@ fn completions<'a>(view: &View<'a>) -> HashMap<ObjectId, Vec<&'a SignedObject>> 
     let mut out: HashMap<ObjectId, Vec<&SignedObject>> = HashMap::new();
     for o in &view.causal {
         if matches!(o.kind(), Kind::TaskDone | Kind::Receipt)
-            && let Some(task) = task_of(o.body())
+            && let Some(task) = o.body().task()
         {
             out.entry(task).or_default().push(*o);
         }
@@ -287,7 +287,7 @@ fn assign(view: &View<'_>, tasks: &[TaskInfo], labels: &[String]) -> HashMap<Obj
                 .iter()
                 .chain(o.parents())
                 .find_map(|x| part_of.get(x).cloned()),
-            body => task_of(body).and_then(|t| part_of.get(&t).cloned()),
+            body => body.task().and_then(|t| part_of.get(&t).cloned()),
         };
         if let Some(label) = label {
             part_of.insert(id, label);
