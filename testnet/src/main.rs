@@ -52,7 +52,8 @@ struct DirArg {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create and start a testnet; returns once every node sees every other node.
+    /// Create and start a testnet; returns once it is ready: every node has 4 connections (or
+    /// all the others) and the connections join every node.
     Up {
         /// Number of nodes.
         #[arg(long, default_value_t = 5)]
