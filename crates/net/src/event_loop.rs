@@ -46,6 +46,27 @@ const TRIM_GRACE: Duration = Duration::from_secs(10);
 /// node that restarted is found again within this time).
 const BOOTSTRAP_REDIAL_EVERY: Duration = Duration::from_secs(1);
 
+/// Incoming connections still in their handshake, at most (SPEC §17.3). A requester whose
+/// intent reaches 100 providers gets about 100 dials at once and denies those beyond this:
+/// the providers try again ([`SEND_ATTEMPTS`]).
+const MAX_PENDING_INCOMING: u32 = 64;
+
+/// Attempts at a direct message whose peer could not be reached, in all (SPEC §14.5).
+pub const SEND_ATTEMPTS: u32 = 4;
+
+/// The first pause before trying an unreachable peer again; each further pause doubles.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The pause after failed attempt `attempt` (1-based): `RETRY_PAUSE × 2^(attempt-1)`, times a
+/// random factor in [1, 2), so that providers answering one intent at once spread out.
+fn retry_pause(attempt: u32) -> Duration {
+    let mut byte = [0u8; 1];
+    // Without system randomness the pause is simply the lower bound.
+    let _ = getrandom::fill(&mut byte);
+    let base = RETRY_PAUSE * 2u32.saturating_pow(attempt.saturating_sub(1));
+    base + base.mul_f64(f64::from(byte[0]) / 256.0)
+}
+
 /// Errors of the network layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetError {
@@ -70,6 +91,16 @@ pub enum NetError {
     /// The direct message could not be delivered.
     #[error("direct message not delivered: {0}")]
     SendFailed(String),
+    /// The peer could not be reached for a direct message (the dial failed, or the
+    /// connection closed before an acknowledgement came), after every attempt
+    /// ([`SEND_ATTEMPTS`]).
+    #[error("direct message not delivered: peer unreachable after {attempts} attempts: {reason}")]
+    Unreachable {
+        /// Attempts made.
+        attempts: u32,
+        /// What the last attempt met.
+        reason: String,
+    },
     /// A dial failed.
     #[error("dial failed: {0}")]
     Dial(String),
@@ -310,13 +341,38 @@ impl Client {
     }
 
     /// Sends an object directly to `peer` and returns its acknowledgement as it came.
+    ///
+    /// A peer that cannot be reached (the dial failed, e.g. because the peer is over its
+    /// limit of pending incoming connections when many providers answer one intent at once,
+    /// or the connection closed before the acknowledgement) is tried again, up to
+    /// [`SEND_ATTEMPTS`] in all, after a random pause that doubles each time (SPEC §14.5).
+    /// Sending the same bytes again is harmless: a receiver that got them answers duplicate.
     pub async fn deliver(&self, peer: PeerId, object: SignedObject) -> Result<Ack, NetError> {
-        self.call(|reply| Command::Send {
-            peer,
-            object,
-            reply,
-        })
-        .await?
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .call(|reply| Command::Send {
+                    peer,
+                    object: object.clone(),
+                    reply,
+                })
+                .await?;
+            match result {
+                Err(NetError::Unreachable { reason, .. }) if attempt < SEND_ATTEMPTS => {
+                    let pause = retry_pause(attempt);
+                    debug!(%peer, attempt, ?pause, "peer unreachable, trying again: {reason}");
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                Err(NetError::Unreachable { reason, .. }) => {
+                    return Err(NetError::Unreachable {
+                        attempts: attempt,
+                        reason,
+                    });
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Answers the direct message `id` (from [`NetEvent::Object`]) with `ack`. Never waits:
@@ -779,7 +835,7 @@ fn build_behaviour(
         connection_limits::ConnectionLimits::default()
             .with_max_established(Some(config.max_connections))
             .with_max_established_per_peer(Some(4))
-            .with_max_pending_incoming(Some(64)),
+            .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
     );
     Ok(Behaviour {
         limits,
@@ -1730,8 +1786,18 @@ impl EventLoop {
                 ..
             } => {
                 debug!(%peer, "direct message failed: {error}");
+                let failure = match error {
+                    request_response::OutboundFailure::DialFailure
+                    | request_response::OutboundFailure::ConnectionClosed => {
+                        NetError::Unreachable {
+                            attempts: 1,
+                            reason: error.to_string(),
+                        }
+                    }
+                    error => NetError::SendFailed(error.to_string()),
+                };
                 if let Some(reply) = self.pending_sends.remove(&request_id) {
-                    let _ = reply.send(Err(NetError::SendFailed(error.to_string())));
+                    let _ = reply.send(Err(failure));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -1917,4 +1983,23 @@ fn validate_gossip(
     }
     check_fresh(&object, now_ms()).map_err(|e| (MessageAcceptance::Ignore, e.to_string()))?;
     Ok(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_pause_doubles_and_stays_within_its_random_range() {
+        for _ in 0..200 {
+            for (attempt, low) in [(1, 100), (2, 200), (3, 400)] {
+                let pause = retry_pause(attempt);
+                let low = Duration::from_millis(low);
+                assert!(pause >= low && pause < 2 * low, "{attempt}: {pause:?}");
+            }
+        }
+        // All the pauses of a send together stay well inside the offer windows pvl uses.
+        let worst: Duration = (1..SEND_ATTEMPTS).map(|a| RETRY_PAUSE * 2u32.pow(a)).sum();
+        assert!(worst <= Duration::from_millis(1400), "{worst:?}");
+    }
 }

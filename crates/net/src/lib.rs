@@ -107,7 +107,7 @@ pub use config::{
 pub use counters::NetCounters;
 pub use event_loop::{
     AckId, Client, EventLoop, NetError, NetEvent, NetStatus, PeerInfo, PublishError, PublishReport,
-    Via, new, new_with_metrics,
+    SEND_ATTEMPTS, Via, new, new_with_metrics,
 };
 pub use guard::{BannedPeer, Budget, FloodControl, MAX_TRACKED};
 pub use keys::{peer_id_of, protocol_keypair, public_key_of};

@@ -220,7 +220,9 @@ async fn a_direct_message_reaches_a_peer_found_only_through_kademlia() {
     assert!(
         matches!(
             err,
-            pvl_net::NetError::UnknownPeer(_) | pvl_net::NetError::SendFailed(_)
+            pvl_net::NetError::UnknownPeer(_)
+                | pvl_net::NetError::SendFailed(_)
+                | pvl_net::NetError::Unreachable { .. }
         ),
         "{err}"
     );
@@ -480,4 +482,64 @@ async fn the_node_decides_the_acknowledgement_of_a_direct_message() {
         Ack::Refused(reason) => assert!(reason.starts_with("busy"), "{reason}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// A peer that cannot be reached when a direct message is sent (here: it is restarting) is
+/// tried again: the message arrives once the peer is back (SPEC §14.5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_message_to_a_peer_that_is_restarting_arrives_when_it_is_back() {
+    let receiver = Node::start(|_| {}).await;
+    let (key, addr) = (receiver.keypair.clone(), receiver.addr.clone());
+    let target = receiver.peer_id();
+    let sender = Node::start({
+        let addr = addr.clone();
+        move |c| c.bootstrap = vec![addr]
+    })
+    .await;
+    wait_until("the sender to be connected to the receiver", || async {
+        sender
+            .client
+            .peers()
+            .await
+            .is_ok_and(|peers| peers.iter().any(|p| p.peer_id == target && p.connected))
+    })
+    .await;
+    receiver.client.shutdown().await.unwrap();
+    drop(receiver);
+    wait_until("the sender to see the receiver gone", || async {
+        sender
+            .client
+            .peers()
+            .await
+            .is_ok_and(|peers| !peers.iter().any(|p| p.peer_id == target && p.connected))
+    })
+    .await;
+    let offer = fixtures::offer_for(
+        &fixtures::intent().unwrap(),
+        &sender.protocol_key(),
+        7,
+        pvl_net::now_ms(),
+    )
+    .unwrap();
+    // The first attempt meets a closed port; the receiver comes back on the same address
+    // while the sender waits to try again.
+    let send = tokio::spawn({
+        let client = sender.client.clone();
+        let offer = offer.clone();
+        async move { client.send(target, offer).await }
+    });
+    // Down for a quarter of a second: longer than a refused dial takes, shorter than the
+    // pauses between the sender's attempts add up to (at least 700 ms before the fourth).
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let listen: pvl_net::Multiaddr = addr
+        .iter()
+        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        .collect();
+    let mut back = start_with_key(key, move |c| c.listen = vec![listen]).await;
+    timeout(WAIT, send)
+        .await
+        .expect("the send did not finish")
+        .unwrap()
+        .unwrap();
+    back.wait_for("the offer", is_object(offer.id())).await;
 }
