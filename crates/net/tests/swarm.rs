@@ -51,6 +51,18 @@ impl Node {
     fn protocol_key(&self) -> pvl_protocol::Keypair {
         pvl_net::protocol_keypair(&self.keypair).unwrap()
     }
+
+    /// This node's offer of `cost` on the fixture intent. The intent is old; an offer
+    /// answering it is fresh because it is dated now.
+    fn fresh_offer(&self, cost: u64) -> SignedObject {
+        fixtures::offer_for(
+            &fixtures::intent().unwrap(),
+            &self.protocol_key(),
+            cost,
+            pvl_net::now_ms(),
+        )
+        .unwrap()
+    }
 }
 
 fn intent_by(key: &pvl_protocol::Keypair, capability: &str, nonce: u64) -> SignedObject {
@@ -179,14 +191,7 @@ async fn a_direct_message_reaches_a_peer_found_only_through_kademlia() {
         c.target_peers = 0;
     })
     .await;
-    let offer = fixtures::offer_for(
-        &fixtures::intent().unwrap(),
-        &sender.protocol_key(),
-        5,
-        pvl_net::now_ms(),
-    )
-    .unwrap();
-    // The fixture intent is old; an offer answering it is fresh because it is dated now.
+    let offer = sender.fresh_offer(5);
     sender
         .client
         .send(target.peer_id(), offer.clone())
@@ -209,13 +214,7 @@ async fn a_direct_message_reaches_a_peer_found_only_through_kademlia() {
     assert!(err.to_string().contains("expired"), "{err}");
     // A peer nobody knows is an error, not a hang.
     let nobody = Keypair::generate_ed25519().public().to_peer_id();
-    let offer = fixtures::offer_for(
-        &fixtures::intent().unwrap(),
-        &sender.protocol_key(),
-        6,
-        pvl_net::now_ms(),
-    )
-    .unwrap();
+    let offer = sender.fresh_offer(6);
     let err = sender.client.send(nobody, offer).await.unwrap_err();
     assert!(
         matches!(
@@ -514,13 +513,7 @@ async fn a_direct_message_to_a_peer_that_is_restarting_arrives_when_it_is_back()
             .is_ok_and(|peers| !peers.iter().any(|p| p.peer_id == target && p.connected))
     })
     .await;
-    let offer = fixtures::offer_for(
-        &fixtures::intent().unwrap(),
-        &sender.protocol_key(),
-        7,
-        pvl_net::now_ms(),
-    )
-    .unwrap();
+    let offer = sender.fresh_offer(7);
     // The first attempt meets a closed port; the receiver comes back on the same address
     // while the sender waits to try again.
     let send = tokio::spawn({
