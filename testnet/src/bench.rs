@@ -317,9 +317,10 @@ pub struct Report {
     /// From the first `pvl run` to a ready testnet (see `testnet::Readiness`), s.
     pub up_s: f64,
     /// From ready to quiet (the nodes together under [`QUIET_CORES`] core; or
-    /// [`QUIET_TIMEOUT`] if they never were), s: the measurements start then. Nodes that start together connect, look each other up and
-    /// advertise for a while after the testnet is ready, and on a small machine that start-up
-    /// traffic, not the network, would set every latency measured during it.
+    /// [`QUIET_TIMEOUT`] if they never were), s: the measurements start then. Nodes that start
+    /// together connect, look each other up and advertise for a while after the testnet is
+    /// ready, and on a small machine that start-up traffic, not the network, would set every
+    /// latency measured during it.
     pub quiet_s: f64,
     /// Gossip delivery.
     pub gossip: Gossip,
@@ -733,7 +734,7 @@ fn resources(testnet: &Testnet) -> Vec<Resources> {
                 cpu_s: pid
                     .and_then(procs::cpu_ticks)
                     .map(|t| t as f64 / procs::TICKS_PER_SECOND as f64),
-                connections: connected_peers(node),
+                connections: connected_peers(testnet, node.index),
             }
         })
         .collect()
@@ -780,7 +781,9 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 fn settle(testnet: &Testnet) -> (Option<u64>, f64) {
     let started = Instant::now();
     loop {
-        let most = testnet.state.nodes.iter().filter_map(connected_peers).max();
+        let most = (0..testnet.state.nodes.len())
+            .filter_map(|i| connected_peers(testnet, i))
+            .max();
         if most.is_none_or(|m| m <= MAX_PEERS) || started.elapsed() >= SETTLE_TIMEOUT {
             return (most, started.elapsed().as_secs_f64());
         }
@@ -788,9 +791,9 @@ fn settle(testnet: &Testnet) -> (Option<u64>, f64) {
     }
 }
 
-/// `connected_peers` of the node's status, through its control API.
-fn connected_peers(node: &crate::testnet::NodeInfo) -> Option<u64> {
-    let status = Client::open(&node.dir).ok()?.status().ok()?;
+/// `connected_peers` of node `index`'s status, through its control API.
+fn connected_peers(testnet: &Testnet, index: usize) -> Option<u64> {
+    let status = testnet.api(index).ok()?.status().ok()?;
     Some(status.connected_peers as u64)
 }
 

@@ -540,7 +540,7 @@ impl Testnet {
     }
 
     /// A control API client for node `index` (not in netns mode: its API is on the host).
-    fn api(&self, index: usize) -> Result<pvl_api::Client> {
+    pub fn api(&self, index: usize) -> Result<pvl_api::Client> {
         let node = self.node(index)?;
         pvl_api::Client::open(&node.dir)
             .with_context(|| format!("cannot reach the control API of {}", node.name))

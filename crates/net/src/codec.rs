@@ -8,6 +8,7 @@
 
 use std::io;
 
+use bytes::Bytes;
 use futures::prelude::*;
 use libp2p::StreamProtocol;
 use pvl_protocol::MAX_OBJECT_SIZE;
@@ -93,14 +94,14 @@ pub struct DirectCodec;
 
 impl libp2p::request_response::Codec for DirectCodec {
     type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
+    type Request = Bytes;
     type Response = Ack;
 
-    async fn read_request<T>(&mut self, _: &Self::Protocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_request<T>(&mut self, _: &Self::Protocol, io: &mut T) -> io::Result<Bytes>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_limited(io, MAX_OBJECT_SIZE).await
+        read_limited(io, MAX_OBJECT_SIZE).await.map(Bytes::from)
     }
 
     async fn read_response<T>(&mut self, _: &Self::Protocol, io: &mut T) -> io::Result<Ack>
@@ -115,7 +116,7 @@ impl libp2p::request_response::Codec for DirectCodec {
         &mut self,
         _: &Self::Protocol,
         io: &mut T,
-        req: Vec<u8>,
+        req: Bytes,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use libp2p::core::upgrade;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
@@ -261,12 +262,14 @@ pub struct PublishReport {
 
 enum Command {
     Publish {
-        object: SignedObject,
+        /// Boxed: a signed object is several hundred bytes, every other command a few dozen.
+        object: Box<SignedObject>,
         reply: oneshot::Sender<Result<PublishReport, NetError>>,
     },
     Send {
         peer: PeerId,
-        object: SignedObject,
+        /// The object's wire bytes: shared, not copied, when a send is tried again.
+        bytes: Bytes,
         reply: oneshot::Sender<Result<Ack, NetError>>,
     },
     Status {
@@ -327,8 +330,11 @@ impl Client {
     /// Gossips an intent or capability ad. Waits (up to the configured publish timeout) for a
     /// subscribed peer if there is none yet, and says whether it went out.
     pub async fn publish(&self, object: SignedObject) -> Result<PublishReport, NetError> {
-        self.call(|reply| Command::Publish { object, reply })
-            .await?
+        self.call(|reply| Command::Publish {
+            object: Box::new(object),
+            reply,
+        })
+        .await?
     }
 
     /// Sends an object directly to `peer` and waits for its acknowledgement. A duplicate is
@@ -348,12 +354,13 @@ impl Client {
     /// [`SEND_ATTEMPTS`] in all, after a random pause that doubles each time (SPEC §14.5).
     /// Sending the same bytes again is harmless: a receiver that got them answers duplicate.
     pub async fn deliver(&self, peer: PeerId, object: SignedObject) -> Result<Ack, NetError> {
+        let bytes = Bytes::from(object.into_bytes());
         let mut attempt = 1;
         loop {
             let result = self
                 .call(|reply| Command::Send {
                     peer,
-                    object: object.clone(),
+                    bytes: bytes.clone(),
                     reply,
                 })
                 .await?;
@@ -462,7 +469,7 @@ type ProviderQuery = (
 /// A direct message waiting for its peer's address to be found in the DHT.
 struct PendingLookup {
     peer: PeerId,
-    sends: Vec<(SignedObject, oneshot::Sender<Result<Ack, NetError>>)>,
+    sends: Vec<(Bytes, oneshot::Sender<Result<Ack, NetError>>)>,
     /// Lookups made so far; a peer that joined a moment ago may only show up on a later one.
     attempts: u32,
     retry_at: Instant,
@@ -1142,7 +1149,7 @@ impl EventLoop {
                     }
                 };
                 let queued = QueuedPublish {
-                    object,
+                    object: *object,
                     topics,
                     since: Instant::now(),
                     reply,
@@ -1152,11 +1159,7 @@ impl EventLoop {
                     self.queued.push(unsent);
                 }
             }
-            Command::Send {
-                peer,
-                object,
-                reply,
-            } => self.send_direct(peer, object, reply),
+            Command::Send { peer, bytes, reply } => self.send_direct(peer, bytes, reply),
             Command::Status { reply } => {
                 let local = *self.swarm.local_peer_id();
                 let status = NetStatus {
@@ -1373,7 +1376,7 @@ impl EventLoop {
     fn send_direct(
         &mut self,
         peer: PeerId,
-        object: SignedObject,
+        bytes: Bytes,
         reply: oneshot::Sender<Result<Ack, NetError>>,
     ) {
         if peer == *self.swarm.local_peer_id() {
@@ -1392,11 +1395,7 @@ impl EventLoop {
                 .swarm
                 .behaviour_mut()
                 .direct
-                .send_request_with_addresses(
-                    &peer,
-                    object.into_bytes(),
-                    booked.unwrap_or_default(),
-                );
+                .send_request_with_addresses(&peer, bytes, booked.unwrap_or_default());
             counters::direct_sent();
             self.pending_sends.insert(id, reply);
             return;
@@ -1404,7 +1403,7 @@ impl EventLoop {
         debug!(%peer, "peer address unknown: looking it up in the DHT");
         self.start_lookup(PendingLookup {
             peer,
-            sends: vec![(object, reply)],
+            sends: vec![(bytes, reply)],
             attempts: 0,
             retry_at: Instant::now(),
         });
@@ -1673,7 +1672,7 @@ impl EventLoop {
         }
     }
 
-    async fn on_direct(&mut self, event: request_response::Event<Vec<u8>, Ack>) {
+    async fn on_direct(&mut self, event: request_response::Event<Bytes, Ack>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
@@ -1870,14 +1869,14 @@ impl EventLoop {
                                     .kad
                                     .add_address(&lookup.peer, addr.clone());
                             }
-                            for (object, reply) in lookup.sends {
+                            for (bytes, reply) in lookup.sends {
                                 let request = self
                                     .swarm
                                     .behaviour_mut()
                                     .direct
                                     .send_request_with_addresses(
                                         &lookup.peer,
-                                        object.into_bytes(),
+                                        bytes,
                                         info.addrs.clone(),
                                     );
                                 counters::direct_sent();
