@@ -299,9 +299,10 @@ fn engine(key: &pvl_protocol::Keypair, config: &Config) -> Result<Engine> {
 
 /// Every few seconds, the allocator gives its free pages back to the system (`pvl_heap`): a
 /// node that opened hundreds of connections while its network formed, then closed most of
-/// them, would otherwise stay at that peak. On a 100-node testnet on 2 cores this is about
-/// 6 MiB per node, idle or under load. One call took 0.4 to 1.3 ms on a quiet node (it locks
-/// each arena in turn meanwhile); pages given back and used again are faulted in again.
+/// them, would otherwise stay at that peak. On a 100-node testnet on 2 cores this was 6 to
+/// 7 MiB per idle node, 4 to 5 MiB under load. One call took 0.4 to 1.3 ms on a quiet node
+/// (it locks each arena in turn meanwhile); pages given back and used again are faulted in
+/// again.
 async fn release_free_memory_now_and_then() {
     let mut every = tokio::time::interval(TRIM_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
