@@ -159,7 +159,6 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
         metrics.with_registry(|registry| pvl_net::new_with_metrics(net_config, registry))?;
     let net_task = tokio::spawn(event_loop.run());
     info!(peer_id = %net.peer_id(), private, dir = %dir.display(), "node starting");
-    let trim_task = tokio::spawn(release_free_memory_now_and_then());
 
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let recorder = Arc::new(
@@ -262,7 +261,6 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
     let _ = actor_task.await;
     let _ = net.shutdown().await;
     let _ = net_task.await;
-    trim_task.abort();
     recorder.stop().await;
     store.flush().context("flushing the trace store")?;
     info!("stopped cleanly");
@@ -296,24 +294,6 @@ fn engine(key: &pvl_protocol::Keypair, config: &Config) -> Result<Engine> {
     );
     Ok(Engine::new(engine_config))
 }
-
-/// Every few seconds, the allocator gives its free pages back to the system (`pvl_heap`): a
-/// node that opened hundreds of connections while its network formed, then closed most of
-/// them, would otherwise stay at that peak. On a 100-node testnet on 2 cores this was 6 to
-/// 7 MiB per idle node, 4 to 5 MiB under load. One call took 0.4 to 1.3 ms on a quiet node
-/// (it locks each arena in turn meanwhile); pages given back and used again are faulted in
-/// again.
-async fn release_free_memory_now_and_then() {
-    let mut every = tokio::time::interval(TRIM_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        let _ = tokio::task::spawn_blocking(pvl_heap::release_free_memory).await;
-    }
-}
-
-/// How often [`release_free_memory_now_and_then`] gives free memory back.
-const TRIM_EVERY: Duration = Duration::from_secs(5);
 
 /// Writes `api.addr` atomically, so a reader never sees half an address.
 fn write_api_addr(dir: &Path, addr: &str) -> Result<()> {
