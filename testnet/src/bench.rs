@@ -168,7 +168,7 @@ impl Work {
             direct_received: c.direct_received as f64,
             store_writes: c.store_writes as f64,
             store_batches: c.store_batches as f64,
-            cpu_ms: cpu_ticks.unwrap_or(0) as f64 * 1000.0 / procs::TICKS_PER_SECOND as f64,
+            cpu_ms: ticks_to_ms(cpu_ticks.unwrap_or(0)),
         }
     }
 
@@ -535,7 +535,12 @@ fn cpu_ms_of_all(testnet: &Testnet) -> Option<f64> {
         .iter()
         .map(|node| testnet.pid(node.index).and_then(procs::cpu_ticks))
         .collect();
-    Some(ticks?.iter().sum::<u64>() as f64 * 1000.0 / procs::TICKS_PER_SECOND as f64)
+    Some(ticks_to_ms(ticks?.iter().sum()))
+}
+
+/// CPU time in clock ticks (`/proc/PID/stat`), as milliseconds.
+fn ticks_to_ms(ticks: u64) -> f64 {
+    ticks as f64 * 1000.0 / procs::TICKS_PER_SECOND as f64
 }
 
 /// The wall-clock time (unix ms) of a moment measured on the monotonic clock a moment ago.
