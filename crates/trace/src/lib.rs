@@ -27,10 +27,8 @@
 //!
 //! ## Key layout in sled
 //!
-//! All keys live in **one** sled tree (`pvl-trace`), distinguished by a one-byte prefix, so
-//! that a whole insert batch is one atomic `sled::Batch`: after a crash either all keys of a
-//! batch (objects, indexes, counters) are there or none are. Integers are big-endian so that
-//! keys sort by time.
+//! All keys live in **one** sled tree (`pvl-trace`), distinguished by a one-byte prefix.
+//! Integers are big-endian so that keys sort by time.
 //!
 //! Objects are stored in **chunks**: one sled value holds up to [`MAX_CHUNK_OBJECTS`] objects
 //! (about [`MAX_CHUNK_BYTES`]) of one trace that arrived in the same insert call, each framed as
@@ -47,6 +45,7 @@
 //! | `v` `schema` | u32 | schema version ([`SCHEMA_VERSION`]); a mismatch refuses to open |
 //! | `v` `count` | u64 | number of distinct objects stored |
 //! | `v` `chunk` | u64 | next chunk number |
+//! | `v` `open` | empty | present while a process has the store open (see "Crash safety") |
 //! | `t` trace(32) chunk(8) | framed objects | the objects, clustered by trace: a trace is one prefix scan |
 //! | `o` id(32) | chunk(8) flags(1) | object id → its chunk (flag 1: countersigned receipt) |
 //! | `c` chunk(8) | trace(32) | chunk → its trace (so the per-object `o` value stays 9 bytes) |
@@ -70,7 +69,7 @@
 //!
 //! Gossip delivers children before parents. An object is stored as soon as it verifies; if a
 //! parent is not stored yet an `x` entry records the wait. When the parent arrives, its
-//! `x/parent/*` entries are deleted in the same batch; the child needs no rewrite, since its
+//! `x/parent/*` entries are deleted by the same insert call; the child needs no rewrite, since its
 //! edge is its own parents list. [`TraceStore::orphans`] lists objects still waiting, and a
 //! [`TraceDag`] lists the parents it is missing.
 //!
@@ -81,14 +80,34 @@
 //! one more signature: strictly more evidence) — [`InsertOutcome::Upgraded`]. A bare copy
 //! arriving after the countersigned one changes nothing.
 //!
+//! ## Crash safety
+//!
+//! An insert call writes its keys one at a time, each after the keys it points to: chunk
+//! claims (`c`), chunks (`t`), index entries (`m`, `s`, `k`), new `x` entries, object entries
+//! (`o`, the point from which an object is found by id), `x` entries whose wait is over are
+//! removed, and last the counters (`v count`, `v chunk`). A reader between two writes finds
+//! nothing that points to a missing key. sled recovers a prefix of its log after a crash, so a
+//! crash can leave only the last insert call cut short, and only chunks at or past the stored
+//! next-chunk number belong to it. The `v open` key tells that the last process did not close
+//! the store: [`TraceStore::open`] then completes that call (a claim without its chunk is
+//! dropped; a chunk gets its index, `o` and `x` entries), removes stale `x` entries and counts
+//! the objects again (a scan of the `o` keys). [`TraceStore::check_integrity`] holds after
+//! every cut point (unit test `every_cut_of_an_insert_is_repaired_at_open`, and the SIGKILL
+//! test `tests/crash.rs`).
+//!
+//! One `sled::Batch` per call would make the call atomic instead, but sled seals and writes
+//! its log buffer before and after every batch (with a `sync_file_range` each and a wake-up of
+//! every thread of its I/O pool): measured on a 2-core machine, about 270 µs of CPU per call
+//! against 70 µs for the same keys written one by one, and a third of a node's CPU under a
+//! contract-net load.
+//!
 //! ## Durability policy
 //!
-//! Writes are applied in batches (one `sled::Batch` per insert call) and are durable once
-//! sled's log is flushed: by a background flush every [`Durability::flush_every`] (default
-//! 500 ms), an explicit [`TraceStore::flush`] (what a node calls before acknowledging
-//! something as stored), optionally after every batch ([`Durability::flush_each_batch`]), and
-//! on drop / [`TraceStore::close`] (clean shutdown). So a crash loses at most the last flush
-//! interval, and never tears a batch. The sled page cache is bounded
+//! Writes are durable once sled's log is flushed: by a background flush every
+//! [`Durability::flush_every`] (default 500 ms), an explicit [`TraceStore::flush`] (what a node
+//! calls before acknowledging something as stored), optionally after every insert call
+//! ([`Durability::flush_each_batch`]), and on drop / [`TraceStore::close`] (clean shutdown).
+//! So a crash loses at most the last flush interval. The sled page cache is bounded
 //! ([`StoreConfig::cache_capacity`], 32 MiB by default instead of sled's 1 GB).
 //!
 //! Each insert call writes one chunk per trace it touches, plus one index key per signer and
