@@ -27,7 +27,7 @@ use pvl_net::PeerId;
 use pvl_protocol::SignedObject;
 use pvl_trace::{InsertOutcome, TraceStore};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tracing::{info, info_span, warn};
+use tracing::{debug, debug_span, warn};
 
 use crate::metrics::{KindLabel, Metrics};
 
@@ -194,8 +194,8 @@ pub fn write_and_announce(
                 })
                 .inc();
         }
-        let _span = info_span!("trace", trace = %object.trace_id().short()).entered();
-        info!(id = %object.id().short(), kind = %object.kind(), origin, ?outcome, "recorded");
+        let _span = debug_span!("trace", trace = %object.trace_id().short()).entered();
+        debug!(id = %object.id().short(), kind = %object.kind(), origin, ?outcome, "recorded");
         if events.receiver_count() == 0 {
             continue;
         }
