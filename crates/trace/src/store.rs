@@ -22,7 +22,7 @@ pub struct StoreCounters {
     /// Objects written: inserted new or upgraded (a countersigned receipt replacing the bare
     /// one); duplicates are not counted.
     pub objects_written: u64,
-    /// Insert calls that wrote something (each one ordered run of sled writes, see
+    /// Insert calls (each one ordered run of sled writes, see
     /// [`TraceStore::insert_batch`]).
     pub batches: u64,
 }
@@ -593,22 +593,37 @@ impl TraceStore {
             .range(tail..[P_CHUNK + 1].to_vec())
             .collect::<std::result::Result<_, _>>()?;
         for (k, v) in claims {
-            let chunk = <[u8; 8]>::try_from(k.get(1..).unwrap_or(&[]))
-                .map(u64::from_be_bytes)
-                .map_err(|_| TraceError::Corrupt {
-                    key: key_name(&k),
-                    reason: "malformed chunk key".into(),
-                })?;
+            // A malformed key or value is left as it is, like a chunk that does not read back
+            // (below): reads report it as corrupt, and the store must still open.
+            let Ok(chunk) = <[u8; 8]>::try_from(k.get(1..).unwrap_or(&[])).map(u64::from_be_bytes)
+            else {
+                warn!(key = %key_name(&k), "crash repair: malformed chunk claim left as it is");
+                continue;
+            };
             next_free = next_free.max(chunk.saturating_add(1));
-            let trace = id_from(&v, &k)?;
+            let Ok(trace) = id_from(&v, &k) else {
+                warn!(key = %key_name(&k), "crash repair: malformed chunk claim left as it is");
+                continue;
+            };
             let ckey = chunk_key(&trace, chunk);
             let Some(value) = self.tree.get(&ckey)? else {
                 self.tree.remove(&k)?;
                 continue;
             };
+            let headers = parse_chunk(&ckey, &value).and_then(|list| {
+                list.into_iter()
+                    .map(|(id, bytes)| check_light(&ckey, bytes, &id).map(|h| (id, h)))
+                    .collect::<Result<Vec<_>>>()
+            });
+            let headers = match headers {
+                Ok(headers) => headers,
+                Err(e) => {
+                    warn!(error = %e, "crash repair: chunk left as it is");
+                    continue;
+                }
+            };
             let mut members = Vec::new();
-            for (id, bytes) in parse_chunk(&ckey, &value)? {
-                let header = check_light(&ckey, bytes, &id)?;
+            for (id, header) in headers {
                 members.push((header.timestamp_ms, header.signer, header.kind.code()));
                 for parent in &header.parents {
                     if !self.tree.contains_key(key2(P_OBJECT, &parent.0, &[]))? {
@@ -618,7 +633,11 @@ impl TraceStore {
                 }
                 let okey = key2(P_OBJECT, &id.0, &[]);
                 let indexed_cs = match self.tree.get(&okey)? {
-                    Some(v) => Some(decode_slot(&okey, &v)?.1),
+                    Some(v) => match decode_slot(&okey, &v) {
+                        Ok((_, cs)) => Some(cs),
+                        // A broken location is reported when the object is read.
+                        Err(_) => continue,
+                    },
                     None => None,
                 };
                 if indexed_cs.is_none() || (indexed_cs == Some(false) && header.countersigned) {
@@ -633,8 +652,10 @@ impl TraceStore {
         }
         for entry in self.tree.scan_prefix([P_MISSING]) {
             let (k, _) = entry?;
-            let parent = id_from(k.get(1..33).unwrap_or(&[]), &k)?;
-            let child = suffix_id(&k)?;
+            let (Ok(parent), Ok(child)) = (id_from(k.get(1..33).unwrap_or(&[]), &k), suffix_id(&k))
+            else {
+                continue;
+            };
             if self.contains(&parent)? || !self.contains(&child)? {
                 self.tree.remove(&k)?;
             }
@@ -1422,6 +1443,28 @@ mod tests {
             );
             assert!(store.orphans().unwrap().is_empty(), "cut {n}");
         }
+    }
+
+    /// A chunk of the cut insert that does not read back (a damaged disk) does not keep the
+    /// store from opening: it is left for reads to report.
+    #[test]
+    fn a_damaged_chunk_does_not_keep_a_crashed_store_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = testkit::contract_net().unwrap();
+        let chunk = {
+            let mut store = TraceStore::open(dir.path()).unwrap();
+            // Claim and chunk written, nothing else.
+            store.insert_cut_short(&objects, 2).unwrap();
+            let trace = objects[0].trace_id();
+            let key = chunk_key(&trace, 0);
+            assert!(store.tree.contains_key(&key).unwrap());
+            store.tree.insert(&key, &b"\x01\x02garbage"[..]).unwrap();
+            key
+        };
+        let store = TraceStore::open(dir.path()).unwrap();
+        assert!(store.tree.contains_key(&chunk).unwrap());
+        assert_eq!(store.object_count().unwrap(), 0);
+        assert!(store.get(&objects[0].id()).unwrap().is_none());
     }
 
     /// A store closed normally is not repaired at the next open; one dropped without closing
