@@ -348,10 +348,14 @@ impl TraceStore {
                 db.flush()?;
             }
         }
-        let store = TraceStore {
+        // Not closed on drop until it is open: a repair cut short by an error must run again.
+        let mut store = TraceStore {
             db,
             tree,
-            durability: config.durability,
+            durability: Durability {
+                flush_on_drop: false,
+                ..config.durability
+            },
             write_lock: Mutex::new(0),
         };
         if store.tree.contains_key(META_OPEN)? {
@@ -370,6 +374,7 @@ impl TraceStore {
             missing += 1;
         }
         *store.write_lock.lock().unwrap_or_else(|e| e.into_inner()) = missing;
+        store.durability = config.durability;
         info!(path = %path.as_ref().display(), orphans = missing, "trace store opened");
         Ok(store)
     }
