@@ -1,9 +1,9 @@
 //! The trace-store writer: takes sled off the message path.
 //!
-//! Every object the node sends or receives is recorded, and a store write costs a fixed part
-//! however small it is (once about a millisecond as one sled batch; since the store writes
-//! its keys one by one, see pvl-trace's "Crash safety", tens of microseconds per call plus
-//! a few per key). Written inline, that cost sat between a message's arrival
+//! Every object the node sends or receives is recorded, and a store write is not free: about a
+//! millisecond per call when each call was one sled batch, and still about 70 µs of CPU for
+//! the 11 keys of a typical call now that the store writes key by key (pvl-trace's "Crash
+//! safety"). Written inline, that cost sat between a message's arrival
 //! and the node's answer: with 100 contract-net rounds in flight the net-event task spent most
 //! of its time waiting on the store, and offers, awards and reports each queued for about
 //! 600 ms behind it. So objects go through a bounded queue to one writer thread, which writes
