@@ -276,7 +276,7 @@ pub(crate) fn id_from(bytes: &[u8], key: &[u8]) -> Result<ObjectId> {
 
 /// How often opening a store retries a directory lock that is still held (see
 /// [`TraceStore::open_with`]), and how long it waits between tries.
-const LOCK_TRIES: u32 = 20;
+const LOCK_TRIES: u32 = 80;
 const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(25);
 
 impl TraceStore {
@@ -1491,7 +1491,18 @@ mod tests {
         let store = TraceStore::open(dir.path()).unwrap();
         assert_eq!(store.check_integrity().unwrap(), objects.len() as u64);
         drop(store);
-        let db = sled::open(dir.path()).unwrap();
+        // sled lets go of the directory lock a moment after the drop: try again for up to 5 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let db = loop {
+            match sled::open(dir.path()) {
+                Ok(db) => break db,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert!(e.to_string().contains("could not acquire lock"), "{e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         let tree = db.open_tree(TREE).unwrap();
         assert!(
             !tree.contains_key(META_OPEN).unwrap(),
