@@ -2,8 +2,8 @@
 //!
 //! Every object the node sends or receives is recorded, and a store write is not free: about a
 //! millisecond per call when each call was one sled batch, and still about 70 µs of CPU for
-//! the 11 keys of a typical call now that the store writes key by key (pvl-trace's "Crash
-//! safety"). Written inline, that cost sat between a message's arrival
+//! 11 keys written one by one (measured on sled alone, keys shaped like a provider's intent
+//! and offer; pvl-trace's "Crash safety"). Written inline, that cost sat between a message's arrival
 //! and the node's answer: with 100 contract-net rounds in flight the net-event task spent most
 //! of its time waiting on the store, and offers, awards and reports each queued for about
 //! 600 ms behind it. So objects go through a bounded queue to one writer thread, which writes

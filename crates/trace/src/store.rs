@@ -171,6 +171,16 @@ fn key3(prefix: u8, a: &[u8], b: &[u8], c: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The chunk number in a claim key `c/<chunk u64 BE>`.
+fn claimed_chunk(key: &[u8]) -> Result<u64> {
+    <[u8; 8]>::try_from(key.get(1..).unwrap_or(&[]))
+        .map(u64::from_be_bytes)
+        .map_err(|_| TraceError::Corrupt {
+            key: key_name(key),
+            reason: "malformed chunk key".into(),
+        })
+}
+
 /// The key of chunk `chunk` of trace `trace`: `t/<trace><chunk u64 BE>`.
 pub(crate) fn chunk_key(trace: &TraceId, chunk: u64) -> Vec<u8> {
     key2(P_TRACE, &trace.0, &chunk.to_be_bytes())
@@ -279,6 +289,27 @@ pub(crate) fn id_from(bytes: &[u8], key: &[u8]) -> Result<ObjectId> {
 const LOCK_TRIES: u32 = 80;
 const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(25);
 
+/// Opens a sled database, waiting for the directory lock: sled's background threads let go of
+/// it a moment after the store that held it in this process is closed, so a store reopened at
+/// once may find it held for a few milliseconds. Another process holding it keeps it for good,
+/// and the error then comes after the last try. Also what tests use to reach the raw database
+/// of a store they just dropped (`testkit::open_sled`).
+pub(crate) fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let mut tries = 0;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && tries < LOCK_TRIES =>
+            {
+                tries += 1;
+                std::thread::sleep(LOCK_RETRY);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl TraceStore {
     /// Opens (or creates) the store at `path` with the default configuration.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
@@ -304,23 +335,7 @@ impl TraceStore {
                     .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
             )
             .mode(mode);
-        // sled's background threads let go of the directory lock a moment after the store
-        // that held it in this process is closed: a store reopened at once may find it held
-        // for a few milliseconds. Another process holding it keeps it for good, and the
-        // error then comes after the last try.
-        let mut tries = 0;
-        let db = loop {
-            match sled_config.open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock") && tries < LOCK_TRIES =>
-                {
-                    tries += 1;
-                    std::thread::sleep(LOCK_RETRY);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let db = open_sled(&sled_config)?;
         let tree = db.open_tree(TREE)?;
         match tree.get(META_SCHEMA)? {
             Some(v) => {
@@ -600,8 +615,7 @@ impl TraceStore {
         for (k, v) in claims {
             // A malformed key or value is left as it is, like a chunk that does not read back
             // (below): reads report it as corrupt, and the store must still open.
-            let Ok(chunk) = <[u8; 8]>::try_from(k.get(1..).unwrap_or(&[])).map(u64::from_be_bytes)
-            else {
+            let Ok(chunk) = claimed_chunk(&k) else {
                 warn!(key = %key_name(&k), "crash repair: malformed chunk claim left as it is");
                 continue;
             };
@@ -1076,9 +1090,7 @@ impl TraceStore {
         let mut chunk_trace: HashMap<u64, TraceId> = HashMap::new();
         for entry in self.tree.scan_prefix([P_CHUNK]) {
             let (k, v) = entry?;
-            let chunk = <[u8; 8]>::try_from(k.get(1..).unwrap_or(&[]))
-                .map(u64::from_be_bytes)
-                .map_err(|_| corrupt(&k, "malformed chunk key".into()))?;
+            let chunk = claimed_chunk(&k)?;
             let trace = id_from(&v, &k)?;
             if !chunks.contains(&chunk_key(&trace, chunk)) {
                 return Err(corrupt(&k, "chunk entry without its chunk".into()));
@@ -1472,10 +1484,11 @@ mod tests {
         assert!(store.get(&objects[0].id()).unwrap().is_none());
     }
 
-    /// A store closed normally is not repaired at the next open; one dropped without closing
-    /// (a crash) is, and its data is intact either way.
+    /// The open mark is there while the store is open and stays after a drop without closing
+    /// (a crash); that store opens intact; a store closed normally loses the mark, so its next
+    /// open skips the repair.
     #[test]
-    fn only_a_store_left_open_is_repaired() {
+    fn the_open_mark_is_removed_only_by_a_clean_close() {
         let dir = tempfile::tempdir().unwrap();
         let objects = testkit::contract_net().unwrap();
         {
@@ -1491,18 +1504,7 @@ mod tests {
         let store = TraceStore::open(dir.path()).unwrap();
         assert_eq!(store.check_integrity().unwrap(), objects.len() as u64);
         drop(store);
-        // sled lets go of the directory lock a moment after the drop: try again for up to 5 s.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let db = loop {
-            match sled::open(dir.path()) {
-                Ok(db) => break db,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    assert!(e.to_string().contains("could not acquire lock"), "{e}");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("{e}"),
-            }
-        };
+        let db = testkit::open_sled(dir.path()).unwrap();
         let tree = db.open_tree(TREE).unwrap();
         assert!(
             !tree.contains_key(META_OPEN).unwrap(),

@@ -1199,3 +1199,10 @@ pub fn restarted(composite: bool) -> R<Vec<SignedObject>> {
     all.push(ended);
     Ok(all)
 }
+
+/// The raw sled database under a store directory, for tests that damage it on purpose. Waits
+/// for the directory lock like [`crate::TraceStore::open`] does: sled lets go of it a moment
+/// after a store in this process was dropped.
+pub fn open_sled(path: &std::path::Path) -> Result<sled::Db, crate::TraceError> {
+    Ok(crate::store::open_sled(&sled::Config::new().path(path))?)
+}

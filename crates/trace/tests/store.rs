@@ -333,25 +333,6 @@ fn capability_stats_per_pattern() {
     assert_eq!(only.len(), 1);
 }
 
-/// Opens the sled database under a store directly, to damage it. sled's background threads
-/// let go of the directory lock a moment after the store that held it was dropped (the store's
-/// own open waits for that too), so this tries again for up to five seconds.
-fn open_sled(path: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(e)
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("cannot open {}: {e}", path.display()),
-        }
-    }
-}
-
 fn key_text(chunk_key: &[u8]) -> String {
     format!("t/{}", hex::encode(&chunk_key[1..]))
 }
@@ -389,7 +370,7 @@ fn verify_names_a_tampered_object() {
     }
     // Now flip a content byte on disk, through sled directly: the id no longer matches.
     {
-        let db = open_sled(&path);
+        let db = testkit::open_sled(&path).unwrap();
         let tree = db.open_tree("pvl-trace").unwrap();
         let mut value = tree.get(&chunk_key).unwrap().unwrap().to_vec();
         let pos = value
@@ -470,7 +451,7 @@ fn garbage_values_on_disk_are_errors_naming_the_key() {
         whole_key = store.chunk_key_of(&other[0].id()).unwrap().unwrap();
     }
     {
-        let db = open_sled(&path);
+        let db = testkit::open_sled(&path).unwrap();
         let tree = db.open_tree("pvl-trace").unwrap();
         // A whole chunk replaced by garbage.
         tree.insert(&whole_key, &b"\x01\x02garbage"[..]).unwrap();
@@ -530,7 +511,7 @@ fn schema_version_mismatch_is_detected() {
     let path = dir.path().join("db");
     drop(TraceStore::open(&path).unwrap());
     {
-        let db = open_sled(&path);
+        let db = testkit::open_sled(&path).unwrap();
         let tree = db.open_tree("pvl-trace").unwrap();
         assert_eq!(
             tree.get("vschema").unwrap().unwrap().as_ref(),
