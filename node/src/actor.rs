@@ -39,7 +39,7 @@ use std::time::Duration;
 use pvl_api::Event;
 use pvl_net::{Ack, NetEvent, PeerId, Via};
 use pvl_patterns::{Action, Engine, EngineStats, Input, Outcome, Planned};
-use pvl_protocol::{ObjectId, SignedObject, TraceId};
+use pvl_protocol::{ObjectId, PublicKey, SignedObject, TraceId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -64,6 +64,8 @@ pub struct Started {
     pub trace: TraceId,
     /// The intents to publish now.
     pub publications: Vec<SignedObject>,
+    /// The intent to send directly now, and to whom (a directed intent, SPEC.md §4.3).
+    pub directed: Vec<(PublicKey, SignedObject)>,
     /// The outcome, when it comes.
     pub outcome: Option<oneshot::Receiver<Outcome>>,
 }
@@ -254,7 +256,7 @@ struct Actor {
 /// bounded by the sends in flight (at most [`MAX_JOBS`]) plus a margin.
 #[derive(Default)]
 struct SendOrder {
-    last: HashMap<(pvl_protocol::PublicKey, ObjectId), oneshot::Receiver<()>>,
+    last: HashMap<(PublicKey, ObjectId), oneshot::Receiver<()>>,
     /// Entries left after the last pruning.
     kept: usize,
 }
@@ -504,21 +506,28 @@ impl Actor {
                                 },
                             );
                         }
-                        let (publications, rest): (Vec<Action>, Vec<Action>) = actions
-                            .into_iter()
-                            .partition(|a| matches!(a, Action::Publish(_)));
-                        let publications = publications
-                            .into_iter()
-                            .filter_map(|a| match a {
-                                Action::Publish(o) => Some(o),
-                                _ => None,
-                            })
-                            .collect();
+                        // The first intent goes out from the caller, who learns whether it
+                        // reached anyone: published, or sent to the providers it addresses.
+                        let mut publications = Vec::new();
+                        let mut directed = Vec::new();
+                        let mut rest = Vec::new();
+                        for action in actions {
+                            match action {
+                                Action::Publish(o) => publications.push(o),
+                                Action::Send { to, object }
+                                    if object.kind() == pvl_protocol::Kind::Intent =>
+                                {
+                                    directed.push((to, object));
+                                }
+                                other => rest.push(other),
+                            }
+                        }
                         let outcome = wait.then(|| self.waiter(trace)).flatten();
                         self.perform(rest, &HashMap::new()).await;
                         let _ = reply.send(Ok(Started {
                             trace,
                             publications,
+                            directed,
                             outcome,
                         }));
                     }

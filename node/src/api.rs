@@ -57,6 +57,7 @@ use pvl_protocol::{ObjectId, PatternHint, Payload, SignedObject, Strategy, Trace
 use pvl_trace::TraceError;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
+use tracing::{info, warn};
 
 use crate::daemon::NodeState;
 
@@ -583,6 +584,7 @@ async fn publish(state: &NodeState, request: PublishIntent) -> ApiResult<Respons
         trace_id: started.trace,
         published: false,
         topics: Vec::new(),
+        sent_to: Vec::new(),
         waited_ms: 0,
         outcome: None,
     };
@@ -601,6 +603,34 @@ async fn publish(state: &NodeState, request: PublishIntent) -> ApiResult<Respons
                 return Err(error);
             }
         }
+    }
+    // A directed intent goes to its providers at once; published when it reached one (a
+    // provider that declines still received it). One that reached nobody is widened to
+    // everyone by the run when its window closes.
+    if !started.directed.is_empty() {
+        let began = std::time::Instant::now();
+        let sends = started.directed.into_iter().map(|(to, object)| {
+            let net = state.net.clone();
+            async move {
+                let result = match pvl_net::peer_id_of(&to) {
+                    Ok(peer) => net.send(peer, object).await,
+                    Err(e) => Err(e),
+                };
+                (to, result)
+            }
+        });
+        for (to, result) in futures::future::join_all(sends).await {
+            match result {
+                Ok(()) => published.sent_to.push(to),
+                Err(pvl_net::NetError::Refused(reason)) => {
+                    info!(to = %to.short(), %reason, "the directed intent was declined");
+                    published.sent_to.push(to);
+                }
+                Err(e) => warn!(to = %to.short(), "could not send the directed intent: {e}"),
+            }
+        }
+        published.published = !published.sent_to.is_empty();
+        published.waited_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
     }
     let Some(waiter) = started.outcome else {
         return Ok((StatusCode::CREATED, Json(published)).into_response());

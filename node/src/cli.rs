@@ -1006,11 +1006,7 @@ fn submit(dir: &Path, request: PublishIntent, args: &RoundArgs) -> Result<()> {
     if args.json {
         return print_json(&result);
     }
-    say!(
-        "published intent {} on {}",
-        result.trace_id,
-        result.topics.join(", ")
-    );
+    say!("{}", publication_line(&result, result.trace_id.to_string()));
     say!("trace {}", result.trace_id);
     Ok(())
 }
@@ -1378,6 +1374,24 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// How the first intent went out, for people: on gossip topics, or directly to the
+/// providers it addresses (SPEC.md §4.3).
+fn publication_line(published: &pvl_api::Published, intent: String) -> String {
+    if published.sent_to.is_empty() {
+        format!(
+            "published intent {intent} on {}",
+            published.topics.join(", ")
+        )
+    } else {
+        let keys: Vec<String> = published.sent_to.iter().map(|k| k.short()).collect();
+        format!(
+            "sent intent {intent} directly to {} provider(s): {}",
+            keys.len(),
+            keys.join(", ")
+        )
+    }
+}
+
 /// `--wait` for people: follows the node's event stream while the round runs (offers, award,
 /// rejects, progress, done, receipt), then prints the outcome.
 fn publish_live(api: &Client, mut request: PublishIntent) -> Result<()> {
@@ -1385,11 +1399,7 @@ fn publish_live(api: &Client, mut request: PublishIntent) -> Result<()> {
     request.wait = false;
     let published = publish_by_kind(api, &request)?;
     let trace = published.trace_id;
-    say!(
-        "published intent {} on {}",
-        trace.short(),
-        published.topics.join(", ")
-    );
+    say!("{}", publication_line(&published, trace.short()));
     say!("trace {trace}");
     let (tx, outcome) = std::sync::mpsc::channel();
     let waiter = api.with_timeout(None);

@@ -90,9 +90,10 @@ fn out_of_context_objects_are_refused_with_their_reason_and_the_round_completes(
     let provider = public_key(&provider_dir);
     let mut rogue = Rogue::join(&net.requester);
 
-    // Before any round: an intent sent directly, an offer for an intent that does not exist.
+    // Before any round: an intent sent directly to a node that does not serve its
+    // capability, an offer for an intent that does not exist.
     let (ack, direct_intent) = rogue.intent_directly(&requester);
-    assert_refused(&ack, "gossip-only");
+    assert_refused(&ack, "not-bidding");
     let (ack, unknown) = rogue.offer_for_unknown_intent(&requester);
     assert_refused(&ack, "unknown-intent");
     // Sent again, it is refused again (not acknowledged as a duplicate).
@@ -105,10 +106,12 @@ fn out_of_context_objects_are_refused_with_their_reason_and_the_round_completes(
             "sleep",
             "--input",
             "2500",
+            // Every offer of the window wanted: the intent is gossiped to every provider
+            // (not sent to a few directly), so the rogue sees it.
             "--min-offers",
-            "1",
+            "0",
             "--window",
-            "5s",
+            "1s",
         ],
     );
     let intent = rogue.wait_for("the intent", |o| {
@@ -165,7 +168,7 @@ fn out_of_context_objects_are_refused_with_their_reason_and_the_round_completes(
     // Counted by reason.
     let counted = refusals(&net.requester);
     for (code, at_least) in [
-        ("gossip-only", 1),
+        ("not-bidding", 1),
         // The second send of the same offer was refused by the network layer's memory of
         // refusals, without asking the engine again.
         ("unknown-intent", 1),
@@ -201,10 +204,11 @@ fn a_vote_from_a_non_member_and_a_stranger_proposal_are_refused_and_the_ballot_c
             "sha256",
             "--input",
             "hello",
+            // Gossiped to every provider (see above), so the rogue sees the intent.
             "--min-offers",
-            "1",
+            "0",
             "--window",
-            "5s",
+            "1s",
             "--committee",
             &committee,
             "--threshold",

@@ -142,7 +142,10 @@ fn each_strategy_picks_its_winner_and_both_sides_hold_the_receipt() {
     );
     let fastest = &net.providers[0][..8];
     for line in [
-        "published intent ",
+        // Three offers wanted, three providers known from their ads: the intent goes to
+        // each of them directly, not by gossip (SPEC.md §4.3).
+        "sent intent ",
+        " directly to 3 provider(s): ",
         "trace ",
         "offer ",
         "award ",

@@ -328,6 +328,7 @@ pub fn sample_events() -> Result<Vec<SignedObject>, ProtocolError> {
         max_vote_rounds: 2,
         label: "main".into(),
         avoid: vec![other_provider().public()],
+        asked: vec![provider.public(), other_provider().public()],
     };
     // (type, signed by the provider?, about, parents, message, attrs)
     type Row<'a> = (

@@ -172,7 +172,7 @@ event_types! {
     /// The coordination knobs of a run, recorded by its requester at the start ([`RunSpec`]).
     RunSpec = "run-spec", Requester,
         [WINDOW_MS, MIN_OFFERS, GRACE_MS, SILENCE_MS, RECEIPT_WAIT_MS, MAX_OFFERS,
-         MAX_REPUBLISH, VOTE_ROUND_MS, MAX_VOTE_ROUNDS, LABEL, AVOID], [];
+         MAX_REPUBLISH, VOTE_ROUND_MS, MAX_VOTE_ROUNDS, LABEL, AVOID, ASKED], [];
 }
 
 impl EventType {
@@ -184,7 +184,7 @@ impl EventType {
             EventType::PatternChosen => &[AVOID],
             EventType::Reassigned => &[TO_OFFER, TO_PROVIDER, TO_SCORE, TO, ROUND],
             EventType::IntentFailed => &[OFFERS_RECEIVED, AWARDS],
-            EventType::RunSpec => &[SILENCE_MS, AVOID],
+            EventType::RunSpec => &[SILENCE_MS, AVOID, ASKED],
             _ => &[],
         }
     }
@@ -424,6 +424,9 @@ pub mod attr {
     pub const REASONS: &str = "reasons";
     /// `pattern-chosen`, `run-spec`: providers to avoid, comma-separated hex keys.
     pub const AVOID: &str = "avoid";
+    /// The providers a run's first intent was sent to directly (SPEC.md §4.3), as a list of
+    /// keys.
+    pub const ASKED: &str = "asked";
     /// Why something failed or was refused (a failure reason name, or free text for
     /// `award-refused` and `reassigned`).
     pub const REASON: &str = "reason";
@@ -558,6 +561,9 @@ pub struct RunSpec {
     pub label: String,
     /// Providers whose offers rank last.
     pub avoid: Vec<PublicKey>,
+    /// The providers the run's first intent was sent to directly (SPEC.md §4.3); empty when
+    /// it was gossiped.
+    pub asked: Vec<PublicKey>,
 }
 
 impl RunSpec {
@@ -582,6 +588,10 @@ impl RunSpec {
         if !self.avoid.is_empty() {
             let keys: Vec<String> = self.avoid.iter().map(PublicKey::to_string).collect();
             out.push((AVOID.into(), keys.join(",")));
+        }
+        if !self.asked.is_empty() {
+            let keys: Vec<String> = self.asked.iter().map(PublicKey::to_string).collect();
+            out.push((ASKED.into(), keys.join(",")));
         }
         out
     }
@@ -616,13 +626,14 @@ impl RunSpec {
                 ProtocolError::field(SILENCE_MS, format!("`{v}` is not a number"))
             })?),
         };
-        let avoid = match get(AVOID) {
-            None | Some("") => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(str::parse::<PublicKey>)
-                .collect::<Result<_, _>>()?,
+        let keys = |key: &str| -> Result<Vec<PublicKey>, ProtocolError> {
+            match get(key) {
+                None | Some("") => Ok(Vec::new()),
+                Some(list) => list.split(',').map(str::parse::<PublicKey>).collect(),
+            }
         };
+        let avoid = keys(AVOID)?;
+        let asked = keys(ASKED)?;
         Ok(RunSpec {
             window_ms: number(WINDOW_MS)?,
             min_offers: number(MIN_OFFERS)?,
@@ -637,6 +648,7 @@ impl RunSpec {
                 .ok_or_else(|| ProtocolError::field(LABEL, "missing"))?
                 .to_string(),
             avoid,
+            asked,
         })
     }
 
@@ -707,6 +719,7 @@ mod tests {
             max_vote_rounds: 2,
             label: "main".into(),
             avoid: vec![PublicKey([7; 32])],
+            asked: vec![PublicKey([8; 32]), PublicKey([9; 32])],
         };
         let event = spec.to_event(crate::ObjectId([1; 32]));
         assert!(event.unknown_attrs().is_empty());
@@ -714,6 +727,7 @@ mod tests {
         let plain = RunSpec {
             silence_ms: None,
             avoid: vec![],
+            asked: vec![],
             ..spec
         };
         assert_eq!(RunSpec::from_attrs(&plain.to_attrs()).unwrap(), plain);

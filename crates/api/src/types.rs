@@ -300,8 +300,14 @@ pub struct Published {
     pub trace_id: ObjectId,
     /// Whether the first intent reached at least one peer.
     pub published: bool,
-    /// Gossip topics it went out on.
+    /// Gossip topics it went out on (none for a directed intent).
     pub topics: Vec<String>,
+    /// The providers a directed intent (SPEC.md §4.3) reached, by key; empty when the intent
+    /// was gossiped.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    #[cfg_attr(feature = "schemars", schemars(with = "Vec<String>"))]
+    pub sent_to: Vec<PublicKey>,
     /// How long the publication waited for a peer, ms.
     pub waited_ms: u64,
     /// With `wait`: how the run ended (its fields sit beside the ones above, `status` first
@@ -752,6 +758,7 @@ mod tests {
             trace_id: id(1),
             published: true,
             topics: vec!["pvl/1/all".into()],
+            sent_to: Vec::new(),
             waited_ms: 3,
             outcome: None,
         };

@@ -14,7 +14,8 @@
 //! | reject | it names an offer of this provider's, signed by that offer's requester | [`Refusal::NotYourOffer`] |
 //! | vote | from a member of the committee of an open ballot of this node's | [`Refusal::NotABallotMember`], [`Refusal::NoOpenBallot`] |
 //! | proposal | its committee names this node and its voting deadline has not passed | [`Refusal::NotInCommittee`], [`Refusal::VotingClosed`] |
-//! | intent, capability ad | never directly: they are gossiped | [`Refusal::GossipOnly`] |
+//! | intent (directed, SPEC.md §4.3) | this node's provider bids on it | [`Refusal::NotBidding`] |
+//! | capability ad | never directly: it is gossiped | [`Refusal::GossipOnly`] |
 //!
 //! An object of a trace this node takes no part in is [`Refusal::UnknownTrace`]; anything
 //! else a conversation does not accept at that moment is [`Refusal::Unexpected`]. The set is
@@ -50,15 +51,19 @@ pub enum Refusal {
     NotInCommittee,
     /// A proposal whose voting deadline has passed.
     VotingClosed,
-    /// An intent or capability ad sent directly: they travel by gossip only.
+    /// A capability ad sent directly: ads travel by gossip only.
     GossipOnly,
+    /// An intent sent directly that this node does not bid on (it does not serve the
+    /// capability, is not free, or the intent's terms do not suit it): what a directed intent
+    /// to a provider whose ad is out of date meets, so not an offence.
+    NotBidding,
     /// Any other object the conversation does not accept at this moment.
     Unexpected,
 }
 
 impl Refusal {
     /// Every refusal, in counter order.
-    pub const ALL: [Refusal; 12] = [
+    pub const ALL: [Refusal; 13] = [
         Refusal::UnknownTrace,
         Refusal::UnknownIntent,
         Refusal::IntentClosed,
@@ -70,6 +75,7 @@ impl Refusal {
         Refusal::NotInCommittee,
         Refusal::VotingClosed,
         Refusal::GossipOnly,
+        Refusal::NotBidding,
         Refusal::Unexpected,
     ];
 
@@ -87,6 +93,7 @@ impl Refusal {
             Refusal::NotInCommittee => "not-in-committee",
             Refusal::VotingClosed => "voting-closed",
             Refusal::GossipOnly => "gossip-only",
+            Refusal::NotBidding => "not-bidding",
             Refusal::Unexpected => "unexpected",
         }
     }
@@ -99,9 +106,10 @@ impl Refusal {
     /// Whether no honest peer sends such an object: it names a conversation the sender has
     /// no part in (an offer for an intent never published, an award for an offer never made,
     /// a report from a provider not awarded, a vote from outside the committee, a proposal
-    /// to a node not on it, an intent sent directly). These count as offences against the
-    /// sender (SPEC.md §20). The others (`intent-closed`, `task-not-live`, `no-open-ballot`,
-    /// `voting-closed`, `unexpected`) are what a late but honest message meets.
+    /// to a node not on it, a capability ad sent directly). These count as offences against
+    /// the sender (SPEC.md §20). The others (`intent-closed`, `task-not-live`,
+    /// `no-open-ballot`, `voting-closed`, `not-bidding`, `unexpected`) are what a late but
+    /// honest message meets.
     pub fn is_offence(self) -> bool {
         matches!(
             self,

@@ -47,7 +47,8 @@
 //! the provider for awards, rejects and its countersigned receipts; the voter for proposals).
 //! When no such state machine exists here the engine says why ([`Refusal::UnknownIntent`],
 //! [`Refusal::IntentClosed`] when the run's outcome is remembered, [`Refusal::UnknownTrace`],
-//! ...). Intents and capability ads are refused directly ([`Refusal::GossipOnly`]). See
+//! ...). Capability ads are refused directly ([`Refusal::GossipOnly`]); an intent sent directly
+//! (SPEC.md §4.3) is admitted when the provider bids on it ([`Refusal::NotBidding`]). See
 //! [`crate::admission`] for every rule.
 //!
 //! ## Votes decided outside
@@ -287,9 +288,26 @@ impl Engine {
         };
         let budget = spec.as_ref().and_then(|s| s.constraints.max_cost);
         let input_size = spec.as_ref().map_or(0, |s| s.input.size());
+        // The providers this node knows of (other than itself): whom a directed first intent
+        // may go to (SPEC.md §4.3).
+        let me = self.key.public();
+        let known: Vec<PublicKey> = self
+            .directory
+            .providers_of(&capability, now_ms)
+            .into_iter()
+            .map(|listing| listing.provider)
+            .filter(|provider| *provider != me)
+            .collect();
+        let mut asked = Vec::new();
+        let mut started = None;
         let mut run: Box<dyn Coordination> = match request {
             Request::ContractNet(spec) => {
-                Box::new(Requester::new(self.key.clone(), spec).with_history(reliability))
+                let mut requester = Requester::new(self.key.clone(), spec)
+                    .with_history(reliability)
+                    .with_candidates(known);
+                started = Some(requester.start(now_ms)?);
+                asked = requester.asked().to_vec();
+                Box::new(requester)
             }
             Request::Workflow {
                 workflow,
@@ -307,7 +325,10 @@ impl Engine {
                     .with_history(reliability),
             ),
         };
-        let mut actions = run.start(now_ms)?;
+        let mut actions = match started {
+            Some(actions) => actions,
+            None => run.start(now_ms)?,
+        };
         let trace = run
             .trace()
             .ok_or_else(|| PatternError::Invalid("the run did not sign an intent".into()))?;
@@ -321,7 +342,7 @@ impl Engine {
         }
         if let Some(spec) = &spec {
             actions.push(Action::Record(run_spec_event(
-                &self.key, trace, spec, now_ms,
+                &self.key, trace, spec, asked, now_ms,
             )?));
         }
         self.stats.started += 1;
@@ -502,19 +523,51 @@ impl Engine {
     /// Feeds an object received **directly** from a peer and returns the admission verdict
     /// with the actions. `Ok` means a state machine of this node admitted it (it is recorded by
     /// one of the actions, or was a harmless repeat); `Err` carries the typed reason, nothing
-    /// changed and nothing is recorded. Intents and capability ads are refused here: they
-    /// travel by gossip ([`Engine::handle`] with [`Input::Received`]).
+    /// changed and nothing is recorded. Capability ads are refused here: they travel by gossip
+    /// ([`Engine::handle`] with [`Input::Received`]). An intent sent directly (a directed
+    /// intent, SPEC.md §4.3) is admitted when this node's provider takes it (offers, or asks
+    /// its agent program), and refused [`Refusal::NotBidding`] with the provider's reason
+    /// otherwise.
     pub fn admit(&mut self, object: SignedObject, now_ms: u64) -> (Verdict, Vec<Action>) {
-        if matches!(object.kind(), Kind::Intent | Kind::CapabilityAd) {
-            let refused = Refused::new(
-                Refusal::GossipOnly,
-                format!("{}s travel by gossip, never directly", object.kind()),
-            );
-            self.count_refusal(refused.refusal);
-            return (Err(refused), Vec::new());
+        match object.kind() {
+            Kind::CapabilityAd => {
+                let refused = Refused::new(
+                    Refusal::GossipOnly,
+                    "capability ads travel by gossip, never directly",
+                );
+                self.count_refusal(refused.refusal);
+                (Err(refused), Vec::new())
+            }
+            Kind::Intent => self.admit_intent(object, now_ms),
+            _ => {
+                let (verdict, actions) = self.route(object, now_ms);
+                (verdict, self.process(None, actions, now_ms))
+            }
         }
-        let (verdict, actions) = self.route(object, now_ms);
-        (verdict, self.process(None, actions, now_ms))
+    }
+
+    /// A directed intent: admitted when the provider bids (it records the intent), refused
+    /// with the provider's reason otherwise (nothing recorded, nothing observed).
+    fn admit_intent(&mut self, object: SignedObject, now_ms: u64) -> (Verdict, Vec<Action>) {
+        let id = object.id();
+        let (_, actions) = self.route(object.clone(), now_ms);
+        let taken = actions.iter().any(|a| match a {
+            Action::Record(o) | Action::DecideOffer(o) => o.id() == id,
+            _ => false,
+        });
+        if taken {
+            return (Ok(()), self.process(None, actions, now_ms));
+        }
+        let detail = match &self.provider {
+            Some(provider) => match provider.evaluate(&object, now_ms) {
+                crate::provider::BidDecision::Decline(reason) => reason,
+                crate::provider::BidDecision::Bid(_) => "the provider made no offer".to_string(),
+            },
+            None => "this node serves no capability".to_string(),
+        };
+        let refused = Refused::new(Refusal::NotBidding, detail);
+        self.count_refusal(refused.refusal);
+        (Err(refused), Vec::new())
     }
 
     fn count_refusal(&mut self, refusal: Refusal) {
@@ -775,10 +828,12 @@ fn run_spec_event(
     key: &Keypair,
     trace: TraceId,
     spec: &RequestSpec,
+    asked: Vec<PublicKey>,
     now_ms: u64,
 ) -> Result<SignedObject> {
     let mut run = pvl_protocol::RunSpec::from(spec);
     run.avoid.truncate(crate::requester::MAX_AVOID_LISTED);
+    run.asked = asked;
     sign(
         key,
         Some(trace),

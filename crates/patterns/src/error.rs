@@ -83,7 +83,8 @@ impl PatternError {
                 _ => Refusal::Unexpected,
             },
             _ => match kind {
-                Kind::Intent | Kind::CapabilityAd => Refusal::GossipOnly,
+                Kind::Intent => Refusal::NotBidding,
+                Kind::CapabilityAd => Refusal::GossipOnly,
                 _ => Refusal::Unexpected,
             },
         }

@@ -259,6 +259,14 @@ pub struct Requester {
     /// Providers ranked after all others at selection and reassignment (set by a composite:
     /// those already holding another part of the trace).
     ranked_last: HashSet<PublicKey>,
+    /// Providers of the capability the node's directory lists (see
+    /// [`Requester::with_candidates`]): whom a directed first intent may go to.
+    candidates: Vec<PublicKey>,
+    /// The providers the first intent was sent to directly (SPEC.md §4.3); empty when it was
+    /// gossiped.
+    asked: Vec<PublicKey>,
+    /// How many providers were known when the first intent was directed.
+    asked_of: usize,
 }
 
 impl std::fmt::Debug for Requester {
@@ -299,7 +307,24 @@ impl Requester {
             intents: Vec::new(),
             tasks: Vec::new(),
             ranked_last: HashSet::new(),
+            candidates: Vec::new(),
+            asked: Vec::new(),
+            asked_of: 0,
         }
+    }
+
+    /// The providers of the capability this node knows of (its directory of capability
+    /// ads). When they are enough for `min_offers` (and [`RequestSpec::sample_audience`] is
+    /// set), the first intent is sent directly to a few of them instead of being gossiped
+    /// (SPEC.md §4.3, [`select::directed_choice`]).
+    pub fn with_candidates(mut self, providers: Vec<PublicKey>) -> Self {
+        self.candidates = providers;
+        self
+    }
+
+    /// The providers the first intent was sent to directly; empty when it was gossiped.
+    pub fn asked(&self) -> &[PublicKey] {
+        &self.asked
     }
 
     /// The scope of this requester's timers (the id of its first intent), once started.
@@ -586,7 +611,12 @@ impl Requester {
             closes_at = closes_at.min(deadline);
         }
         let round = self.round + 1;
-        let audience = if round == 1 && self.spec.sample_audience {
+        let directed = if round == 1 && self.spec.sample_audience {
+            select::directed_count(self.spec.min_offers, self.candidates.len())
+        } else {
+            None
+        };
+        let audience = if directed.is_none() && round == 1 && self.spec.sample_audience {
             self.history
                 .provider_count()
                 .and_then(|n| select::audience_for(self.spec.min_offers, n))
@@ -625,7 +655,25 @@ impl Requester {
             capability = %self.spec.capability, closes_at, "intent published"
         );
         actions.push(Action::Record(intent.clone()));
-        actions.push(Action::Publish(intent.clone()));
+        match directed {
+            Some(count) => {
+                let mut avoid = self.spec.avoid.clone();
+                avoid.extend(self.ranked_last.iter().copied());
+                self.asked = select::directed_choice(&intent.id(), &self.candidates, &avoid, count);
+                self.asked_of = self.candidates.len();
+                debug!(
+                    trace = %trace.short(), asked = self.asked.len(), of = self.asked_of,
+                    "intent sent directly"
+                );
+                for to in &self.asked {
+                    actions.push(Action::Send {
+                        to: *to,
+                        object: intent.clone(),
+                    });
+                }
+            }
+            None => actions.push(Action::Publish(intent.clone())),
+        }
         actions.push(self.timer(closes_at, TimerKind::OfferWindow { round }));
         self.intent = Some(intent);
         self.phase = Phase::Collecting {
@@ -797,16 +845,21 @@ impl Requester {
         }
         if valid.is_empty() {
             self.reject_together(refused, now_ms, actions)?;
-            let sampled = self.intent.as_ref().and_then(|i| match i.body() {
-                Body::Intent(b) => b.audience,
-                _ => None,
-            });
+            let sampled = if self.round == 1 && !self.asked.is_empty() {
+                // A directed first intent: the providers asked, of those known.
+                Some((self.asked.len(), self.asked_of.max(self.asked.len())))
+            } else {
+                self.intent.as_ref().and_then(|i| match i.body() {
+                    Body::Intent(b) => b.audience.map(|a| (a.wanted as usize, a.of as usize)),
+                    _ => None,
+                })
+            };
             let time_left = self
                 .spec
                 .constraints
                 .deadline_ms
                 .is_none_or(|deadline| now_ms < deadline);
-            if let Some(audience) = sampled
+            if let Some((wanted, of)) = sampled
                 && time_left
             {
                 // The sample brought nothing usable: ask everyone (a new intent, so a new
@@ -817,14 +870,14 @@ impl Requester {
                     &[intent_id],
                     format!(
                         "the {} of about {} providers asked brought no acceptable offer ({} received): re-publishing to every provider (round {})",
-                        audience.wanted,
-                        audience.of,
+                        wanted,
+                        of,
                         self.received_this_round,
                         self.round + 1
                     ),
                     vec![
-                        (attr::WANTED.into(), audience.wanted.to_string()),
-                        (attr::OF.into(), audience.of.to_string()),
+                        (attr::WANTED.into(), wanted.to_string()),
+                        (attr::OF.into(), of.to_string()),
                         (attr::ROUND.into(), (self.round + 1).to_string()),
                     ],
                     now_ms,
@@ -1893,8 +1946,12 @@ impl Requester {
         {
             return Err(PatternError::Invalid("the run already ended".into()));
         }
-        let spec = spec_from(intent, RunSpec::from_event(run_spec)?)?;
+        let run = RunSpec::from_event(run_spec)?;
+        let asked = run.asked.clone();
+        let spec = spec_from(intent, run)?;
         let mut r = Requester::new(key, spec).with_history(history);
+        r.asked_of = asked.len();
+        r.asked = asked;
         r.trace = Some(root.id());
         r.scope = Some(root.id());
         r.intents = intents.iter().map(|o| o.id()).collect();

@@ -32,6 +32,11 @@
 //! offers it needs rather than one offer per provider: the smallest sample whose chance of
 //! bringing fewer than `min_offers` offers stays below [`AUDIENCE_SHORTFALL`].
 //!
+//! When the requester's directory lists enough providers, its first intent is not gossiped at
+//! all: [`directed_choice`] picks [`directed_count`] of them (SPEC.md §4.3), and the intent is
+//! sent to each directly, so a round costs the network the offers it needs whatever the number
+//! of providers.
+//!
 //! ## Reliability
 //!
 //! The reliability of an offer is the provider's claim unless a [`ReliabilitySource`] knows
@@ -83,6 +88,43 @@ pub fn audience_for(min_offers: usize, providers: usize) -> Option<Audience> {
     (k..n)
         .find(|&wanted| shortfall(n, k, f64::from(wanted) / f64::from(n)) <= AUDIENCE_SHORTFALL)
         .and_then(|wanted| Audience::new(wanted, n))
+}
+
+/// How many providers a directed first intent goes to (SPEC.md §4.3) when the requester waits
+/// for `min_offers` offers and knows `known` providers: `min_offers` plus a spare for every
+/// four (at least one), so that a provider that is down, busy or declines costs no waiting for
+/// the offer window; at most all of them. `None` (gossip instead) when `min_offers` is 0 (the
+/// requester waits for every offer of its window), when fewer than `min_offers` are known,
+/// or when more than [`MAX_DIRECTED`] would be asked.
+pub fn directed_count(min_offers: usize, known: usize) -> Option<usize> {
+    if min_offers == 0 || known < min_offers {
+        return None;
+    }
+    Some((min_offers + 1 + min_offers / 4).min(known)).filter(|&n| n <= MAX_DIRECTED)
+}
+
+/// Most providers a directed intent goes to: beyond that, gossip costs the requester less
+/// than one direct message each, and the `run-spec` event's `asked` list stays within the
+/// protocol's text limit (SPEC.md §6).
+pub const MAX_DIRECTED: usize = 32;
+
+/// The `count` providers a directed intent `intent` goes to (SPEC.md §4.3): providers in
+/// `avoid` last, then the lowest audience draw ([`Audience::draw`], the same function as the
+/// sampled audience's), so that rounds spread evenly over the providers and nobody can choose
+/// to be asked; anyone can recompute the choice from the intent id and the keys.
+pub fn directed_choice(
+    intent: &ObjectId,
+    known: &[PublicKey],
+    avoid: &[PublicKey],
+    count: usize,
+) -> Vec<PublicKey> {
+    let mut ranked: Vec<(bool, u64, PublicKey)> = known
+        .iter()
+        .map(|k| (avoid.contains(k), Audience::draw(intent, k), *k))
+        .collect();
+    ranked.sort_unstable();
+    ranked.dedup_by_key(|(_, _, k)| *k);
+    ranked.into_iter().take(count).map(|(_, _, k)| k).collect()
 }
 
 /// P(X < k) for X ~ Binomial(n, p), 0 < p < 1.
@@ -496,6 +538,42 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directed_intent_asks_the_needed_offers_and_a_spare() {
+        assert_eq!(directed_count(0, 9), None);
+        assert_eq!(directed_count(3, 2), None);
+        assert_eq!(directed_count(3, 3), Some(3));
+        assert_eq!(directed_count(3, 9), Some(4));
+        assert_eq!(directed_count(3, 1_000), Some(4));
+        assert_eq!(directed_count(8, 1_000), Some(11));
+        assert_eq!(directed_count(9, 9), Some(9));
+        assert_eq!(directed_count(25, 1_000), Some(32));
+        assert_eq!(directed_count(26, 1_000), None);
+
+        let keys: Vec<PublicKey> = (1..=9u8).map(|i| PublicKey([i; 32])).collect();
+        let intent = ObjectId([42; 32]);
+        let chosen = directed_choice(&intent, &keys, &[], 4);
+        assert_eq!(chosen.len(), 4);
+        // The lowest draws, whatever order the keys come in.
+        let mut draws: Vec<(u64, PublicKey)> = keys
+            .iter()
+            .map(|k| (Audience::draw(&intent, k), *k))
+            .collect();
+        draws.sort_unstable();
+        let lowest: Vec<PublicKey> = draws.iter().take(4).map(|(_, k)| *k).collect();
+        assert_eq!(chosen, lowest);
+        let mut reversed = keys.clone();
+        reversed.reverse();
+        assert_eq!(directed_choice(&intent, &reversed, &[], 4), lowest);
+        // Avoided providers only when nobody else is left.
+        let avoided = directed_choice(&intent, &keys, &lowest[..1], 4);
+        assert!(!avoided.contains(&lowest[0]));
+        assert_eq!(directed_choice(&intent, &keys, &keys[..8], 2)[0], keys[8]);
+        // Another intent, another choice: rounds spread over the providers.
+        let other = directed_choice(&ObjectId([43; 32]), &keys, &[], 4);
+        assert_ne!(other, chosen);
+    }
 
     #[test]
     fn the_audience_is_the_smallest_safe_sample() {

@@ -348,8 +348,13 @@ impl<C: Coordination> Sim<C> {
 
 /// What travels or happens on the simulated network of [`Network`].
 enum NetEvent {
-    /// Wire bytes arrive at node `to`.
-    Deliver { to: usize, bytes: Vec<u8> },
+    /// Wire bytes arrive at node `to`: sent directly (admitted by [`Engine::admit`], as a
+    /// node does) or broadcast ([`Engine::handle`]).
+    Deliver {
+        to: usize,
+        bytes: Vec<u8>,
+        direct: bool,
+    },
     /// An executor of node `node` reports progress on `task`.
     Progress { node: usize, task: ObjectId },
     /// An executor of node `node` finished `task`.
@@ -380,6 +385,8 @@ pub struct Network {
     pub messages: u64,
     /// Objects that failed to decode on delivery, as text.
     pub errors: Vec<String>,
+    /// Direct messages refused by their receiver's admission, as `<code>: <detail>`.
+    pub refusals: Vec<String>,
 }
 
 impl std::fmt::Debug for Network {
@@ -415,6 +422,7 @@ impl Network {
             recorded: vec![Vec::new(); n],
             messages: 0,
             errors: Vec::new(),
+            refusals: Vec::new(),
         }
     }
 
@@ -517,7 +525,18 @@ impl Network {
     fn dispatch(&mut self, event: NetEvent) {
         let now = self.now_ms;
         let (node, input) = match event {
-            NetEvent::Deliver { to, bytes } => match SignedObject::decode(&bytes) {
+            NetEvent::Deliver { to, bytes, direct } => match SignedObject::decode(&bytes) {
+                Ok(object) if direct => {
+                    if self.down[to] {
+                        return;
+                    }
+                    let (verdict, actions) = self.engines[to].admit(object, now);
+                    if let Err(refused) = verdict {
+                        self.refusals.push(refused.to_string());
+                    }
+                    self.apply(to, actions);
+                    return;
+                }
                 Ok(object) => (to, Input::Received(object)),
                 Err(e) => {
                     self.errors.push(format!("decode: {e}"));
@@ -551,7 +570,14 @@ impl Network {
                         if to != i {
                             self.messages += 1;
                             let bytes = o.bytes().to_vec();
-                            self.schedule(arrive, NetEvent::Deliver { to, bytes });
+                            self.schedule(
+                                arrive,
+                                NetEvent::Deliver {
+                                    to,
+                                    bytes,
+                                    direct: false,
+                                },
+                            );
                         }
                     }
                 }
@@ -563,6 +589,7 @@ impl Network {
                             NetEvent::Deliver {
                                 to,
                                 bytes: object.into_bytes(),
+                                direct: true,
                             },
                         );
                     }

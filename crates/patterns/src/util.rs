@@ -84,6 +84,7 @@ impl From<&crate::RequestSpec> for pvl_protocol::RunSpec {
             max_vote_rounds: u64::from(spec.max_vote_rounds),
             label: spec.label.clone(),
             avoid: spec.avoid.clone(),
+            asked: Vec::new(),
         }
     }
 }

@@ -397,10 +397,12 @@ fn a_proposal_that_does_not_name_this_node_is_refused() {
 }
 
 #[test]
-fn intents_sent_directly_are_refused_but_gossiped_ones_are_observed() {
+fn an_intent_sent_directly_is_refused_unless_bid_on_and_a_gossiped_one_is_observed() {
+    // The requester serves nothing: a directed intent is refused, with the reason.
     let mut r = requester();
     let intent = start(&mut Engine::new(EngineConfig::new(key(2))), spec());
-    assert_eq!(refused(&mut r, intent.clone(), T0 + 5), Refusal::GossipOnly);
+    assert_eq!(refused(&mut r, intent.clone(), T0 + 5), Refusal::NotBidding);
+    assert!(!Refusal::NotBidding.is_offence());
     let actions = r.handle(Input::Received(intent.clone()), T0 + 6);
     // Observed, not stored: a trace this node takes no part in costs it no storage.
     assert!(
@@ -409,8 +411,35 @@ fn intents_sent_directly_are_refused_but_gossiped_ones_are_observed() {
             .any(|a| matches!(a, Action::Observe(o) if o.id() == intent.id()))
     );
     assert!(!actions.iter().any(|a| matches!(a, Action::Record(_))));
-    assert_eq!(r.stats().refusals.get(Refusal::GossipOnly), 1);
+    assert_eq!(r.stats().refusals.get(Refusal::NotBidding), 1);
     assert_eq!(r.stats().refusals.total(), 1);
+
+    // A provider of the capability admits it, records it and offers.
+    let mut p = provider();
+    let actions = admitted(&mut p, intent.clone(), T0 + 7);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Record(o) if o.id() == intent.id()))
+    );
+    let offer = sent_of(&actions, Kind::Offer);
+    assert_eq!(offer.trace_id(), intent.trace_id());
+    // Sent again, it is not offered on twice: refused with the provider's reason.
+    assert_eq!(refused(&mut p, intent.clone(), T0 + 8), Refusal::NotBidding);
+
+    // A capability ad is never sent directly.
+    let ad = pvl_patterns::directory::advertise(
+        &key(PROVIDER),
+        "sha256",
+        pvl_protocol::PriceModel::Fixed(10),
+        4,
+        "bytes",
+        "hex digest",
+        60_000,
+        T0,
+    )
+    .unwrap();
+    assert_eq!(refused(&mut r, ad, T0 + 9), Refusal::GossipOnly);
 }
 
 #[test]

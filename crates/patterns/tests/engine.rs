@@ -513,3 +513,190 @@ fn an_agent_program_decides_the_bids_of_its_capability() {
     );
     assert!(stray.is_empty());
 }
+
+/// The capability ad of node `i` for `echo` (what the requester's directory learns by gossip).
+fn echo_ad(i: u8) -> SignedObject {
+    pvl_patterns::directory::advertise(
+        &key(i),
+        "echo",
+        pvl_protocol::PriceModel::Fixed(u64::from(i) * 10),
+        4,
+        "bytes",
+        "the same bytes",
+        600_000,
+        T0,
+    )
+    .unwrap()
+}
+
+/// The `run-spec` event node 0 recorded.
+fn run_spec_of(net: &Network) -> pvl_protocol::RunSpec {
+    net.recorded[0]
+        .iter()
+        .find_map(|o| match o.body() {
+            Body::Event(e) if e.is(&pvl_protocol::EventType::RunSpec) => {
+                Some(pvl_protocol::RunSpec::from_event(e).unwrap())
+            }
+            _ => None,
+        })
+        .expect("a run-spec event")
+}
+
+#[test]
+fn a_directed_intent_goes_to_a_few_known_providers_and_the_round_completes() {
+    // Eight providers, all advertised: a round that waits for 3 offers asks 4 of them
+    // directly (the lowest audience draws) and gossips nothing.
+    let mut engines = Vec::new();
+    let mut requester = Engine::new(EngineConfig::new(key(0)));
+    for i in 1..=8 {
+        assert!(requester.observe_ad(&echo_ad(i), T0));
+    }
+    engines.push(requester);
+    for i in 1..=8u8 {
+        let provider = Provider::new(key(i), 4)
+            .serve("echo", OfferPolicy::fixed(u64::from(i) * 10, 100, 9_000));
+        engines.push(Engine::new(
+            EngineConfig::new(key(i)).with_provider(provider),
+        ));
+    }
+    let executor = Box::new(|_: &_, _: &_, _: &str, input: &Payload| ExecPlan::Finish {
+        after_ms: 50,
+        result: Ok(input.clone()),
+        progress: false,
+    });
+    let mut net = Network::new(engines, 2, executor, T0);
+    let trace = net.request(0, planned(spec(2_000, 3))).unwrap();
+    run_to_outcome(&mut net, &trace, T0 + 10_000);
+    let c = completed(&net, &trace);
+    assert!(countersigned(&c));
+    assert!(net.errors.is_empty(), "{:?}", net.errors);
+    assert!(net.refusals.is_empty(), "{:?}", net.refusals);
+    assert_recorded_once(&net);
+
+    let intent = of_kind(&net.recorded[0], Kind::Intent)[0].clone();
+    let Body::Intent(body) = intent.body() else {
+        unreachable!()
+    };
+    assert_eq!(body.audience, None, "a directed intent names no audience");
+    let known: Vec<_> = (1..=8).map(|i| key(i).public()).collect();
+    let expected = pvl_patterns::select::directed_choice(&intent.id(), &known, &[], 4);
+    let mut asked = run_spec_of(&net).asked;
+    assert_eq!(
+        asked, expected,
+        "the run-spec names whom the intent went to"
+    );
+    // Exactly those providers saw the intent, and each offered.
+    let mut saw: Vec<_> = (1..=8u8)
+        .filter(|&i| !of_kind(&net.recorded[usize::from(i)], Kind::Intent).is_empty())
+        .map(|i| key(i).public())
+        .collect();
+    saw.sort();
+    asked.sort();
+    assert_eq!(saw, asked);
+    assert_eq!(of_kind(&net.recorded[0], Kind::Offer).len(), 4);
+    assert!(asked.contains(&c.provider));
+    // The messages of the round: 4 intents, 4 offers, 1 award, 1 reject to each of the 3
+    // losers, done, receipt, countersigned receipt. Gossip would have been 8 intents.
+    assert_eq!(net.messages, 4 + 4 + 1 + 3 + 2 + 1);
+}
+
+/// Node 0 knows the ads of nodes 1 to 4, which no longer serve `echo` (their ads are out of
+/// date); nodes 5 and 6 serve it but their ads have not arrived.
+fn stale_directory_network() -> Network {
+    let mut engines = Vec::new();
+    let mut requester = Engine::new(EngineConfig::new(key(0)));
+    for i in 1..=4 {
+        assert!(requester.observe_ad(&echo_ad(i), T0));
+    }
+    engines.push(requester);
+    for i in 1..=4u8 {
+        engines.push(Engine::new(EngineConfig::new(key(i))));
+    }
+    for i in 5..=6u8 {
+        let provider = Provider::new(key(i), 4)
+            .serve("echo", OfferPolicy::fixed(u64::from(i) * 10, 100, 9_000));
+        engines.push(Engine::new(
+            EngineConfig::new(key(i)).with_provider(provider),
+        ));
+    }
+    let executor = Box::new(|_: &_, _: &_, _: &str, input: &Payload| ExecPlan::Finish {
+        after_ms: 50,
+        result: Ok(input.clone()),
+        progress: false,
+    });
+    Network::new(engines, 2, executor, T0)
+}
+
+/// The `audience-widened` event node 0 recorded.
+fn widened(net: &Network) -> pvl_protocol::Event {
+    net.recorded[0]
+        .iter()
+        .find_map(|o| match o.body() {
+            Body::Event(e) if e.is(&pvl_protocol::EventType::AudienceWidened) => Some(e.clone()),
+            _ => None,
+        })
+        .expect("an audience-widened event")
+}
+
+#[test]
+fn a_directed_intent_that_brings_nothing_is_widened_to_everyone() {
+    let mut net = stale_directory_network();
+    let trace = net.request(0, planned(spec(500, 1))).unwrap();
+    run_to_outcome(&mut net, &trace, T0 + 10_000);
+    let c = completed(&net, &trace);
+    assert_eq!(
+        c.provider,
+        key(5).public(),
+        "the cheapest of those who serve it"
+    );
+    // min_offers 1: 2 of the 4 advertised providers were asked, and refused.
+    assert_eq!(run_spec_of(&net).asked.len(), 2);
+    assert_eq!(net.refusals.len(), 2, "{:?}", net.refusals);
+    assert!(
+        net.refusals.iter().all(
+            |r| r.starts_with("not-bidding: capability `echo` not served")
+                || r.starts_with("not-bidding: this node serves no capability")
+        ),
+        "{:?}",
+        net.refusals
+    );
+    // The second round went to everyone, by gossip, after an `audience-widened` event.
+    let intents = of_kind(&net.recorded[0], Kind::Intent);
+    assert_eq!(intents.len(), 2);
+    let widened = widened(&net);
+    assert!(
+        widened
+            .attrs
+            .contains(&(pvl_protocol::attr::WANTED.to_string(), "2".to_string()))
+    );
+    assert!(
+        widened
+            .attrs
+            .contains(&(pvl_protocol::attr::OF.to_string(), "4".to_string()))
+    );
+    assert!(!of_kind(&net.recorded[6], Kind::Intent).is_empty());
+}
+
+#[test]
+fn a_requester_restarted_after_directing_its_intent_still_widens_it() {
+    // The directed intents are refused at +2; the requester crashes at +100 and comes back
+    // with an empty directory: the run-spec's `asked` tells it the first round was directed.
+    let mut net = stale_directory_network();
+    let trace = net.request(0, planned(spec(500, 1))).unwrap();
+    net.run_until(T0 + 100, |_| false);
+    assert_eq!(net.refusals.len(), 2, "{:?}", net.refusals);
+    net.crash(0);
+    net.run_until(T0 + 200, |_| false);
+    net.restart(0, Engine::new(EngineConfig::new(key(0))));
+    assert!(net.engine(0).is_running(&trace));
+    run_to_outcome(&mut net, &trace, T0 + 10_000);
+    assert_eq!(completed(&net, &trace).provider, key(5).public());
+    let widened = widened(&net);
+    assert!(
+        widened
+            .attrs
+            .contains(&(pvl_protocol::attr::WANTED.to_string(), "2".to_string()))
+    );
+    assert_eq!(of_kind(&net.recorded[0], Kind::Intent).len(), 2);
+    assert_recorded_once(&net);
+}

@@ -335,7 +335,8 @@ impl Rogue {
         out
     }
 
-    /// A fresh intent signed by the rogue, sent directly (intents travel by gossip only).
+    /// A fresh intent signed by the rogue, sent directly (admitted only by a node that bids on
+    /// it).
     pub fn intent_directly(&self, to: &PublicKey) -> (Ack, SignedObject) {
         let intent = self.junk_intent("sha256");
         (self.send(to, intent.clone()), intent)

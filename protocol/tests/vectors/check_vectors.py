@@ -202,7 +202,7 @@ EVENTS = {
     "audience-widened": ("R", ["wanted", "of", "round"], [], []),
     "run-spec": ("R", ["window_ms", "min_offers", "grace_ms", "receipt_wait_ms", "max_offers",
                        "max_republish", "vote_round_ms", "max_vote_rounds", "label"],
-                 ["silence_ms", "avoid"], []),
+                 ["silence_ms", "avoid", "asked"], []),
 }
 NAME = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
 DECIMAL = re.compile(r"0|[1-9][0-9]*")
@@ -260,6 +260,8 @@ def check_events(vector):
                     assert DECIMAL.fullmatch(values[k]), f"run-spec {k} = {values[k]!r}"
             for key in filter(None, values.get("avoid", "").split(",")):
                 assert HEX64.fullmatch(key), "run-spec avoid"
+            for key in filter(None, values.get("asked", "").split(",")):
+                assert HEX64.fullmatch(key), "run-spec asked"
         seen.append(event_type)
     assert sorted(seen) == sorted(EVENTS), "one vector per event type"
     return len(seen)

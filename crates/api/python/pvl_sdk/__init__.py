@@ -97,6 +97,8 @@ class Published:
     topics: list
     waited_ms: int
     outcome: Optional[Outcome] = None
+    # The providers a directed intent reached (keys, hex); empty when it was gossiped.
+    sent_to: list = field(default_factory=list)
 
 
 @dataclass
@@ -178,7 +180,11 @@ class Vote:
 def _outcome_of(body: dict) -> Optional[Outcome]:
     if "status" not in body:
         return None
-    rest = {k: v for k, v in body.items() if k not in ("trace_id", "published", "topics", "waited_ms")}
+    rest = {
+        k: v
+        for k, v in body.items()
+        if k not in ("trace_id", "published", "topics", "sent_to", "waited_ms")
+    }
     return Outcome(status=body["status"], fields=rest)
 
 
@@ -269,6 +275,7 @@ class Client:
             topics=answer["topics"],
             waited_ms=answer["waited_ms"],
             outcome=_outcome_of(answer),
+            sent_to=answer.get("sent_to", []),
         )
 
     def run_workflow(self, workflow: str, wait: bool = False, **fields: Any) -> Published:
