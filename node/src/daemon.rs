@@ -144,6 +144,7 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
         cache_capacity: config.store.cache_mb * 1024 * 1024,
         durability: Durability {
             flush_every: Some(Duration::from_millis(config.store.flush_interval_ms.max(1))),
+            flush_each_batch: config.store.flush_each_write,
             ..Durability::default()
         },
         ..StoreConfig::default()

@@ -480,16 +480,21 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Writes the store more often than the default, so that what the requester recorded before
-/// it is SIGKILLed is on disk (the default flush interval is 500 ms).
+/// Flushes every store write as it is made (`flush_each_write`), so that what the requester
+/// recorded, once a test sees it, is on disk when the test SIGKILLs it (with only the 500 ms
+/// background flush, or even 5 ms, a loaded machine lost the offers a test had just seen).
 fn flush_often(dir: &std::path::Path) {
     let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
-    let config = config.replace("flush_interval_ms = 500", "flush_interval_ms = 5");
+    let config = config
+        .replace("flush_interval_ms = 500", "flush_interval_ms = 5")
+        .replace("flush_each_write = false", "flush_each_write = true");
+    assert!(config.contains("flush_each_write = true"), "{config}");
     std::fs::write(dir.join("config.toml"), config).unwrap();
 }
 
 /// A requester and its providers, the requester set up to come back after a SIGKILL as a
-/// real deployment would: a fixed port, a bootstrap peer, records flushed every 5 ms.
+/// real deployment would: a fixed port, a bootstrap peer, every store write flushed before it
+/// is visible (the tests kill it once they see the objects they need).
 fn restartable(providers: &[(&str, &str)]) -> Net {
     let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
     let mut net = network_at(&listen, providers);

@@ -1,6 +1,7 @@
 //! The engine: N engines on the simulated network, as N nodes run them. Routing, timers,
 //! cancellation, votes decided outside, one record per object, and rebuilding runs from the
 //! recorded objects after a crash. Real signatures, a fake clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
 use std::sync::Arc;
