@@ -72,13 +72,14 @@ pub struct RequestSpec {
     /// Providers to avoid (e.g. from [`crate::adaptive::choose`]): their offers rank after all
     /// others, and are used only when nobody else offers.
     pub avoid: Vec<PublicKey>,
-    /// Ask only a sample of the providers in the first round, sized by
+    /// Ask only some of the providers in the first round, so that the round's cost is bounded
+    /// by the offers it needs rather than by the number of providers: directly, a few of those
+    /// the node's directory lists ([`Requester::with_candidates`], [`select::directed_count`],
+    /// SPEC.md §4.3), or, when it lists too few, by gossip to a sample sized by
     /// [`select::audience_for`] from `min_offers` and the history's provider count (see
-    /// [`pvl_protocol::Audience`]), so that the round's cost is bounded by the offers it needs
-    /// rather than by the number of providers. Only applies when `min_offers > 0` (the
-    /// requester is content with the first offers anyway) and the history knows more providers
-    /// than needed; a round whose sample brought no acceptable offer is re-published to
-    /// everyone, and so is every later round.
+    /// [`pvl_protocol::Audience`]). Only applies when `min_offers > 0` (the requester is
+    /// content with the first offers anyway); a round whose providers brought no acceptable
+    /// offer is re-published to everyone, and so is every later round.
     pub sample_audience: bool,
 }
 
@@ -650,10 +651,6 @@ impl Requester {
         self.seen.clear();
         self.bidders.clear();
         self.received_this_round = 0;
-        info!(
-            trace = %trace.short(), round, intent = %intent.id().short(),
-            capability = %self.spec.capability, closes_at, "intent published"
-        );
         actions.push(Action::Record(intent.clone()));
         match directed {
             Some(count) => {
@@ -661,9 +658,10 @@ impl Requester {
                 avoid.extend(self.ranked_last.iter().copied());
                 self.asked = select::directed_choice(&intent.id(), &self.candidates, &avoid, count);
                 self.asked_of = self.candidates.len();
-                debug!(
-                    trace = %trace.short(), asked = self.asked.len(), of = self.asked_of,
-                    "intent sent directly"
+                info!(
+                    trace = %trace.short(), round, intent = %intent.id().short(),
+                    capability = %self.spec.capability, closes_at, asked = self.asked.len(),
+                    known = self.asked_of, "intent sent directly"
                 );
                 for to in &self.asked {
                     actions.push(Action::Send {
@@ -672,7 +670,13 @@ impl Requester {
                     });
                 }
             }
-            None => actions.push(Action::Publish(intent.clone())),
+            None => {
+                info!(
+                    trace = %trace.short(), round, intent = %intent.id().short(),
+                    capability = %self.spec.capability, closes_at, "intent published"
+                );
+                actions.push(Action::Publish(intent.clone()));
+            }
         }
         actions.push(self.timer(closes_at, TimerKind::OfferWindow { round }));
         self.intent = Some(intent);

@@ -22,18 +22,26 @@ fn key(i: u8) -> Keypair {
 /// Node 0 requests; nodes 1..=n serve `echo` at prices 10, 20, 30, ... (node 1 is cheapest).
 fn network(providers: u8) -> Network {
     let mut engines = vec![Engine::new(EngineConfig::new(key(0)))];
-    for i in 1..=providers {
-        let provider = Provider::new(key(i), 4)
-            .serve("echo", OfferPolicy::fixed(u64::from(i) * 10, 100, 9_000));
-        engines.push(Engine::new(
-            EngineConfig::new(key(i)).with_provider(provider),
-        ));
-    }
-    let executor = Box::new(|_: &_, _: &_, _: &str, input: &Payload| ExecPlan::Finish {
-        after_ms: 50,
-        result: Ok(input.clone()),
-        progress: true,
-    });
+    engines.extend((1..=providers).map(echo_provider));
+    network_of(engines, true)
+}
+
+/// Node `i`, serving `echo` at price `10 * i`.
+fn echo_provider(i: u8) -> Engine {
+    let provider =
+        Provider::new(key(i), 4).serve("echo", OfferPolicy::fixed(u64::from(i) * 10, 100, 9_000));
+    Engine::new(EngineConfig::new(key(i)).with_provider(provider))
+}
+
+/// `engines` on a network with 2 ms of latency, whose tasks echo their input after 50 ms.
+fn network_of(engines: Vec<Engine>, progress: bool) -> Network {
+    let executor = Box::new(
+        move |_: &_, _: &_, _: &str, input: &Payload| ExecPlan::Finish {
+            after_ms: 50,
+            result: Ok(input.clone()),
+            progress,
+        },
+    );
     Network::new(engines, 2, executor, T0)
 }
 
@@ -547,25 +555,13 @@ fn run_spec_of(net: &Network) -> pvl_protocol::RunSpec {
 fn a_directed_intent_goes_to_a_few_known_providers_and_the_round_completes() {
     // Eight providers, all advertised: a round that waits for 3 offers asks 4 of them
     // directly (the lowest audience draws) and gossips nothing.
-    let mut engines = Vec::new();
     let mut requester = Engine::new(EngineConfig::new(key(0)));
     for i in 1..=8 {
         assert!(requester.observe_ad(&echo_ad(i), T0));
     }
-    engines.push(requester);
-    for i in 1..=8u8 {
-        let provider = Provider::new(key(i), 4)
-            .serve("echo", OfferPolicy::fixed(u64::from(i) * 10, 100, 9_000));
-        engines.push(Engine::new(
-            EngineConfig::new(key(i)).with_provider(provider),
-        ));
-    }
-    let executor = Box::new(|_: &_, _: &_, _: &str, input: &Payload| ExecPlan::Finish {
-        after_ms: 50,
-        result: Ok(input.clone()),
-        progress: false,
-    });
-    let mut net = Network::new(engines, 2, executor, T0);
+    let mut engines = vec![requester];
+    engines.extend((1..=8).map(echo_provider));
+    let mut net = network_of(engines, false);
     let trace = net.request(0, planned(spec(2_000, 3))).unwrap();
     run_to_outcome(&mut net, &trace, T0 + 10_000);
     let c = completed(&net, &trace);
@@ -604,28 +600,14 @@ fn a_directed_intent_goes_to_a_few_known_providers_and_the_round_completes() {
 /// Node 0 knows the ads of nodes 1 to 4, which no longer serve `echo` (their ads are out of
 /// date); nodes 5 and 6 serve it but their ads have not arrived.
 fn stale_directory_network() -> Network {
-    let mut engines = Vec::new();
     let mut requester = Engine::new(EngineConfig::new(key(0)));
     for i in 1..=4 {
         assert!(requester.observe_ad(&echo_ad(i), T0));
     }
-    engines.push(requester);
-    for i in 1..=4u8 {
-        engines.push(Engine::new(EngineConfig::new(key(i))));
-    }
-    for i in 5..=6u8 {
-        let provider = Provider::new(key(i), 4)
-            .serve("echo", OfferPolicy::fixed(u64::from(i) * 10, 100, 9_000));
-        engines.push(Engine::new(
-            EngineConfig::new(key(i)).with_provider(provider),
-        ));
-    }
-    let executor = Box::new(|_: &_, _: &_, _: &str, input: &Payload| ExecPlan::Finish {
-        after_ms: 50,
-        result: Ok(input.clone()),
-        progress: false,
-    });
-    Network::new(engines, 2, executor, T0)
+    let mut engines = vec![requester];
+    engines.extend((1..=4).map(|i| Engine::new(EngineConfig::new(key(i)))));
+    engines.extend((5..=6).map(echo_provider));
+    network_of(engines, false)
 }
 
 /// The `audience-widened` event node 0 recorded.
