@@ -810,10 +810,7 @@ impl Actor {
                         };
                         let kind = object.kind();
                         let (trace, task) = (object.trace_id(), object.id());
-                        let result = match pvl_net::peer_id_of(&to) {
-                            Ok(peer) => net.send(peer, object).await,
-                            Err(e) => Err(e),
-                        };
+                        let result = net.send_to_key(&to, object).await;
                         match result {
                             Ok(()) => None,
                             // The provider refused the award by the admission rules (it does

@@ -611,13 +611,7 @@ async fn publish(state: &NodeState, request: PublishIntent) -> ApiResult<Respons
         let began = std::time::Instant::now();
         let sends = started.directed.into_iter().map(|(to, object)| {
             let net = state.net.clone();
-            async move {
-                let result = match pvl_net::peer_id_of(&to) {
-                    Ok(peer) => net.send(peer, object).await,
-                    Err(e) => Err(e),
-                };
-                (to, result)
-            }
+            async move { (to, net.send_to_key(&to, object).await) }
         });
         for (to, result) in futures::future::join_all(sends).await {
             match result {

@@ -346,6 +346,15 @@ impl Client {
         }
     }
 
+    /// [`Client::send`] to the peer whose signing key is `key` (SPEC.md §15.2).
+    pub async fn send_to_key(
+        &self,
+        key: &pvl_protocol::PublicKey,
+        object: SignedObject,
+    ) -> Result<(), NetError> {
+        self.send(crate::peer_id_of(key)?, object).await
+    }
+
     /// Sends an object directly to `peer` and returns its acknowledgement as it came.
     ///
     /// A peer that cannot be reached (the dial failed, e.g. because the peer is over its

@@ -12,7 +12,7 @@
 //! When the coordination returns [`crate::Action::Finished`] it is over; the outcome is also
 //! available from [`Coordination::outcome`]. Inputs refused with an `Err` changed nothing.
 
-use pvl_protocol::{SignedObject, TraceId};
+use pvl_protocol::{PublicKey, SignedObject, TraceId};
 
 use crate::action::{Action, Input, Outcome};
 use crate::error::Result;
@@ -37,6 +37,12 @@ pub trait Coordination: Send {
 
     /// How it ended, once it has.
     fn outcome(&self) -> Option<&Outcome>;
+
+    /// The providers its first intent was sent to directly (a directed intent, SPEC.md §4.3),
+    /// once started; empty when it was gossiped (the default: composites gossip).
+    fn asked(&self) -> &[PublicKey] {
+        &[]
+    }
 
     /// Gives up: the outcome becomes a `Cancelled` failure (running tasks cannot be stopped,
     /// their late reports are refused). Does nothing when not started or already finished.

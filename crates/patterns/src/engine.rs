@@ -298,17 +298,12 @@ impl Engine {
             .map(|listing| listing.provider)
             .filter(|provider| *provider != me)
             .collect();
-        let mut asked = Vec::new();
-        let mut started = None;
         let mut run: Box<dyn Coordination> = match request {
-            Request::ContractNet(spec) => {
-                let mut requester = Requester::new(self.key.clone(), spec)
+            Request::ContractNet(spec) => Box::new(
+                Requester::new(self.key.clone(), spec)
                     .with_history(reliability)
-                    .with_candidates(known);
-                started = Some(requester.start(now_ms)?);
-                asked = requester.asked().to_vec();
-                Box::new(requester)
-            }
+                    .with_candidates(known),
+            ),
             Request::Workflow {
                 workflow,
                 input,
@@ -325,10 +320,7 @@ impl Engine {
                     .with_history(reliability),
             ),
         };
-        let mut actions = match started {
-            Some(actions) => actions,
-            None => run.start(now_ms)?,
-        };
+        let mut actions = run.start(now_ms)?;
         let trace = run
             .trace()
             .ok_or_else(|| PatternError::Invalid("the run did not sign an intent".into()))?;
@@ -342,7 +334,11 @@ impl Engine {
         }
         if let Some(spec) = &spec {
             actions.push(Action::Record(run_spec_event(
-                &self.key, trace, spec, asked, now_ms,
+                &self.key,
+                trace,
+                spec,
+                run.asked().to_vec(),
+                now_ms,
             )?));
         }
         self.stats.started += 1;

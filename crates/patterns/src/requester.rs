@@ -266,8 +266,6 @@ pub struct Requester {
     /// The providers the first intent was sent to directly (SPEC.md §4.3); empty when it was
     /// gossiped.
     asked: Vec<PublicKey>,
-    /// How many providers were known when the first intent was directed.
-    asked_of: usize,
 }
 
 impl std::fmt::Debug for Requester {
@@ -310,7 +308,6 @@ impl Requester {
             ranked_last: HashSet::new(),
             candidates: Vec::new(),
             asked: Vec::new(),
-            asked_of: 0,
         }
     }
 
@@ -657,11 +654,10 @@ impl Requester {
                 let mut avoid = self.spec.avoid.clone();
                 avoid.extend(self.ranked_last.iter().copied());
                 self.asked = select::directed_choice(&intent.id(), &self.candidates, &avoid, count);
-                self.asked_of = self.candidates.len();
                 info!(
                     trace = %trace.short(), round, intent = %intent.id().short(),
                     capability = %self.spec.capability, closes_at, asked = self.asked.len(),
-                    known = self.asked_of, "intent sent directly"
+                    known = self.candidates.len(), "intent sent directly"
                 );
                 for to in &self.asked {
                     actions.push(Action::Send {
@@ -850,8 +846,12 @@ impl Requester {
         if valid.is_empty() {
             self.reject_together(refused, now_ms, actions)?;
             let sampled = if self.round == 1 && !self.asked.is_empty() {
-                // A directed first intent: the providers asked, of those known.
-                Some((self.asked.len(), self.asked_of.max(self.asked.len())))
+                // A directed first intent: the providers asked, of those known (after a
+                // restart the candidates are not known again: at least those asked).
+                Some((
+                    self.asked.len(),
+                    self.candidates.len().max(self.asked.len()),
+                ))
             } else {
                 self.intent.as_ref().and_then(|i| match i.body() {
                     Body::Intent(b) => b.audience.map(|a| (a.wanted as usize, a.of as usize)),
@@ -1954,7 +1954,6 @@ impl Requester {
         let asked = run.asked.clone();
         let spec = spec_from(intent, run)?;
         let mut r = Requester::new(key, spec).with_history(history);
-        r.asked_of = asked.len();
         r.asked = asked;
         r.trace = Some(root.id());
         r.scope = Some(root.id());
@@ -2187,6 +2186,10 @@ impl crate::coordination::Coordination for Requester {
 
     fn outcome(&self) -> Option<&Outcome> {
         Requester::outcome(self)
+    }
+
+    fn asked(&self) -> &[PublicKey] {
+        Requester::asked(self)
     }
 
     fn cancel(&mut self, reason: &str, now_ms: u64) -> Result<Vec<Action>> {
