@@ -5,8 +5,17 @@
 //! carries a valid quorum certificate for exactly that offer and input
 //! ([`crate::verify_certificate`]); otherwise it is refused like any award the provider never
 //! agreed to: an `award-refused` event with the reason goes back to the requester.
+//!
+//! **Open offers are bounded** ([`DEFAULT_MAX_OPEN_OFFERS`]). An offer passed over by a
+//! `not-selected` reject stays open as a standby (its requester may still award it if the
+//! winner fails) until it expires, but it gives way when the room is needed: at the limit, the
+//! oldest standby offer is given up before a new intent is declined. Under a steady load of
+//! rounds the standbys of finished rounds would otherwise fill the limit within seconds (an
+//! offer lives 30 s by default) and the provider would decline every intent until they
+//! expired. An award that names a given-up offer is refused `not-your-offer`, and the
+//! requester awards another offer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use pvl_protocol::{
     Body, Committee, Event, Intent, Keypair, Kind, ObjectId, Offer, Payload, PriceModel, PublicKey,
@@ -91,6 +100,8 @@ struct MadeOffer {
     expires_at_ms: u64,
     /// The intent's approval committee: an award needs its quorum certificate.
     committee: Option<Committee>,
+    /// Passed over by a `not-selected` reject (and queued in `Provider::standby`).
+    standby: bool,
 }
 
 /// A task this provider runs.
@@ -108,6 +119,17 @@ struct Task {
 /// Default cap on outstanding (not yet awarded or expired) offers.
 pub const DEFAULT_MAX_OPEN_OFFERS: usize = 1024;
 
+/// The intents a provider remembers having answered (until they expire, so that it bids at
+/// most once on each) are capped at this many per open offer allowed: an entry is an id and
+/// a time, and a short-lived intent is forgotten long before its standby offer expires.
+const ANSWERED_PER_OPEN_OFFER: usize = 8;
+
+/// Expired offers and answered intents are swept out at most this often: a sweep walks every
+/// entry, and done on every object it cost a loaded provider about a tenth of its CPU. An
+/// entry that expired since the last sweep changes nothing meanwhile (an expired intent is
+/// declined, an award of an expired offer is answered with a failure, either way).
+const SWEEP_EVERY_MS: u64 = 250;
+
 /// The provider side of contract-net for one node, over any number of intents and tasks.
 /// Sans-I/O: feed it objects with the current time, carry out the [`Action`]s it returns;
 /// call [`Provider::report_progress`] and [`Provider::on_executed`] for the tasks it asked to
@@ -119,6 +141,15 @@ pub struct Provider {
     max_open_offers: usize,
     /// Outstanding offers by offer id.
     offers: HashMap<ObjectId, MadeOffer>,
+    /// Offers passed over by a `not-selected` reject, oldest first: given up first when the
+    /// open offers reach their limit. An id whose offer is gone (awarded, expired) is skipped
+    /// when met, and dropped at the next sweep of expired entries.
+    standby: VecDeque<ObjectId>,
+    /// How many of `offers` are standbys.
+    standbys: usize,
+    /// When expired offers and answered intents are next swept out (at most every
+    /// [`SWEEP_EVERY_MS`]).
+    next_sweep_ms: u64,
     /// Intents already answered (intent id -> expiry), to bid at most once per intent.
     answered: HashMap<ObjectId, u64>,
     /// Running tasks by task id.
@@ -151,6 +182,9 @@ impl Provider {
             max_concurrent,
             max_open_offers: DEFAULT_MAX_OPEN_OFFERS,
             offers: HashMap::new(),
+            standby: VecDeque::new(),
+            standbys: 0,
+            next_sweep_ms: 0,
             answered: HashMap::new(),
             tasks: HashMap::new(),
             agent_bids: BTreeSet::new(),
@@ -289,10 +323,16 @@ impl Provider {
                 self.max_concurrent
             ));
         }
-        if self.offers.len().max(self.answered.len()) >= self.max_open_offers {
+        // Standby offers give way to new ones (see the module docs): only the others count.
+        let pending = self.offers.len().saturating_sub(self.standbys);
+        if pending >= self.max_open_offers {
+            return decline(format!("{pending} offers outstanding, the limit"));
+        }
+        let remembered = self.max_open_offers.saturating_mul(ANSWERED_PER_OPEN_OFFER);
+        if self.answered.len() >= remembered {
             return decline(format!(
-                "{} offers outstanding, the limit",
-                self.offers.len().max(self.answered.len())
+                "{} intents answered and not yet expired, the limit",
+                self.answered.len()
             ));
         }
         if self.agent_bids.contains(&intent.capability) {
@@ -466,6 +506,7 @@ impl Provider {
         )?;
         debug!(intent = %intent.id().short(), cost = offer.cost, eta = offer.eta_ms, "offer sent");
         self.answered.insert(intent.id(), body.expires_at_ms);
+        self.make_room();
         self.offers.insert(
             signed.id(),
             MadeOffer {
@@ -476,6 +517,7 @@ impl Provider {
                 cost: offer.cost,
                 expires_at_ms: offer.expires_at_ms,
                 committee: body.committee.clone(),
+                standby: false,
             },
         );
         let mut actions = Vec::new();
@@ -563,7 +605,7 @@ impl Provider {
                 },
             ]);
         }
-        let Some(made) = self.offers.remove(&award.offer) else {
+        let Some(made) = self.remove_offer(&award.offer) else {
             return Err(PatternError::Invalid("offer vanished".into()));
         };
         let mut actions = vec![Action::Record(start.clone())];
@@ -667,10 +709,18 @@ impl Provider {
         }
         for (offer, code) in ours {
             debug!(offer = %offer.short(), ?code, "offer rejected");
-            // A "not selected" offer stays open: the requester may award it if its winner
-            // fails.
-            if code != pvl_protocol::RejectCode::NotSelected {
-                self.offers.remove(&offer);
+            // A "not selected" offer stays open as a standby: the requester may award it if
+            // its winner fails.
+            if code == pvl_protocol::RejectCode::NotSelected {
+                if let Some(made) = self.offers.get_mut(&offer)
+                    && !made.standby
+                {
+                    made.standby = true;
+                    self.standbys += 1;
+                    self.standby.push_back(offer);
+                }
+            } else {
+                self.remove_offer(&offer);
             }
         }
         Ok(vec![Action::Record(reject)])
@@ -795,8 +845,39 @@ impl Provider {
         ])
     }
 
+    /// At the open-offer limit, gives up standby offers, oldest first, until one more fits
+    /// (or none is left).
+    fn make_room(&mut self) {
+        while self.offers.len() >= self.max_open_offers {
+            let Some(oldest) = self.standby.pop_front() else {
+                return;
+            };
+            if self.offers.get(&oldest).is_some_and(|made| made.standby) {
+                self.remove_offer(&oldest);
+                debug!(offer = %oldest.short(), "standby offer given up for a new one");
+            }
+        }
+    }
+
+    /// Removes an open offer, keeping the count of standbys.
+    fn remove_offer(&mut self, id: &ObjectId) -> Option<MadeOffer> {
+        let made = self.offers.remove(id)?;
+        if made.standby {
+            self.standbys = self.standbys.saturating_sub(1);
+        }
+        Some(made)
+    }
+
     fn forget_expired(&mut self, now_ms: u64) {
+        if now_ms < self.next_sweep_ms {
+            return;
+        }
         self.offers.retain(|_, o| o.expires_at_ms >= now_ms);
+        let offers = &self.offers;
+        self.standby
+            .retain(|id| offers.get(id).is_some_and(|made| made.standby));
+        self.standbys = self.standby.len();
+        self.next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
         self.answered.retain(|_, expires| *expires >= now_ms);
         let answered = &self.answered;
         self.deciding.retain(|id, _| answered.contains_key(id));

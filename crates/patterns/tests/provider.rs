@@ -570,3 +570,50 @@ fn a_provider_outside_the_audience_declines() {
     }
     assert!(inside > 0 && outside > 0, "{inside} in, {outside} out");
 }
+
+#[test]
+fn at_the_open_offer_limit_a_standby_offer_gives_way_to_a_new_intent() {
+    use pvl_protocol::RejectCode;
+    let mut p = provider(8).with_max_open_offers(2);
+    let (_, i1) = intent(1);
+    let (_, i2) = intent(2);
+    let (_, i3) = intent(3);
+    let offer1 = sends(&p.on_object(i1.clone(), T0 + 10).unwrap())[0].1.id();
+    let offer2 = sends(&p.on_object(i2.clone(), T0 + 10).unwrap())[0].1.id();
+    assert_eq!(p.open_offers(), 2);
+
+    // Two offers waiting for their selection: the limit is reached, a third intent is declined.
+    assert!(sends(&p.on_object(i3.clone(), T0 + 20).unwrap()).is_empty());
+    assert!(matches!(
+        p.evaluate(&i3, T0 + 20),
+        BidDecision::Decline(reason) if reason.contains("outstanding")
+    ));
+
+    // Offer 1 is passed over ("not selected"): a standby, which gives way to a new offer.
+    p.on_object(
+        reject_of(&i1, &[offer1], RejectCode::NotSelected, &key(1)),
+        T0 + 300,
+    )
+    .unwrap();
+    assert_eq!(
+        p.open_offers(),
+        2,
+        "a standby stays open until room is needed"
+    );
+    let (_, i4) = intent(4);
+    let offer4 = sends(&p.on_object(i4.clone(), T0 + 310).unwrap());
+    assert_eq!(offer4.len(), 1, "the new intent gets an offer");
+    assert_eq!(p.open_offers(), 2, "the standby offer was given up for it");
+
+    // The given-up offer can no longer be awarded; the pending one can.
+    let late = award(&i1, offer1, &key(11), &key(1));
+    let refused = p.on_object(late, T0 + 400).unwrap_err().to_string();
+    assert!(refused.contains("no longer holds"), "{refused}");
+    let actions = p
+        .on_object(award(&i2, offer2, &key(11), &key(1)), T0 + 400)
+        .unwrap();
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Execute { .. })),
+        "{actions:?}"
+    );
+}
