@@ -101,6 +101,12 @@ enum Command {
     Directory {
         reply: oneshot::Sender<Vec<pvl_patterns::Listing>>,
     },
+    Declined {
+        trace: TraceId,
+        intent: ObjectId,
+        provider: pvl_protocol::PublicKey,
+        reason: String,
+    },
 }
 
 /// The handle the control API holds.
@@ -162,6 +168,27 @@ impl Handle {
                 task,
                 fraction_bps,
                 message,
+            })
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// `provider` declined the directed intent `intent` of `trace` in its acknowledgement, or
+    /// could not be reached: its run closes the offer window early once every provider asked
+    /// has answered ([`Input::IntentDeclined`]).
+    pub async fn declined(
+        &self,
+        trace: TraceId,
+        intent: ObjectId,
+        provider: pvl_protocol::PublicKey,
+        reason: String,
+    ) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Declined {
+                trace,
+                intent,
+                provider,
+                reason,
             })
             .await
             .map_err(|_| Stopped)
@@ -554,6 +581,21 @@ impl Actor {
                     task,
                     fraction_bps,
                     message,
+                };
+                let actions = self.engine.handle(input, pvl_net::now_ms());
+                self.perform(actions, &HashMap::new()).await;
+            }
+            Command::Declined {
+                trace,
+                intent,
+                provider,
+                reason,
+            } => {
+                let input = Input::IntentDeclined {
+                    trace,
+                    intent,
+                    provider,
+                    reason,
                 };
                 let actions = self.engine.handle(input, pvl_net::now_ms());
                 self.perform(actions, &HashMap::new()).await;

@@ -605,23 +605,37 @@ async fn publish(state: &NodeState, request: PublishIntent) -> ApiResult<Respons
         }
     }
     // A directed intent goes to its providers at once; published when it reached one (a
-    // provider that declines still received it). One that reached nobody is widened to
-    // everyone by the run when its window closes.
+    // provider that declines still received it). Each decline, and each provider that could
+    // not be reached, is told to the run: once every provider asked has offered or declined,
+    // it selects, or widens the round to everyone, without waiting for its window to close.
     if !started.directed.is_empty() {
         let began = std::time::Instant::now();
         let sends = started.directed.into_iter().map(|(to, object)| {
             let net = state.net.clone();
-            async move { (to, net.send_to_key(&to, object).await) }
+            let intent = object.id();
+            async move { (to, intent, net.send_to_key(&to, object).await) }
         });
-        for (to, result) in futures::future::join_all(sends).await {
-            match result {
-                Ok(()) => published.sent_to.push(to),
+        for (to, intent, result) in futures::future::join_all(sends).await {
+            let declined = match result {
+                Ok(()) => {
+                    published.sent_to.push(to);
+                    continue;
+                }
                 Err(pvl_net::NetError::Refused(reason)) => {
                     info!(to = %to.short(), %reason, "the directed intent was declined");
                     published.sent_to.push(to);
+                    reason
                 }
-                Err(e) => warn!(to = %to.short(), "could not send the directed intent: {e}"),
-            }
+                Err(e) => {
+                    warn!(to = %to.short(), "could not send the directed intent: {e}");
+                    format!("unreachable: {e}")
+                }
+            };
+            state
+                .actor
+                .declined(started.trace, intent, to, declined)
+                .await
+                .map_err(stopped)?;
         }
         published.published = !published.sent_to.is_empty();
         published.waited_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);

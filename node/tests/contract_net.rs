@@ -202,6 +202,62 @@ fn no_provider_means_a_clear_failure_not_a_hang() {
 }
 
 #[test]
+fn a_directed_intent_every_provider_declines_is_widened_at_once_not_when_its_window_closes() {
+    let net = network(&[("sha256:50:100", "")]);
+    wait_until("the provider's ad in the requester's directory", || {
+        pvl_json(&net.requester, &["capabilities"])
+            .as_array()
+            .is_some_and(|listed| !listed.is_empty())
+    });
+    // One offer wanted, one provider known: the intent goes to it directly. It charges 50,
+    // the budget is 20: it declines in its acknowledgement (`not-bidding`), so no offer can
+    // come, and the round is widened to everyone by gossip right away, not after 30 s.
+    let out = pvl_ok(
+        &net.requester,
+        &[
+            "intent",
+            "publish",
+            "--capability",
+            "sha256",
+            "--input",
+            "x",
+            "--budget",
+            "20",
+            "--min-offers",
+            "1",
+            "--window",
+            "30s",
+        ],
+    );
+    assert!(out.contains(" directly to 1 provider(s): "), "{out}");
+    let trace = shown_trace_of_last_round(&net);
+    let mut objects = Vec::new();
+    wait_until("the audience-widened event", || {
+        objects = pvl_json(&net.requester, &["trace", "show", &trace])["objects"]
+            .as_array()
+            .unwrap()
+            .clone();
+        objects
+            .iter()
+            .any(|o| o["body"]["event_type"] == "audience-widened")
+    });
+    let time_of = |what: &dyn Fn(&Value) -> bool| {
+        objects.iter().find(|o| what(o)).unwrap()["timestamp_ms"]
+            .as_u64()
+            .unwrap()
+    };
+    let intent = time_of(&|o| o["kind"] == "intent");
+    let widened = time_of(&|o| o["body"]["event_type"] == "audience-widened");
+    assert!(
+        widened - intent < 10_000,
+        "widened {} ms after the intent: it waited for the window",
+        widened - intent
+    );
+    let intents = objects.iter().filter(|o| o["kind"] == "intent").count();
+    assert_eq!(intents, 2, "the directed intent and the gossiped one");
+}
+
+#[test]
 fn an_over_budget_offer_is_never_chosen_and_the_receipt_verifies_offline() {
     let net = network(&[("sha256:50:100", "")]);
     // The only provider charges 50: with a budget of 20 nothing is awarded and the intent fails

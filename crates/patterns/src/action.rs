@@ -342,6 +342,21 @@ pub enum Input {
         /// The reason the provider gave.
         reason: String,
     },
+    /// A provider a directed intent was sent to (SPEC.md §4.3) refused it in its
+    /// acknowledgement (`not-bidding: ...`), or could not be reached: it will not offer. When
+    /// every provider asked has offered or declined, the requester closes the offer window at
+    /// once (selects among the offers it has, or widens the round to everyone) instead of
+    /// waiting for the window's end (requester side).
+    IntentDeclined {
+        /// The trace of the intent.
+        trace: TraceId,
+        /// The directed intent.
+        intent: ObjectId,
+        /// The provider that declined it.
+        provider: PublicKey,
+        /// Its reason, or why it could not be reached.
+        reason: String,
+    },
     /// The decision on a proposal asked for with [`Action::DecideVote`].
     VoteDecided {
         /// The proposal.

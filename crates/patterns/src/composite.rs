@@ -230,6 +230,13 @@ impl Composite {
                     intent.short()
                 )));
             }
+            // Only single contract-net runs direct their intents; a composite's parts gossip.
+            Input::IntentDeclined { intent, .. } => {
+                return Err(PatternError::Invalid(format!(
+                    "a composite directs no intents (decline of intent {})",
+                    intent.short()
+                )));
+            }
         };
         let busy = if index < self.spread {
             self.busy_providers(index)

@@ -411,6 +411,29 @@ impl Engine {
                     }),
                 None => Vec::new(),
             },
+            Input::IntentDeclined {
+                trace,
+                intent,
+                provider,
+                reason,
+            } => match self.runs.get_mut(&trace) {
+                Some(run) => run
+                    .coordination
+                    .handle(
+                        Input::IntentDeclined {
+                            trace,
+                            intent,
+                            provider,
+                            reason,
+                        },
+                        now_ms,
+                    )
+                    .unwrap_or_else(|e| {
+                        debug!("intent decline ignored: {e}");
+                        Vec::new()
+                    }),
+                None => Vec::new(),
+            },
             Input::VoteDecided { proposal, decision } => {
                 match self.voter.on_decided(proposal, decision, now_ms) {
                     Ok(actions) => actions,

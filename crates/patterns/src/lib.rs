@@ -65,6 +65,7 @@
 //! | [`Input::Timer`] (a [`TimerToken`] it asked for) | window close, watchdog, receipt wait, vote round | none | its sub-requesters' timers |
 //! | [`Input::Progress`], [`Input::Executed`] (from the executor) | refused | progress, done + receipt | refused |
 //! | [`Input::AwardRefused`] (the provider refused an award in its acknowledgement) | reassign | refused | the part that awarded the task |
+//! | [`Input::IntentDeclined`] (a provider refused a directed intent in its acknowledgement, or could not be reached) | closes the window once every provider asked has offered or declined | refused | refused (its parts gossip) |
 //!
 //! A committee member's node feeds the proposals it receives to its [`Voter`]
 //! ([`Voter::on_proposal`]); a voter sets no timers.

@@ -257,6 +257,10 @@ impl Provider {
                 "a provider awards nothing (award refusal for task {})",
                 task.short()
             ))),
+            Input::IntentDeclined { intent, .. } => Err(PatternError::Invalid(format!(
+                "a provider sends no intents (decline of intent {})",
+                intent.short()
+            ))),
             Input::VoteDecided { proposal, .. } => Err(PatternError::Invalid(format!(
                 "a provider does not vote (decision on proposal {})",
                 proposal.id().short()

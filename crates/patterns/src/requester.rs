@@ -266,6 +266,9 @@ pub struct Requester {
     /// The providers the first intent was sent to directly (SPEC.md §4.3); empty when it was
     /// gossiped.
     asked: Vec<PublicKey>,
+    /// Providers asked in the current round who declined the directed intent (or could not
+    /// be reached): they will not offer.
+    declined: HashSet<PublicKey>,
 }
 
 impl std::fmt::Debug for Requester {
@@ -308,6 +311,7 @@ impl Requester {
             ranked_last: HashSet::new(),
             candidates: Vec::new(),
             asked: Vec::new(),
+            declined: HashSet::new(),
         }
     }
 
@@ -483,6 +487,13 @@ impl Requester {
                 self.on_award_refused(task, &reason, now_ms, &mut actions)?;
                 Ok(actions)
             }
+            Input::IntentDeclined {
+                intent, provider, ..
+            } => {
+                let mut actions = Vec::new();
+                self.on_declined(intent, provider, now_ms, &mut actions)?;
+                Ok(actions)
+            }
             Input::VoteDecided { proposal, .. } => Err(PatternError::Invalid(format!(
                 "a requester does not vote (decision on proposal {})",
                 proposal.id().short()
@@ -647,6 +658,7 @@ impl Requester {
         self.held.clear();
         self.seen.clear();
         self.bidders.clear();
+        self.declined.clear();
         self.received_this_round = 0;
         actions.push(Action::Record(intent.clone()));
         match directed {
@@ -817,6 +829,52 @@ impl Requester {
             debug!(
                 k = self.spec.min_offers,
                 "offer window closed: enough offers"
+            );
+            self.select(now_ms, actions)?;
+        } else if self.all_asked_answered() {
+            debug!("offer window closed: every provider asked has offered or declined");
+            self.select(now_ms, actions)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the current round's intent was directed and every provider it was sent to
+    /// has offered or declined: no other offer can come.
+    fn all_asked_answered(&self) -> bool {
+        self.round == 1
+            && !self.asked.is_empty()
+            && self
+                .asked
+                .iter()
+                .all(|p| self.bidders.contains(p) || self.declined.contains(p))
+    }
+
+    /// A provider the directed intent `intent` was sent to declined it (or could not be
+    /// reached). Once every provider asked has offered or declined, the window closes at once:
+    /// the offers in hand are selected from, or, with none, the round is widened to everyone.
+    fn on_declined(
+        &mut self,
+        intent: ObjectId,
+        provider: PublicKey,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
+        let current = self.intent.as_ref().map(SignedObject::id);
+        if current != Some(intent)
+            || !matches!(self.phase, Phase::Collecting { .. })
+            || !self.asked.contains(&provider)
+        {
+            // An earlier round's intent, a window already closed, or not asked: nothing waits.
+            return Ok(());
+        }
+        if self.declined.insert(provider) {
+            debug!(provider = %provider.short(), "the directed intent was declined");
+        }
+        if self.all_asked_answered() {
+            info!(
+                asked = self.asked.len(),
+                declined = self.declined.len(),
+                "offer window closed early: every provider asked has offered or declined"
             );
             self.select(now_ms, actions)?;
         }

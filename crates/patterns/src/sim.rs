@@ -354,7 +354,11 @@ enum NetEvent {
         to: usize,
         bytes: Vec<u8>,
         direct: bool,
+        from: usize,
     },
+    /// The acknowledgement of a directed intent that node `to` sent comes back refused, as a
+    /// node's publish call reports it to its engine.
+    Declined { to: usize, input: Box<Input> },
     /// An executor of node `node` reports progress on `task`.
     Progress { node: usize, task: ObjectId },
     /// An executor of node `node` finished `task`.
@@ -525,13 +529,34 @@ impl Network {
     fn dispatch(&mut self, event: NetEvent) {
         let now = self.now_ms;
         let (node, input) = match event {
-            NetEvent::Deliver { to, bytes, direct } => match SignedObject::decode(&bytes) {
+            NetEvent::Deliver {
+                to,
+                bytes,
+                direct,
+                from,
+            } => match SignedObject::decode(&bytes) {
                 Ok(object) if direct => {
                     if self.down[to] {
                         return;
                     }
+                    let (trace, id, kind) = (object.trace_id(), object.id(), object.kind());
                     let (verdict, actions) = self.engines[to].admit(object, now);
                     if let Err(refused) = verdict {
+                        if kind == pvl_protocol::Kind::Intent {
+                            let input = Input::IntentDeclined {
+                                trace,
+                                intent: id,
+                                provider: self.engines[to].public(),
+                                reason: refused.to_string(),
+                            };
+                            self.schedule(
+                                now + self.latency_ms,
+                                NetEvent::Declined {
+                                    to: from,
+                                    input: Box::new(input),
+                                },
+                            );
+                        }
                         self.refusals.push(refused.to_string());
                     }
                     self.apply(to, actions);
@@ -552,6 +577,7 @@ impl Network {
                 },
             ),
             NetEvent::Executed { node, task, result } => (node, Input::Executed { task, result }),
+            NetEvent::Declined { to, input } => (to, *input),
         };
         if self.down[node] {
             return;
@@ -576,6 +602,7 @@ impl Network {
                                     to,
                                     bytes,
                                     direct: false,
+                                    from: i,
                                 },
                             );
                         }
@@ -590,6 +617,7 @@ impl Network {
                                 to,
                                 bytes: object.into_bytes(),
                                 direct: true,
+                                from: i,
                             },
                         );
                     }

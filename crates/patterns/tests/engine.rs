@@ -643,9 +643,11 @@ fn a_directed_intent_that_brings_nothing_is_widened_to_everyone() {
         "{:?}",
         net.refusals
     );
-    // The second round went to everyone, by gossip, after an `audience-widened` event.
+    // The second round went to everyone, by gossip, after an `audience-widened` event, as
+    // soon as both refusals were back (+2 there, +2 back), not when the 500 ms window closed.
     let intents = of_kind(&net.recorded[0], Kind::Intent);
     assert_eq!(intents.len(), 2);
+    assert_eq!(intents[1].timestamp_ms(), T0 + 4);
     let widened = widened(&net);
     assert!(
         widened
@@ -662,11 +664,12 @@ fn a_directed_intent_that_brings_nothing_is_widened_to_everyone() {
 
 #[test]
 fn a_requester_restarted_after_directing_its_intent_still_widens_it() {
-    // The directed intents are refused at +2; the requester crashes at +100 and comes back
-    // with an empty directory: the run-spec's `asked` tells it the first round was directed.
+    // The directed intents are refused at +2; the requester crashes before the refusals come
+    // back (+4) and comes back with an empty directory: the run-spec's `asked` tells it the
+    // first round was directed, and the round is widened when its window closes.
     let mut net = stale_directory_network();
     let trace = net.request(0, planned(spec(500, 1))).unwrap();
-    net.run_until(T0 + 100, |_| false);
+    net.run_until(T0 + 2, |_| false);
     assert_eq!(net.refusals.len(), 2, "{:?}", net.refusals);
     net.crash(0);
     net.run_until(T0 + 200, |_| false);
@@ -680,6 +683,42 @@ fn a_requester_restarted_after_directing_its_intent_still_widens_it() {
             .attrs
             .contains(&(pvl_protocol::attr::WANTED.to_string(), "2".to_string()))
     );
-    assert_eq!(of_kind(&net.recorded[0], Kind::Intent).len(), 2);
+    let intents = of_kind(&net.recorded[0], Kind::Intent);
+    assert_eq!(intents.len(), 2);
+    assert_eq!(
+        intents[1].timestamp_ms(),
+        T0 + 500,
+        "widened when the window closed"
+    );
+    assert_recorded_once(&net);
+}
+
+#[test]
+fn a_directed_round_selects_as_soon_as_every_provider_asked_has_offered_or_declined() {
+    // min_offers 2 and 3 providers known: all 3 asked. Two of them no longer serve `echo`
+    // and decline; the third offers. Nothing else can come, so the one offer is awarded when
+    // the last refusal is back, not when the 500 ms window closes.
+    let mut requester = Engine::new(EngineConfig::new(key(0)));
+    for i in 1..=3 {
+        assert!(requester.observe_ad(&echo_ad(i), T0));
+    }
+    let mut engines = vec![requester];
+    engines.extend((1..=2).map(|i| Engine::new(EngineConfig::new(key(i)))));
+    engines.push(echo_provider(3));
+    let mut net = network_of(engines, false);
+    let trace = net.request(0, planned(spec(500, 2))).unwrap();
+    run_to_outcome(&mut net, &trace, T0 + 10_000);
+    assert_eq!(completed(&net, &trace).provider, key(3).public());
+    assert_eq!(run_spec_of(&net).asked.len(), 3);
+    assert_eq!(net.refusals.len(), 2, "{:?}", net.refusals);
+    let awards = of_kind(&net.recorded[0], Kind::TaskStart);
+    assert_eq!(awards.len(), 1);
+    assert!(
+        awards[0].timestamp_ms() <= T0 + 4,
+        "awarded at +{} ms",
+        awards[0].timestamp_ms() - T0
+    );
+    // One intent: the round was not widened.
+    assert_eq!(of_kind(&net.recorded[0], Kind::Intent).len(), 1);
     assert_recorded_once(&net);
 }
