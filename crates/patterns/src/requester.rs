@@ -488,10 +488,13 @@ impl Requester {
                 Ok(actions)
             }
             Input::IntentDeclined {
-                intent, provider, ..
+                intent,
+                provider,
+                reason,
+                ..
             } => {
                 let mut actions = Vec::new();
-                self.on_declined(intent, provider, now_ms, &mut actions)?;
+                self.on_declined(intent, provider, &reason, now_ms, &mut actions)?;
                 Ok(actions)
             }
             Input::VoteDecided { proposal, .. } => Err(PatternError::Invalid(format!(
@@ -856,6 +859,7 @@ impl Requester {
         &mut self,
         intent: ObjectId,
         provider: PublicKey,
+        reason: &str,
         now_ms: u64,
         actions: &mut Vec<Action>,
     ) -> Result<()> {
@@ -868,7 +872,7 @@ impl Requester {
             return Ok(());
         }
         if self.declined.insert(provider) {
-            debug!(provider = %provider.short(), "the directed intent was declined");
+            debug!(provider = %provider.short(), reason, "the directed intent was declined");
         }
         if self.all_asked_answered() {
             info!(
