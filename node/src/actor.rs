@@ -88,11 +88,9 @@ enum Command {
     Stats {
         reply: oneshot::Sender<(EngineStats, usize)>,
     },
-    Progress {
-        task: ObjectId,
-        fraction_bps: Option<u16>,
-        message: String,
-    },
+    /// An input for the engine from outside the network: an agent program's progress, a
+    /// directed intent's decline reported by the publish call.
+    Input(Box<Input>),
     Cancel {
         trace: TraceId,
         reason: String,
@@ -100,12 +98,6 @@ enum Command {
     },
     Directory {
         reply: oneshot::Sender<Vec<pvl_patterns::Listing>>,
-    },
-    Declined {
-        trace: TraceId,
-        intent: ObjectId,
-        provider: pvl_protocol::PublicKey,
-        reason: String,
     },
 }
 
@@ -164,11 +156,11 @@ impl Handle {
         message: String,
     ) -> Result<(), Stopped> {
         self.commands
-            .send(Command::Progress {
+            .send(Command::Input(Box::new(Input::Progress {
                 task,
                 fraction_bps,
                 message,
-            })
+            })))
             .await
             .map_err(|_| Stopped)
     }
@@ -184,12 +176,12 @@ impl Handle {
         reason: String,
     ) -> Result<(), Stopped> {
         self.commands
-            .send(Command::Declined {
+            .send(Command::Input(Box::new(Input::IntentDeclined {
                 trace,
                 intent,
                 provider,
                 reason,
-            })
+            })))
             .await
             .map_err(|_| Stopped)
     }
@@ -572,32 +564,8 @@ impl Actor {
             Command::Stats { reply } => {
                 let _ = reply.send((self.engine.stats(), self.jobs.len()));
             }
-            Command::Progress {
-                task,
-                fraction_bps,
-                message,
-            } => {
-                let input = Input::Progress {
-                    task,
-                    fraction_bps,
-                    message,
-                };
-                let actions = self.engine.handle(input, pvl_net::now_ms());
-                self.perform(actions, &HashMap::new()).await;
-            }
-            Command::Declined {
-                trace,
-                intent,
-                provider,
-                reason,
-            } => {
-                let input = Input::IntentDeclined {
-                    trace,
-                    intent,
-                    provider,
-                    reason,
-                };
-                let actions = self.engine.handle(input, pvl_net::now_ms());
+            Command::Input(input) => {
+                let actions = self.engine.handle(*input, pvl_net::now_ms());
                 self.perform(actions, &HashMap::new()).await;
             }
             Command::Directory { reply } => {

@@ -390,50 +390,16 @@ impl Engine {
                     }),
                 None => Vec::new(),
             },
-            Input::AwardRefused {
-                trace,
-                task,
-                reason,
-            } => match self.runs.get_mut(&trace) {
-                Some(run) => run
-                    .coordination
-                    .handle(
-                        Input::AwardRefused {
-                            trace,
-                            task,
-                            reason,
-                        },
-                        now_ms,
-                    )
-                    .unwrap_or_else(|e| {
-                        debug!("award refusal ignored: {e}");
+            // Reports on a run's own sends (from the acknowledgements): to that run.
+            Input::AwardRefused { trace, .. } | Input::IntentDeclined { trace, .. } => {
+                match self.runs.get_mut(&trace) {
+                    Some(run) => run.coordination.handle(input, now_ms).unwrap_or_else(|e| {
+                        debug!("acknowledgement report ignored: {e}");
                         Vec::new()
                     }),
-                None => Vec::new(),
-            },
-            Input::IntentDeclined {
-                trace,
-                intent,
-                provider,
-                reason,
-            } => match self.runs.get_mut(&trace) {
-                Some(run) => run
-                    .coordination
-                    .handle(
-                        Input::IntentDeclined {
-                            trace,
-                            intent,
-                            provider,
-                            reason,
-                        },
-                        now_ms,
-                    )
-                    .unwrap_or_else(|e| {
-                        debug!("intent decline ignored: {e}");
-                        Vec::new()
-                    }),
-                None => Vec::new(),
-            },
+                    None => Vec::new(),
+                }
+            }
             Input::VoteDecided { proposal, decision } => {
                 match self.voter.on_decided(proposal, decision, now_ms) {
                     Ok(actions) => actions,
