@@ -153,6 +153,11 @@ pub struct NetConfig {
     pub provider_record_ttl: Duration,
     /// Who acknowledges direct messages (by default the node, after its admission check).
     pub direct_acks: DirectAcks,
+    /// Whether direct messages use sessions (`/pvl/direct/2`, SPEC.md §14.6: many objects on
+    /// one stream) with peers that speak them. Off, the node neither offers nor opens sessions
+    /// and sends and answers with `/pvl/direct/1` alone, as nodes before sessions did. On by
+    /// default.
+    pub direct_sessions: bool,
     /// Per-peer budgets, offences and bans (SPEC.md §20).
     pub flood: FloodControl,
     /// Circuit relays (each ending in `/p2p/<peer id>`, at most [`crate::MAX_RELAYS`]) this
@@ -185,6 +190,7 @@ impl NetConfig {
             replay_capacity: 100_000,
             provider_record_ttl: Duration::from_secs(60 * 60),
             direct_acks: DirectAcks::default(),
+            direct_sessions: true,
             flood: FloodControl::default(),
             relays: Vec::new(),
             relay_service: false,

@@ -27,6 +27,7 @@ use crate::counters;
 use crate::guard::{BannedPeer, Guard, Over};
 use crate::now_ms;
 use crate::peer_book::PeerBook;
+use crate::session::{Outgoing, SessionEvent, SessionSettings};
 
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/pvl/kad/1.0.0");
 const IDENTIFY_PROTOCOL: &str = "/pvl/id/1.0.0";
@@ -457,6 +458,8 @@ struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     kad: kad::Behaviour<MemoryStore>,
     direct: request_response::Behaviour<DirectCodec>,
+    session: libp2p_stream::Behaviour,
+    sessions_in: libp2p::swarm::behaviour::toggle::Toggle<crate::session::SessionListener>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     nat: crate::nat::NatBehaviour,
@@ -486,6 +489,13 @@ struct PendingLookup {
 
 const LOOKUP_ATTEMPTS: u32 = 4;
 const LOOKUP_RETRY: Duration = Duration::from_millis(750);
+
+/// The exchange timeout of a direct message, either protocol (SPEC.md §14.4).
+const DIRECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The most session events (objects received on sessions, objects given back) waiting for the
+/// event loop; a full queue stops the sessions' reading.
+const SESSION_EVENTS: usize = 256;
 
 /// Owns the swarm; run it with [`EventLoop::run`] on a tokio runtime.
 pub struct EventLoop {
@@ -524,11 +534,34 @@ pub struct EventLoop {
     metrics: Option<libp2p::metrics::Metrics>,
     /// Reachability bookkeeping: AutoNAT, relay slots, direct or relayed links.
     nat: crate::nat::NatState,
+    /// Opens direct-message sessions (`/pvl/direct/2`).
+    control: libp2p_stream::Control,
+    /// Inbound sessions, to the task that runs them (started by `run`).
+    inbound_sessions: Option<mpsc::Sender<(PeerId, libp2p::Stream)>>,
+    /// The queue of each peer's outbound session.
+    sessions: HashMap<PeerId, mpsc::Sender<Outgoing>>,
+    /// Peers that do not speak `/pvl/direct/2`: sent `/pvl/direct/1` until their last
+    /// connection closes (bounded by the connections).
+    legacy: HashSet<PeerId>,
+    /// Objects received on sessions, and objects sessions gave back.
+    session_events: mpsc::Receiver<SessionEvent>,
+    session_events_tx: mpsc::Sender<SessionEvent>,
+}
+
+/// Where the acknowledgement of a received direct message goes.
+enum Responder {
+    /// A `/pvl/direct/1` stream.
+    Stream(request_response::ResponseChannel<Ack>),
+    /// A `/pvl/direct/2` session: the message's id there, and the session's queue of answers.
+    Session {
+        id: u32,
+        acks: mpsc::Sender<(u32, Ack)>,
+    },
 }
 
 /// A direct message waiting for the node's decision.
 struct PendingAck {
-    channel: request_response::ResponseChannel<Ack>,
+    responder: Responder,
     peer: PeerId,
     object: pvl_protocol::ObjectId,
     deadline: Instant,
@@ -686,6 +719,8 @@ fn build(
         acks: ack_tx,
         peer_id: *swarm.local_peer_id(),
     };
+    let control = swarm.behaviour().session.new_control();
+    let (session_events_tx, session_events) = mpsc::channel(SESSION_EVENTS);
     let event_loop = EventLoop {
         swarm,
         commands: command_rx,
@@ -714,6 +749,12 @@ fn build(
         guard,
         metrics,
         nat,
+        control,
+        inbound_sessions: None,
+        sessions: HashMap::new(),
+        legacy: HashSet::new(),
+        session_events,
+        session_events_tx,
     };
     Ok((client, event_rx, event_loop))
 }
@@ -839,7 +880,7 @@ fn build_behaviour(
         DirectCodec,
         [(DIRECT_PROTOCOL, ProtocolSupport::Full)],
         request_response::Config::default()
-            .with_request_timeout(Duration::from_secs(15))
+            .with_request_timeout(DIRECT_TIMEOUT)
             .with_max_concurrent_streams(MAX_DIRECT_STREAMS),
     );
     let identify = identify::Behaviour::new(
@@ -858,6 +899,11 @@ fn build_behaviour(
         gossipsub,
         kad,
         direct,
+        session: libp2p_stream::Behaviour::new(),
+        sessions_in: config
+            .direct_sessions
+            .then(crate::session::SessionListener::default)
+            .into(),
         identify,
         ping: ping::Behaviour::new(ping::Config::new()),
         nat: crate::nat::NatBehaviour::new(config, relay_client),
@@ -938,6 +984,12 @@ impl EventLoop {
     /// Runs until shut down through the client or until every client handle is dropped.
     pub async fn run(mut self) {
         let mut tick = tokio::time::interval(TICK);
+        let (inbound_tx, inbound_rx) = mpsc::channel(crate::session::INBOUND_QUEUE);
+        self.inbound_sessions = Some(inbound_tx);
+        let accepting = tokio::spawn(crate::session::accept(
+            inbound_rx,
+            self.session_events_tx.clone(),
+        ));
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
@@ -950,9 +1002,11 @@ impl EventLoop {
                     None => break,
                 },
                 Some((id, ack)) = self.acks.recv() => self.answer(id, ack),
+                Some(event) = self.session_events.recv() => self.on_session_event(event).await,
                 _ = tick.tick() => self.on_tick(),
             }
         }
+        accepting.abort();
         if let Err(e) = self.peer_book.save_if_due(true) {
             warn!("{e}");
         }
@@ -982,14 +1036,23 @@ impl EventLoop {
         if let Ack::Refused(reason) = &ack {
             self.refusals.remember(pending.object, reason);
         }
-        if self
-            .swarm
-            .behaviour_mut()
-            .direct
-            .send_response(pending.channel, ack)
-            .is_err()
-        {
-            debug!(peer = %pending.peer, "could not acknowledge: the stream closed");
+        self.respond(&pending.peer, pending.responder, ack);
+    }
+
+    /// Sends `ack` on the stream or session the message came on.
+    fn respond(&mut self, peer: &PeerId, responder: Responder, ack: Ack) {
+        let sent = match responder {
+            Responder::Stream(channel) => self
+                .swarm
+                .behaviour_mut()
+                .direct
+                .send_response(channel, ack)
+                .is_ok(),
+            // The session's queue holds an answer for every message it has unanswered.
+            Responder::Session { id, acks } => acks.try_send((id, ack)).is_ok(),
+        };
+        if !sent {
+            debug!(%peer, "could not acknowledge: the stream closed");
         }
     }
 
@@ -1007,21 +1070,15 @@ impl EventLoop {
             // Not remembered as a refusal: the sender may try again later.
             if let Some(pending) = self.pending_acks.remove(&id) {
                 let ack = Ack::Refused("busy: the node did not decide in time".into());
-                if self
-                    .swarm
-                    .behaviour_mut()
-                    .direct
-                    .send_response(pending.channel, ack)
-                    .is_err()
-                {
-                    debug!(peer = %pending.peer, "could not acknowledge: the stream closed");
-                }
+                self.respond(&pending.peer, pending.responder, ack);
             }
         }
     }
 
     fn on_tick(&mut self) {
         self.expire_acks();
+        // Sessions that ended (idle, or their connection went) are started again on demand.
+        self.sessions.retain(|_, queue| !queue.is_closed());
         for peer in self.guard.tick() {
             info!(%peer, "ban ended");
             self.swarm
@@ -1400,13 +1457,7 @@ impl EventLoop {
             || self.routing_table_peers().iter().any(|(p, _)| *p == peer);
         if reachable {
             self.last_active.insert(peer, Instant::now());
-            let id = self
-                .swarm
-                .behaviour_mut()
-                .direct
-                .send_request_with_addresses(&peer, bytes, booked.unwrap_or_default());
-            counters::direct_sent();
-            self.pending_sends.insert(id, reply);
+            self.dispatch(peer, bytes, booked.unwrap_or_default(), reply);
             return;
         }
         debug!(%peer, "peer address unknown: looking it up in the DHT");
@@ -1416,6 +1467,125 @@ impl EventLoop {
             attempts: 0,
             retry_at: Instant::now(),
         });
+    }
+
+    /// Sends to a peer that is connected or has addresses (`addrs`, beyond those Kademlia
+    /// knows): on its session, or with `/pvl/direct/1` to a peer without sessions.
+    fn dispatch(
+        &mut self,
+        peer: PeerId,
+        bytes: Bytes,
+        addrs: Vec<Multiaddr>,
+        reply: oneshot::Sender<Result<Ack, NetError>>,
+    ) {
+        counters::direct_sent();
+        if !self.config.direct_sessions || self.legacy.contains(&peer) {
+            self.send_legacy(peer, bytes, addrs, reply);
+            return;
+        }
+        if !addrs.is_empty() && !self.swarm.is_connected(&peer) {
+            // The session waits for this connection: libp2p-stream dials only at the
+            // addresses the behaviours know, and the peer book is not one of them.
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                debug!(%peer, "cannot dial for a direct message: {e}");
+            }
+        }
+        self.queue_on_session(
+            peer,
+            Outgoing {
+                object: bytes,
+                reply,
+            },
+        );
+    }
+
+    /// Sends with `/pvl/direct/1`: a stream of its own (SPEC.md §14.1).
+    fn send_legacy(
+        &mut self,
+        peer: PeerId,
+        bytes: Bytes,
+        addrs: Vec<Multiaddr>,
+        reply: oneshot::Sender<Result<Ack, NetError>>,
+    ) {
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_request_with_addresses(&peer, bytes, addrs);
+        self.pending_sends.insert(id, reply);
+    }
+
+    /// Queues `item` on `peer`'s outbound session, starting one when it has none (or its last
+    /// one ended).
+    fn queue_on_session(&mut self, peer: PeerId, item: Outgoing) {
+        let item = match self.sessions.get(&peer) {
+            Some(queue) => match queue.try_send(item) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(item)) => {
+                    let _ = item.reply.send(Err(NetError::SendFailed(format!(
+                        "busy: {} messages already queued for {peer}",
+                        crate::session::SESSION_QUEUE
+                    ))));
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(item)) => item,
+            },
+            None => item,
+        };
+        let settings = SessionSettings {
+            timeout: DIRECT_TIMEOUT,
+            events: self.session_events_tx.clone(),
+        };
+        let queue = crate::session::start_outbound(peer, self.control.clone(), settings);
+        if let Err(e) = queue.try_send(item) {
+            // A new queue has room; only a session that already ended refuses.
+            let item = match e {
+                mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item) => {
+                    item
+                }
+            };
+            let _ = item.reply.send(Err(NetError::SendFailed(
+                "the session ended at once".into(),
+            )));
+        }
+        self.sessions.insert(peer, queue);
+    }
+
+    /// Admits an object received on a session, or sends again what a session gave back.
+    async fn on_session_event(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Inbound {
+                peer,
+                id,
+                object,
+                acks,
+            } => {
+                self.on_direct_request(peer, object, Responder::Session { id, acks })
+                    .await
+            }
+            SessionEvent::Returned {
+                peer,
+                legacy,
+                sends,
+            } => {
+                if legacy {
+                    self.sessions.remove(&peer);
+                    self.legacy.insert(peer);
+                }
+                for Outgoing { object, reply } in sends {
+                    if self.legacy.contains(&peer) {
+                        let addrs = self.peer_book.addrs(&peer).map(<[Multiaddr]>::to_vec);
+                        self.send_legacy(peer, object, addrs.unwrap_or_default(), reply);
+                    } else {
+                        self.queue_on_session(peer, Outgoing { object, reply });
+                    }
+                }
+            }
+        }
     }
 
     fn start_lookup(&mut self, mut lookup: PendingLookup) {
@@ -1436,6 +1606,15 @@ impl EventLoop {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Direct(event)) => self.on_direct(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::SessionsIn((peer, stream))) => {
+                let queued = self
+                    .inbound_sessions
+                    .as_ref()
+                    .is_some_and(|queue| queue.try_send((peer, stream)).is_ok());
+                if !queued {
+                    debug!(%peer, "inbound session dropped: too many waiting to start");
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
             SwarmEvent::Behaviour(BehaviourEvent::Nat(event)) => {
                 self.nat.on_event(&mut self.swarm, event)
@@ -1517,9 +1696,13 @@ impl EventLoop {
                 peer_id,
                 num_established: 0,
                 ..
-            } if self.allowed(&peer_id) => {
-                self.last_active.remove(&peer_id);
-                self.emit(NetEvent::PeerDisconnected(peer_id)).await;
+            } => {
+                // Asked again on its next connection: it may have been upgraded.
+                self.legacy.remove(&peer_id);
+                if self.allowed(&peer_id) {
+                    self.last_active.remove(&peer_id);
+                    self.emit(NetEvent::PeerDisconnected(peer_id)).await;
+                }
             }
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
@@ -1681,102 +1864,100 @@ impl EventLoop {
         }
     }
 
+    /// Admits a direct message, from either protocol, and answers it (now, or through the
+    /// node's decision).
+    async fn on_direct_request(&mut self, peer: PeerId, request: Bytes, responder: Responder) {
+        counters::direct_received();
+        self.last_active.insert(peer, Instant::now());
+        let by_node = match self.config.direct_acks {
+            DirectAcks::ByNode { timeout } => Some(timeout),
+            DirectAcks::OnReceipt => None,
+        };
+        // Full: refused before the replay guard sees it, so that the same object
+        // sent again later is taken, not called a duplicate.
+        let full = by_node.is_some() && self.pending_acks.len() >= crate::config::MAX_PENDING_ACKS;
+        let budget = if self.guard.is_banned(&peer) {
+            Err("banned: too many offences".to_owned())
+        } else {
+            match self.guard.direct(&peer) {
+                Ok(()) => Ok(()),
+                Err(Over::Busy) => Err("busy: too many peers tracked at once".into()),
+                Err(Over::Budget) => {
+                    let budget = self.guard.config().direct_per_peer;
+                    let reason = format!(
+                        "rate-limited: over the budget of {} direct messages/s (burst {})",
+                        budget.per_second, budget.burst
+                    );
+                    self.offence(peer, &reason);
+                    Err(reason)
+                }
+            }
+        };
+        let (ack, object) = if let Err(reason) = budget {
+            (Ack::Refused(reason), None)
+        } else if full {
+            (
+                Ack::Refused("busy: too many messages awaiting admission".into()),
+                None,
+            )
+        } else {
+            self.accept_direct(&peer, &request)
+        };
+        if let Ack::Refused(reason) = &ack {
+            warn!(%peer, "direct message refused: {reason}");
+            self.emit(NetEvent::Refused {
+                from: peer,
+                via: Via::Direct,
+                reason: reason.clone(),
+            })
+            .await;
+        }
+        match (object, by_node) {
+            (Some(object), Some(timeout)) if ack == Ack::Accepted => {
+                // The node decides: the answer comes through `Client::acknowledge`
+                // (or `busy` at the deadline, see `expire_acks`).
+                self.next_ack += 1;
+                let id = AckId(self.next_ack);
+                self.pending_acks.insert(
+                    id,
+                    PendingAck {
+                        responder,
+                        peer,
+                        object: object.id(),
+                        deadline: Instant::now() + timeout,
+                    },
+                );
+                self.emit(NetEvent::Object {
+                    from: peer,
+                    via: Via::Direct,
+                    object: Box::new(object),
+                    ack: Some(id),
+                })
+                .await;
+            }
+            (object, _) => {
+                self.respond(&peer, responder, ack.clone());
+                if let (Some(object), Ack::Accepted) = (object, ack) {
+                    self.emit(NetEvent::Object {
+                        from: peer,
+                        via: Via::Direct,
+                        object: Box::new(object),
+                        ack: None,
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
     async fn on_direct(&mut self, event: request_response::Event<Bytes, Ack>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    counters::direct_received();
-                    self.last_active.insert(peer, Instant::now());
-                    let by_node = match self.config.direct_acks {
-                        DirectAcks::ByNode { timeout } => Some(timeout),
-                        DirectAcks::OnReceipt => None,
-                    };
-                    // Full: refused before the replay guard sees it, so that the same object
-                    // sent again later is taken, not called a duplicate.
-                    let full = by_node.is_some()
-                        && self.pending_acks.len() >= crate::config::MAX_PENDING_ACKS;
-                    let budget = if self.guard.is_banned(&peer) {
-                        Err("banned: too many offences".to_owned())
-                    } else {
-                        match self.guard.direct(&peer) {
-                            Ok(()) => Ok(()),
-                            Err(Over::Busy) => Err("busy: too many peers tracked at once".into()),
-                            Err(Over::Budget) => {
-                                let budget = self.guard.config().direct_per_peer;
-                                let reason = format!(
-                                    "rate-limited: over the budget of {} direct messages/s (burst {})",
-                                    budget.per_second, budget.burst
-                                );
-                                self.offence(peer, &reason);
-                                Err(reason)
-                            }
-                        }
-                    };
-                    let (ack, object) = if let Err(reason) = budget {
-                        (Ack::Refused(reason), None)
-                    } else if full {
-                        (
-                            Ack::Refused("busy: too many messages awaiting admission".into()),
-                            None,
-                        )
-                    } else {
-                        self.accept_direct(&peer, &request)
-                    };
-                    if let Ack::Refused(reason) = &ack {
-                        warn!(%peer, "direct message refused: {reason}");
-                        self.emit(NetEvent::Refused {
-                            from: peer,
-                            via: Via::Direct,
-                            reason: reason.clone(),
-                        })
-                        .await;
-                    }
-                    match (object, by_node) {
-                        (Some(object), Some(timeout)) if ack == Ack::Accepted => {
-                            // The node decides: the answer comes through `Client::acknowledge`
-                            // (or `busy` at the deadline, see `expire_acks`).
-                            self.next_ack += 1;
-                            let id = AckId(self.next_ack);
-                            self.pending_acks.insert(
-                                id,
-                                PendingAck {
-                                    channel,
-                                    peer,
-                                    object: object.id(),
-                                    deadline: Instant::now() + timeout,
-                                },
-                            );
-                            self.emit(NetEvent::Object {
-                                from: peer,
-                                via: Via::Direct,
-                                object: Box::new(object),
-                                ack: Some(id),
-                            })
-                            .await;
-                        }
-                        (object, _) => {
-                            if self
-                                .swarm
-                                .behaviour_mut()
-                                .direct
-                                .send_response(channel, ack.clone())
-                                .is_err()
-                            {
-                                debug!(%peer, "could not acknowledge: the stream closed");
-                            }
-                            if let (Some(object), Ack::Accepted) = (object, ack) {
-                                self.emit(NetEvent::Object {
-                                    from: peer,
-                                    via: Via::Direct,
-                                    object: Box::new(object),
-                                    ack: None,
-                                })
-                                .await;
-                            }
-                        }
-                    }
+                    self.on_direct_request(peer, request, Responder::Stream(channel))
+                        .await
                 }
                 request_response::Message::Response {
                     request_id,
@@ -1879,17 +2060,7 @@ impl EventLoop {
                                     .add_address(&lookup.peer, addr.clone());
                             }
                             for (bytes, reply) in lookup.sends {
-                                let request = self
-                                    .swarm
-                                    .behaviour_mut()
-                                    .direct
-                                    .send_request_with_addresses(
-                                        &lookup.peer,
-                                        bytes,
-                                        info.addrs.clone(),
-                                    );
-                                counters::direct_sent();
-                                self.pending_sends.insert(request, reply);
+                                self.dispatch(lookup.peer, bytes, info.addrs.clone(), reply);
                             }
                         }
                         _ if lookup.attempts < LOOKUP_ATTEMPTS => {

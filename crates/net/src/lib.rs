@@ -27,11 +27,15 @@
 //!   configured peers, addresses learnt through identify, a provider record per served
 //!   capability (re-published at half the record TTL, so it never lapses while the node runs).
 //!   Newly discovered peers are dialled until the node has enough connections.
-//! - **request-response** (`/pvl/direct/1`) carries offers, awards, progress, done, receipts,
-//!   proposals, votes and rejects between the two peers concerned. A request is the object's
-//!   exact signed bytes (never re-encoded); the response is a short acknowledgement saying
-//!   whether the receiver accepted the object. A peer known only by its id is looked up
-//!   through Kademlia first.
+//! - **Direct messages** carry offers, awards, progress, done, receipts, proposals, votes and
+//!   rejects between the two peers concerned: the object's exact signed bytes (never
+//!   re-encoded), answered by a short acknowledgement saying whether the receiver accepted the
+//!   object. Between pvl nodes they go on **sessions** (`/pvl/direct/2`, libp2p-stream): one
+//!   long-lived stream per peer carrying framed objects and framed acknowledgements, written
+//!   with one flush per batch and answered out of the event loop (the `session` module).
+//!   A peer that does not speak sessions gets **request-response** (`/pvl/direct/1`), one
+//!   stream per object, which every node also answers. A peer known only by its id is looked
+//!   up through Kademlia first.
 //!
 //! ## Acknowledging direct messages: the node decides
 //!
@@ -98,6 +102,7 @@ mod guard;
 mod keys;
 mod nat;
 mod peer_book;
+mod session;
 
 pub use codec::{Ack, DIRECT_PROTOCOL, MAX_ACK_REASON_LEN, MalformedAck};
 pub use config::{
@@ -115,6 +120,10 @@ pub use keys::{peer_id_of, protocol_keypair, public_key_of};
 /// one copy libp2p's metrics use).
 pub use libp2p::metrics::Registry as MetricsRegistry;
 pub use nat::{Link, MAX_RELAYS, RESERVE_AFTER, Reachability, RelayLimits};
+pub use session::{
+    AckCodec, AckFrame, MAX_SESSIONS_PER_PEER, MAX_UNANSWERED, MessageCodec, MessageFrame,
+    SESSION_IDLE, SESSION_PROTOCOL,
+};
 
 pub use libp2p::{Multiaddr, PeerId, identity};
 

@@ -536,3 +536,157 @@ async fn a_direct_message_to_a_peer_that_is_restarting_arrives_when_it_is_back()
         .unwrap();
     back.wait_for("the offer", is_object(offer.id())).await;
 }
+
+/// A node with sessions and one without (`/pvl/direct/1` only, as nodes before sessions):
+/// direct messages go both ways, the session side falling back to one stream per object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_sessions_and_one_without_exchange_direct_messages() {
+    let mut old = Node::start(|c| c.direct_sessions = false).await;
+    let addr = old.addr.clone();
+    let mut new = Node::start(move |c| c.bootstrap = vec![addr]).await;
+    for round in 0..3 {
+        let to_old = new.fresh_offer(10 + round);
+        let ack = new
+            .client
+            .deliver(old.peer_id(), to_old.clone())
+            .await
+            .unwrap();
+        assert_eq!(ack, Ack::Accepted);
+        old.wait_for("the offer", is_object(to_old.id())).await;
+        let to_new = old.fresh_offer(20 + round);
+        let ack = old
+            .client
+            .deliver(new.peer_id(), to_new.clone())
+            .await
+            .unwrap();
+        assert_eq!(ack, Ack::Accepted);
+        new.wait_for("the offer", is_object(to_new.id())).await;
+    }
+}
+
+/// A bare libp2p peer that speaks `/pvl/direct/2` from SPEC.md §14.6 alone, byte by byte.
+struct SessionPeer {
+    control: libp2p_stream::Control,
+    key: pvl_protocol::Keypair,
+}
+
+impl SessionPeer {
+    async fn connect(to: &Node) -> SessionPeer {
+        use futures::StreamExt as _;
+        let keypair = Keypair::generate_ed25519();
+        let key = pvl_net::protocol_keypair(&keypair).unwrap();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(WAIT))
+            .build();
+        let control = swarm.behaviour().new_control();
+        swarm.dial(to.addr.clone()).unwrap();
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        SessionPeer { control, key }
+    }
+
+    fn offer(&self, cost: u64) -> SignedObject {
+        fixtures::offer_for(
+            &fixtures::intent().unwrap(),
+            &self.key,
+            cost,
+            pvl_net::now_ms(),
+        )
+        .unwrap()
+    }
+}
+
+fn message_frame(id: u32, object: &[u8]) -> Vec<u8> {
+    let mut frame = id.to_be_bytes().to_vec();
+    frame.extend_from_slice(&(object.len() as u32).to_be_bytes());
+    frame.extend_from_slice(object);
+    frame
+}
+
+/// Reads one acknowledgement frame: its id and its ack.
+async fn read_ack(stream: &mut libp2p::Stream) -> (u32, Ack) {
+    use futures::AsyncReadExt as _;
+    let mut header = [0u8; 6];
+    timeout(WAIT, stream.read_exact(&mut header))
+        .await
+        .expect("no acknowledgement frame")
+        .unwrap();
+    let id = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    let mut ack = vec![0u8; u16::from_be_bytes([header[4], header[5]]) as usize];
+    stream.read_exact(&mut ack).await.unwrap();
+    (id, Ack::decode(&ack).unwrap())
+}
+
+/// SPEC.md §14.6 from the outside: objects framed on one stream are each acknowledged under
+/// their id (a replay as a duplicate), and a frame over the size limit ends the session
+/// without harming the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_from_a_foreign_peer_carries_many_objects_and_a_bad_frame_ends_it() {
+    use futures::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut node = Node::start(|_| {}).await;
+    let mut peer = SessionPeer::connect(&node).await;
+    let protocol = libp2p::StreamProtocol::new("/pvl/direct/2");
+    let mut stream = timeout(
+        WAIT,
+        peer.control.open_stream(node.peer_id(), protocol.clone()),
+    )
+    .await
+    .expect("no session opened")
+    .unwrap();
+
+    // Two objects in one write; then the first again.
+    let (first, second) = (peer.offer(1), peer.offer(2));
+    let mut bytes = message_frame(5, first.bytes());
+    bytes.extend(message_frame(6, second.bytes()));
+    stream.write_all(&bytes).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut acks = vec![read_ack(&mut stream).await, read_ack(&mut stream).await];
+    acks.sort_by_key(|(id, _)| *id);
+    assert_eq!(acks, vec![(5, Ack::Accepted), (6, Ack::Accepted)]);
+    node.wait_for("the first offer", is_object(first.id()))
+        .await;
+    node.wait_for("the second offer", is_object(second.id()))
+        .await;
+    stream
+        .write_all(&message_frame(7, first.bytes()))
+        .await
+        .unwrap();
+    stream.flush().await.unwrap();
+    assert_eq!(read_ack(&mut stream).await, (7, Ack::Duplicate));
+
+    // A frame announcing more than MAX_OBJECT_SIZE bytes: the node ends the session.
+    let mut oversized = 8u32.to_be_bytes().to_vec();
+    oversized.extend_from_slice(&u32::MAX.to_be_bytes());
+    stream.write_all(&oversized).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut rest = Vec::new();
+    let ended = timeout(WAIT, stream.read_to_end(&mut rest))
+        .await
+        .expect("the node kept the session open");
+    assert!(ended.is_err() || rest.is_empty(), "{ended:?} {rest:?}");
+
+    // A new session works.
+    let mut again = timeout(WAIT, peer.control.open_stream(node.peer_id(), protocol))
+        .await
+        .expect("no session opened")
+        .unwrap();
+    let third = peer.offer(3);
+    again
+        .write_all(&message_frame(1, third.bytes()))
+        .await
+        .unwrap();
+    again.flush().await.unwrap();
+    assert_eq!(read_ack(&mut again).await, (1, Ack::Accepted));
+}

@@ -1,5 +1,5 @@
 //! Golden vectors of the network protocol (SPEC.md Part III): the direct-message
-//! acknowledgement (§14.3), the gossip message id (§13.2) and the peer id of a signing key
+//! acknowledgement (§14.3), the frames of a direct-message session (§14.6), the gossip message id (§13.2) and the peer id of a signing key
 //! (§15.2).
 //!
 //! The files in `protocol/tests/vectors/net/` are generated here from pvl-net's own functions,
@@ -10,9 +10,11 @@
 
 use std::path::PathBuf;
 
+use asynchronous_codec::{Decoder as _, Encoder as _};
+use bytes::BytesMut;
 use pvl_net::{
-    Ack, MAX_ACK_REASON_LEN, TOPIC_ALL, capability_topic, gossip_message_id, peer_id_of,
-    public_key_of,
+    Ack, AckCodec, AckFrame, MAX_ACK_REASON_LEN, MessageCodec, MessageFrame, TOPIC_ALL,
+    capability_topic, gossip_message_id, peer_id_of, public_key_of,
 };
 use pvl_protocol::{Body, Keypair, fixtures};
 use serde_json::{Value, json};
@@ -71,6 +73,83 @@ fn decoded(ack: &Ack) -> Ack {
         }
         other => other.clone(),
     }
+}
+
+#[test]
+fn session_frames() {
+    let intent = fixtures::intent().unwrap();
+    let objects: [(&str, u32, &[u8]); 3] = [
+        ("intent", 1, intent.bytes()),
+        ("empty-object", 2, b""),
+        ("largest-id", u32::MAX, b"\xa0"),
+    ];
+    let messages: Vec<Value> = objects
+        .iter()
+        .map(|(name, id, object)| {
+            let frame = MessageFrame {
+                id: *id,
+                object: bytes::Bytes::copy_from_slice(object),
+            };
+            let mut wire = BytesMut::new();
+            MessageCodec.encode(frame.clone(), &mut wire).unwrap();
+            let mut read = wire.clone();
+            assert_eq!(MessageCodec.decode(&mut read).unwrap(), Some(frame));
+            json!({
+                "name": name,
+                "id": id,
+                "object_hex": hex::encode(object),
+                "frame_hex": hex::encode(&wire),
+            })
+        })
+        .collect();
+    let answers = [
+        ("accepted", 1, Ack::Accepted),
+        ("duplicate", 2, Ack::Duplicate),
+        ("refused", 0xdead_beef, Ack::Refused("bad signature".into())),
+    ];
+    let acks: Vec<Value> = answers
+        .iter()
+        .map(|(name, id, ack)| {
+            let frame = AckFrame {
+                id: *id,
+                ack: Ok(ack.clone()),
+            };
+            let mut wire = BytesMut::new();
+            AckCodec.encode(frame.clone(), &mut wire).unwrap();
+            let mut read = wire.clone();
+            assert_eq!(AckCodec.decode(&mut read).unwrap(), Some(frame));
+            json!({
+                "name": name,
+                "id": id,
+                "ack_hex": hex::encode(ack.encode()),
+                "frame_hex": hex::encode(&wire),
+            })
+        })
+        .collect();
+    // Headers a reader refuses: the session ends.
+    let bad_messages = ["0000000100100001", "00000001ffffffff"];
+    for header in bad_messages {
+        let mut read = BytesMut::from(&hex::decode(header).unwrap()[..]);
+        assert!(MessageCodec.decode(&mut read).is_err(), "{header}");
+    }
+    let bad_acks = ["000000010000", "000000010402"];
+    for header in bad_acks {
+        let mut read = BytesMut::from(&hex::decode(header).unwrap()[..]);
+        assert!(AckCodec.decode(&mut read).is_err(), "{header}");
+    }
+    check_file(
+        "session",
+        &json!({
+            "spec": "SPEC.md section 14.6",
+            "protocol": pvl_net::SESSION_PROTOCOL.as_ref(),
+            "max_object_bytes": pvl_protocol::MAX_OBJECT_SIZE,
+            "max_unanswered": pvl_net::MAX_UNANSWERED,
+            "messages": messages,
+            "acks": acks,
+            "malformed_message_headers_hex": bad_messages,
+            "malformed_ack_headers_hex": bad_acks,
+        }),
+    );
 }
 
 #[test]

@@ -20,6 +20,7 @@ signing key (15.2). Exit status 0 when every vector checks out.
 Usage: python3 check_vectors.py [VECTOR_DIR]
 """
 import hashlib
+import struct
 import json
 import pathlib
 import re
@@ -462,6 +463,60 @@ def check_acks(vector):
     return n
 
 
+MAX_OBJECT_SIZE = 1_048_576
+
+
+def message_frame(msg_id, obj):
+    """Section 14.6: id (u32 BE) || length (u32 BE) || object bytes."""
+    return struct.pack(">II", msg_id, len(obj)) + obj
+
+
+def read_message_header(header):
+    """Section 14.6: (id, length) of a message frame, or ValueError over the size limit."""
+    msg_id, length = struct.unpack(">II", header[:8])
+    if length > MAX_OBJECT_SIZE:
+        raise ValueError("message over the size limit")
+    return msg_id, length
+
+
+def read_ack_header(header):
+    """Section 14.6: (id, length) of an acknowledgement frame, or ValueError."""
+    msg_id, length = struct.unpack(">IH", header[:6])
+    if not 1 <= length <= 1 + MAX_ACK_REASON:
+        raise ValueError("acknowledgement of a length outside 1 to 1025")
+    return msg_id, length
+
+
+def check_session(vector):
+    assert vector["protocol"] == "/pvl/direct/2"
+    assert vector["max_object_bytes"] == MAX_OBJECT_SIZE
+    n = 0
+    for case in vector["messages"]:
+        obj = bytes.fromhex(case["object_hex"])
+        frame = message_frame(case["id"], obj)
+        assert frame.hex() == case["frame_hex"], case["name"]
+        assert read_message_header(frame) == (case["id"], len(obj)), case["name"]
+        assert frame[8:] == obj
+        n += 1
+    for case in vector["acks"]:
+        ack = bytes.fromhex(case["ack_hex"])
+        decode_ack(ack)
+        frame = struct.pack(">IH", case["id"], len(ack)) + ack
+        assert frame.hex() == case["frame_hex"], case["name"]
+        assert read_ack_header(frame) == (case["id"], len(ack)), case["name"]
+        n += 1
+    for reader, key in ((read_message_header, "malformed_message_headers_hex"),
+                        (read_ack_header, "malformed_ack_headers_hex")):
+        for bad in vector[key]:
+            try:
+                reader(bytes.fromhex(bad))
+            except ValueError:
+                n += 1
+                continue
+            raise AssertionError(f"{bad} read as a frame header")
+    return n
+
+
 def message_id(topic, data):
     """Section 13.2: SHA-256(topic UTF-8 || 0x00 || data) as 64 lowercase hex digits."""
     return hashlib.sha256(topic.encode("utf-8") + b"\x00" + data).hexdigest()
@@ -520,6 +575,7 @@ def check_peer_ids(vector):
 
 NET = {
     "acks": check_acks,
+    "session": check_session,
     "message-ids": check_message_ids,
     "peer-ids": check_peer_ids,
 }
