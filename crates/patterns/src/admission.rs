@@ -1,6 +1,6 @@
 //! Context admission: the engine's verdict on an object that arrived directly from a peer.
 //!
-//! An object received directly (`/pvl/direct/1`) is admitted (acknowledged as accepted, then
+//! An object received directly (SPEC §14, either protocol) is admitted (acknowledged as accepted, then
 //! recorded) only when it belongs to a conversation this node is a party to and its signer may
 //! send it there. Each rule is enforced by the state machine that owns the conversation; the
 //! [`crate::Engine`] turns their refusals into one typed [`Refusal`]:

@@ -1,5 +1,5 @@
 //! A rogue peer for tests: a real libp2p swarm speaking pvl's protocols (pvl-net, from its
-//! constants: `/pvl/direct/1`, the gossip topics, `/pvl/kad/1.0.0`) with its own key, that
+//! constants: direct-message sessions, the gossip topics, `/pvl/kad/1.0.0`) with its own key, that
 //! sends validly signed objects out of context on demand and returns the acknowledgement it
 //! received. It acknowledges whatever it is sent itself (it runs no engine).
 
