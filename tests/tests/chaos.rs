@@ -41,13 +41,16 @@ fn a_requester_killed_mid_round_resumes_it() {
     use pvl_e2e::{TestnetGuard, pvl_json, pvl_ok};
     let tmp = tempfile::tempdir().unwrap();
     let net = TestnetGuard::up(&tmp.path().join("net"), &["--nodes", "3"]);
-    // Records reach the disk every 5 ms (the default is 500 ms): what node-0 stored before
-    // it is killed survives.
+    // Every store write is flushed before the node reports it (the default flushes every
+    // 500 ms), and `trace show` waits for the writes queued before it: an offer it shows is on
+    // disk, and survives the kill. (A 5 ms flush interval was not enough: under the full
+    // test suite's load, a kill right after the offers showed lost the whole trace.)
     let config_path = net.node(0).join("config.toml");
     let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(config.contains("flush_each_write = false"), "{config}");
     std::fs::write(
         &config_path,
-        config.replace("flush_interval_ms = 500", "flush_interval_ms = 5"),
+        config.replace("flush_each_write = false", "flush_each_write = true"),
     )
     .unwrap();
     success(
