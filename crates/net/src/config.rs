@@ -158,6 +158,9 @@ pub struct NetConfig {
     /// and sends and answers with `/pvl/direct/1` alone, as nodes before sessions did. On by
     /// default.
     pub direct_sessions: bool,
+    /// How long a direct message may wait for its acknowledgement (and a session for a peer
+    /// to take its bytes) before the sender gives up (SPEC.md §14.4: 15 s).
+    pub direct_timeout: Duration,
     /// Per-peer budgets, offences and bans (SPEC.md §20).
     pub flood: FloodControl,
     /// Circuit relays (each ending in `/p2p/<peer id>`, at most [`crate::MAX_RELAYS`]) this
@@ -191,6 +194,7 @@ impl NetConfig {
             provider_record_ttl: Duration::from_secs(60 * 60),
             direct_acks: DirectAcks::default(),
             direct_sessions: true,
+            direct_timeout: Duration::from_secs(15),
             flood: FloodControl::default(),
             relays: Vec::new(),
             relay_service: false,

@@ -490,9 +490,6 @@ struct PendingLookup {
 const LOOKUP_ATTEMPTS: u32 = 4;
 const LOOKUP_RETRY: Duration = Duration::from_millis(750);
 
-/// The exchange timeout of a direct message, either protocol (SPEC.md §14.4).
-const DIRECT_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// The most session events (objects received on sessions, objects given back) waiting for the
 /// event loop; a full queue stops the sessions' reading.
 const SESSION_EVENTS: usize = 256;
@@ -880,7 +877,7 @@ fn build_behaviour(
         DirectCodec,
         [(DIRECT_PROTOCOL, ProtocolSupport::Full)],
         request_response::Config::default()
-            .with_request_timeout(DIRECT_TIMEOUT)
+            .with_request_timeout(config.direct_timeout)
             .with_max_concurrent_streams(MAX_DIRECT_STREAMS),
     );
     let identify = identify::Behaviour::new(
@@ -1537,7 +1534,7 @@ impl EventLoop {
             None => item,
         };
         let settings = SessionSettings {
-            timeout: DIRECT_TIMEOUT,
+            timeout: self.config.direct_timeout,
             events: self.session_events_tx.clone(),
         };
         let queue = crate::session::start_outbound(peer, self.control.clone(), settings);

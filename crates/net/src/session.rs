@@ -260,6 +260,37 @@ fn fail_queued(rx: &mut mpsc::Receiver<Outgoing>, error: impl Fn() -> NetError) 
     }
 }
 
+/// Closes the queue and gives what it still holds back to the event loop (see
+/// [`SessionEvent::Returned`]).
+async fn give_back(
+    peer: PeerId,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    legacy: bool,
+    events: &mpsc::Sender<SessionEvent>,
+) {
+    rx.close();
+    let mut sends = Vec::new();
+    while let Ok(item) = rx.try_recv() {
+        sends.push(item);
+    }
+    if sends.is_empty() && !legacy {
+        return;
+    }
+    let event = SessionEvent::Returned {
+        peer,
+        legacy,
+        sends,
+    };
+    if let Err(mpsc::error::SendError(SessionEvent::Returned { sends, .. })) =
+        events.send(event).await
+    {
+        for item in sends {
+            let _ = item.reply.send(Err(NetError::Stopped));
+        }
+    }
+}
+
+/// One outbound session: opens the stream, writes what is queued, answers each caller.
 async fn outbound(
     peer: PeerId,
     mut control: Control,
@@ -279,23 +310,7 @@ async fn outbound(
         Ok(Ok(stream)) => stream,
         Ok(Err(OpenStreamError::UnsupportedProtocol(_))) => {
             debug!(%peer, "peer does not speak {SESSION_PROTOCOL}: using /pvl/direct/1");
-            rx.close();
-            let mut sends = Vec::new();
-            while let Ok(item) = rx.try_recv() {
-                sends.push(item);
-            }
-            let event = SessionEvent::Returned {
-                peer,
-                legacy: true,
-                sends,
-            };
-            if let Err(mpsc::error::SendError(SessionEvent::Returned { sends, .. })) =
-                settings.events.send(event).await
-            {
-                for item in sends {
-                    let _ = item.reply.send(Err(NetError::Stopped));
-                }
-            }
+            give_back(peer, &mut rx, true, &settings.events).await;
             return;
         }
         Ok(Err(e)) => {
@@ -317,7 +332,7 @@ async fn outbound(
     // Every object waits the same time, so deadlines come in the order the ids were given.
     let mut deadlines: VecDeque<(Instant, u32)> = VecDeque::new();
     let mut next_id: u32 = 0;
-    let ended: String = loop {
+    let ended: Ended = loop {
         let next_deadline = deadlines.front().map(|(at, _)| *at);
         tokio::select! {
             frame = acks.next() => match frame {
@@ -331,35 +346,42 @@ async fn outbound(
                         deadlines.pop_front();
                     }
                 }
-                Some(Err(e)) => break format!("the session failed: {e}"),
-                None => break "the peer closed the session".to_owned(),
+                Some(Err(e)) => break Ended::Broken(format!("the session failed: {e}")),
+                None => break Ended::Broken("the peer closed the session".to_owned()),
             },
             item = rx.recv(), if waiting.len() < MAX_UNANSWERED => {
                 let Some(first) = item else {
-                    break "the network event loop stopped".to_owned();
+                    break Ended::Broken("the network event loop stopped".to_owned());
                 };
-                // Everything queued goes out with one flush.
-                let mut item = Some(first);
-                let mut failed = None;
-                while let Some(Outgoing { object, reply }) = item.take() {
-                    next_id = next_id.wrapping_add(1);
-                    let id = next_id;
-                    if let Err(e) = frames.feed(MessageFrame { id, object }).await {
-                        let _ = reply.send(Err(NetError::SendFailed(e.to_string())));
-                        failed = Some(e);
-                        break;
+                // Everything queued goes out with one flush; a peer that reads nothing (its
+                // flow-control window full) holds the write up to the timeout, no longer.
+                let written = tokio::time::timeout(settings.timeout, async {
+                    let mut item = Some(first);
+                    while let Some(Outgoing { object, reply }) = item.take() {
+                        next_id = next_id.wrapping_add(1);
+                        let id = next_id;
+                        if let Err(e) = frames.feed(MessageFrame { id, object }).await {
+                            let _ = reply.send(Err(NetError::SendFailed(e.to_string())));
+                            return Err(e);
+                        }
+                        waiting.insert(id, reply);
+                        deadlines.push_back((Instant::now() + settings.timeout, id));
+                        if waiting.len() < MAX_UNANSWERED {
+                            item = rx.try_recv().ok();
+                        }
                     }
-                    waiting.insert(id, reply);
-                    deadlines.push_back((Instant::now() + settings.timeout, id));
-                    if waiting.len() < MAX_UNANSWERED {
-                        item = rx.try_recv().ok();
+                    frames.flush().await
+                })
+                .await;
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break Ended::Broken(format!("the session failed: {e}")),
+                    Err(_) => {
+                        break Ended::Stalled(format!(
+                            "the peer read nothing for {:?}",
+                            settings.timeout
+                        ))
                     }
-                }
-                if let Some(e) = failed {
-                    break format!("the session failed: {e}");
-                }
-                if let Err(e) = frames.flush().await {
-                    break format!("the session failed: {e}");
                 }
             },
             _ = sleep_until_or_never(next_deadline) => {
@@ -380,33 +402,40 @@ async fn outbound(
             _ = tokio::time::sleep(SESSION_IDLE), if waiting.is_empty() => {
                 let _ = frames.close().await;
                 // Objects queued just now go back to the loop, for a new session.
-                rx.close();
-                let mut sends = Vec::new();
-                while let Ok(item) = rx.try_recv() {
-                    sends.push(item);
-                }
-                if !sends.is_empty() {
-                    let event = SessionEvent::Returned { peer, legacy: false, sends };
-                    if let Err(mpsc::error::SendError(SessionEvent::Returned { sends, .. })) =
-                        settings.events.send(event).await
-                    {
-                        for item in sends {
-                            let _ = item.reply.send(Err(NetError::Stopped));
-                        }
-                    }
-                }
+                give_back(peer, &mut rx, false, &settings.events).await;
                 debug!(%peer, "session idle: closed");
                 return;
             },
         }
     };
     // The connection went or the stream broke: whatever was not acknowledged may or may not
-    // have arrived, which a sender treats like a closed `/pvl/direct/1` connection (§14.5).
-    debug!(%peer, "session ended: {ended}");
+    // have arrived, which a sender treats like a closed `/pvl/direct/1` connection (§14.5). A
+    // stalled peer is like a `/pvl/direct/1` timeout: not tried again.
+    let error = || match &ended {
+        Ended::Broken(reason) => unreachable(reason),
+        Ended::Stalled(reason) => NetError::SendFailed(reason.clone()),
+    };
+    debug!(%peer, "session ended: {}", ended.reason());
     for (_, reply) in waiting.drain() {
-        let _ = reply.send(Err(unreachable(&ended)));
+        let _ = reply.send(Err(error()));
     }
-    fail_queued(&mut rx, || unreachable(&ended));
+    fail_queued(&mut rx, error);
+}
+
+/// Why an outbound session ended, other than idle.
+enum Ended {
+    /// The stream or its connection broke, or the peer closed it.
+    Broken(String),
+    /// The peer took none of a write within the timeout.
+    Stalled(String),
+}
+
+impl Ended {
+    fn reason(&self) -> &str {
+        match self {
+            Ended::Broken(reason) | Ended::Stalled(reason) => reason,
+        }
+    }
 }
 
 /// Sleeps until `at`, or forever without one.
@@ -426,7 +455,9 @@ pub(crate) async fn accept(
     mut incoming: mpsc::Receiver<(PeerId, Stream)>,
     events: mpsc::Sender<SessionEvent>,
 ) {
-    let mut sessions: JoinSet<PeerId> = JoinSet::new();
+    let mut sessions: JoinSet<()> = JoinSet::new();
+    // Whose each running session is, so that one that ended (or panicked) frees its place.
+    let mut owners: HashMap<tokio::task::Id, PeerId> = HashMap::new();
     let mut per_peer: HashMap<PeerId, usize> = HashMap::new();
     loop {
         tokio::select! {
@@ -438,10 +469,15 @@ pub(crate) async fn accept(
                     continue;
                 }
                 *per_peer.entry(peer).or_insert(0) += 1;
-                sessions.spawn(inbound(peer, stream, events.clone()));
+                let task = sessions.spawn(inbound(peer, stream, events.clone()));
+                owners.insert(task.id(), peer);
             }
-            Some(done) = sessions.join_next() => {
-                if let Ok(peer) = done
+            Some(done) = sessions.join_next_with_id() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                if let Some(peer) = owners.remove(&id)
                     && let Some(open) = per_peer.get_mut(&peer)
                 {
                     *open -= 1;
@@ -455,7 +491,7 @@ pub(crate) async fn accept(
 }
 
 /// One inbound session: objects to the event loop, acknowledgements back, in any order.
-async fn inbound(peer: PeerId, stream: Stream, events: mpsc::Sender<SessionEvent>) -> PeerId {
+async fn inbound(peer: PeerId, stream: Stream, events: mpsc::Sender<SessionEvent>) {
     let (reader, writer) = stream.split();
     let mut frames = FramedRead::new(reader, MessageCodec);
     let mut acks_out = FramedWrite::new(writer, AckCodec);
@@ -500,7 +536,6 @@ async fn inbound(peer: PeerId, stream: Stream, events: mpsc::Sender<SessionEvent
             break;
         }
     }
-    peer
 }
 
 /// Listens for `/pvl/direct/2` on every connection and hands each negotiated stream to the

@@ -66,6 +66,15 @@ impl Node {
 }
 
 fn intent_by(key: &pvl_protocol::Keypair, capability: &str, nonce: u64) -> SignedObject {
+    intent_with_input(key, capability, nonce, b"input".to_vec())
+}
+
+fn intent_with_input(
+    key: &pvl_protocol::Keypair,
+    capability: &str,
+    nonce: u64,
+    input: Vec<u8>,
+) -> SignedObject {
     let now = pvl_net::now_ms();
     Envelope {
         trace: None,
@@ -74,7 +83,7 @@ fn intent_by(key: &pvl_protocol::Keypair, capability: &str, nonce: u64) -> Signe
         timestamp_ms: now,
         body: Body::Intent(Intent {
             capability: capability.into(),
-            input: Payload::Inline(b"input".to_vec()),
+            input: Payload::Inline(input),
             constraints: Default::default(),
             strategy: Default::default(),
             pattern: Default::default(),
@@ -568,6 +577,7 @@ async fn a_node_with_sessions_and_one_without_exchange_direct_messages() {
 struct SessionPeer {
     control: libp2p_stream::Control,
     key: pvl_protocol::Keypair,
+    peer_id: PeerId,
 }
 
 impl SessionPeer {
@@ -575,6 +585,7 @@ impl SessionPeer {
         use futures::StreamExt as _;
         let keypair = Keypair::generate_ed25519();
         let key = pvl_net::protocol_keypair(&keypair).unwrap();
+        let peer_id = keypair.public().to_peer_id();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -594,7 +605,11 @@ impl SessionPeer {
                 swarm.select_next_some().await;
             }
         });
-        SessionPeer { control, key }
+        SessionPeer {
+            control,
+            key,
+            peer_id,
+        }
     }
 
     fn offer(&self, cost: u64) -> SignedObject {
@@ -689,4 +704,68 @@ async fn a_session_from_a_foreign_peer_carries_many_objects_and_a_bad_frame_ends
         .unwrap();
     again.flush().await.unwrap();
     assert_eq!(read_ack(&mut again).await, (1, Ack::Accepted));
+}
+
+/// A peer that takes sessions and never reads them: each direct message to it fails at the
+/// timeout (a small one for want of an acknowledgement, large ones once its flow-control
+/// window is full and the write stalls) instead of waiting for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_its_session_fails_each_message_at_the_timeout() {
+    use futures::StreamExt as _;
+    let timeout_after = Duration::from_millis(800);
+    let node = Node::start(|c| c.direct_timeout = timeout_after).await;
+    let mut peer = SessionPeer::connect(&node).await;
+    let mut incoming = peer
+        .control
+        .accept(libp2p::StreamProtocol::new("/pvl/direct/2"))
+        .unwrap();
+    // Holds every session it is given, unread.
+    let held = tokio::spawn(async move {
+        let mut streams = Vec::new();
+        while let Some(stream) = incoming.next().await {
+            streams.push(stream);
+        }
+    });
+    let to = peer.peer_id;
+    wait_until("the node to be connected to the peer", || async {
+        node.client
+            .peers()
+            .await
+            .is_ok_and(|peers| peers.iter().any(|p| p.peer_id == to && p.connected))
+    })
+    .await;
+    let started = Instant::now();
+    let small = node.client.deliver(to, node.fresh_offer(1)).await;
+    assert!(
+        matches!(&small, Err(pvl_net::NetError::SendFailed(r)) if r.contains("no acknowledgement")),
+        "{small:?}"
+    );
+    // Three intents of 600 kB each: more than the peer's 256 KiB window holds.
+    let key = node.protocol_key();
+    let big = |nonce: u64| {
+        let intent = intent_with_input(&key, "sha256", nonce, vec![7; 600_000]);
+        assert!(intent.bytes().len() > 600_000);
+        intent
+    };
+    let sends: Vec<_> = (0..3)
+        .map(|n| {
+            let client = node.client.clone();
+            let object = big(n);
+            tokio::spawn(async move { client.deliver(to, object).await })
+        })
+        .collect();
+    for send in sends {
+        let result = timeout(WAIT, send).await.expect("a send hung").unwrap();
+        assert!(
+            matches!(&result, Err(pvl_net::NetError::SendFailed(_))),
+            "{result:?}"
+        );
+    }
+    // Each failed within a few timeouts, not the 30 s this test waits at most.
+    assert!(
+        started.elapsed() < 6 * timeout_after,
+        "{:?}",
+        started.elapsed()
+    );
+    held.abort();
 }
