@@ -769,3 +769,68 @@ async fn a_peer_that_never_reads_its_session_fails_each_message_at_the_timeout()
     );
     held.abort();
 }
+
+/// SPEC.md §14.6's bound on sessions: a peer gets at most 4 served at once; a fifth is dropped
+/// without an answer, and a place freed by a closed session is taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_gets_at_most_four_sessions_at_once() {
+    use futures::{AsyncReadExt as _, AsyncWriteExt as _};
+    assert_eq!(pvl_net::MAX_SESSIONS_PER_PEER, 4, "SPEC.md §14.6 says 4");
+    let node = Node::start(|_| {}).await;
+    let mut peer = SessionPeer::connect(&node).await;
+    let protocol = libp2p::StreamProtocol::new("/pvl/direct/2");
+    let mut open = Vec::new();
+    for n in 0..4u32 {
+        let mut stream = timeout(
+            WAIT,
+            peer.control.open_stream(node.peer_id(), protocol.clone()),
+        )
+        .await
+        .expect("no session opened")
+        .unwrap();
+        let offer = peer.offer(u64::from(n) + 1);
+        stream
+            .write_all(&message_frame(n, offer.bytes()))
+            .await
+            .unwrap();
+        stream.flush().await.unwrap();
+        // Answered: the session is being served.
+        assert_eq!(read_ack(&mut stream).await, (n, Ack::Accepted));
+        open.push(stream);
+    }
+    let mut fifth = timeout(
+        WAIT,
+        peer.control.open_stream(node.peer_id(), protocol.clone()),
+    )
+    .await
+    .expect("no session opened")
+    .unwrap();
+    let offer = peer.offer(5);
+    // The write may already fail: the node dropped the stream as soon as it came.
+    let _ = fifth.write_all(&message_frame(9, offer.bytes())).await;
+    let _ = fifth.flush().await;
+    let mut rest = Vec::new();
+    let read = timeout(WAIT, fifth.read_to_end(&mut rest))
+        .await
+        .expect("the fifth session was kept open");
+    assert!(read.is_err() || rest.is_empty(), "{read:?} {rest:?}");
+
+    // One session closed: its place is free again.
+    let mut first = open.remove(0);
+    first.close().await.unwrap();
+    let mut closed = Vec::new();
+    timeout(WAIT, first.read_to_end(&mut closed))
+        .await
+        .expect("the node did not close its side")
+        .unwrap();
+    let mut again = timeout(WAIT, peer.control.open_stream(node.peer_id(), protocol))
+        .await
+        .expect("no session opened")
+        .unwrap();
+    again
+        .write_all(&message_frame(1, offer.bytes()))
+        .await
+        .unwrap();
+    again.flush().await.unwrap();
+    assert_eq!(read_ack(&mut again).await, (1, Ack::Accepted));
+}
