@@ -14,7 +14,8 @@
 //!   (libp2p-stream dials on demand), writes every object queued with one flush, and answers
 //!   each caller when its acknowledgement comes back, out of the event loop. At most
 //!   [`MAX_UNANSWERED`] objects wait for an acknowledgement; each is given up after the
-//!   exchange timeout. A session idle for [`SESSION_IDLE`] closes.
+//!   exchange timeout, and a write the peer does not take within it ends the session. A
+//!   session idle for [`SESSION_IDLE`] closes.
 //! - **A peer that does not speak `/pvl/direct/2`** (negotiation fails) gets its objects back
 //!   to the event loop, which sends them with `/pvl/direct/1` and remembers the peer until its
 //!   last connection closes.
@@ -52,7 +53,7 @@ use pvl_protocol::MAX_OBJECT_SIZE;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{Instrument as _, debug, debug_span};
 
 use crate::codec::{Ack, MAX_ACK_REASON_LEN, MalformedAck};
 use crate::event_loop::NetError;
@@ -248,7 +249,9 @@ pub(crate) fn start_outbound(
     settings: SessionSettings,
 ) -> mpsc::Sender<Outgoing> {
     let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-    tokio::spawn(outbound(peer, control, rx, settings));
+    tokio::spawn(
+        outbound(peer, control, rx, settings).instrument(debug_span!("session-out", %peer)),
+    );
     tx
 }
 
@@ -469,7 +472,9 @@ pub(crate) async fn accept(
                     continue;
                 }
                 *per_peer.entry(peer).or_insert(0) += 1;
-                let task = sessions.spawn(inbound(peer, stream, events.clone()));
+                let session = inbound(peer, stream, events.clone())
+                    .instrument(debug_span!("session-in", %peer));
+                let task = sessions.spawn(session);
                 owners.insert(task.id(), peer);
             }
             Some(done) = sessions.join_next_with_id() => {
