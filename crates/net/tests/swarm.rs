@@ -761,9 +761,10 @@ async fn a_peer_that_never_reads_its_session_fails_each_message_at_the_timeout()
             "{result:?}"
         );
     }
-    // Each failed within a few timeouts, not the 30 s this test waits at most.
+    // Each failed within a few timeouts (about two here), not the 30 s a hung send waits:
+    // the margin is for a loaded machine.
     assert!(
-        started.elapsed() < 6 * timeout_after,
+        started.elapsed() < 15 * timeout_after,
         "{:?}",
         started.elapsed()
     );
