@@ -155,14 +155,12 @@ impl Handle {
         fraction_bps: Option<u16>,
         message: String,
     ) -> Result<(), Stopped> {
-        self.commands
-            .send(Command::Input(Box::new(Input::Progress {
-                task,
-                fraction_bps,
-                message,
-            })))
-            .await
-            .map_err(|_| Stopped)
+        self.input(Input::Progress {
+            task,
+            fraction_bps,
+            message,
+        })
+        .await
     }
 
     /// `provider` declined the directed intent `intent` of `trace` in its acknowledgement, or
@@ -175,13 +173,19 @@ impl Handle {
         provider: pvl_protocol::PublicKey,
         reason: String,
     ) -> Result<(), Stopped> {
+        self.input(Input::IntentDeclined {
+            trace,
+            intent,
+            provider,
+            reason,
+        })
+        .await
+    }
+
+    /// Hands `input` to the engine, without waiting for what it does with it.
+    async fn input(&self, input: Input) -> Result<(), Stopped> {
         self.commands
-            .send(Command::Input(Box::new(Input::IntentDeclined {
-                trace,
-                intent,
-                provider,
-                reason,
-            })))
+            .send(Command::Input(Box::new(input)))
             .await
             .map_err(|_| Stopped)
     }

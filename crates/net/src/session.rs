@@ -2,9 +2,9 @@
 //! §14.6).
 //!
 //! `/pvl/direct/1` opens a stream per object: a yamux stream opening, a multistream-select
-//! negotiation, the object, a close, the acknowledgement and its close. On loopback that is
-//! five or six socket writes per object, and measured on a requester under load it was 57
-//! `sendto` calls per contract-net round for 15 objects. A session negotiates once and then
+//! negotiation, the object, a close, the acknowledgement and its close, flushed separately:
+//! measured on a requester under load, 57 `sendto` calls per contract-net round for the 15
+//! objects it sends and receives (7.3 on sessions). A session negotiates once and then
 //! carries framed objects one way and framed acknowledgements the other, each batch of frames
 //! written with one flush.
 //!
@@ -21,8 +21,9 @@
 //!   last connection closes.
 //! - **Inbound sessions** come from [`SessionListener`], a behaviour of our own that hands every
 //!   negotiated stream to the event loop as a swarm event (libp2p-stream's own inbound side
-//!   keeps one stream waiting and drops the rest: measured, 6 of the sessions 9 providers opened
-//!   at once to a requester were dropped, and their offers came 100–200 ms late, on a retry).
+//!   keeps one stream waiting and drops the rest: in a 10-node bench its log showed 6 inbound
+//!   sessions dropped when providers opened theirs together, and the offers on them came
+//!   100–200 ms late, on a retry).
 //!   They are run by one task, at most [`MAX_SESSIONS_PER_PEER`] per peer and
 //!   [`MAX_INBOUND_SESSIONS`] in all; a further stream is dropped. Each session hands every
 //!   object to the event loop (a bounded channel, so a slow loop stops the reading and yamux's
@@ -335,8 +336,15 @@ async fn outbound(
     // Every object waits the same time, so deadlines come in the order the ids were given.
     let mut deadlines: VecDeque<(Instant, u32)> = VecDeque::new();
     let mut next_id: u32 = 0;
+    // One timer a turn: the first message's deadline, or, with nothing unanswered, the end of
+    // the idle time, counted from the last event.
+    let mut last_event = Instant::now();
     let ended: Ended = loop {
-        let next_deadline = deadlines.front().map(|(at, _)| *at);
+        let idle_at = waiting.is_empty().then(|| last_event + SESSION_IDLE);
+        let wake = match (deadlines.front().map(|(at, _)| *at), idle_at) {
+            (Some(deadline), Some(idle)) => Some(deadline.min(idle)),
+            (deadline, idle) => deadline.or(idle),
+        };
         tokio::select! {
             frame = acks.next() => match frame {
                 Some(Ok(AckFrame { id, ack })) => {
@@ -387,8 +395,15 @@ async fn outbound(
                     }
                 }
             },
-            _ = sleep_until_or_never(next_deadline) => {
+            _ = sleep_until_or_never(wake) => {
                 let now = Instant::now();
+                if idle_at.is_some_and(|at| at <= now) {
+                    let _ = frames.close().await;
+                    // Objects queued just now go back to the loop, for a new session.
+                    give_back(peer, &mut rx, false, &settings.events).await;
+                    debug!(%peer, "session idle: closed");
+                    return;
+                }
                 while let Some((at, id)) = deadlines.front().copied() {
                     if at > now {
                         break;
@@ -402,14 +417,8 @@ async fn outbound(
                     }
                 }
             },
-            _ = tokio::time::sleep(SESSION_IDLE), if waiting.is_empty() => {
-                let _ = frames.close().await;
-                // Objects queued just now go back to the loop, for a new session.
-                give_back(peer, &mut rx, false, &settings.events).await;
-                debug!(%peer, "session idle: closed");
-                return;
-            },
         }
+        last_event = Instant::now();
     };
     // The connection went or the stream broke: whatever was not acknowledged may or may not
     // have arrived, which a sender treats like a closed `/pvl/direct/1` connection (§14.5). A

@@ -554,23 +554,21 @@ async fn a_node_with_sessions_and_one_without_exchange_direct_messages() {
     let addr = old.addr.clone();
     let mut new = Node::start(move |c| c.bootstrap = vec![addr]).await;
     for round in 0..3 {
-        let to_old = new.fresh_offer(10 + round);
-        let ack = new
-            .client
-            .deliver(old.peer_id(), to_old.clone())
-            .await
-            .unwrap();
-        assert_eq!(ack, Ack::Accepted);
-        old.wait_for("the offer", is_object(to_old.id())).await;
-        let to_new = old.fresh_offer(20 + round);
-        let ack = old
-            .client
-            .deliver(new.peer_id(), to_new.clone())
-            .await
-            .unwrap();
-        assert_eq!(ack, Ack::Accepted);
-        new.wait_for("the offer", is_object(to_new.id())).await;
+        delivered(&new, &mut old, 10 + round).await;
+        delivered(&old, &mut new, 20 + round).await;
     }
+}
+
+/// `from` sends `to` a fresh offer of `cost`: it is accepted, and `to` receives it.
+async fn delivered(from: &Node, to: &mut Node, cost: u64) {
+    let offer = from.fresh_offer(cost);
+    let ack = from
+        .client
+        .deliver(to.peer_id(), offer.clone())
+        .await
+        .unwrap();
+    assert_eq!(ack, Ack::Accepted);
+    to.wait_for("the offer", is_object(offer.id())).await;
 }
 
 /// A bare libp2p peer that speaks `/pvl/direct/2` from SPEC.md §14.6 alone, byte by byte.
