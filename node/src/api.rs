@@ -390,6 +390,7 @@ fn counters() -> Counters {
         direct_received: net.direct_received,
         store_writes: store.objects_written,
         store_batches: store.batches,
+        store_keys: store.keys_written,
         gossip_rate_limited: net.gossip_rate_limited,
         direct_rate_limited: net.direct_rate_limited,
         offences: net.offences,

@@ -149,8 +149,10 @@ pub struct Work {
     pub direct_received: f64,
     /// Objects written to trace stores.
     pub store_writes: f64,
-    /// Store batches those objects were written in (each one sled batch).
+    /// Store batches those objects were written in (each one insert call).
     pub store_batches: f64,
+    /// sled keys those batches wrote.
+    pub store_keys: f64,
     /// User + system CPU time of the node processes, ms.
     pub cpu_ms: f64,
 }
@@ -168,11 +170,12 @@ impl Work {
             direct_received: c.direct_received as f64,
             store_writes: c.store_writes as f64,
             store_batches: c.store_batches as f64,
+            store_keys: c.store_keys as f64,
             cpu_ms: ticks_to_ms(cpu_ticks.unwrap_or(0)),
         }
     }
 
-    fn fields(&self) -> [f64; 10] {
+    fn fields(&self) -> [f64; 11] {
         [
             self.signatures,
             self.verifications,
@@ -183,11 +186,12 @@ impl Work {
             self.direct_received,
             self.store_writes,
             self.store_batches,
+            self.store_keys,
             self.cpu_ms,
         ]
     }
 
-    fn from_fields(f: [f64; 10]) -> Work {
+    fn from_fields(f: [f64; 11]) -> Work {
         let [
             signatures,
             verifications,
@@ -198,6 +202,7 @@ impl Work {
             direct_received,
             store_writes,
             store_batches,
+            store_keys,
             cpu_ms,
         ] = f;
         Work {
@@ -210,6 +215,7 @@ impl Work {
             direct_received,
             store_writes,
             store_batches,
+            store_keys,
             cpu_ms,
         }
     }
@@ -1002,7 +1008,7 @@ fn print_round_cost(cost: &RoundCost) {
         "providers"
     );
     type Row = (&'static str, fn(&Work) -> f64);
-    let rows: [Row; 10] = [
+    let rows: [Row; 11] = [
         ("signatures", |w| w.signatures),
         ("signature verifications", |w| w.verifications),
         ("gossip published", |w| w.gossip_published),
@@ -1012,6 +1018,7 @@ fn print_round_cost(cost: &RoundCost) {
         ("direct received", |w| w.direct_received),
         ("store writes", |w| w.store_writes),
         ("  in store batches", |w| w.store_batches),
+        ("  sled keys written", |w| w.store_keys),
         ("CPU ms", |w| w.cpu_ms),
     ];
     for (name, get) in rows {

@@ -189,6 +189,10 @@ pub struct Counters {
     pub store_writes: u64,
     /// Store batches those objects were written in.
     pub store_batches: u64,
+    /// Keys those batches wrote to the store's sled tree (objects, chunks, index entries,
+    /// counters).
+    #[serde(default)]
+    pub store_keys: u64,
     /// Gossip dropped because its signer was over its budget (SPEC.md §20).
     #[serde(default)]
     pub gossip_rate_limited: u64,

@@ -14,6 +14,7 @@ use crate::error::{Result, TraceError};
 
 static STORE_WRITES: AtomicU64 = AtomicU64::new(0);
 static STORE_BATCHES: AtomicU64 = AtomicU64::new(0);
+static STORE_KEYS: AtomicU64 = AtomicU64::new(0);
 
 /// Per-process counters of trace-store writes (every store in the process adds to them), for
 /// benchmarks that compare them before and after a phase. Relaxed atomics: reading is free.
@@ -25,6 +26,9 @@ pub struct StoreCounters {
     /// Insert calls (each one ordered run of sled writes, see
     /// [`TraceStore::insert_batch`]).
     pub batches: u64,
+    /// sled keys written or removed by those calls: the objects, their chunks and index
+    /// entries and the store's counters (what an insert costs is about this number).
+    pub keys_written: u64,
 }
 
 impl StoreCounters {
@@ -33,6 +37,7 @@ impl StoreCounters {
         StoreCounters {
             objects_written: STORE_WRITES.load(Ordering::Relaxed),
             batches: STORE_BATCHES.load(Ordering::Relaxed),
+            keys_written: STORE_KEYS.load(Ordering::Relaxed),
         }
     }
 }
@@ -440,6 +445,7 @@ impl TraceStore {
     pub fn insert_batch(&self, objects: &[SignedObject]) -> Result<Vec<InsertOutcome>> {
         let mut missing_entries = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let planned = self.plan_insert(objects, *missing_entries)?;
+        STORE_KEYS.fetch_add(planned.ops.len() as u64, Ordering::Relaxed);
         for op in planned.ops {
             op.apply(&self.tree)?;
         }
