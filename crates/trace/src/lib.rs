@@ -42,7 +42,7 @@
 //!
 //! | key | value | purpose |
 //! |---|---|---|
-//! | `v` `schema` | u32 | schema version ([`SCHEMA_VERSION`]); a mismatch refuses to open |
+//! | `v` `schema` | u32 | schema version ([`SCHEMA_VERSION`]); schema 1 is migrated at open, another refuses to open |
 //! | `v` `count` | u64 | number of distinct objects stored |
 //! | `v` `chunk` | u64 | next chunk number |
 //! | `v` `open` | empty | present while a process has the store open (see "Crash safety") |
@@ -51,8 +51,12 @@
 //! | `c` chunk(8) | trace(32) | chunk → its trace (so the per-object `o` value stays 9 bytes) |
 //! | `x` parent(32) child(32) | empty | children whose parent is not stored yet (orphans) |
 //! | `s` signer(32) min_ts(8) trace(32) chunk(8) | max_ts(8) | chunks holding objects by a signer |
-//! | `k` kind(1) min_ts(8) trace(32) chunk(8) | max_ts(8) | chunks holding objects of a kind |
-//! | `m` min_ts(8) trace(32) chunk(8) | max_ts(8) | chunks by time (recent traces walk this backwards) |
+//! | `m` min_ts(8) trace(32) chunk(8) | max_ts(8) kinds(8) | chunks by time (recent traces walk this backwards); `kinds` has bit `code` set for each kind in the chunk, so a query by kind walks this index and reads only the chunks holding that kind |
+//!
+//! Schema 1 had a `k` kind(1) min_ts(8) trace(32) chunk(8) key per kind per chunk: up to a
+//! dozen sled writes for one contract-net round's chunk, a fifth of the keys a round wrote on
+//! 10 nodes. The only query by kind (receipts, for [`TraceStore::capability_stats`]) reads the
+//! whole range anyway.
 //!
 //! Parent → child edges are the parents lists of the stored objects, clustered by trace: the
 //! protocol requires parents to be in their child's trace, so reading a trace (one prefix

@@ -43,7 +43,14 @@ impl StoreCounters {
 }
 
 /// The schema version this code writes and reads; stored under the `v/schema` key.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// Version 2 carries the kinds of a chunk's objects in its time-index (`m/`) value instead of
+/// one `k/` key per kind; a version 1 store is migrated when it is opened (see
+/// [`TraceStore::migrate_v1`]).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The schema before kinds moved into the time index; opened and migrated.
+const SCHEMA_V1: u32 = 1;
 
 /// Name of the one sled tree all keys live in.
 const TREE: &str = "pvl-trace";
@@ -53,7 +60,8 @@ pub(crate) const P_TRACE: u8 = b't';
 pub(crate) const P_MISSING: u8 = b'x';
 pub(crate) const P_CHUNK: u8 = b'c';
 pub(crate) const P_SIGNER: u8 = b's';
-pub(crate) const P_KIND: u8 = b'k';
+/// Schema 1's index by kind; removed by the migration to schema 2.
+const P_KIND_V1: u8 = b'k';
 pub(crate) const P_TIME: u8 = b'm';
 
 const META_SCHEMA: &[u8] = b"vschema";
@@ -350,7 +358,7 @@ impl TraceStore {
                         key: key_name(META_SCHEMA),
                         reason: format!("{} bytes, expected 4", v.len()),
                     })?;
-                if found != SCHEMA_VERSION {
+                if found != SCHEMA_VERSION && found != SCHEMA_V1 {
                     return Err(TraceError::SchemaMismatch {
                         found,
                         expected: SCHEMA_VERSION,
@@ -385,6 +393,10 @@ impl TraceStore {
                 indexed,
                 "trace store was not closed (crash?): completed its last insert"
             );
+        }
+        if store.meta_u32(META_SCHEMA)? == SCHEMA_V1 {
+            let chunks = store.migrate_v1()?;
+            info!(path = %path.as_ref().display(), chunks, "trace store migrated to schema 2");
         }
         store.tree.insert(META_OPEN, &[][..])?;
         store.db.flush()?;
@@ -706,6 +718,58 @@ impl TraceStore {
         Ok(())
     }
 
+    /// Migrates a schema 1 store to schema 2: every time-index (`m/`) value gets the kinds of
+    /// its chunk's objects, then the `k/` keys are removed and the schema version is written.
+    /// Each step can be repeated, so a migration cut short by a crash completes at the next
+    /// open. Returns the number of time-index entries rewritten.
+    fn migrate_v1(&self) -> Result<u64> {
+        let mut rewritten = 0u64;
+        for entry in self.tree.scan_prefix([P_TIME]) {
+            let (k, v) = entry?;
+            if v.len() != 8 {
+                continue;
+            }
+            let mut ckey = vec![P_TRACE];
+            ckey.extend_from_slice(k.get(k.len().saturating_sub(40)..).unwrap_or(&[]));
+            // A chunk that is gone or does not read is reported by reads, as before.
+            let Some(value) = self.tree.get(&ckey)? else {
+                continue;
+            };
+            let Ok(list) = parse_chunk(&ckey, &value) else {
+                continue;
+            };
+            let mut kinds = 0u64;
+            for (id, bytes) in list {
+                if let Ok(header) = check_light(&ckey, bytes, &id) {
+                    kinds |= kind_bit(header.kind.code());
+                }
+            }
+            let mut new = v.to_vec();
+            new.extend_from_slice(&kinds.to_be_bytes());
+            self.tree.insert(k, new)?;
+            rewritten += 1;
+        }
+        for key in self.tree.scan_prefix([P_KIND_V1]).keys() {
+            self.tree.remove(key?)?;
+        }
+        self.tree
+            .insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(rewritten)
+    }
+
+    fn meta_u32(&self, key: &[u8]) -> Result<u32> {
+        match self.tree.get(key)? {
+            None => Ok(0),
+            Some(v) => <[u8; 4]>::try_from(v.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| TraceError::Corrupt {
+                    key: key_name(key),
+                    reason: format!("{} bytes, expected 4", v.len()),
+                }),
+        }
+    }
+
     fn meta_u64(&self, key: &[u8]) -> Result<u64> {
         match self.tree.get(key)? {
             None => Ok(0),
@@ -996,12 +1060,7 @@ impl TraceStore {
         let mut chunks_seen: HashSet<Vec<u8>> = HashSet::new();
         for entry in entries {
             let (k, v) = entry?;
-            let max_ts = <[u8; 8]>::try_from(v.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| TraceError::Corrupt {
-                    key: key_name(&k),
-                    reason: "index value is not a u64".into(),
-                })?;
+            let (max_ts, _) = index_value(&k, &v)?;
             if max_ts < from_ms || k.len() < 40 {
                 continue;
             }
@@ -1039,10 +1098,22 @@ impl TraceStore {
     }
 
     /// Ids of objects of `kind` with `from_ms <= timestamp < to_ms`, oldest first.
+    ///
+    /// Walks the time index over the range and reads only the chunks whose kinds include
+    /// `kind`.
     pub fn by_kind(&self, kind: Kind, from_ms: u64, to_ms: u64) -> Result<Vec<ObjectId>> {
-        let lo = key2(P_KIND, &[kind.code()], &[]);
-        let hi = key2(P_KIND, &[kind.code()], &to_ms.to_be_bytes());
-        self.collect_from_chunks(self.tree.range(lo..hi), from_ms, |l| {
+        let lo = vec![P_TIME];
+        let hi = key2(P_TIME, &to_ms.to_be_bytes(), &[]);
+        let bit = kind_bit(kind.code());
+        let entries = self.tree.range(lo..hi).filter(|entry| match entry {
+            // A malformed value is kept, for `collect_from_chunks` to report.
+            Ok((k, v)) => match index_value(k, v) {
+                Ok((_, Some(kinds))) => kinds & bit != 0,
+                _ => true,
+            },
+            Err(_) => true,
+        });
+        self.collect_from_chunks(entries, from_ms, |l| {
             l.kind == kind && l.timestamp_ms >= from_ms && l.timestamp_ms < to_ms
         })
     }
@@ -1125,9 +1196,13 @@ impl TraceStore {
         if let Some((id, k)) = held.iter().find(|(id, _)| !objects.contains(id)) {
             return Err(corrupt(k, format!("object {id} is stored but not indexed")));
         }
-        for prefix in [P_SIGNER, P_KIND, P_TIME] {
+        for prefix in [P_SIGNER, P_TIME] {
             for entry in self.tree.scan_prefix([prefix]) {
-                let (k, _) = entry?;
+                let (k, v) = entry?;
+                let (_, kinds) = index_value(&k, &v)?;
+                if (prefix == P_TIME) != kinds.is_some() {
+                    return Err(corrupt(&k, format!("index value of {} bytes", v.len())));
+                }
                 let mut ckey = vec![P_TRACE];
                 ckey.extend_from_slice(k.get(k.len().saturating_sub(40)..).unwrap_or(&[]));
                 if !chunks.contains(&ckey) {
@@ -1199,7 +1274,7 @@ struct Writes {
     claims: Vec<(Vec<u8>, Vec<u8>)>,
     /// `t/<trace><chunk>` -> the objects.
     chunks: Vec<(Vec<u8>, Vec<u8>)>,
-    /// `m/`, `s/`, `k/` entries naming those chunks.
+    /// `m/` and `s/` entries naming those chunks.
     indexes: Vec<(Vec<u8>, Vec<u8>)>,
     /// `x/<parent><child>` for parents not stored yet (before the child's `o/` entry, so that
     /// a stored object's missing parents are always recorded).
@@ -1286,18 +1361,17 @@ fn index_entries(
     let tail = &tail[1..];
     let mut span: Option<(u64, u64)> = None;
     let mut by_signer: HashMap<PublicKey, (u64, u64)> = HashMap::new();
-    let mut by_kind: HashMap<u8, (u64, u64)> = HashMap::new();
+    let mut kinds = 0u64;
     for (ts, signer, kind) in members {
         widen(&mut span, ts);
         widen_map(&mut by_signer, signer, ts);
-        widen_map(&mut by_kind, kind, ts);
+        kinds |= kind_bit(kind);
     }
     let mut out = Vec::new();
     if let Some((lo, hi)) = span {
-        out.push((
-            key2(P_TIME, &lo.to_be_bytes(), tail),
-            hi.to_be_bytes().to_vec(),
-        ));
+        let mut value = hi.to_be_bytes().to_vec();
+        value.extend_from_slice(&kinds.to_be_bytes());
+        out.push((key2(P_TIME, &lo.to_be_bytes(), tail), value));
     }
     for (signer, (lo, hi)) in by_signer {
         out.push((
@@ -1305,13 +1379,33 @@ fn index_entries(
             hi.to_be_bytes().to_vec(),
         ));
     }
-    for (kind, (lo, hi)) in by_kind {
-        out.push((
-            key3(P_KIND, &[kind], &lo.to_be_bytes(), tail),
-            hi.to_be_bytes().to_vec(),
-        ));
-    }
     out
+}
+
+/// The bit of kind code `code` in a time-index value's kinds (codes are below 64, SPEC.md).
+fn kind_bit(code: u8) -> u64 {
+    1u64.checked_shl(u32::from(code)).unwrap_or(0)
+}
+
+/// An index value: the newest timestamp in the chunk, and for a time-index (`m/`) entry the
+/// kinds of its objects (bit `code` set for each kind present).
+fn index_value(key: &[u8], value: &[u8]) -> Result<(u64, Option<u64>)> {
+    let corrupt = || TraceError::Corrupt {
+        key: key_name(key),
+        reason: format!("index value of {} bytes, expected 8 or 16", value.len()),
+    };
+    let u64_at = |at: usize| -> Result<u64> {
+        value
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(corrupt)
+    };
+    match value.len() {
+        8 => Ok((u64_at(0)?, None)),
+        16 => Ok((u64_at(0)?, Some(u64_at(8)?))),
+        _ => Err(corrupt()),
+    }
 }
 
 fn widen(span: &mut Option<(u64, u64)>, ts: u64) {

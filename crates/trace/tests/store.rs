@@ -529,6 +529,67 @@ fn schema_version_mismatch_is_detected() {
     }
 }
 
+/// A schema 1 store (one `k/` key per kind per chunk, 8-byte `m/` values) is migrated at open:
+/// the kinds move into the `m/` values, the `k/` keys go, and every query answers as before.
+#[test]
+fn a_schema_1_store_is_migrated_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut objects = testkit::consensus().unwrap();
+    objects.extend(testkit::contract_net().unwrap());
+    let votes_before;
+    let receipts_before;
+    {
+        let store = TraceStore::open(&path).unwrap();
+        store.insert_batch(&objects).unwrap();
+        votes_before = store.by_kind(Kind::Vote, 0, u64::MAX).unwrap();
+        receipts_before = store.by_kind(Kind::Receipt, 0, u64::MAX).unwrap();
+        assert_eq!(votes_before.len(), 2);
+        assert!(!receipts_before.is_empty());
+    }
+    // Rewrite it as schema 1 wrote it.
+    {
+        let db = testkit::open_sled(&path).unwrap();
+        let tree = db.open_tree("pvl-trace").unwrap();
+        let entries: Vec<_> = tree.scan_prefix(b"m").map(|e| e.unwrap()).collect();
+        assert!(!entries.is_empty());
+        for (k, v) in entries {
+            assert_eq!(v.len(), 16, "schema 2 time-index values carry the kinds");
+            let kinds = u64::from_be_bytes(v[8..16].try_into().unwrap());
+            tree.insert(&k, &v[..8]).unwrap();
+            for code in 0..64u8 {
+                if kinds & (1 << code) != 0 {
+                    let mut kkey = vec![b'k', code];
+                    kkey.extend_from_slice(&k[1..]);
+                    tree.insert(kkey, &v[..8]).unwrap();
+                }
+            }
+        }
+        tree.insert("vschema", &1u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    {
+        let store = TraceStore::open(&path).unwrap();
+        assert_eq!(store.check_integrity().unwrap(), objects.len() as u64);
+        assert_eq!(
+            store.by_kind(Kind::Vote, 0, u64::MAX).unwrap(),
+            votes_before
+        );
+        assert_eq!(
+            store.by_kind(Kind::Receipt, 0, u64::MAX).unwrap(),
+            receipts_before
+        );
+    }
+    let db = testkit::open_sled(&path).unwrap();
+    let tree = db.open_tree("pvl-trace").unwrap();
+    assert_eq!(tree.scan_prefix(b"k").count(), 0);
+    assert!(tree.scan_prefix(b"m").all(|e| e.unwrap().1.len() == 16));
+    assert_eq!(
+        tree.get("vschema").unwrap().unwrap().as_ref(),
+        SCHEMA_VERSION.to_be_bytes()
+    );
+}
+
 #[test]
 fn data_survives_close_and_reopen_with_a_small_cache() {
     let dir = tempfile::tempdir().unwrap();
