@@ -1382,7 +1382,8 @@ fn index_entries(
     out
 }
 
-/// The bit of kind code `code` in a time-index value's kinds (codes are below 64, SPEC.md).
+/// The bit of kind code `code` in a time-index value's kinds. Kind codes are 1 to 12 (SPEC.md
+/// §2, "Kinds"); a code of 64 or more would have no bit, and a query by it would find nothing.
 fn kind_bit(code: u8) -> u64 {
     1u64.checked_shl(u32::from(code)).unwrap_or(0)
 }
