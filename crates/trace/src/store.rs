@@ -758,28 +758,23 @@ impl TraceStore {
         Ok(rewritten)
     }
 
-    fn meta_u32(&self, key: &[u8]) -> Result<u32> {
+    /// A stored counter of `N` bytes (big-endian), all zeros when absent.
+    fn meta<const N: usize>(&self, key: &[u8]) -> Result<[u8; N]> {
         match self.tree.get(key)? {
-            None => Ok(0),
-            Some(v) => <[u8; 4]>::try_from(v.as_ref())
-                .map(u32::from_be_bytes)
-                .map_err(|_| TraceError::Corrupt {
-                    key: key_name(key),
-                    reason: format!("{} bytes, expected 4", v.len()),
-                }),
+            None => Ok([0; N]),
+            Some(v) => <[u8; N]>::try_from(v.as_ref()).map_err(|_| TraceError::Corrupt {
+                key: key_name(key),
+                reason: format!("{} bytes, expected {N}", v.len()),
+            }),
         }
     }
 
+    fn meta_u32(&self, key: &[u8]) -> Result<u32> {
+        self.meta(key).map(u32::from_be_bytes)
+    }
+
     fn meta_u64(&self, key: &[u8]) -> Result<u64> {
-        match self.tree.get(key)? {
-            None => Ok(0),
-            Some(v) => <[u8; 8]>::try_from(v.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| TraceError::Corrupt {
-                    key: key_name(key),
-                    reason: format!("{} bytes, expected 8", v.len()),
-                }),
-        }
+        self.meta(key).map(u64::from_be_bytes)
     }
 
     /// Number of distinct objects stored.
