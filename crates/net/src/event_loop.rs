@@ -48,6 +48,19 @@ const TRIM_GRACE: Duration = Duration::from_secs(10);
 /// node that restarted is found again within this time).
 const BOOTSTRAP_REDIAL_EVERY: Duration = Duration::from_secs(1);
 
+/// Dials `peer` at `addrs` unless it is connected or being dialled; a dial that cannot start
+/// is logged at debug level with `what` the node was trying to do (the peer stays
+/// reachable some other way or is tried again later).
+fn dial_at(swarm: &mut Swarm<Behaviour>, peer: PeerId, addrs: Vec<Multiaddr>, what: &str) {
+    let opts = DialOpts::peer_id(peer)
+        .addresses(addrs)
+        .condition(PeerCondition::DisconnectedAndNotDialing)
+        .build();
+    if let Err(e) = swarm.dial(opts) {
+        debug!(%peer, "cannot {what}: {e}");
+    }
+}
+
 /// Incoming connections still in their handshake, at most (SPEC §17.3). A requester whose
 /// intent reaches 100 providers gets about 100 dials at once and denies those beyond this:
 /// the providers try again ([`SEND_ATTEMPTS`]).
@@ -697,13 +710,7 @@ fn build(
         for addr in &addrs {
             swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
         }
-        let opts = DialOpts::peer_id(peer)
-            .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
-        if let Err(e) = swarm.dial(opts) {
-            debug!(%peer, "cannot dial a peer from the peer book: {e}");
-        }
+        dial_at(&mut swarm, peer, addrs, "dial a peer from the peer book");
     }
     let guard = Guard::new(config.flood.clone());
     let nat = crate::nat::NatState::new(&config, Instant::now());
@@ -1102,13 +1109,12 @@ impl EventLoop {
                 if self.swarm.is_connected(peer) {
                     continue;
                 }
-                let opts = DialOpts::peer_id(*peer)
-                    .addresses(vec![addr.clone()])
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                if let Err(e) = self.swarm.dial(opts) {
-                    debug!(%peer, "cannot dial the bootstrap peer again: {e}");
-                }
+                dial_at(
+                    &mut self.swarm,
+                    *peer,
+                    vec![addr.clone()],
+                    "dial the bootstrap peer again",
+                );
             }
         }
         if self.last_upkeep.elapsed() >= UPKEEP_EVERY {
@@ -1147,13 +1153,12 @@ impl EventLoop {
                     || allow.is_some_and(|a| !a.contains(p))
             });
             for (peer, addrs) in picked {
-                let opts = DialOpts::peer_id(peer)
-                    .addresses(addrs)
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                if let Err(e) = self.swarm.dial(opts) {
-                    debug!(%peer, "cannot dial a peer from the peer book: {e}");
-                }
+                dial_at(
+                    &mut self.swarm,
+                    peer,
+                    addrs,
+                    "dial a peer from the peer book",
+                );
             }
         }
         if connected > self.config.max_peers {
@@ -1483,13 +1488,7 @@ impl EventLoop {
         if !addrs.is_empty() && !self.swarm.is_connected(&peer) {
             // The session waits for this connection: libp2p-stream dials only at the
             // addresses the behaviours know, and the peer book is not one of them.
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addrs)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                debug!(%peer, "cannot dial for a direct message: {e}");
-            }
+            dial_at(&mut self.swarm, peer, addrs, "dial for a direct message");
         }
         self.queue_on_session(
             peer,
@@ -2026,13 +2025,12 @@ impl EventLoop {
                     && !self.swarm.is_connected(&peer)
                     && self.allowed(&peer)
                 {
-                    let opts = DialOpts::peer_id(peer)
-                        .addresses(addresses.into_vec())
-                        .condition(PeerCondition::DisconnectedAndNotDialing)
-                        .build();
-                    if let Err(e) = self.swarm.dial(opts) {
-                        debug!(%peer, "cannot dial discovered peer: {e}");
-                    }
+                    dial_at(
+                        &mut self.swarm,
+                        peer,
+                        addresses.into_vec(),
+                        "dial discovered peer",
+                    );
                 }
             }
             kad::Event::OutboundQueryProgressed {

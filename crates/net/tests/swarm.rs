@@ -621,6 +621,38 @@ impl SessionPeer {
     }
 }
 
+impl SessionPeer {
+    /// Opens a `/pvl/direct/2` session to `node`.
+    async fn open_session(&self, node: &Node) -> libp2p::Stream {
+        timeout(
+            WAIT,
+            self.control
+                .clone()
+                .open_stream(node.peer_id(), libp2p::StreamProtocol::new("/pvl/direct/2")),
+        )
+        .await
+        .expect("no session opened")
+        .unwrap()
+    }
+}
+
+/// Writes `bytes` on a session and flushes them.
+async fn write_flushed(stream: &mut libp2p::Stream, bytes: &[u8]) {
+    use futures::AsyncWriteExt as _;
+    stream.write_all(bytes).await.unwrap();
+    stream.flush().await.unwrap();
+}
+
+/// Waits until the node ends the session: the read fails or finds the stream closed.
+async fn assert_ended(stream: &mut libp2p::Stream, what: &str) {
+    use futures::AsyncReadExt as _;
+    let mut rest = Vec::new();
+    let read = timeout(WAIT, stream.read_to_end(&mut rest))
+        .await
+        .unwrap_or_else(|_| panic!("{what}"));
+    assert!(read.is_err() || rest.is_empty(), "{read:?} {rest:?}");
+}
+
 fn message_frame(id: u32, object: &[u8]) -> Vec<u8> {
     let mut frame = id.to_be_bytes().to_vec();
     frame.extend_from_slice(&(object.len() as u32).to_be_bytes());
@@ -647,24 +679,15 @@ async fn read_ack(stream: &mut libp2p::Stream) -> (u32, Ack) {
 /// without harming the next one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_from_a_foreign_peer_carries_many_objects_and_a_bad_frame_ends_it() {
-    use futures::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut node = Node::start(|_| {}).await;
-    let mut peer = SessionPeer::connect(&node).await;
-    let protocol = libp2p::StreamProtocol::new("/pvl/direct/2");
-    let mut stream = timeout(
-        WAIT,
-        peer.control.open_stream(node.peer_id(), protocol.clone()),
-    )
-    .await
-    .expect("no session opened")
-    .unwrap();
+    let peer = SessionPeer::connect(&node).await;
+    let mut stream = peer.open_session(&node).await;
 
     // Two objects in one write; then the first again.
     let (first, second) = (peer.offer(1), peer.offer(2));
     let mut bytes = message_frame(5, first.bytes());
     bytes.extend(message_frame(6, second.bytes()));
-    stream.write_all(&bytes).await.unwrap();
-    stream.flush().await.unwrap();
+    write_flushed(&mut stream, &bytes).await;
     let mut acks = vec![read_ack(&mut stream).await, read_ack(&mut stream).await];
     acks.sort_by_key(|(id, _)| *id);
     assert_eq!(acks, vec![(5, Ack::Accepted), (6, Ack::Accepted)]);
@@ -672,35 +695,19 @@ async fn a_session_from_a_foreign_peer_carries_many_objects_and_a_bad_frame_ends
         .await;
     node.wait_for("the second offer", is_object(second.id()))
         .await;
-    stream
-        .write_all(&message_frame(7, first.bytes()))
-        .await
-        .unwrap();
-    stream.flush().await.unwrap();
+    write_flushed(&mut stream, &message_frame(7, first.bytes())).await;
     assert_eq!(read_ack(&mut stream).await, (7, Ack::Duplicate));
 
     // A frame announcing more than MAX_OBJECT_SIZE bytes: the node ends the session.
     let mut oversized = 8u32.to_be_bytes().to_vec();
     oversized.extend_from_slice(&u32::MAX.to_be_bytes());
-    stream.write_all(&oversized).await.unwrap();
-    stream.flush().await.unwrap();
-    let mut rest = Vec::new();
-    let ended = timeout(WAIT, stream.read_to_end(&mut rest))
-        .await
-        .expect("the node kept the session open");
-    assert!(ended.is_err() || rest.is_empty(), "{ended:?} {rest:?}");
+    write_flushed(&mut stream, &oversized).await;
+    assert_ended(&mut stream, "the node kept the session open").await;
 
     // A new session works.
-    let mut again = timeout(WAIT, peer.control.open_stream(node.peer_id(), protocol))
-        .await
-        .expect("no session opened")
-        .unwrap();
+    let mut again = peer.open_session(&node).await;
     let third = peer.offer(3);
-    again
-        .write_all(&message_frame(1, third.bytes()))
-        .await
-        .unwrap();
-    again.flush().await.unwrap();
+    write_flushed(&mut again, &message_frame(1, third.bytes())).await;
     assert_eq!(read_ack(&mut again).await, (1, Ack::Accepted));
 }
 
@@ -776,43 +783,22 @@ async fn a_peer_gets_at_most_four_sessions_at_once() {
     use futures::{AsyncReadExt as _, AsyncWriteExt as _};
     assert_eq!(pvl_net::MAX_SESSIONS_PER_PEER, 4, "SPEC.md §14.6 says 4");
     let node = Node::start(|_| {}).await;
-    let mut peer = SessionPeer::connect(&node).await;
-    let protocol = libp2p::StreamProtocol::new("/pvl/direct/2");
+    let peer = SessionPeer::connect(&node).await;
     let mut open = Vec::new();
     for n in 0..4u32 {
-        let mut stream = timeout(
-            WAIT,
-            peer.control.open_stream(node.peer_id(), protocol.clone()),
-        )
-        .await
-        .expect("no session opened")
-        .unwrap();
+        let mut stream = peer.open_session(&node).await;
         let offer = peer.offer(u64::from(n) + 1);
-        stream
-            .write_all(&message_frame(n, offer.bytes()))
-            .await
-            .unwrap();
-        stream.flush().await.unwrap();
+        write_flushed(&mut stream, &message_frame(n, offer.bytes())).await;
         // Answered: the session is being served.
         assert_eq!(read_ack(&mut stream).await, (n, Ack::Accepted));
         open.push(stream);
     }
-    let mut fifth = timeout(
-        WAIT,
-        peer.control.open_stream(node.peer_id(), protocol.clone()),
-    )
-    .await
-    .expect("no session opened")
-    .unwrap();
+    let mut fifth = peer.open_session(&node).await;
     let offer = peer.offer(5);
     // The write may already fail: the node dropped the stream as soon as it came.
     let _ = fifth.write_all(&message_frame(9, offer.bytes())).await;
     let _ = fifth.flush().await;
-    let mut rest = Vec::new();
-    let read = timeout(WAIT, fifth.read_to_end(&mut rest))
-        .await
-        .expect("the fifth session was kept open");
-    assert!(read.is_err() || rest.is_empty(), "{read:?} {rest:?}");
+    assert_ended(&mut fifth, "the fifth session was kept open").await;
 
     // One session closed: its place is free again.
     let mut first = open.remove(0);
@@ -822,14 +808,7 @@ async fn a_peer_gets_at_most_four_sessions_at_once() {
         .await
         .expect("the node did not close its side")
         .unwrap();
-    let mut again = timeout(WAIT, peer.control.open_stream(node.peer_id(), protocol))
-        .await
-        .expect("no session opened")
-        .unwrap();
-    again
-        .write_all(&message_frame(1, offer.bytes()))
-        .await
-        .unwrap();
-    again.flush().await.unwrap();
+    let mut again = peer.open_session(&node).await;
+    write_flushed(&mut again, &message_frame(1, offer.bytes())).await;
     assert_eq!(read_ack(&mut again).await, (1, Ack::Accepted));
 }

@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use asynchronous_codec::{Decoder as _, Encoder as _};
+use asynchronous_codec::{Decoder, Encoder};
 use bytes::BytesMut;
 use pvl_net::{
     Ack, AckCodec, AckFrame, MAX_ACK_REASON_LEN, MessageCodec, MessageFrame, TOPIC_ALL,
@@ -75,6 +75,21 @@ fn decoded(ack: &Ack) -> Ack {
     }
 }
 
+/// Encodes `frame` with `codec`, checks that it decodes back to itself, and returns the wire
+/// bytes.
+fn round_trip<C, F>(mut codec: C, frame: F) -> BytesMut
+where
+    C: for<'a> Encoder<Item<'a> = F, Error = std::io::Error>
+        + Decoder<Item = F, Error = std::io::Error>,
+    F: Clone + PartialEq + std::fmt::Debug,
+{
+    let mut wire = BytesMut::new();
+    codec.encode(frame.clone(), &mut wire).unwrap();
+    let mut read = wire.clone();
+    assert_eq!(codec.decode(&mut read).unwrap(), Some(frame));
+    wire
+}
+
 #[test]
 fn session_frames() {
     let intent = fixtures::intent().unwrap();
@@ -90,10 +105,7 @@ fn session_frames() {
                 id: *id,
                 object: bytes::Bytes::copy_from_slice(object),
             };
-            let mut wire = BytesMut::new();
-            MessageCodec.encode(frame.clone(), &mut wire).unwrap();
-            let mut read = wire.clone();
-            assert_eq!(MessageCodec.decode(&mut read).unwrap(), Some(frame));
+            let wire = round_trip(MessageCodec, frame);
             json!({
                 "name": name,
                 "id": id,
@@ -114,10 +126,7 @@ fn session_frames() {
                 id: *id,
                 ack: Ok(ack.clone()),
             };
-            let mut wire = BytesMut::new();
-            AckCodec.encode(frame.clone(), &mut wire).unwrap();
-            let mut read = wire.clone();
-            assert_eq!(AckCodec.decode(&mut read).unwrap(), Some(frame));
+            let wire = round_trip(AckCodec, frame);
             json!({
                 "name": name,
                 "id": id,
