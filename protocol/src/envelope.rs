@@ -17,7 +17,7 @@ use crate::body::{Body, Kind};
 use crate::cbor::{self, Result};
 use crate::error::ProtocolError;
 use crate::ids::{ObjectId, TraceId};
-use crate::keys::{Keypair, PublicKey};
+use crate::keys::{Keypair, PublicKey, verify_strict};
 use crate::{MAX_LIFETIME_MS, MAX_OBJECT_SIZE, MAX_PARENTS, PROTOCOL_VERSION};
 
 /// The tag that starts every signing input.
@@ -39,11 +39,15 @@ pub fn countersigning_input(kind: Kind, content: &[u8]) -> Vec<u8> {
 fn domain_input(domain: &[u8], kind: Kind, content: &[u8]) -> Vec<u8> {
     let mut input = Vec::with_capacity(domain.len() + 3 + content.len());
     input.extend_from_slice(domain);
-    input.push(0);
-    input.push(PROTOCOL_VERSION);
-    input.push(kind.code());
+    input.extend_from_slice(&input_header(kind));
     input.extend_from_slice(content);
     input
+}
+
+/// The three bytes between the domain tag and the content of a (counter)signing input:
+/// `0x00 version kind`.
+fn input_header(kind: Kind) -> [u8; 3] {
+    [0, PROTOCOL_VERSION, kind.code()]
 }
 
 /// The unsigned part of an object: who says what, when, and in which trace.
@@ -227,7 +231,8 @@ impl SignedObject {
                 limit: MAX_OBJECT_SIZE,
             });
         }
-        let signature = key.sign_raw(&signing_input(envelope.kind(), &content));
+        let signature =
+            key.sign_parts(&[SIGNATURE_DOMAIN, &input_header(envelope.kind()), &content]);
         Self::assemble(content, envelope, signature, None)
     }
 
@@ -366,7 +371,11 @@ impl SignedObject {
                 actual: key.public(),
             });
         }
-        let cosig = key.sign_raw(&countersigning_input(self.kind(), self.content()));
+        let cosig = key.sign_parts(&[
+            COUNTERSIGNATURE_DOMAIN,
+            &input_header(self.kind()),
+            self.content(),
+        ]);
         Self::assemble(
             self.content().to_vec(),
             self.envelope.clone(),
@@ -382,14 +391,19 @@ impl SignedObject {
         };
         let key = receipt.requester.verifying_key()?;
         crate::counters::count_verifications(1);
-        key.verify_strict(
-            &countersigning_input(self.kind(), self.content()),
-            &Signature::from_bytes(cosig),
-        )
-        .map_err(|_| ProtocolError::BadSignature {
-            which: "countersignature",
-            id: self.id,
-        })
+        let parts = [
+            COUNTERSIGNATURE_DOMAIN,
+            &input_header(self.kind()),
+            self.content(),
+        ];
+        if verify_strict(&key, &parts, cosig) {
+            Ok(())
+        } else {
+            Err(ProtocolError::BadSignature {
+                which: "countersignature",
+                id: self.id,
+            })
+        }
     }
 
     /// The exact wire bytes: what is sent and stored.
@@ -470,14 +484,20 @@ impl SignedObject {
 
 impl Parsed {
     fn verify_signature(&self) -> Result<()> {
-        let input = signing_input(self.object.kind(), self.object.content());
         crate::counters::count_verifications(1);
-        self.key
-            .verify_strict(&input, &Signature::from_bytes(&self.object.signature))
-            .map_err(|_| ProtocolError::BadSignature {
+        let parts = [
+            SIGNATURE_DOMAIN,
+            &input_header(self.object.kind()),
+            self.object.content(),
+        ];
+        if verify_strict(&self.key, &parts, &self.object.signature) {
+            Ok(())
+        } else {
+            Err(ProtocolError::BadSignature {
                 which: "signature",
                 id: self.object.id,
             })
+        }
     }
 }
 

@@ -9,7 +9,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{LazyLock, Mutex, PoisonError};
 
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use curve25519_dalek::constants::EIGHT_TORSION;
+use ed25519_dalek::ed25519::signature::{MultipartSigner, MultipartVerifier};
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 
 use crate::error::ProtocolError;
 
@@ -181,10 +183,40 @@ impl Keypair {
     }
 
     /// A raw ed25519 signature over `message`.
+    #[cfg(test)]
     pub(crate) fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
-        crate::counters::count_signature();
-        self.signing.sign(message).to_bytes()
+        self.sign_parts(&[message])
     }
+
+    /// A raw ed25519 signature over the concatenation of `parts` (the signing input without
+    /// copying it into one buffer).
+    pub(crate) fn sign_parts(&self, parts: &[&[u8]]) -> [u8; 64] {
+        crate::counters::count_signature();
+        self.signing.multipart_sign(parts).to_bytes()
+    }
+}
+
+/// The canonical encodings of the eight points of small order (the 8-torsion subgroup).
+static SMALL_ORDER_ENCODINGS: LazyLock<[[u8; 32]; 8]> =
+    LazyLock::new(|| EIGHT_TORSION.map(|point| point.compress().to_bytes()));
+
+/// Strict verification of `signature` by `key` over the concatenation of `parts`: exactly
+/// ed25519-dalek's `verify_strict` rule (SPEC.md §3), at the cost of a plain verification.
+///
+/// `verify_strict` decompresses `R` to refuse a small-order one, which costs about as much as
+/// a fifth of the verification. It is not needed: the plain check computes
+/// `R' = [s]B - [k]A` and accepts only if `R`'s bytes are `R'`'s canonical encoding, so `R`
+/// then decodes (to `R'`), and it is of small order exactly when its bytes are one of the
+/// eight canonical encodings of the small-order points. The other rules are the same in both:
+/// `S` must be canonical (`S < L`), and the key must not be of small order (checked here too,
+/// though [`PublicKey::verifying_key`] already refuses such keys). The test
+/// `strict_rule_matches_verify_strict` holds both functions to the same answers, on forged
+/// signatures with a small-order `R` included.
+pub(crate) fn verify_strict(key: &VerifyingKey, parts: &[&[u8]], signature: &[u8; 64]) -> bool {
+    let signature = Signature::from_bytes(signature);
+    !key.is_weak()
+        && !SMALL_ORDER_ENCODINGS.contains(signature.r_bytes())
+        && key.multipart_verify(parts, &signature).is_ok()
 }
 
 impl fmt::Debug for Keypair {
@@ -265,5 +297,114 @@ mod tests {
                 )
                 .is_ok()
         );
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use curve25519_dalek::constants::EIGHT_TORSION;
+    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+    use curve25519_dalek::scalar::Scalar;
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    use sha2::{Digest, Sha512};
+
+    use super::{Keypair, SMALL_ORDER_ENCODINGS, verify_strict};
+
+    /// What ed25519-dalek's own `verify_strict` says.
+    fn dalek_strict(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
+        key.verify_strict(message, &Signature::from_bytes(signature))
+            .is_ok()
+    }
+
+    fn plain(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
+        key.verify(message, &Signature::from_bytes(signature))
+            .is_ok()
+    }
+
+    /// A signature `(R, s)` made with secret scalar `a` for public point `a_point`, with `R`
+    /// chosen by the forger and `s = k·a` (so `[s]B - [k]A` is `-[k]` times A's torsion part).
+    fn forged(r: [u8; 32], a: &Scalar, a_point: &EdwardsPoint, message: &[u8]) -> [u8; 64] {
+        let mut h = Sha512::new();
+        h.update(r);
+        h.update(a_point.compress().as_bytes());
+        h.update(message);
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        let s = k * a;
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(&r);
+        signature[32..].copy_from_slice(s.as_bytes());
+        signature
+    }
+
+    #[test]
+    fn the_small_order_encodings_are_eight_distinct_small_order_points() {
+        let mut seen = std::collections::HashSet::new();
+        for bytes in SMALL_ORDER_ENCODINGS.iter() {
+            let point = CompressedEdwardsY(*bytes).decompress().unwrap();
+            assert!(point.is_small_order());
+            assert_eq!(point.compress().to_bytes(), *bytes, "canonical");
+            seen.insert(*bytes);
+        }
+        assert_eq!(seen.len(), 8);
+    }
+
+    #[test]
+    fn strict_rule_matches_verify_strict() {
+        let mut cases = 0;
+        // Honest signatures, and the same with the message, R or S changed.
+        for i in 0..32u8 {
+            let signer = Keypair::from_seed([i; 32]);
+            let key = signer.public().verifying_key().unwrap();
+            let message = [i; 40];
+            let good = signer.sign_raw(&message);
+            let mut bad_r = good;
+            bad_r[3] ^= 1;
+            let mut big_s = good;
+            big_s[63] |= 0xf0;
+            for (signature, message, expected) in [
+                (good, &message[..], true),
+                (good, &message[..39], false),
+                (bad_r, &message[..], false),
+                (big_s, &message[..], false),
+            ] {
+                assert_eq!(verify_strict(&key, &[message], &signature), expected);
+                assert_eq!(dalek_strict(&key, message, &signature), expected);
+                cases += 1;
+            }
+        }
+        // The key holder can make R the identity: a plain check accepts that, strict ones do not.
+        let a = Scalar::from_bytes_mod_order([7; 32]);
+        let a_point = EdwardsPoint::mul_base(&a);
+        let key = VerifyingKey::from_bytes(a_point.compress().as_bytes()).unwrap();
+        let identity = EdwardsPoint::default().compress().to_bytes();
+        let signature = forged(identity, &a, &a_point, b"identity R");
+        assert!(plain(&key, b"identity R", &signature));
+        assert!(!dalek_strict(&key, b"identity R", &signature));
+        assert!(!verify_strict(&key, &[b"identity R"], &signature));
+        // With a key that has a torsion part (not itself of small order), R can be any
+        // small-order point: find a message for each that a plain check accepts.
+        let mixed = a_point + EIGHT_TORSION[1];
+        let key = VerifyingKey::from_bytes(mixed.compress().as_bytes()).unwrap();
+        assert!(!key.is_weak());
+        let mut hit = std::collections::HashSet::new();
+        for n in 0..400u32 {
+            let message = n.to_be_bytes();
+            for r in SMALL_ORDER_ENCODINGS.iter() {
+                let signature = forged(*r, &a, &mixed, &message);
+                let plain_ok = plain(&key, &message, &signature);
+                assert!(!dalek_strict(&key, &message, &signature));
+                assert!(!verify_strict(&key, &[&message], &signature));
+                if plain_ok {
+                    hit.insert(*r);
+                }
+                cases += 1;
+            }
+        }
+        assert_eq!(
+            hit.len(),
+            8,
+            "every small-order R passed a plain check for some message"
+        );
+        assert!(cases > 3000);
     }
 }
