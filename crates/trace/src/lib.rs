@@ -44,11 +44,10 @@
 //! |---|---|---|
 //! | `v` `schema` | u32 | schema version ([`SCHEMA_VERSION`]); schema 1 is migrated at open, another refuses to open |
 //! | `v` `count` | u64 | number of distinct objects stored |
-//! | `v` `chunk` | u64 | next chunk number |
+//! | `v` `call` | first chunk(8) trace(32)… | the chunks of the last insert call that wrote any: numbers `first`, `first + 1`, … with their traces (the next call starts after them; a crash repair completes them) |
 //! | `v` `open` | empty | present while a process has the store open (see "Crash safety") |
 //! | `t` trace(32) chunk(8) | framed objects | the objects, clustered by trace: a trace is one prefix scan |
-//! | `o` id(32) | chunk(8) flags(1) | object id → its chunk (flag 1: countersigned receipt) |
-//! | `c` chunk(8) | trace(32) | chunk → its trace (so the per-object `o` value stays 9 bytes) |
+//! | `o` id(32) | trace(32) chunk(8) flags(1) | object id → its chunk's key (flag 1: countersigned receipt) |
 //! | `x` parent(32) child(32) | empty | children whose parent is not stored yet (orphans) |
 //! | `s` signer(32) min_ts(8) trace(32) chunk(8) | max_ts(8) | chunks holding objects by a signer |
 //! | `m` min_ts(8) trace(32) chunk(8) | max_ts(8) kinds(8) | chunks by time (recent traces walk this backwards); `kinds` has bit `code` set for each kind in the chunk, so a query by kind walks this index and reads only the chunks holding that kind |
@@ -56,7 +55,9 @@
 //! Schema 1 had a `k` kind(1) min_ts(8) trace(32) chunk(8) key per kind per chunk: up to a
 //! dozen sled writes for one contract-net round's chunk, a fifth of the keys a round wrote on
 //! 10 nodes. The only query by kind (receipts, for [`TraceStore::capability_stats`]) reads the
-//! whole range anyway.
+//! whole range anyway. Schema 2 had a `c` chunk(8) → trace(32) claim per chunk (the `o` value
+//! was then chunk and flags only) and a `v` `chunk` counter: a sled write per chunk more, and a
+//! read more per object read by id. Both older schemas are migrated when a store is opened.
 //!
 //! Parent → child edges are the parents lists of the stored objects, clustered by trace: the
 //! protocol requires parents to be in their child's trace, so reading a trace (one prefix
@@ -86,16 +87,16 @@
 //!
 //! ## Crash safety
 //!
-//! An insert call writes its keys one at a time, each after the keys it points to: chunk
-//! claims (`c`), chunks (`t`), index entries (`m`, `s`, `k`), new `x` entries, object entries
-//! (`o`, the point from which an object is found by id), `x` entries whose wait is over are
-//! removed, and last the counters (`v count`, `v chunk`). A reader between two writes finds
-//! nothing that points to a missing key. sled recovers a prefix of its log after a crash, so a
-//! crash can leave only the last insert call cut short, and only chunks at or past the stored
-//! next-chunk number belong to it. The `v open` key tells that the last process did not close
-//! the store: [`TraceStore::open`] then completes that call (a claim without its chunk is
-//! dropped; a chunk gets its index, `o` and `x` entries), removes stale `x` entries and counts
-//! the objects again (a scan of the `o` keys). [`TraceStore::check_integrity`] holds after
+//! An insert call writes its keys one at a time, each after the keys it points to: first the
+//! list of the chunks it is about to write (`v call`), then the chunks (`t`), index entries
+//! (`m`, `s`), new `x` entries, object entries (`o`, the point from which an object is found by
+//! id), `x` entries whose wait is over are removed, and last the object counter (`v count`). A
+//! reader between two writes finds nothing that points to a missing key. sled recovers a prefix
+//! of its log after a crash, so a crash can leave only the last insert call cut short, and its
+//! chunks are the ones `v call` names. The `v open` key tells that the last process did not
+//! close the store: [`TraceStore::open`] then completes that call (a chunk not written is
+//! skipped; a written one gets its index, `o` and `x` entries), removes stale `x` entries and
+//! counts the objects again (a scan of the `o` keys). [`TraceStore::check_integrity`] holds after
 //! every cut point (unit test `every_cut_of_an_insert_is_repaired_at_open`, and the SIGKILL
 //! test `tests/crash.rs`).
 //!
@@ -114,10 +115,10 @@
 //! So a crash loses at most the last flush interval. The sled page cache is bounded
 //! ([`StoreConfig::cache_capacity`], 32 MiB by default instead of sled's 1 GB).
 //!
-//! Each insert call writes one chunk per trace it touches, plus one index key per signer and
-//! kind in the chunk. A node that receives objects one at a time should collect them for a
+//! Each insert call writes one chunk per trace it touches, plus a time-index key and one
+//! index key per signer in the chunk. A node that receives objects one at a time should collect them for a
 //! short while (e.g. up to its flush interval or a few hundred objects) and insert them with
-//! one [`TraceStore::insert_batch`] call: single inserts work, but cost about five sled keys
+//! one [`TraceStore::insert_batch`] call: single inserts work, but cost about six sled keys
 //! each instead of about one.
 
 mod error;

@@ -45,12 +45,16 @@ impl StoreCounters {
 /// The schema version this code writes and reads; stored under the `v/schema` key.
 ///
 /// Version 2 carries the kinds of a chunk's objects in its time-index (`m/`) value instead of
-/// one `k/` key per kind; a version 1 store is migrated when it is opened (see
-/// [`TraceStore::migrate_v1`]).
-pub const SCHEMA_VERSION: u32 = 2;
+/// one `k/` key per kind. Version 3 puts an object's trace in its `o/` value and records each
+/// insert call's chunks in one `v/call` key, instead of one `c/` key per chunk and a `v/chunk`
+/// counter. Older stores are migrated when they are opened (see [`TraceStore::migrate_v1`] and
+/// [`TraceStore::migrate_v2`]).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The schema before kinds moved into the time index; opened and migrated.
 const SCHEMA_V1: u32 = 1;
+/// Schema 2: `c/` chunk claims, a `v/chunk` counter and 9-byte `o/` values.
+const SCHEMA_V2: u32 = 2;
 
 /// Name of the one sled tree all keys live in.
 const TREE: &str = "pvl-trace";
@@ -58,7 +62,8 @@ const TREE: &str = "pvl-trace";
 pub(crate) const P_OBJECT: u8 = b'o';
 pub(crate) const P_TRACE: u8 = b't';
 pub(crate) const P_MISSING: u8 = b'x';
-pub(crate) const P_CHUNK: u8 = b'c';
+/// Schema 2's chunk claims (`c/<chunk>` -> trace); removed by the migration to schema 3.
+const P_CHUNK_V2: u8 = b'c';
 pub(crate) const P_SIGNER: u8 = b's';
 /// Schema 1's index by kind; removed by the migration to schema 2.
 const P_KIND_V1: u8 = b'k';
@@ -66,7 +71,13 @@ pub(crate) const P_TIME: u8 = b'm';
 
 const META_SCHEMA: &[u8] = b"vschema";
 const META_COUNT: &[u8] = b"vcount";
-const META_CHUNK: &[u8] = b"vchunk";
+/// Schema 2's next chunk number; replaced by [`META_CALL`] in schema 3.
+const META_CHUNK_V2: &[u8] = b"vchunk";
+/// The chunks of the last insert call that wrote any: `first chunk(8) ‖ trace(32)` per chunk,
+/// chunk numbers `first`, `first + 1`, ... Written first by every such call: the next call's
+/// first chunk is `first` plus their number, and after a crash [`TraceStore::repair`] completes
+/// exactly these chunks.
+const META_CALL: &[u8] = b"vcall";
 /// Present while the store is open: found at open, it says the last process did not close the
 /// store (a crash), and [`TraceStore::open_with`] completes the insert it may have torn.
 const META_OPEN: &[u8] = b"vopen";
@@ -148,10 +159,22 @@ pub struct TraceStore {
     db: sled::Db,
     pub(crate) tree: sled::Tree,
     durability: Durability,
-    /// Serialises writers so that the read-check-write of an insert batch is not interleaved;
-    /// holds the number of `x/` (missing parent) entries, so that the common case (no orphan
-    /// waiting) skips looking for children of each new object.
-    write_lock: Mutex<u64>,
+    /// Serialises writers so that the read-check-write of an insert batch is not interleaved,
+    /// and holds what the writer needs from one call to the next.
+    write_lock: Mutex<WriterState>,
+}
+
+/// What the writer keeps between insert calls, under the write lock: loaded when the store
+/// opens, so that a call does not read its counters back from sled.
+#[derive(Debug, Default, Clone, Copy)]
+struct WriterState {
+    /// Number of `x/` (missing parent) entries, so that the common case (no orphan waiting)
+    /// skips looking for children of each new object.
+    missing: u64,
+    /// Number of distinct objects stored (what `v/count` holds).
+    count: u64,
+    /// The first chunk number the next call may use.
+    next_chunk: u64,
 }
 
 impl std::fmt::Debug for TraceStore {
@@ -184,7 +207,7 @@ fn key3(prefix: u8, a: &[u8], b: &[u8], c: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The chunk number in a claim key `c/<chunk u64 BE>`.
+/// The chunk number in a schema 2 claim key `c/<chunk u64 BE>`.
 fn claimed_chunk(key: &[u8]) -> Result<u64> {
     <[u8; 8]>::try_from(key.get(1..).unwrap_or(&[]))
         .map(u64::from_be_bytes)
@@ -192,6 +215,33 @@ fn claimed_chunk(key: &[u8]) -> Result<u64> {
             key: key_name(key),
             reason: "malformed chunk key".into(),
         })
+}
+
+/// The `v/call` value: the first chunk number, then the trace of each chunk in order.
+fn encode_call(first: u64, traces: &[TraceId]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + 32 * traces.len());
+    v.extend_from_slice(&first.to_be_bytes());
+    for trace in traces {
+        v.extend_from_slice(&trace.0);
+    }
+    v
+}
+
+/// Decodes a `v/call` value into its first chunk number and the traces of its chunks.
+fn decode_call(v: &[u8]) -> Result<(u64, Vec<TraceId>)> {
+    let corrupt = || TraceError::Corrupt {
+        key: key_name(META_CALL),
+        reason: format!("{} bytes, expected 8 plus 32 per chunk", v.len()),
+    };
+    let (first, traces) = v.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    if traces.len() % 32 != 0 {
+        return Err(corrupt());
+    }
+    let traces = traces
+        .chunks_exact(32)
+        .map(|t| id_from(t, META_CALL))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((u64::from_be_bytes(*first), traces))
 }
 
 /// The key of chunk `chunk` of trace `trace`: `t/<trace><chunk u64 BE>`.
@@ -206,26 +256,44 @@ pub(crate) struct Location {
     pub chunk: u64,
 }
 
-/// The `o/` value: chunk number (u64 BE) and flags (1 byte).
-fn encode_slot(chunk: u64, countersigned: bool) -> [u8; 9] {
-    let mut v = [0u8; 9];
-    v[..8].copy_from_slice(&chunk.to_be_bytes());
-    v[8] = if countersigned { FLAG_COUNTERSIGNED } else { 0 };
+/// Length of an `o/` value: trace (32), chunk number (u64 BE), flags (1 byte).
+const SLOT_LEN: usize = 41;
+
+/// The `o/` value: the trace and chunk number of the object's chunk, and flags.
+fn encode_slot(location: Location, countersigned: bool) -> [u8; SLOT_LEN] {
+    let mut v = [0u8; SLOT_LEN];
+    v[..32].copy_from_slice(&location.trace.0);
+    v[32..40].copy_from_slice(&location.chunk.to_be_bytes());
+    v[40] = if countersigned { FLAG_COUNTERSIGNED } else { 0 };
     v
 }
 
-/// Decodes an `o/` value into `(chunk, countersigned)`.
-fn decode_slot(key: &[u8], v: &[u8]) -> Result<(u64, bool)> {
-    let bytes: [u8; 9] = v.try_into().map_err(|_| TraceError::Corrupt {
+/// Decodes an `o/` value into the object's location and whether it is countersigned.
+fn decode_slot(key: &[u8], v: &[u8]) -> Result<(Location, bool)> {
+    let corrupt = || TraceError::Corrupt {
         key: key_name(key),
-        reason: format!("object location of {} bytes, expected 9", v.len()),
-    })?;
-    let mut chunk = [0u8; 8];
-    chunk.copy_from_slice(&bytes[..8]);
+        reason: format!("object location of {} bytes, expected {SLOT_LEN}", v.len()),
+    };
+    if v.len() != SLOT_LEN {
+        return Err(corrupt());
+    }
+    let (trace, rest) = v.split_first_chunk::<32>().ok_or_else(corrupt)?;
+    let (chunk, flags) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    let location = Location {
+        trace: ObjectId(*trace),
+        chunk: u64::from_be_bytes(*chunk),
+    };
     Ok((
-        u64::from_be_bytes(chunk),
-        bytes[8] & FLAG_COUNTERSIGNED != 0,
+        location,
+        flags.first().is_some_and(|f| f & FLAG_COUNTERSIGNED != 0),
     ))
+}
+
+/// A schema 2 `o/` value (chunk number and flags, 9 bytes), for the migration.
+fn decode_slot_v2(v: &[u8]) -> Option<(u64, u8)> {
+    let bytes: &[u8; 9] = v.try_into().ok()?;
+    let (chunk, flags) = bytes.split_first_chunk::<8>()?;
+    Some((u64::from_be_bytes(*chunk), flags[0]))
 }
 
 /// One stored object as read back from a chunk.
@@ -358,7 +426,7 @@ impl TraceStore {
                         key: key_name(META_SCHEMA),
                         reason: format!("{} bytes, expected 4", v.len()),
                     })?;
-                if found != SCHEMA_VERSION && found != SCHEMA_V1 {
+                if !(SCHEMA_V1..=SCHEMA_VERSION).contains(&found) {
                     return Err(TraceError::SchemaMismatch {
                         found,
                         expected: SCHEMA_VERSION,
@@ -384,8 +452,19 @@ impl TraceStore {
                 flush_on_drop: false,
                 ..config.durability
             },
-            write_lock: Mutex::new(0),
+            write_lock: Mutex::new(WriterState::default()),
         };
+        // The migrations first (each can be repeated, and neither needs a torn insert call
+        // completed: they read only what a call writes after the keys it points to), then the
+        // crash repair, which knows schema 3 only.
+        if store.meta_u32(META_SCHEMA)? == SCHEMA_V1 {
+            let chunks = store.migrate_v1()?;
+            info!(path = %path.as_ref().display(), chunks, "trace store migrated to schema 2");
+        }
+        if store.meta_u32(META_SCHEMA)? == SCHEMA_V2 {
+            let objects = store.migrate_v2()?;
+            info!(path = %path.as_ref().display(), objects, "trace store migrated to schema 3");
+        }
         if store.tree.contains_key(META_OPEN)? {
             let indexed = store.repair()?;
             warn!(
@@ -394,10 +473,6 @@ impl TraceStore {
                 "trace store was not closed (crash?): completed its last insert"
             );
         }
-        if store.meta_u32(META_SCHEMA)? == SCHEMA_V1 {
-            let chunks = store.migrate_v1()?;
-            info!(path = %path.as_ref().display(), chunks, "trace store migrated to schema 2");
-        }
         store.tree.insert(META_OPEN, &[][..])?;
         store.db.flush()?;
         let mut missing = 0u64;
@@ -405,7 +480,18 @@ impl TraceStore {
             entry?;
             missing += 1;
         }
-        *store.write_lock.lock().unwrap_or_else(|e| e.into_inner()) = missing;
+        let next_chunk = match store.tree.get(META_CALL)? {
+            Some(v) => {
+                let (first, traces) = decode_call(&v)?;
+                first.saturating_add(traces.len() as u64)
+            }
+            None => 0,
+        };
+        *store.write_lock.lock().unwrap_or_else(|e| e.into_inner()) = WriterState {
+            missing,
+            count: store.object_count()?,
+            next_chunk,
+        };
         store.durability = config.durability;
         info!(path = %path.as_ref().display(), orphans = missing, "trace store opened");
         Ok(store)
@@ -455,12 +541,19 @@ impl TraceStore {
     /// 70 µs for the same keys written singly, measured on this machine). Readers see a store
     /// that is consistent at every step, and a crash is repaired at the next open.
     pub fn insert_batch(&self, objects: &[SignedObject]) -> Result<Vec<InsertOutcome>> {
-        let mut missing_entries = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let planned = self.plan_insert(objects, *missing_entries)?;
+        let mut state = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let planned = self.plan_insert(objects, &state)?;
         STORE_KEYS.fetch_add(planned.ops.len() as u64, Ordering::Relaxed);
+        // Chunk numbers are never handed out twice, even if a write below fails.
+        state.next_chunk = planned.next_chunk;
         for op in planned.ops {
-            op.apply(&self.tree)?;
+            if let Err(e) = op.apply(&self.tree) {
+                // The counter may or may not have been written: take what is stored.
+                state.count = self.object_count()?;
+                return Err(e);
+            }
         }
+        state.count = planned.count;
         let written = planned
             .outcomes
             .iter()
@@ -469,16 +562,16 @@ impl TraceStore {
         STORE_WRITES.fetch_add(written, Ordering::Relaxed);
         STORE_BATCHES.fetch_add(1, Ordering::Relaxed);
         debug!(objects = objects.len(), written, "insert batch applied");
-        *missing_entries =
-            (*missing_entries + planned.waits_added).saturating_sub(planned.waits_removed);
+        state.missing = (state.missing + planned.waits_added).saturating_sub(planned.waits_removed);
         if self.durability.flush_each_batch {
             self.tree.flush()?;
         }
         Ok(planned.outcomes)
     }
 
-    /// What inserting `objects` writes, in order, given `missing_entries` `x/` entries now.
-    fn plan_insert(&self, objects: &[SignedObject], missing_entries: u64) -> Result<Planned> {
+    /// What inserting `objects` writes, in order, given the writer's `state` now.
+    fn plan_insert(&self, objects: &[SignedObject], state: &WriterState) -> Result<Planned> {
+        let missing_entries = state.missing;
         // With few orphans waiting, one scan of them per batch beats one lookup per object.
         let scan_all = missing_entries <= objects.len() as u64;
         let mut writes = Writes::default();
@@ -550,14 +643,14 @@ impl TraceStore {
                 }
             }
         }
-        let mut next_chunk = self.meta_u64(META_CHUNK)?;
+        let first_chunk = state.next_chunk;
+        let mut next_chunk = first_chunk;
+        let mut call_traces = Vec::new();
         for (trace, members) in &groups {
             for part in split_chunks(members) {
                 let chunk = next_chunk;
                 next_chunk += 1;
-                writes
-                    .claims
-                    .push((key2(P_CHUNK, &chunk.to_be_bytes(), &[]), trace.0.to_vec()));
+                call_traces.push(*trace);
                 writes
                     .chunks
                     .push((chunk_key(trace, chunk), encode_chunk(part)));
@@ -567,10 +660,14 @@ impl TraceStore {
                     part.iter()
                         .map(|o| (o.timestamp_ms(), o.signer(), o.kind().code())),
                 ));
+                let location = Location {
+                    trace: *trace,
+                    chunk,
+                };
                 for o in part {
                     writes.objects.push((
                         key2(P_OBJECT, &o.id().0, &[]),
-                        encode_slot(chunk, o.is_countersigned()),
+                        encode_slot(location, o.is_countersigned()),
                     ));
                 }
             }
@@ -584,17 +681,17 @@ impl TraceStore {
             }
         }
         let waits_removed = writes.waits_over.len() as u64;
-        let count = if new_count > 0 {
-            Some(self.object_count()? + new_count)
-        } else {
-            None
-        };
-        let chunk = (!groups.is_empty()).then_some(next_chunk);
+        if !call_traces.is_empty() {
+            writes.call = Some(encode_call(first_chunk, &call_traces));
+        }
+        let count = state.count + new_count;
         Ok(Planned {
             outcomes,
-            ops: writes.into_ops(count, chunk),
+            ops: writes.into_ops((new_count > 0).then_some(count)),
             waits_added: added,
             waits_removed,
+            count,
+            next_chunk,
         })
     }
 
@@ -602,7 +699,11 @@ impl TraceStore {
     /// open, as a crash at that point would: for tests of the repair at open.
     #[cfg(test)]
     fn insert_cut_short(&mut self, objects: &[SignedObject], n: usize) -> Result<usize> {
-        let planned = self.plan_insert(objects, 0)?;
+        let state = WriterState {
+            missing: 0,
+            ..*self.write_lock.lock().unwrap_or_else(|e| e.into_inner())
+        };
+        let planned = self.plan_insert(objects, &state)?;
         let total = planned.ops.len();
         for op in planned.ops.into_iter().take(n) {
             op.apply(&self.tree)?;
@@ -615,38 +716,25 @@ impl TraceStore {
     /// (see "Crash safety" in the crate docs). Called by [`TraceStore::open_with`] when the
     /// store was not closed, before anything else reads or writes it.
     ///
-    /// Every chunk whose claim is at or past the stored next-chunk counter belongs to that
-    /// call: a claim without its chunk is dropped; a chunk gets its index entries, its objects'
-    /// `o/` entries (unless a countersigned copy is already indexed) and the `x/` entries of
-    /// their missing parents. Then `x/` entries whose parent is stored or whose child is not
-    /// are removed, and both counters are set from what is stored (the object count by a scan
-    /// of the object index). Returns the number of objects it indexed.
+    /// The chunks that call wrote are the ones its `v/call` key names (it is written first):
+    /// each that was written gets its index entries, its objects' `o/` entries (unless a
+    /// countersigned copy is already indexed) and the `x/` entries of their missing parents; a
+    /// chunk not written is skipped, and its number is not used again. Then `x/` entries whose
+    /// parent is stored or whose child is not are removed, and the object count is set from
+    /// what is stored (a scan of the object index). Returns the number of objects it indexed.
     fn repair(&self) -> Result<u64> {
-        let next = self.meta_u64(META_CHUNK)?;
-        let mut next_free = next;
         let mut indexed = 0u64;
-        let tail = key2(P_CHUNK, &next.to_be_bytes(), &[]);
-        let claims: Vec<(IVec, IVec)> = self
-            .tree
-            .range(tail..[P_CHUNK + 1].to_vec())
-            .collect::<std::result::Result<_, _>>()?;
-        for (k, v) in claims {
-            // A malformed key or value is left as it is, like a chunk that does not read back
-            // (below): reads report it as corrupt, and the store must still open.
-            let Ok(chunk) = claimed_chunk(&k) else {
-                warn!(key = %key_name(&k), "crash repair: malformed chunk claim left as it is");
-                continue;
-            };
-            next_free = next_free.max(chunk.saturating_add(1));
-            let Ok(trace) = id_from(&v, &k) else {
-                warn!(key = %key_name(&k), "crash repair: malformed chunk claim left as it is");
-                continue;
-            };
+        let (first, traces) = match self.tree.get(META_CALL)? {
+            Some(v) => decode_call(&v)?,
+            None => (0, Vec::new()),
+        };
+        for (chunk, trace) in (first..).zip(traces) {
             let ckey = chunk_key(&trace, chunk);
             let Some(value) = self.tree.get(&ckey)? else {
-                self.tree.remove(&k)?;
                 continue;
             };
+            // A chunk that does not read back is left as it is: reads report it as corrupt,
+            // and the store must still open.
             let headers = parse_chunk(&ckey, &value).and_then(|list| {
                 list.into_iter()
                     .map(|(id, bytes)| check_light(&ckey, bytes, &id).map(|h| (id, h)))
@@ -659,6 +747,7 @@ impl TraceStore {
                     continue;
                 }
             };
+            let location = Location { trace, chunk };
             let mut members = Vec::new();
             for (id, header) in headers {
                 members.push((header.timestamp_ms, header.signer, header.kind.code()));
@@ -679,7 +768,7 @@ impl TraceStore {
                 };
                 if indexed_cs.is_none() || (indexed_cs == Some(false) && header.countersigned) {
                     self.tree
-                        .insert(okey, &encode_slot(chunk, header.countersigned)[..])?;
+                        .insert(okey, &encode_slot(location, header.countersigned)[..])?;
                     indexed += 1;
                 }
             }
@@ -703,7 +792,6 @@ impl TraceStore {
             count += 1;
         }
         self.tree.insert(META_COUNT, &count.to_be_bytes())?;
-        self.tree.insert(META_CHUNK, &next_free.to_be_bytes())?;
         Ok(indexed)
     }
 
@@ -752,6 +840,68 @@ impl TraceStore {
         for key in self.tree.scan_prefix([P_KIND_V1]).keys() {
             self.tree.remove(key?)?;
         }
+        self.tree.insert(META_SCHEMA, &SCHEMA_V2.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(rewritten)
+    }
+
+    /// Migrates a schema 2 store to schema 3, in steps that can each be repeated (a migration
+    /// cut short by a crash completes at the next open):
+    ///
+    /// 1. `v/call` is written from the `v/chunk` counter and the chunk claims at or past it
+    ///    (the insert call a crash may have torn: [`TraceStore::repair`] then completes it);
+    /// 2. every 9-byte `o/` value gets its chunk's trace, read from the chunk's claim;
+    /// 3. `v/chunk` and then the `c/` claims are removed, and the schema version is written.
+    ///
+    /// Returns the number of `o/` values rewritten.
+    fn migrate_v2(&self) -> Result<u64> {
+        if let Some(v) = self.tree.get(META_CHUNK_V2)? {
+            let next = <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| TraceError::Corrupt {
+                    key: key_name(META_CHUNK_V2),
+                    reason: format!("{} bytes, expected 8", v.len()),
+                })?;
+            let mut torn = Vec::new();
+            for entry in self
+                .tree
+                .range(key2(P_CHUNK_V2, &next.to_be_bytes(), &[])..[P_CHUNK_V2 + 1].to_vec())
+            {
+                let (k, v) = entry?;
+                let (Ok(chunk), Ok(trace)) = (claimed_chunk(&k), id_from(&v, &k)) else {
+                    break;
+                };
+                if chunk != next + torn.len() as u64 {
+                    break;
+                }
+                torn.push(trace);
+            }
+            self.tree.insert(META_CALL, encode_call(next, &torn))?;
+        }
+        let mut rewritten = 0u64;
+        for entry in self.tree.scan_prefix([P_OBJECT]) {
+            let (k, v) = entry?;
+            // A value of another length is left for reads to report.
+            let Some((chunk, flags)) = decode_slot_v2(&v) else {
+                continue;
+            };
+            let claim = key2(P_CHUNK_V2, &chunk.to_be_bytes(), &[]);
+            let Some(trace) = self.tree.get(&claim)? else {
+                continue;
+            };
+            let Ok(trace) = id_from(&trace, &claim) else {
+                continue;
+            };
+            let location = Location { trace, chunk };
+            let value = encode_slot(location, flags & FLAG_COUNTERSIGNED != 0);
+            self.tree.insert(k, &value[..])?;
+            rewritten += 1;
+        }
+        // The counter first: once it is gone, a repeated migration keeps the `v/call` above.
+        self.tree.remove(META_CHUNK_V2)?;
+        for key in self.tree.scan_prefix([P_CHUNK_V2]).keys() {
+            self.tree.remove(key?)?;
+        }
         self.tree
             .insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
         self.db.flush()?;
@@ -797,18 +947,7 @@ impl TraceStore {
         let Some(v) = self.tree.get(&key)? else {
             return Ok(None);
         };
-        let (chunk, _) = decode_slot(&key, &v)?;
-        let ckey = key2(P_CHUNK, &chunk.to_be_bytes(), &[]);
-        match self.tree.get(&ckey)? {
-            Some(t) => Ok(Some(Location {
-                trace: id_from(&t, &ckey)?,
-                chunk,
-            })),
-            None => Err(TraceError::Corrupt {
-                key: key_name(&key),
-                reason: format!("object is in chunk {chunk}, which has no trace entry"),
-            }),
-        }
+        Ok(Some(decode_slot(&key, &v)?.0))
     }
 
     /// The trace object `id` belongs to, if stored.
@@ -962,10 +1101,10 @@ impl TraceStore {
         for entry in self.tree.scan_prefix([P_OBJECT]) {
             let (k, v) = entry?;
             // A broken location is reported when that object is read; skip it here.
-            let Ok((chunk, _)) = decode_slot(&k, &v) else {
+            let Ok((location, _)) = decode_slot(&k, &v) else {
                 continue;
             };
-            if key.get(33..) == Some(&chunk.to_be_bytes()[..]) {
+            if chunk_key(&location.trace, location.chunk) == key {
                 out.push(suffix_id(&k)?);
             }
         }
@@ -1159,28 +1298,19 @@ impl TraceStore {
             }
             chunks.insert(k.to_vec());
         }
-        let mut chunk_trace: HashMap<u64, TraceId> = HashMap::new();
-        for entry in self.tree.scan_prefix([P_CHUNK]) {
-            let (k, v) = entry?;
-            let chunk = claimed_chunk(&k)?;
-            let trace = id_from(&v, &k)?;
-            if !chunks.contains(&chunk_key(&trace, chunk)) {
-                return Err(corrupt(&k, "chunk entry without its chunk".into()));
-            }
-            chunk_trace.insert(chunk, trace);
+        if let Some(entry) = self.tree.scan_prefix([P_CHUNK_V2]).next() {
+            let (k, _) = entry?;
+            return Err(corrupt(
+                &k,
+                "schema 2 chunk claim in a schema 3 store".into(),
+            ));
         }
         let mut objects: HashSet<ObjectId> = HashSet::new();
         for entry in self.tree.scan_prefix([P_OBJECT]) {
             let (k, v) = entry?;
             let id = suffix_id(&k)?;
-            let (chunk, _) = decode_slot(&k, &v)?;
-            let Some(trace) = chunk_trace.get(&chunk) else {
-                return Err(corrupt(
-                    &k,
-                    format!("object in chunk {chunk}, which has no trace"),
-                ));
-            };
-            if !held.contains(&(id, chunk_key(trace, chunk))) {
+            let (location, _) = decode_slot(&k, &v)?;
+            if !held.contains(&(id, chunk_key(&location.trace, location.chunk))) {
                 return Err(corrupt(
                     &k,
                     "object index points to a chunk without it".into(),
@@ -1224,6 +1354,9 @@ impl TraceStore {
                 return Err(corrupt(&k, "stale missing-parent entry".into()));
             }
         }
+        if let Some(v) = self.tree.get(META_CALL)? {
+            decode_call(&v)?;
+        }
         let count = self.object_count()?;
         let stored = objects.len() as u64;
         if count != stored {
@@ -1264,9 +1397,9 @@ impl TraceStore {
 /// `o/` entry is written, and that comes after its chunk).
 #[derive(Default)]
 struct Writes {
-    /// `c/<chunk>` -> trace: claims the chunk numbers first, so that after a crash the next
-    /// free number is known (see [`TraceStore::repair`]).
-    claims: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `v/call` -> the call's chunks: written first, so that after a crash the chunks of the
+    /// torn call and the next free chunk number are known (see [`TraceStore::repair`]).
+    call: Option<Vec<u8>>,
     /// `t/<trace><chunk>` -> the objects.
     chunks: Vec<(Vec<u8>, Vec<u8>)>,
     /// `m/` and `s/` entries naming those chunks.
@@ -1274,21 +1407,23 @@ struct Writes {
     /// `x/<parent><child>` for parents not stored yet (before the child's `o/` entry, so that
     /// a stored object's missing parents are always recorded).
     waits: Vec<Vec<u8>>,
-    /// `o/<id>` -> chunk and flags: the objects become visible by id.
-    objects: Vec<(Vec<u8>, [u8; 9])>,
+    /// `o/<id>` -> trace, chunk and flags: the objects become visible by id.
+    objects: Vec<(Vec<u8>, [u8; SLOT_LEN])>,
     /// `x/` entries whose parent is now stored.
     waits_over: Vec<IVec>,
 }
 
 impl Writes {
-    /// Everything in order, then the object count and the next chunk number (the last keys:
-    /// a store whose counters were written holds the whole call).
-    fn into_ops(self, count: Option<u64>, next_chunk: Option<u64>) -> Vec<Op> {
+    /// Everything in order, then the object count (the last key: a store whose counter was
+    /// written holds the whole call).
+    fn into_ops(self, count: Option<u64>) -> Vec<Op> {
         let mut ops: Vec<Op> = Vec::new();
+        if let Some(call) = self.call {
+            ops.push(Op::Insert(META_CALL.into(), call.into()));
+        }
         ops.extend(
-            self.claims
+            self.chunks
                 .into_iter()
-                .chain(self.chunks)
                 .chain(self.indexes)
                 .map(|(k, v)| Op::Insert(k.into(), v.into())),
         );
@@ -1307,12 +1442,6 @@ impl Writes {
             ops.push(Op::Insert(
                 META_COUNT.into(),
                 IVec::from(&count.to_be_bytes()[..]),
-            ));
-        }
-        if let Some(chunk) = next_chunk {
-            ops.push(Op::Insert(
-                META_CHUNK.into(),
-                IVec::from(&chunk.to_be_bytes()[..]),
             ));
         }
         ops
@@ -1335,13 +1464,17 @@ impl Op {
     }
 }
 
-/// An insert call planned: its outcomes, its writes in order, and how it changes the number
-/// of `x/` entries.
+/// An insert call planned: its outcomes, its writes in order, and how it changes the writer's
+/// state.
 struct Planned {
     outcomes: Vec<InsertOutcome>,
     ops: Vec<Op>,
     waits_added: u64,
     waits_removed: u64,
+    /// The object count once the call is written.
+    count: u64,
+    /// The first chunk number free after the call.
+    next_chunk: u64,
 }
 
 /// The time, signer and kind index entries of chunk `chunk` of `trace`, from its objects'
@@ -1545,7 +1678,8 @@ mod tests {
                 .iter()
                 .filter(|o| store.contains(&o.id()).unwrap())
                 .count();
-            // The chunk is written right after the claim: from then on the repair indexes it.
+            // The chunk is written right after the call's `v/call` entry: from then on the
+            // repair indexes it.
             let chunk_written = n >= 2;
             assert_eq!(held == cut.len(), chunk_written, "cut {n}: {held} held");
             assert_eq!(count, (before.len() + held) as u64);
@@ -1566,7 +1700,7 @@ mod tests {
         let objects = testkit::contract_net().unwrap();
         let chunk = {
             let mut store = TraceStore::open(dir.path()).unwrap();
-            // Claim and chunk written, nothing else.
+            // The call's `v/call` entry and its chunk written, nothing else.
             store.insert_cut_short(&objects, 2).unwrap();
             let trace = objects[0].trace_id();
             let key = chunk_key(&trace, 0);

@@ -551,6 +551,7 @@ fn a_schema_1_store_is_migrated_at_open() {
     {
         let db = testkit::open_sled(&path).unwrap();
         let tree = db.open_tree("pvl-trace").unwrap();
+        rewrite_as_schema_2(&tree);
         let entries: Vec<_> = tree.scan_prefix(b"m").map(|e| e.unwrap()).collect();
         assert!(!entries.is_empty());
         for (k, v) in entries {
@@ -584,10 +585,105 @@ fn a_schema_1_store_is_migrated_at_open() {
     let tree = db.open_tree("pvl-trace").unwrap();
     assert_eq!(tree.scan_prefix(b"k").count(), 0);
     assert!(tree.scan_prefix(b"m").all(|e| e.unwrap().1.len() == 16));
+    assert_schema_3(&tree);
+}
+
+/// Rewrites a closed schema 3 store the way schema 2 wrote it: 9-byte `o/` values (chunk and
+/// flags), a `c/` claim naming the trace of every chunk, and a `v/chunk` counter instead of
+/// `v/call`. Returns the next chunk number.
+fn rewrite_as_schema_2(tree: &sled::Tree) -> u64 {
+    for entry in tree.scan_prefix(b"o") {
+        let (k, v) = entry.unwrap();
+        assert_eq!(v.len(), 41, "schema 3 object locations carry the trace");
+        tree.insert(&k, &v[32..]).unwrap();
+    }
+    for entry in tree.scan_prefix(b"t") {
+        let (k, _) = entry.unwrap();
+        let mut claim = vec![b'c'];
+        claim.extend_from_slice(&k[33..41]);
+        tree.insert(claim, &k[1..33]).unwrap();
+    }
+    let call = tree.remove("vcall").unwrap().unwrap();
+    let next = u64::from_be_bytes(call[..8].try_into().unwrap()) + (call.len() as u64 - 8) / 32;
+    tree.insert("vchunk", &next.to_be_bytes()).unwrap();
+    tree.insert("vschema", &2u32.to_be_bytes()).unwrap();
+    next
+}
+
+/// What a store looks like after the migration to schema 3: no claims, no chunk counter,
+/// 41-byte object locations, the current schema.
+fn assert_schema_3(tree: &sled::Tree) {
+    assert_eq!(tree.scan_prefix(b"c").count(), 0);
+    assert!(tree.get("vchunk").unwrap().is_none());
+    assert!(tree.scan_prefix(b"o").all(|e| e.unwrap().1.len() == 41));
     assert_eq!(
         tree.get("vschema").unwrap().unwrap().as_ref(),
         SCHEMA_VERSION.to_be_bytes()
     );
+}
+
+/// A schema 2 store (a `c/` claim per chunk, a `v/chunk` counter, objects located by chunk
+/// number only) is migrated at open: reads answer as before, and later inserts take new chunk
+/// numbers. One that crashed in the middle of an insert call (its chunks written, their
+/// objects not yet indexed) has that call completed as well.
+#[test]
+fn a_schema_2_store_is_migrated_at_open_even_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    for torn in [false, true] {
+        let path = dir.path().join(format!("db-{torn}"));
+        let mut first = testkit::consensus().unwrap();
+        let mut second = testkit::contract_net().unwrap();
+        // The last object of each comes later, into a new chunk of the same trace.
+        let later = [first.pop().unwrap(), second.pop().unwrap()];
+        {
+            let store = TraceStore::open(&path).unwrap();
+            store.insert_batch(&first).unwrap();
+            store.insert_batch(&second).unwrap();
+        }
+        {
+            let db = testkit::open_sled(&path).unwrap();
+            let tree = db.open_tree("pvl-trace").unwrap();
+            let next = rewrite_as_schema_2(&tree);
+            if torn {
+                // The second call's chunk was written, the crash came before its objects were
+                // indexed and before the counters: its claim is at or past `v/chunk`.
+                let chunk = next - 1;
+                for o in &second {
+                    let mut okey = vec![b'o'];
+                    okey.extend_from_slice(&o.id().0);
+                    tree.remove(okey).unwrap();
+                }
+                tree.insert("vchunk", &chunk.to_be_bytes()).unwrap();
+                let count = first.len() as u64;
+                tree.insert("vcount", &count.to_be_bytes()).unwrap();
+                tree.insert("vopen", &[][..]).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let all = first.len() + second.len();
+        {
+            let store = TraceStore::open(&path).unwrap();
+            assert_eq!(store.check_integrity().unwrap(), all as u64, "torn: {torn}");
+            for o in first.iter().chain(&second) {
+                assert_eq!(store.get(&o.id()).unwrap().unwrap().id(), o.id());
+                assert_eq!(store.trace_of(&o.id()).unwrap(), Some(o.trace_id()));
+            }
+            assert_eq!(
+                store.trace(&second[0].trace_id()).unwrap().len(),
+                second.len()
+            );
+            // A later call takes chunk numbers of its own: a chunk number used again for
+            // the same trace would overwrite a chunk and lose its objects.
+            store.insert_batch(&later).unwrap();
+            assert_eq!(store.check_integrity().unwrap(), all as u64 + 2);
+            for (objects, last) in [(&first, &later[0]), (&second, &later[1])] {
+                let held = store.trace(&last.trace_id()).unwrap().len();
+                assert_eq!(held, objects.len() + 1);
+            }
+        }
+        let db = testkit::open_sled(&path).unwrap();
+        assert_schema_3(&db.open_tree("pvl-trace").unwrap());
+    }
 }
 
 #[test]
