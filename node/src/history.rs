@@ -108,7 +108,8 @@ impl StoreHistory {
     /// Adds one stored trace (nothing if it cannot be read or does not ask for the
     /// capability).
     fn add_stored(&mut self, store: &TraceStore, trace: &TraceId) {
-        if let Ok(objects) = store.trace(trace).and_then(|dag| dag.objects()) {
+        // The objects only: the analysis builds its own view of the graph.
+        if let Ok(objects) = store.trace_objects(trace) {
             self.add(&objects);
         }
     }
