@@ -568,7 +568,12 @@ async fn publish(state: &NodeState, request: PublishIntent) -> ApiResult<Respons
         }
         state
             .history
-            .get(&state.store, &options.capability, finished)
+            .get(
+                &state.store,
+                state.recorder.recent(),
+                &options.capability,
+                finished,
+            )
             .await
     };
     // Planned (and the intent signed) after the history was read: the intent's timestamp is

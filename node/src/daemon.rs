@@ -163,8 +163,13 @@ pub async fn run(dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()>
 
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let recorder = Arc::new(
-        Recorder::start(store.clone(), events.clone(), metrics.clone())
-            .context("cannot start the trace-store writer")?,
+        Recorder::start(crate::recorder::Sinks {
+            store: store.clone(),
+            events: events.clone(),
+            metrics: metrics.clone(),
+            recent: Arc::default(),
+        })
+        .context("cannot start the trace-store writer")?,
     );
     let history = crate::history::HistoryCache::default();
     let mut engine = engine(&key, &config)?;

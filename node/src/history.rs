@@ -20,6 +20,8 @@ use pvl_protocol::{Body, PatternHint, PublicKey, SignedObject, TraceId};
 use pvl_trace::{Pattern, TraceStatus, TraceStore};
 use tracing::debug;
 
+use crate::recorder::RecentRuns;
+
 /// How many recent traces are read when a capability's history is first needed.
 pub const RECENT_TRACES: usize = 200;
 
@@ -31,10 +33,12 @@ pub struct HistoryCache {
 
 impl HistoryCache {
     /// The history of `capability`, with the runs in `finished` (traces this node ended
-    /// since the last call for it) added. The caller makes sure they are in the store.
+    /// since the last call for it) added: from `recent` when it holds them, else from the
+    /// store. The caller makes sure they are written.
     pub async fn get(
         &self,
         store: &Arc<TraceStore>,
+        recent: &Arc<RecentRuns>,
         capability: &str,
         finished: Vec<TraceId>,
     ) -> Arc<StoreHistory> {
@@ -45,12 +49,15 @@ impl HistoryCache {
         {
             return history.clone();
         }
-        let (store, cap) = (store.clone(), capability.to_owned());
+        let (store, recent, cap) = (store.clone(), recent.clone(), capability.to_owned());
         let updated = tokio::task::spawn_blocking(move || match current {
             Some(history) => {
                 let mut history = (*history).clone();
                 for trace in finished {
-                    history.add_stored(&store, &trace);
+                    match recent.take(&trace) {
+                        Some(objects) => history.add(&objects),
+                        None => history.add_stored(&store, &trace),
+                    }
                 }
                 history
             }
