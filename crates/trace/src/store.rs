@@ -291,9 +291,9 @@ fn decode_slot(key: &[u8], v: &[u8]) -> Result<(Location, bool)> {
 
 /// A schema 2 `o/` value (chunk number and flags, 9 bytes), for the migration.
 fn decode_slot_v2(v: &[u8]) -> Option<(u64, u8)> {
-    let bytes: &[u8; 9] = v.try_into().ok()?;
-    let (chunk, flags) = bytes.split_first_chunk::<8>()?;
-    Some((u64::from_be_bytes(*chunk), flags[0]))
+    let (flags, chunk) = v.split_last()?;
+    let chunk: [u8; 8] = chunk.try_into().ok()?;
+    Some((u64::from_be_bytes(chunk), *flags))
 }
 
 /// One stored object as read back from a chunk.
@@ -480,13 +480,7 @@ impl TraceStore {
             entry?;
             missing += 1;
         }
-        let next_chunk = match store.tree.get(META_CALL)? {
-            Some(v) => {
-                let (first, traces) = decode_call(&v)?;
-                first.saturating_add(traces.len() as u64)
-            }
-            None => 0,
-        };
+        let next_chunk = store.first_free_chunk()?;
         *store.write_lock.lock().unwrap_or_else(|e| e.into_inner()) = WriterState {
             missing,
             count: store.object_count()?,
@@ -724,8 +718,14 @@ impl TraceStore {
     /// what is stored (a scan of the object index). Returns the number of objects it indexed.
     fn repair(&self) -> Result<u64> {
         let mut indexed = 0u64;
-        let (first, traces) = match self.tree.get(META_CALL)? {
-            Some(v) => decode_call(&v)?,
+        let (first, traces) = match self.tree.get(META_CALL)?.map(|v| decode_call(&v)) {
+            Some(Ok(call)) => call,
+            // Like a chunk that does not read back (below): left for reads to report, and
+            // the store must still open.
+            Some(Err(e)) => {
+                warn!(error = %e, "crash repair: the last insert call is not readable");
+                (0, Vec::new())
+            }
             None => (0, Vec::new()),
         };
         for (chunk, trace) in (first..).zip(traces) {
@@ -793,6 +793,26 @@ impl TraceStore {
         }
         self.tree.insert(META_COUNT, &count.to_be_bytes())?;
         Ok(indexed)
+    }
+
+    /// The first chunk number no chunk has: after the last insert call's chunks (`v/call`),
+    /// or, when that key is missing from a store with chunks or does not read (a damaged
+    /// store), after the highest chunk number stored (a scan of the chunk keys), so that no
+    /// chunk is ever overwritten.
+    fn first_free_chunk(&self) -> Result<u64> {
+        match self.tree.get(META_CALL)?.map(|v| decode_call(&v)) {
+            Some(Ok((first, traces))) => return Ok(first.saturating_add(traces.len() as u64)),
+            Some(Err(e)) => warn!(error = %e, "next chunk number found by a scan instead"),
+            None => {}
+        }
+        let mut next = 0u64;
+        for key in self.tree.scan_prefix([P_TRACE]).keys() {
+            let key = key?;
+            if let Some(chunk) = key.get(33..41).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+                next = next.max(u64::from_be_bytes(chunk).saturating_add(1));
+            }
+        }
+        Ok(next)
     }
 
     /// Makes everything inserted so far durable; returns the number of bytes flushed.

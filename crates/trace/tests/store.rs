@@ -783,3 +783,39 @@ fn traces_are_found_by_a_prefix_of_their_id() {
             .is_empty()
     );
 }
+
+/// A damaged or missing `v/call` (the list of the last insert call's chunks) does not keep
+/// the store from opening, even after a crash, and later inserts still take chunk numbers no
+/// chunk has (found by a scan): nothing stored is overwritten.
+#[test]
+fn a_damaged_call_record_does_not_lose_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    for damage in [Some(&b"\x01\x02"[..]), None] {
+        let path = dir.path().join(format!("db-{}", damage.is_some()));
+        let mut objects = testkit::consensus().unwrap();
+        let last = objects.pop().unwrap();
+        {
+            let store = TraceStore::open(&path).unwrap();
+            for o in &objects {
+                store.insert(o).unwrap();
+            }
+        }
+        {
+            let db = testkit::open_sled(&path).unwrap();
+            let tree = db.open_tree("pvl-trace").unwrap();
+            match damage {
+                Some(garbage) => tree.insert("vcall", garbage).unwrap(),
+                None => tree.remove("vcall").unwrap(),
+            };
+            tree.insert("vopen", &[][..]).unwrap();
+            db.flush().unwrap();
+        }
+        let store = TraceStore::open(&path).unwrap();
+        store.insert(&last).unwrap();
+        let trace = last.trace_id();
+        assert_eq!(store.trace(&trace).unwrap().len(), objects.len() + 1);
+        for o in objects.iter().chain([&last]) {
+            assert!(store.get(&o.id()).unwrap().is_some());
+        }
+    }
+}
