@@ -875,13 +875,8 @@ impl TraceStore {
     ///
     /// Returns the number of `o/` values rewritten.
     fn migrate_v2(&self) -> Result<u64> {
-        if let Some(v) = self.tree.get(META_CHUNK_V2)? {
-            let next = <[u8; 8]>::try_from(v.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| TraceError::Corrupt {
-                    key: key_name(META_CHUNK_V2),
-                    reason: format!("{} bytes, expected 8", v.len()),
-                })?;
+        if self.tree.contains_key(META_CHUNK_V2)? {
+            let next = self.meta_u64(META_CHUNK_V2)?;
             let mut torn = Vec::new();
             for entry in self
                 .tree
