@@ -224,12 +224,18 @@ pub fn write_and_announce(sinks: &Sinks, entries: Vec<Entry>) {
 /// history takes the run ([`RecentRuns::take`]). A run is kept from its root intent (signed
 /// here, so written before anything else of the run: the queue keeps the order) on, so what
 /// is kept is what the store holds for it: every object written, a countersigned receipt in
-/// place of the bare one. Bounded: at most [`RecentRuns::RUNS`] runs (a new one pushes out
-/// the oldest) of at most [`RecentRuns::OBJECTS`] objects (a run that grows past it is
-/// dropped). A run not held is read from the store, as before.
-#[derive(Default)]
+/// place of the bare one. Bounded: at most [`RecentRuns::RUNS`] runs of at most
+/// [`RecentRuns::OBJECTS`] objects, and [`RecentRuns::BYTES`] wire bytes in all; the oldest
+/// runs go first, and a run that grows past its bound is dropped. A run not held is read from
+/// the store, as before.
 pub struct RecentRuns {
     inner: Mutex<RecentInner>,
+}
+
+impl Default for RecentRuns {
+    fn default() -> Self {
+        RecentRuns::with_byte_limit(RecentRuns::BYTES)
+    }
 }
 
 #[derive(Default)]
@@ -237,6 +243,30 @@ struct RecentInner {
     runs: HashMap<TraceId, Vec<SignedObject>>,
     /// The runs held, oldest first.
     order: VecDeque<TraceId>,
+    /// Wire bytes of every object held.
+    bytes: usize,
+    /// Most wire bytes held ([`RecentRuns::BYTES`] but in tests).
+    byte_limit: usize,
+}
+
+impl RecentInner {
+    /// Stops holding run `trace`; returns its objects.
+    fn forget(&mut self, trace: &TraceId) -> Option<Vec<SignedObject>> {
+        let objects = self.runs.remove(trace)?;
+        self.order.retain(|t| t != trace);
+        self.bytes -= objects.iter().map(|o| o.bytes().len()).sum::<usize>();
+        Some(objects)
+    }
+
+    /// Drops the oldest runs while more than `runs` runs or `byte_limit` bytes are held.
+    fn trim(&mut self, runs: usize) {
+        while self.runs.len() > runs || self.bytes > self.byte_limit {
+            let Some(oldest) = self.order.front().copied() else {
+                break;
+            };
+            self.forget(&oldest);
+        }
+    }
 }
 
 impl RecentRuns {
@@ -244,49 +274,63 @@ impl RecentRuns {
     pub const RUNS: usize = 64;
     /// Most objects held for one run.
     pub const OBJECTS: usize = 64;
+    /// Most wire bytes held in all.
+    pub const BYTES: usize = 2 * 1024 * 1024;
+
+    /// Holds at most `byte_limit` wire bytes.
+    fn with_byte_limit(byte_limit: usize) -> Self {
+        RecentRuns {
+            inner: Mutex::new(RecentInner {
+                byte_limit,
+                ..RecentInner::default()
+            }),
+        }
+    }
 
     /// Takes note of an object the store just wrote (`outcome`), which came from `origin`.
     fn add(&self, object: SignedObject, origin: &str, outcome: InsertOutcome) {
         let trace = object.trace_id();
+        let size = object.bytes().len();
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let RecentInner { runs, order } = &mut *inner;
         if object.id() == trace {
             if origin == "local" && outcome == InsertOutcome::Inserted {
-                while runs.len() >= Self::RUNS {
-                    let Some(oldest) = order.pop_front() else {
-                        break;
-                    };
-                    runs.remove(&oldest);
-                }
-                order.push_back(trace);
-                runs.insert(trace, vec![object]);
+                inner.trim(Self::RUNS - 1);
+                inner.order.push_back(trace);
+                inner.runs.insert(trace, vec![object]);
+                inner.bytes += size;
+                inner.trim(Self::RUNS);
             }
             return;
         }
-        let Some(objects) = runs.get_mut(&trace) else {
+        let inner = &mut *inner;
+        let Some(objects) = inner.runs.get_mut(&trace) else {
             return;
         };
         match outcome {
             InsertOutcome::Upgraded => {
                 if let Some(bare) = objects.iter_mut().find(|o| o.id() == object.id()) {
+                    inner.bytes = inner.bytes - bare.bytes().len() + size;
                     *bare = object;
                 }
             }
-            InsertOutcome::Inserted if objects.len() < Self::OBJECTS => objects.push(object),
+            InsertOutcome::Inserted if objects.len() < Self::OBJECTS => {
+                objects.push(object);
+                inner.bytes += size;
+            }
             InsertOutcome::Inserted => {
-                runs.remove(&trace);
-                order.retain(|t| *t != trace);
+                inner.forget(&trace);
             }
             InsertOutcome::Duplicate => {}
         }
+        inner.trim(Self::RUNS);
     }
 
     /// The objects of run `trace`, if held: it is then no longer held.
     pub fn take(&self, trace: &TraceId) -> Option<Vec<SignedObject>> {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let objects = inner.runs.remove(trace)?;
-        inner.order.retain(|t| t != trace);
-        Some(objects)
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forget(trace)
     }
 }
 
@@ -419,6 +463,47 @@ mod tests {
             sinks.recent.take(&big[0].trace_id()).is_none(),
             "too big to hold"
         );
-        assert!(sinks.recent.inner.lock().unwrap().order.is_empty());
+        let inner = sinks.recent.inner.lock().unwrap();
+        assert!(inner.order.is_empty() && inner.runs.is_empty());
+        assert_eq!(inner.bytes, 0);
+    }
+
+    /// The bytes held stay under the byte limit: the oldest runs go first.
+    #[test]
+    fn the_bytes_held_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 100_000;
+        let sinks = Sinks {
+            recent: Arc::new(RecentRuns::with_byte_limit(limit)),
+            ..sinks(dir.path())
+        };
+        let runs: Vec<Vec<SignedObject>> = (0..RecentRuns::RUNS as u64)
+            .map(|n| testkit::synthetic(n, RecentRuns::OBJECTS - 1).unwrap())
+            .collect();
+        let run_bytes: usize = runs[0].iter().map(|o| o.bytes().len()).sum();
+        let fit = limit / run_bytes;
+        assert!(
+            fit + 2 < runs.len(),
+            "{run_bytes} bytes a run: the byte bound must bite"
+        );
+        for run in &runs {
+            write_and_announce(&sinks, entries(run));
+            assert!(sinks.recent.inner.lock().unwrap().bytes <= limit);
+        }
+        let newest = runs.last().unwrap()[0].trace_id();
+        assert!(
+            sinks.recent.take(&runs[0][0].trace_id()).is_none(),
+            "oldest gone"
+        );
+        assert!(sinks.recent.take(&newest).is_some(), "newest held");
+        let held = 1 + runs
+            .iter()
+            .filter(|run| sinks.recent.take(&run[0].trace_id()).is_some())
+            .count();
+        assert!(
+            held + 1 >= fit && held <= fit,
+            "{held} runs held, {fit} fit"
+        );
+        assert_eq!(sinks.recent.inner.lock().unwrap().bytes, 0);
     }
 }
