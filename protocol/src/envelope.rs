@@ -37,17 +37,14 @@ pub fn countersigning_input(kind: Kind, content: &[u8]) -> Vec<u8> {
 }
 
 fn domain_input(domain: &[u8], kind: Kind, content: &[u8]) -> Vec<u8> {
-    let mut input = Vec::with_capacity(domain.len() + 3 + content.len());
-    input.extend_from_slice(domain);
-    input.extend_from_slice(&input_header(kind));
-    input.extend_from_slice(content);
-    input
+    with_input(domain, kind, content, |parts| parts.concat())
 }
 
-/// The three bytes between the domain tag and the content of a (counter)signing input:
-/// `0x00 version kind`.
-fn input_header(kind: Kind) -> [u8; 3] {
-    [0, PROTOCOL_VERSION, kind.code()]
+/// Calls `f` with the parts of a (counter)signing input, `domain 0x00 version kind content`:
+/// signing and verifying take the parts as they are, without copying them into one buffer.
+fn with_input<T>(domain: &[u8], kind: Kind, content: &[u8], f: impl FnOnce(&[&[u8]]) -> T) -> T {
+    let header = [0, PROTOCOL_VERSION, kind.code()];
+    f(&[domain, &header, content])
 }
 
 /// The unsigned part of an object: who says what, when, and in which trace.
@@ -231,8 +228,9 @@ impl SignedObject {
                 limit: MAX_OBJECT_SIZE,
             });
         }
-        let signature =
-            key.sign_parts(&[SIGNATURE_DOMAIN, &input_header(envelope.kind()), &content]);
+        let signature = with_input(SIGNATURE_DOMAIN, envelope.kind(), &content, |input| {
+            key.sign_parts(input)
+        });
         Self::assemble(content, envelope, signature, None)
     }
 
@@ -371,11 +369,12 @@ impl SignedObject {
                 actual: key.public(),
             });
         }
-        let cosig = key.sign_parts(&[
+        let cosig = with_input(
             COUNTERSIGNATURE_DOMAIN,
-            &input_header(self.kind()),
+            self.kind(),
             self.content(),
-        ]);
+            |input| key.sign_parts(input),
+        );
         Self::assemble(
             self.content().to_vec(),
             self.envelope.clone(),
@@ -391,12 +390,13 @@ impl SignedObject {
         };
         let key = receipt.requester.verifying_key()?;
         crate::counters::count_verifications(1);
-        let parts = [
+        let valid = with_input(
             COUNTERSIGNATURE_DOMAIN,
-            &input_header(self.kind()),
+            self.kind(),
             self.content(),
-        ];
-        if verify_strict(&key, &parts, cosig) {
+            |input| verify_strict(&key, input, cosig),
+        );
+        if valid {
             Ok(())
         } else {
             Err(ProtocolError::BadSignature {
@@ -485,12 +485,13 @@ impl SignedObject {
 impl Parsed {
     fn verify_signature(&self) -> Result<()> {
         crate::counters::count_verifications(1);
-        let parts = [
+        let valid = with_input(
             SIGNATURE_DOMAIN,
-            &input_header(self.object.kind()),
+            self.object.kind(),
             self.object.content(),
-        ];
-        if verify_strict(&self.key, &parts, &self.object.signature) {
+            |input| verify_strict(&self.key, input, &self.object.signature),
+        );
+        if valid {
             Ok(())
         } else {
             Err(ProtocolError::BadSignature {
