@@ -781,7 +781,7 @@ impl Actor {
                     }
                     let entry = match origins.get(&object.id()) {
                         Some((origin, peer)) => (object, *origin, Some(*peer)),
-                        None => (object, "local", None),
+                        None => (object, crate::recorder::LOCAL, None),
                     };
                     records.push(entry);
                 }

@@ -43,7 +43,10 @@ const QUEUE: usize = 4096;
 /// Most objects written in one store batch.
 const MAX_BATCH: usize = 512;
 
-/// One object to record: the object, where it came from (`local`, `gossip`, `direct`) and
+/// The origin of an object this node made (not received from a peer).
+pub const LOCAL: &str = "local";
+
+/// One object to record: the object, where it came from ([`LOCAL`], `gossip`, `direct`) and
 /// the peer that sent it.
 pub type Entry = (SignedObject, &'static str, Option<PeerId>);
 
@@ -192,8 +195,7 @@ pub fn write_and_announce(sinks: &Sinks, entries: Vec<Entry>) {
             vec![None; plain.len()]
         }
     };
-    for ((object, (origin, peer)), outcome) in plain.iter().zip(&sources).zip(&outcomes) {
-        let (origin, peer, outcome) = (*origin, *peer, *outcome);
+    for ((object, (origin, peer)), outcome) in plain.into_iter().zip(sources).zip(outcomes) {
         // An object the store already held was announced when it first arrived.
         if outcome == Some(InsertOutcome::Duplicate) {
             continue;
@@ -208,12 +210,9 @@ pub fn write_and_announce(sinks: &Sinks, entries: Vec<Entry>) {
         }
         let _span = debug_span!("trace", trace = %object.trace_id().short()).entered();
         debug!(id = %object.id().short(), kind = %object.kind(), origin, ?outcome, "recorded");
-        if events.receiver_count() == 0 {
-            continue;
+        if events.receiver_count() > 0 {
+            let _ = events.send(object_event(&object, origin, peer, outcome.is_some()));
         }
-        let _ = events.send(object_event(object, origin, peer, outcome.is_some()));
-    }
-    for ((object, (origin, _)), outcome) in plain.into_iter().zip(sources).zip(outcomes) {
         if let Some(outcome) = outcome {
             recent.add(object, origin, outcome);
         }
@@ -293,8 +292,7 @@ impl RecentRuns {
         let size = object.bytes().len();
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if object.id() == trace {
-            if origin == "local" && outcome == InsertOutcome::Inserted {
-                inner.trim(Self::RUNS - 1);
+            if origin == LOCAL && outcome == InsertOutcome::Inserted {
                 inner.order.push_back(trace);
                 inner.runs.insert(trace, vec![object]);
                 inner.bytes += size;
@@ -384,7 +382,7 @@ mod tests {
             .iter()
             .map(|o| {
                 let origin = if o.id() == o.trace_id() {
-                    "local"
+                    LOCAL
                 } else {
                     "direct"
                 };
