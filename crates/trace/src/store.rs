@@ -171,7 +171,9 @@ struct WriterState {
     /// Number of `x/` (missing parent) entries, so that the common case (no orphan waiting)
     /// skips looking for children of each new object.
     missing: u64,
-    /// Number of distinct objects stored (what `v/count` holds).
+    /// Number of distinct objects stored. Kept here, not written by every insert call: it is
+    /// written to `v/count` when the store is closed, and a store that was not closed counts
+    /// its objects again at open.
     count: u64,
     /// The first chunk number the next call may use.
     next_chunk: u64,
@@ -483,7 +485,7 @@ impl TraceStore {
         let next_chunk = store.first_free_chunk()?;
         *store.write_lock.lock().unwrap_or_else(|e| e.into_inner()) = WriterState {
             missing,
-            count: store.object_count()?,
+            count: store.meta_u64(META_COUNT)?,
             next_chunk,
         };
         store.durability = config.durability;
@@ -542,8 +544,8 @@ impl TraceStore {
         state.next_chunk = planned.next_chunk;
         for op in planned.ops {
             if let Err(e) = op.apply(&self.tree) {
-                // The counter may or may not have been written: take what is stored.
-                state.count = self.object_count()?;
+                // Some of the call's objects may be indexed: count what is stored.
+                state.count = self.count_objects()?;
                 return Err(e);
             }
         }
@@ -681,7 +683,7 @@ impl TraceStore {
         let count = state.count + new_count;
         Ok(Planned {
             outcomes,
-            ops: writes.into_ops((new_count > 0).then_some(count)),
+            ops: writes.into_ops(),
             waits_added: added,
             waits_removed,
             count,
@@ -786,13 +788,19 @@ impl TraceStore {
                 self.tree.remove(&k)?;
             }
         }
+        let count = self.count_objects()?;
+        self.tree.insert(META_COUNT, &count.to_be_bytes())?;
+        Ok(indexed)
+    }
+
+    /// The number of objects stored, counted: a scan of the object index.
+    fn count_objects(&self) -> Result<u64> {
         let mut count = 0u64;
         for key in self.tree.scan_prefix([P_OBJECT]).keys() {
             key?;
             count += 1;
         }
-        self.tree.insert(META_COUNT, &count.to_be_bytes())?;
-        Ok(indexed)
+        Ok(count)
     }
 
     /// The first chunk number no chunk has: after the last insert call's chunks (`v/call`),
@@ -944,7 +952,7 @@ impl TraceStore {
 
     /// Number of distinct objects stored.
     pub fn object_count(&self) -> Result<u64> {
-        self.meta_u64(META_COUNT)
+        Ok(self.write_lock.lock().unwrap_or_else(|e| e.into_inner()).count)
     }
 
     /// Bytes the database occupies on disk (as reported by sled).
@@ -1429,9 +1437,8 @@ struct Writes {
 }
 
 impl Writes {
-    /// Everything in order, then the object count (the last key: a store whose counter was
-    /// written holds the whole call).
-    fn into_ops(self, count: Option<u64>) -> Vec<Op> {
+    /// Everything in order.
+    fn into_ops(self) -> Vec<Op> {
         let mut ops: Vec<Op> = Vec::new();
         if let Some(call) = self.call {
             ops.push(Op::Insert(META_CALL.into(), call.into()));
@@ -1453,12 +1460,6 @@ impl Writes {
                 .map(|(k, v)| Op::Insert(k.into(), IVec::from(&v[..]))),
         );
         ops.extend(self.waits_over.into_iter().map(Op::Remove));
-        if let Some(count) = count {
-            ops.push(Op::Insert(
-                META_COUNT.into(),
-                IVec::from(&count.to_be_bytes()[..]),
-            ));
-        }
         ops
     }
 }
@@ -1587,15 +1588,18 @@ fn split_chunks<'a, 'b>(members: &'b [&'a SignedObject]) -> Vec<&'b [&'a SignedO
 }
 
 impl Drop for TraceStore {
-    /// With `flush_on_drop`: flushes, then marks the store closed (so the next open skips the
-    /// crash repair) and flushes that. Without it the mark stays, and the next open repairs.
+    /// With `flush_on_drop`: writes the object count, flushes, then marks the store closed (so
+    /// the next open skips the crash repair and takes the count as written) and flushes that.
+    /// Without it the mark stays, and the next open repairs and counts again.
     fn drop(&mut self) {
         if !self.durability.flush_on_drop {
             return;
         }
+        let count = self.write_lock.lock().unwrap_or_else(|e| e.into_inner()).count;
         let closed = self
             .tree
-            .flush()
+            .insert(META_COUNT, &count.to_be_bytes())
+            .and_then(|_| self.tree.flush())
             .and_then(|_| self.tree.remove(META_OPEN))
             .and_then(|_| self.tree.flush());
         if let Err(e) = closed {
@@ -1755,5 +1759,34 @@ mod tests {
             !tree.contains_key(META_OPEN).unwrap(),
             "closed store still marked open"
         );
+    }
+
+    /// Insert calls do not write the object count: a clean close writes it, and a store that
+    /// was not closed counts its objects at open, so the count is right either way.
+    #[test]
+    fn the_object_count_is_written_at_close_and_counted_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = testkit::contract_net().unwrap();
+        let (first, later) = objects.split_at(objects.len() / 2);
+        let stored_count = |store: &TraceStore| store.meta_u64(META_COUNT).unwrap();
+        {
+            let store = TraceStore::open(dir.path()).unwrap();
+            store.insert_batch(first).unwrap();
+            assert_eq!(store.object_count().unwrap(), first.len() as u64);
+            assert_eq!(stored_count(&store), 0, "an insert call wrote the count");
+            store.close().unwrap();
+        }
+        {
+            let mut store = TraceStore::open(dir.path()).unwrap();
+            assert_eq!(stored_count(&store), first.len() as u64);
+            assert_eq!(store.object_count().unwrap(), first.len() as u64);
+            store.insert_batch(later).unwrap();
+            // A crash: the count on disk is the one of the last close.
+            store.durability.flush_on_drop = false;
+            store.flush().unwrap();
+        }
+        let store = TraceStore::open(dir.path()).unwrap();
+        assert_eq!(store.object_count().unwrap(), objects.len() as u64);
+        assert_eq!(store.check_integrity().unwrap(), objects.len() as u64);
     }
 }
