@@ -11,7 +11,7 @@
 //!   ed25519 batch verification); idempotent; out-of-order delivery supported.
 //! * **Queries**: [`TraceStore::trace`] (a [`TraceDag`]), [`TraceStore::recent_traces`] with
 //!   [`TraceStatus`], [`TraceStore::provider_history`], [`TraceStore::capability_stats`],
-//!   and index scans ([`TraceStore::by_signer`], [`TraceStore::by_kind`],
+//!   and index scans ([`TraceStore::receipts_by_signer`], [`TraceStore::by_kind`],
 //!   [`TraceStore::by_time`], [`TraceStore::children`], [`TraceStore::orphans`]).
 //! * **Verify**: [`TraceStore::verify_trace`] re-checks every signature and link and names the
 //!   object at fault ([`VerifyReport`]).
@@ -49,7 +49,7 @@
 //! | `t` trace(32) chunk(8) | framed objects | the objects, clustered by trace: a trace is one prefix scan |
 //! | `o` id(32) | trace(32) chunk(8) flags(1) | object id → its chunk's key (flag 1: countersigned receipt) |
 //! | `x` parent(32) child(32) | empty | children whose parent is not stored yet (orphans) |
-//! | `s` signer(32) min_ts(8) trace(32) chunk(8) | max_ts(8) | chunks holding objects by a signer |
+//! | `s` signer(32) min_ts(8) trace(32) chunk(8) | max_ts(8) | chunks holding receipts by a signer (a provider's history) |
 //! | `m` min_ts(8) trace(32) chunk(8) | max_ts(8) kinds(8) | chunks by time (recent traces walk this backwards); `kinds` has bit `code` set for each kind in the chunk, so a query by kind walks this index and reads only the chunks holding that kind |
 //!
 //! Schema 1 had a `k` kind(1) min_ts(8) trace(32) chunk(8) key per kind per chunk: up to a
@@ -57,7 +57,10 @@
 //! 10 nodes. The only query by kind (receipts, for [`TraceStore::capability_stats`]) reads the
 //! whole range anyway. Schema 2 had a `c` chunk(8) → trace(32) claim per chunk (the `o` value
 //! was then chunk and flags only) and a `v` `chunk` counter: a sled write per chunk more, and a
-//! read more per object read by id. Both older schemas are migrated when a store is opened.
+//! read more per object read by id. Schema 3 had an `s` entry for every signer of every chunk:
+//! 8.4 of the 33 keys a requester wrote per contract-net round (9 offers), for a query by
+//! signer that only ever asked for receipts. All older schemas are migrated when a store is
+//! opened.
 //!
 //! Parent → child edges are the parents lists of the stored objects, clustered by trace: the
 //! protocol requires parents to be in their child's trace, so reading a trace (one prefix

@@ -319,13 +319,7 @@ impl TraceStore {
     pub fn provider_history(&self, provider: &PublicKey) -> Result<ProviderHistory> {
         let mut tasks = Vec::new();
         let mut intents: HashMap<ObjectId, Option<String>> = HashMap::new();
-        for id in self.by_signer(provider, usize::MAX)? {
-            let Some(bytes) = self.get_bytes(&id)? else {
-                continue;
-            };
-            if pvl_protocol::read_header(&bytes).map(|l| l.kind).ok() != Some(Kind::Receipt) {
-                continue;
-            }
+        for id in self.receipts_by_signer(provider, usize::MAX)? {
             let Some(receipt) = self.get(&id)? else {
                 continue;
             };

@@ -47,14 +47,18 @@ impl StoreCounters {
 /// Version 2 carries the kinds of a chunk's objects in its time-index (`m/`) value instead of
 /// one `k/` key per kind. Version 3 puts an object's trace in its `o/` value and records each
 /// insert call's chunks in one `v/call` key, instead of one `c/` key per chunk and a `v/chunk`
-/// counter. Older stores are migrated when they are opened (see [`TraceStore::migrate_v1`] and
-/// [`TraceStore::migrate_v2`]).
-pub const SCHEMA_VERSION: u32 = 3;
+/// counter. Version 4 keeps signer index (`s/`) entries for receipts only, the one kind a
+/// query by signer asks for ([`TraceStore::receipts_by_signer`]). Older stores are migrated
+/// when they are opened (see [`TraceStore::migrate_v1`], [`TraceStore::migrate_v2`] and
+/// [`TraceStore::migrate_v3`]).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The schema before kinds moved into the time index; opened and migrated.
 const SCHEMA_V1: u32 = 1;
 /// Schema 2: `c/` chunk claims, a `v/chunk` counter and 9-byte `o/` values.
 const SCHEMA_V2: u32 = 2;
+/// Schema 3: a signer index (`s/`) entry for every signer of every chunk.
+const SCHEMA_V3: u32 = 3;
 
 /// Name of the one sled tree all keys live in.
 const TREE: &str = "pvl-trace";
@@ -458,7 +462,7 @@ impl TraceStore {
         };
         // The migrations first (each can be repeated, and neither needs a torn insert call
         // completed: they read only what a call writes after the keys it points to), then the
-        // crash repair, which knows schema 3 only.
+        // crash repair, which knows the current schema only.
         if store.meta_u32(META_SCHEMA)? == SCHEMA_V1 {
             let chunks = store.migrate_v1()?;
             info!(path = %path.as_ref().display(), chunks, "trace store migrated to schema 2");
@@ -466,6 +470,10 @@ impl TraceStore {
         if store.meta_u32(META_SCHEMA)? == SCHEMA_V2 {
             let objects = store.migrate_v2()?;
             info!(path = %path.as_ref().display(), objects, "trace store migrated to schema 3");
+        }
+        if store.meta_u32(META_SCHEMA)? == SCHEMA_V3 {
+            let removed = store.migrate_v3()?;
+            info!(path = %path.as_ref().display(), removed, "trace store migrated to schema 4");
         }
         if store.tree.contains_key(META_OPEN)? {
             let indexed = store.repair()?;
@@ -695,10 +703,7 @@ impl TraceStore {
     /// open, as a crash at that point would: for tests of the repair at open.
     #[cfg(test)]
     fn insert_cut_short(&mut self, objects: &[SignedObject], n: usize) -> Result<usize> {
-        let state = WriterState {
-            missing: 0,
-            ..*self.write_lock.lock().unwrap_or_else(|e| e.into_inner())
-        };
+        let state = *self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let planned = self.plan_insert(objects, &state)?;
         let total = planned.ops.len();
         for op in planned.ops.into_iter().take(n) {
@@ -925,10 +930,62 @@ impl TraceStore {
         for key in self.tree.scan_prefix([P_CHUNK_V2]).keys() {
             self.tree.remove(key?)?;
         }
+        self.tree.insert(META_SCHEMA, &SCHEMA_V3.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(rewritten)
+    }
+
+    /// Migrates a schema 3 store to schema 4: every signer index (`s/`) entry is replaced by
+    /// the entry the receipts of its chunk by its signer give (their time span), or removed
+    /// when the chunk holds none. Each entry's step can be repeated, so a migration cut short
+    /// by a crash completes at the next open. An entry that does not parse, or names a chunk
+    /// that is gone or does not read, is left for reads and integrity checks to report.
+    /// Returns the number of entries removed.
+    fn migrate_v3(&self) -> Result<u64> {
+        let receipt = Kind::Receipt.code();
+        let mut removed = 0u64;
+        for entry in self.tree.scan_prefix([P_SIGNER]) {
+            let (k, v) = entry?;
+            // s signer(32) min_ts(8) trace(32) chunk(8)
+            if k.len() != 81 {
+                continue;
+            }
+            let ckey = [&[P_TRACE][..], &k[41..]].concat();
+            let Some(value) = self.tree.get(&ckey)? else {
+                continue;
+            };
+            let Ok(list) = parse_chunk(&ckey, &value) else {
+                continue;
+            };
+            let mut span: Option<(u64, u64)> = None;
+            for (id, bytes) in list {
+                if let Ok(h) = check_light(&ckey, bytes, &id)
+                    && h.kind.code() == receipt
+                    && h.signer.0[..] == k[1..33]
+                {
+                    widen(&mut span, h.timestamp_ms);
+                }
+            }
+            let wanted = span.map(|(lo, hi)| {
+                let key = [&k[..33], &lo.to_be_bytes()[..], &k[41..]].concat();
+                (key, hi.to_be_bytes())
+            });
+            match wanted {
+                Some((key, hi)) if key[..] == k[..] && hi[..] == v[..] => {}
+                Some((key, hi)) => {
+                    self.tree.insert(key, &hi[..])?;
+                    self.tree.remove(&k)?;
+                }
+                None => {
+                    self.tree.remove(&k)?;
+                    removed += 1;
+                }
+            }
+        }
         self.tree
             .insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
         self.db.flush()?;
-        Ok(rewritten)
+        Ok(removed)
     }
 
     /// A stored counter of `N` bytes (big-endian), all zeros when absent.
@@ -952,7 +1009,11 @@ impl TraceStore {
 
     /// Number of distinct objects stored.
     pub fn object_count(&self) -> Result<u64> {
-        Ok(self.write_lock.lock().unwrap_or_else(|e| e.into_inner()).count)
+        Ok(self
+            .write_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .count)
     }
 
     /// Bytes the database occupies on disk (as reported by sled).
@@ -1243,12 +1304,16 @@ impl TraceStore {
         Ok(found.into_iter().map(|(_, id)| id).collect())
     }
 
-    /// Ids of objects signed by `signer`, oldest first, at most `limit`.
-    pub fn by_signer(&self, signer: &PublicKey, limit: usize) -> Result<Vec<ObjectId>> {
+    /// Ids of the receipts signed by `signer` (a provider), oldest first, at most `limit`.
+    ///
+    /// Walks the signer index, which has entries for receipts only (schema 4): one for every
+    /// signer of every chunk cost a sled write per signer per chunk, about a fifth of the keys
+    /// a contract-net round wrote, for a query nothing asked for.
+    pub fn receipts_by_signer(&self, signer: &PublicKey, limit: usize) -> Result<Vec<ObjectId>> {
         let mut ids = self.collect_from_chunks(
             self.tree.scan_prefix(key2(P_SIGNER, &signer.0, &[])),
             0,
-            |l| l.signer == *signer,
+            |l| l.signer == *signer && l.kind == Kind::Receipt,
         )?;
         ids.truncate(limit);
         Ok(ids)
@@ -1493,9 +1558,9 @@ struct Planned {
     next_chunk: u64,
 }
 
-/// The time, signer and kind index entries of chunk `chunk` of `trace`, from its objects'
-/// `(timestamp, signer, kind code)`: one entry per index value, spanning the timestamps of
-/// the chunk's objects that have it.
+/// The time (with kinds) and signer index entries of chunk `chunk` of `trace`, from its
+/// objects' `(timestamp, signer, kind code)`: one time entry spanning all their timestamps,
+/// and one signer entry per signer of a receipt, spanning that signer's receipts.
 fn index_entries(
     trace: &TraceId,
     chunk: u64,
@@ -1506,9 +1571,12 @@ fn index_entries(
     let mut span: Option<(u64, u64)> = None;
     let mut by_signer: HashMap<PublicKey, (u64, u64)> = HashMap::new();
     let mut kinds = 0u64;
+    let receipt = Kind::Receipt.code();
     for (ts, signer, kind) in members {
         widen(&mut span, ts);
-        widen_map(&mut by_signer, signer, ts);
+        if kind == receipt {
+            widen_map(&mut by_signer, signer, ts);
+        }
         kinds |= kind_bit(kind);
     }
     let mut out = Vec::new();
@@ -1595,7 +1663,11 @@ impl Drop for TraceStore {
         if !self.durability.flush_on_drop {
             return;
         }
-        let count = self.write_lock.lock().unwrap_or_else(|e| e.into_inner()).count;
+        let count = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .count;
         let closed = self
             .tree
             .insert(META_COUNT, &count.to_be_bytes())
@@ -1677,7 +1749,9 @@ mod tests {
             store.insert_batch(&before).unwrap();
             store.insert_cut_short(&cut, 0).unwrap()
         };
-        assert!(total > cut.len() + 4, "{total} writes");
+        // `v/call`, the chunk, its time index entry, an `o/` entry per object and the `x/`
+        // entries whose wait is over.
+        assert!(total > cut.len() + 3, "{total} writes");
         for n in 0..=total {
             let path = dir.path().join(format!("cut-{n}"));
             {

@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Store behaviour: inserts, idempotence, orphans, indexes, queries, verify, corruption.
 
+use std::collections::HashMap;
+
 use pvl_protocol::fixtures::requester;
 use pvl_protocol::{Kind, SignedObject};
 use pvl_trace::{
@@ -151,15 +153,35 @@ fn orphan_and_parent_in_the_same_batch() {
 #[test]
 fn indexes_by_signer_kind_and_time() {
     let (_d, store) = open();
-    let objects = testkit::consensus().unwrap();
+    let mut objects = testkit::consensus().unwrap();
+    objects.extend(testkit::auction().unwrap());
     store.insert_batch(&objects).unwrap();
-    let by_req = store.by_signer(&requester().public(), usize::MAX).unwrap();
-    let expected: Vec<_> = objects
+    let receipts: Vec<_> = objects
         .iter()
-        .filter(|o| o.signer() == requester().public())
+        .filter(|o| o.kind() == Kind::Receipt)
         .collect();
-    assert_eq!(by_req.len(), expected.len());
-    assert_eq!(store.by_signer(&requester().public(), 2).unwrap().len(), 2);
+    assert!(!receipts.is_empty());
+    for receipt in &receipts {
+        let signer = receipt.signer();
+        let expected: Vec<_> = receipts
+            .iter()
+            .filter(|r| r.signer() == signer)
+            .map(|r| r.id())
+            .collect();
+        assert_eq!(
+            store.receipts_by_signer(&signer, usize::MAX).unwrap(),
+            expected
+        );
+        assert_eq!(store.receipts_by_signer(&signer, 0).unwrap(), vec![]);
+    }
+    // The requester signed much, but no receipt.
+    assert!(objects.iter().any(|o| o.signer() == requester().public()));
+    assert!(
+        store
+            .receipts_by_signer(&requester().public(), usize::MAX)
+            .unwrap()
+            .is_empty()
+    );
     let votes = store.by_kind(Kind::Vote, 0, u64::MAX).unwrap();
     assert_eq!(votes.len(), 2);
     let t0 = pvl_protocol::fixtures::T0;
@@ -585,7 +607,7 @@ fn a_schema_1_store_is_migrated_at_open() {
     let tree = db.open_tree("pvl-trace").unwrap();
     assert_eq!(tree.scan_prefix(b"k").count(), 0);
     assert!(tree.scan_prefix(b"m").all(|e| e.unwrap().1.len() == 16));
-    assert_schema_3(&tree);
+    assert_current_schema(&tree);
 }
 
 /// Rewrites a closed schema 3 store the way schema 2 wrote it: 9-byte `o/` values (chunk and
@@ -610,12 +632,19 @@ fn rewrite_as_schema_2(tree: &sled::Tree) -> u64 {
     next
 }
 
-/// What a store looks like after the migration to schema 3: no claims, no chunk counter,
-/// 41-byte object locations, the current schema.
-fn assert_schema_3(tree: &sled::Tree) {
+/// What a store looks like after the migrations: no claims, no chunk counter, 41-byte object
+/// locations, signer index entries for receipts only, the current schema.
+fn assert_current_schema(tree: &sled::Tree) {
     assert_eq!(tree.scan_prefix(b"c").count(), 0);
     assert!(tree.get("vchunk").unwrap().is_none());
     assert!(tree.scan_prefix(b"o").all(|e| e.unwrap().1.len() == 41));
+    // The requester signs much in every trace, but no receipt.
+    let requester = requester().public();
+    assert!(
+        signer_index(tree)
+            .iter()
+            .all(|(k, _)| k[1..33] != requester.0)
+    );
     assert_eq!(
         tree.get("vschema").unwrap().unwrap().as_ref(),
         SCHEMA_VERSION.to_be_bytes()
@@ -682,7 +711,124 @@ fn a_schema_2_store_is_migrated_at_open_even_after_a_crash() {
             }
         }
         let db = testkit::open_sled(&path).unwrap();
-        assert_schema_3(&db.open_tree("pvl-trace").unwrap());
+        assert_current_schema(&db.open_tree("pvl-trace").unwrap());
+    }
+}
+
+/// The signer index (`s/` keys and values) as stored.
+fn signer_index(tree: &sled::Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+    tree.scan_prefix(b"s")
+        .map(|e| {
+            let (k, v) = e.unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+/// Rewrites a closed store's signer index the way schema 3 wrote it: an entry for every
+/// signer of every chunk, spanning that signer's objects in the chunk.
+fn rewrite_as_schema_3(tree: &sled::Tree, objects: &[SignedObject]) {
+    let mut spans: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
+    for o in objects {
+        let mut okey = vec![b'o'];
+        okey.extend_from_slice(&o.id().0);
+        let location = tree.get(okey).unwrap().unwrap();
+        // (signer, trace ‖ chunk) -> timestamps
+        let key = [&o.signer().0[..], &location[..40]].concat();
+        let ts = o.timestamp_ms();
+        let span = spans.entry(key).or_insert((ts, ts));
+        *span = (span.0.min(ts), span.1.max(ts));
+    }
+    for key in tree.scan_prefix(b"s").keys() {
+        tree.remove(key.unwrap()).unwrap();
+    }
+    for (key, (lo, hi)) in spans {
+        let skey = [&b"s"[..], &key[..32], &lo.to_be_bytes()[..], &key[32..]].concat();
+        tree.insert(skey, &hi.to_be_bytes()[..]).unwrap();
+    }
+    tree.insert("vschema", &3u32.to_be_bytes()).unwrap();
+}
+
+/// A schema 3 store (a signer index entry for every signer of every chunk) is migrated at
+/// open to the signer index schema 4 writes (receipts only), before and after a crash in the
+/// middle of the migration; queries answer as before.
+#[test]
+fn a_schema_3_store_is_migrated_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut objects = testkit::contract_net().unwrap();
+    // A later chunk holding the countersigned receipt, and another trace.
+    let receipt = objects
+        .iter()
+        .position(|o| o.kind() == Kind::Receipt)
+        .unwrap();
+    let receipt = objects.remove(receipt);
+    let provider = receipt.signer();
+    objects.push(bare(&receipt));
+    let later = [receipt];
+    let others = testkit::auction().unwrap();
+    let (schema_4, history) = {
+        let store = TraceStore::open(&path).unwrap();
+        store.insert_batch(&objects).unwrap();
+        store.insert_batch(&later).unwrap();
+        store.insert_batch(&others).unwrap();
+        let history = store.provider_history(&provider).unwrap();
+        assert!(!history.tasks.is_empty());
+        store.close().unwrap();
+        let db = testkit::open_sled(&path).unwrap();
+        (signer_index(&db.open_tree("pvl-trace").unwrap()), history)
+    };
+    assert!(!schema_4.is_empty());
+    let all: Vec<SignedObject> = objects
+        .iter()
+        .chain(&later)
+        .chain(&others)
+        .cloned()
+        .collect();
+    for cut_short in [true, false] {
+        {
+            let db = testkit::open_sled(&path).unwrap();
+            let tree = db.open_tree("pvl-trace").unwrap();
+            rewrite_as_schema_3(&tree, &all);
+            let schema_3 = signer_index(&tree);
+            assert!(schema_3.len() > 2 * schema_4.len(), "{}", schema_3.len());
+            if cut_short {
+                // The migration done for the first half of the entries (in key order), then
+                // a crash: each of those replaced by its schema 4 entry, if it has one.
+                for (k, _) in &schema_3[..schema_3.len() / 2] {
+                    tree.remove(k).unwrap();
+                    let same_chunk = |(k4, _): &&(Vec<u8>, Vec<u8>)| {
+                        k4[1..33] == k[1..33] && k4[41..] == k[41..]
+                    };
+                    if let Some((k4, v4)) = schema_4.iter().find(same_chunk) {
+                        tree.insert(k4, &v4[..]).unwrap();
+                    }
+                }
+            }
+            db.flush().unwrap();
+        }
+        {
+            let store = TraceStore::open(&path).unwrap();
+            assert_eq!(store.check_integrity().unwrap(), all.len() as u64 - 1);
+            assert_eq!(store.provider_history(&provider).unwrap(), history);
+            let receipts: Vec<_> = all
+                .iter()
+                .filter(|o| o.kind() == Kind::Receipt && o.signer() == provider)
+                .map(|o| o.id())
+                .collect();
+            let mut by_signer = store.receipts_by_signer(&provider, usize::MAX).unwrap();
+            by_signer.sort();
+            by_signer.dedup();
+            let mut expected = receipts.clone();
+            expected.sort();
+            expected.dedup();
+            assert_eq!(by_signer, expected);
+            assert!(by_signer.contains(&later[0].id()));
+        }
+        let db = testkit::open_sled(&path).unwrap();
+        let tree = db.open_tree("pvl-trace").unwrap();
+        assert_eq!(signer_index(&tree), schema_4, "cut short: {cut_short}");
+        assert_current_schema(&tree);
     }
 }
 
