@@ -88,6 +88,11 @@
 //! one more signature: strictly more evidence) — [`InsertOutcome::Upgraded`]. A bare copy
 //! arriving after the countersigned one changes nothing.
 //!
+//! The writer answers most of these checks, and the "is the parent stored?" ones, without
+//! reading sled: a Bloom filter over every stored id (built from the `o` keys by the first
+//! insert after open, grown as the store grows) proves an id new, and the last 4,096 stored
+//! ids are known exactly (see the `known` module).
+//!
 //! ## Crash safety
 //!
 //! An insert call writes its keys one at a time, each after the keys it points to: first the
@@ -127,6 +132,7 @@
 //! each instead of about one.
 
 mod error;
+mod known;
 mod query;
 mod store;
 mod verify;

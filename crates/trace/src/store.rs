@@ -11,6 +11,7 @@ use sled::IVec;
 use tracing::{debug, info, warn};
 
 use crate::error::{Result, TraceError};
+use crate::known::{self, KnownIds};
 
 static STORE_WRITES: AtomicU64 = AtomicU64::new(0);
 static STORE_BATCHES: AtomicU64 = AtomicU64::new(0);
@@ -170,7 +171,7 @@ pub struct TraceStore {
 
 /// What the writer keeps between insert calls, under the write lock: loaded when the store
 /// opens, so that a call does not read its counters back from sled.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 struct WriterState {
     /// Number of `x/` (missing parent) entries, so that the common case (no orphan waiting)
     /// skips looking for children of each new object.
@@ -181,6 +182,9 @@ struct WriterState {
     count: u64,
     /// The first chunk number the next call may use.
     next_chunk: u64,
+    /// Which ids are stored, so that most calls skip their sled reads: built from the
+    /// object index by the first insert call (readers never pay for it).
+    known: Option<KnownIds>,
 }
 
 impl std::fmt::Debug for TraceStore {
@@ -495,6 +499,7 @@ impl TraceStore {
             missing,
             count: store.meta_u64(META_COUNT)?,
             next_chunk,
+            known: None,
         };
         store.durability = config.durability;
         info!(path = %path.as_ref().display(), orphans = missing, "trace store opened");
@@ -545,18 +550,39 @@ impl TraceStore {
     /// 70 µs for the same keys written singly, measured on this machine). Readers see a store
     /// that is consistent at every step, and a crash is repaired at the next open.
     pub fn insert_batch(&self, objects: &[SignedObject]) -> Result<Vec<InsertOutcome>> {
-        let mut state = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let planned = self.plan_insert(objects, &state)?;
+        let mut guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *guard;
+        let mut known = match state.known.take() {
+            Some(known) if !known.is_full() => known,
+            old => self.load_known(state.count, old)?,
+        };
+        let planned = match self.plan_insert(objects, state, &known) {
+            Ok(planned) => planned,
+            Err(e) => {
+                state.known = Some(known);
+                return Err(e);
+            }
+        };
         STORE_KEYS.fetch_add(planned.ops.len() as u64, Ordering::Relaxed);
         // Chunk numbers are never handed out twice, even if a write below fails.
         state.next_chunk = planned.next_chunk;
+        // Into the filter before any write: a call that fails may leave any of them stored,
+        // and the filter must never deny a stored id.
+        for (id, _) in &planned.stored {
+            known.add_to_filter(id);
+        }
         for op in planned.ops {
             if let Err(e) = op.apply(&self.tree) {
+                state.known = Some(known);
                 // Some of the call's objects may be indexed: count what is stored.
                 state.count = self.count_objects()?;
                 return Err(e);
             }
         }
+        for (id, countersigned) in planned.stored {
+            known.remember(id, countersigned);
+        }
+        state.known = Some(known);
         state.count = planned.count;
         let written = planned
             .outcomes
@@ -573,8 +599,31 @@ impl TraceStore {
         Ok(planned.outcomes)
     }
 
-    /// What inserting `objects` writes, in order, given the writer's `state` now.
-    fn plan_insert(&self, objects: &[SignedObject], state: &WriterState) -> Result<Planned> {
+    /// A filter of the ids stored (a scan of the object index), sized for `count` objects or
+    /// twice those `old` was sized for, and `old`'s recent ids.
+    fn load_known(&self, count: u64, old: Option<KnownIds>) -> Result<KnownIds> {
+        let room = count.max(old.as_ref().map_or(0, |k| k.bits() / known::BITS_PER_ID));
+        let mut known = KnownIds::with_room_for(room);
+        let mut ids = 0u64;
+        for key in self.tree.scan_prefix([P_OBJECT]).keys() {
+            let key = key?;
+            known.add_to_filter(&suffix_id(&key)?);
+            ids += 1;
+        }
+        if let Some(old) = old {
+            old.hand_recent_to(&mut known);
+        }
+        debug!(ids, bits = known.bits(), "stored-id filter built");
+        Ok(known)
+    }
+
+    /// What inserting `objects` writes, in order, given the writer's `state` and `known` ids.
+    fn plan_insert(
+        &self,
+        objects: &[SignedObject],
+        state: &WriterState,
+        known: &KnownIds,
+    ) -> Result<Planned> {
         let missing_entries = state.missing;
         // With few orphans waiting, one scan of them per batch beats one lookup per object.
         let scan_all = missing_entries <= objects.len() as u64;
@@ -589,8 +638,9 @@ impl TraceStore {
         for object in objects {
             let id = object.id();
             let okey = key2(P_OBJECT, &id.0, &[]);
-            let existing = match in_batch.get(&id) {
-                Some(cs) => Some(*cs),
+            let existing = match in_batch.get(&id).copied().or_else(|| known.recent(&id)) {
+                Some(cs) => Some(cs),
+                None if !known.may_contain(&id) => None,
                 None => match self.tree.get(&okey)? {
                     Some(v) => Some(decode_slot(&okey, &v)?.1),
                     None => None,
@@ -607,7 +657,9 @@ impl TraceStore {
                 None => {
                     for parent in object.parents() {
                         if !in_batch.contains_key(parent)
-                            && !self.tree.contains_key(key2(P_OBJECT, &parent.0, &[]))?
+                            && known.recent(parent).is_none()
+                            && (!known.may_contain(parent)
+                                || !self.tree.contains_key(key2(P_OBJECT, &parent.0, &[]))?)
                         {
                             missing.push((*parent, id));
                         }
@@ -692,6 +744,7 @@ impl TraceStore {
         Ok(Planned {
             outcomes,
             ops: writes.into_ops(),
+            stored: in_batch.into_iter().collect(),
             waits_added: added,
             waits_removed,
             count,
@@ -703,8 +756,10 @@ impl TraceStore {
     /// open, as a crash at that point would: for tests of the repair at open.
     #[cfg(test)]
     fn insert_cut_short(&mut self, objects: &[SignedObject], n: usize) -> Result<usize> {
-        let state = *self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let planned = self.plan_insert(objects, &state)?;
+        let state = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let known = self.load_known(state.count, None)?;
+        let planned = self.plan_insert(objects, &state, &known)?;
+        drop(state);
         let total = planned.ops.len();
         for op in planned.ops.into_iter().take(n) {
             op.apply(&self.tree)?;
@@ -1550,6 +1605,8 @@ impl Op {
 struct Planned {
     outcomes: Vec<InsertOutcome>,
     ops: Vec<Op>,
+    /// The objects the call stores (new or upgraded), and whether each is countersigned.
+    stored: Vec<(ObjectId, bool)>,
     waits_added: u64,
     waits_removed: u64,
     /// The object count once the call is written.
@@ -1833,6 +1890,63 @@ mod tests {
             !tree.contains_key(META_OPEN).unwrap(),
             "closed store still marked open"
         );
+    }
+
+    /// The writer's filter of stored ids answers for ids stored before the store was opened
+    /// and grows as the store does: duplicates are found, upgrades are made, parents are
+    /// found, whether an id is recent, only in the filter, or neither.
+    #[test]
+    fn the_stored_id_filter_knows_every_stored_id_across_reopen_and_growth() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = testkit::contract_net().unwrap();
+        let receipt = objects.iter().position(|o| o.is_countersigned()).unwrap();
+        let mut first = objects.clone();
+        let countersigned = first.remove(receipt);
+        let bare = pvl_protocol::Envelope::clone(countersigned.envelope())
+            .sign(&testkit::provider_key(0))
+            .unwrap();
+        first.push(bare);
+        {
+            let store = TraceStore::open(dir.path()).unwrap();
+            store.insert_batch(&first).unwrap();
+            store.close().unwrap();
+        }
+        let store = TraceStore::open(dir.path()).unwrap();
+        // Known from the object index only, not as recent ids.
+        let again = store.insert_batch(&first).unwrap();
+        assert!(again.iter().all(|o| *o == InsertOutcome::Duplicate));
+        assert_eq!(
+            store.insert(&countersigned).unwrap(),
+            InsertOutcome::Upgraded
+        );
+        assert_eq!(
+            store.insert(&countersigned).unwrap(),
+            InsertOutcome::Duplicate
+        );
+        // Enough objects to fill the smallest filter more than once.
+        let filled = (known::MIN_BITS_FOR_TESTS / known::BITS_PER_ID) as usize;
+        let mut synthetic = Vec::new();
+        for nonce in 0..3 {
+            synthetic.extend(testkit::synthetic(nonce, filled / 2 + 1).unwrap());
+        }
+        for part in synthetic.chunks(1000) {
+            store.insert_batch(part).unwrap();
+        }
+        let bits = store
+            .write_lock
+            .lock()
+            .unwrap()
+            .known
+            .as_ref()
+            .unwrap()
+            .bits();
+        assert!(bits > known::MIN_BITS_FOR_TESTS, "{bits} bits");
+        // Every earlier one is still a duplicate, the oldest long out of the recent ids.
+        let all: Vec<_> = objects.iter().chain(&synthetic).cloned().collect();
+        let again = store.insert_batch(&all).unwrap();
+        assert!(again.iter().all(|o| *o == InsertOutcome::Duplicate));
+        assert!(store.orphans().unwrap().is_empty());
+        assert_eq!(store.check_integrity().unwrap(), all.len() as u64);
     }
 
     /// Insert calls do not write the object count: a clean close writes it, and a store that
