@@ -18,13 +18,20 @@
 //!   flag: a hit proves that a parent is stored and says whether a receipt is countersigned.
 //!
 //! Objects are never removed from a store, so neither goes stale.
+//!
+//! The store keeps a second filter of this kind over the parents its `x/` entries wait for:
+//! a new object that no child waits for (a clear bit) skips the look for its `x/` entries,
+//! which a provider otherwise paid for every object (the other providers' offers a reject
+//! names are parents it never receives, so its waits never run out).
 
 use std::collections::{HashMap, VecDeque};
 
 use pvl_protocol::ObjectId;
 
-/// How many of the most recently stored ids are known exactly.
-pub(crate) const RECENT: usize = 4096;
+/// How many of the most recently stored ids are known exactly: the objects of about 70
+/// contract-net rounds at a requester (a parent is nearly always one of them), in about
+/// 60 KiB.
+pub(crate) const RECENT: usize = 1024;
 /// Filter bits per id it is sized for: with [`PROBES`] probes, about 0.2 % false positives.
 pub(crate) const BITS_PER_ID: u64 = 16;
 /// Probes per id (each a 64-bit word of the id, so at most 4).
@@ -48,6 +55,13 @@ pub(crate) struct KnownIds {
     recent: HashMap<ObjectId, bool>,
     /// The same ids, oldest first.
     order: VecDeque<ObjectId>,
+}
+
+impl Default for KnownIds {
+    /// The smallest empty filter.
+    fn default() -> Self {
+        KnownIds::with_room_for(0)
+    }
 }
 
 impl KnownIds {

@@ -90,7 +90,7 @@
 //!
 //! The writer answers most of these checks, and the "is the parent stored?" ones, without
 //! reading sled: a Bloom filter over every stored id (built from the `o` keys by the first
-//! insert after open, grown as the store grows) proves an id new, and the last 4,096 stored
+//! insert after open, grown as the store grows) proves an id new, and the last 1,024 stored
 //! ids are known exactly (see the `known` module).
 //!
 //! ## Crash safety

@@ -185,6 +185,10 @@ struct WriterState {
     /// Which ids are stored, so that most calls skip their sled reads: built from the
     /// object index by the first insert call (readers never pay for it).
     known: Option<KnownIds>,
+    /// A filter of the parents `x/` entries wait for (never emptied: a wait that is over
+    /// costs one needless look), so that a new object that no child waits for skips the
+    /// look for its `x/` entries.
+    awaited: KnownIds,
 }
 
 impl std::fmt::Debug for TraceStore {
@@ -489,17 +493,14 @@ impl TraceStore {
         }
         store.tree.insert(META_OPEN, &[][..])?;
         store.db.flush()?;
-        let mut missing = 0u64;
-        for entry in store.tree.scan_prefix([P_MISSING]) {
-            entry?;
-            missing += 1;
-        }
+        let (awaited, missing) = store.load_awaited(0)?;
         let next_chunk = store.first_free_chunk()?;
         *store.write_lock.lock().unwrap_or_else(|e| e.into_inner()) = WriterState {
             missing,
             count: store.meta_u64(META_COUNT)?,
             next_chunk,
             known: None,
+            awaited,
         };
         store.durability = config.durability;
         info!(path = %path.as_ref().display(), orphans = missing, "trace store opened");
@@ -566,10 +567,13 @@ impl TraceStore {
         STORE_KEYS.fetch_add(planned.ops.len() as u64, Ordering::Relaxed);
         // Chunk numbers are never handed out twice, even if a write below fails.
         state.next_chunk = planned.next_chunk;
-        // Into the filter before any write: a call that fails may leave any of them stored,
-        // and the filter must never deny a stored id.
+        // Into the filters before any write: a call that fails may leave any of them stored,
+        // and a filter must never deny a stored id or an awaited parent.
         for (id, _) in &planned.stored {
             known.add_to_filter(id);
+        }
+        for parent in &planned.awaited {
+            state.awaited.add_to_filter(parent);
         }
         for op in planned.ops {
             if let Err(e) = op.apply(&self.tree) {
@@ -593,10 +597,29 @@ impl TraceStore {
         STORE_BATCHES.fetch_add(1, Ordering::Relaxed);
         debug!(objects = objects.len(), written, "insert batch applied");
         state.missing = (state.missing + planned.waits_added).saturating_sub(planned.waits_removed);
+        if state.awaited.is_full() {
+            (state.awaited, state.missing) = self.load_awaited(state.awaited.bits())?;
+        }
         if self.durability.flush_each_batch {
             self.tree.flush()?;
         }
         Ok(planned.outcomes)
+    }
+
+    /// A filter of the parents the `x/` entries wait for, with room for twice as many or for
+    /// what a filter of `bits` holds, and the number of entries (a scan of them).
+    fn load_awaited(&self, bits: u64) -> Result<(KnownIds, u64)> {
+        let mut parents = Vec::new();
+        for key in self.tree.scan_prefix([P_MISSING]).keys() {
+            let key = key?;
+            parents.push(id_from(key.get(1..33).unwrap_or(&[]), &key)?);
+        }
+        let room = (parents.len() as u64).max(bits / known::BITS_PER_ID);
+        let mut awaited = KnownIds::with_room_for(room);
+        for parent in &parents {
+            awaited.add_to_filter(parent);
+        }
+        Ok((awaited, parents.len() as u64))
     }
 
     /// A filter of the ids stored (a scan of the object index), sized for `count` objects or
@@ -665,7 +688,7 @@ impl TraceStore {
                         }
                     }
                     // Children that arrived before this object: their wait is over.
-                    if !scan_all {
+                    if !scan_all && state.awaited.may_contain(&id) {
                         for entry in self.tree.scan_prefix(key2(P_MISSING, &id.0, &[])) {
                             let (k, _) = entry?;
                             writes.waits_over.push(k);
@@ -729,10 +752,12 @@ impl TraceStore {
             }
         }
         let mut added = 0u64;
+        let mut awaited = Vec::new();
         for (parent, child) in missing {
             if !in_batch.contains_key(&parent) {
                 debug!(%child, %parent, "parent not yet known; kept as orphan");
                 writes.waits.push(key2(P_MISSING, &parent.0, &child.0));
+                awaited.push(parent);
                 added += 1;
             }
         }
@@ -745,6 +770,7 @@ impl TraceStore {
             outcomes,
             ops: writes.into_ops(),
             stored: in_batch.into_iter().collect(),
+            awaited,
             waits_added: added,
             waits_removed,
             count,
@@ -1607,6 +1633,8 @@ struct Planned {
     ops: Vec<Op>,
     /// The objects the call stores (new or upgraded), and whether each is countersigned.
     stored: Vec<(ObjectId, bool)>,
+    /// The parents its new `x/` entries wait for.
+    awaited: Vec<ObjectId>,
     waits_added: u64,
     waits_removed: u64,
     /// The object count once the call is written.
@@ -1947,6 +1975,36 @@ mod tests {
         assert!(again.iter().all(|o| *o == InsertOutcome::Duplicate));
         assert!(store.orphans().unwrap().is_empty());
         assert_eq!(store.check_integrity().unwrap(), all.len() as u64);
+    }
+
+    /// Objects arriving one by one, children first, with many waits recorded: each parent
+    /// ends its children's waits, with the filter of awaited parents built at open.
+    #[test]
+    fn waits_end_when_parents_arrive_one_by_one_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut objects = testkit::workflow().unwrap();
+        objects.extend(testkit::contract_net().unwrap());
+        // The leaves first: every one of them waits for its parents.
+        let named: HashSet<ObjectId> = objects.iter().flat_map(|o| o.parents().to_vec()).collect();
+        let (children, parents): (Vec<_>, Vec<_>) = objects
+            .iter()
+            .cloned()
+            .partition(|o| !named.contains(&o.id()));
+        {
+            let store = TraceStore::open(dir.path()).unwrap();
+            for o in &children {
+                store.insert(o).unwrap();
+            }
+            assert!(store.orphans().unwrap().len() > 2);
+            store.close().unwrap();
+        }
+        let store = TraceStore::open(dir.path()).unwrap();
+        for o in &parents {
+            store.insert(o).unwrap();
+        }
+        assert_eq!(store.orphans().unwrap(), vec![]);
+        assert_eq!(store.write_lock.lock().unwrap().missing, 0);
+        assert_eq!(store.check_integrity().unwrap(), objects.len() as u64);
     }
 
     /// Insert calls do not write the object count: a clean close writes it, and a store that
