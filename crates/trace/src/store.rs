@@ -598,7 +598,8 @@ impl TraceStore {
         debug!(objects = objects.len(), written, "insert batch applied");
         state.missing = (state.missing + planned.waits_added).saturating_sub(planned.waits_removed);
         if state.awaited.is_full() {
-            (state.awaited, state.missing) = self.load_awaited(state.awaited.bits())?;
+            let room = state.missing.max(state.awaited.bits() / known::BITS_PER_ID);
+            (state.awaited, state.missing) = self.load_awaited(room)?;
         }
         if self.durability.flush_each_batch {
             self.tree.flush()?;
@@ -606,20 +607,20 @@ impl TraceStore {
         Ok(planned.outcomes)
     }
 
-    /// A filter of the parents the `x/` entries wait for, with room for twice as many or for
-    /// what a filter of `bits` holds, and the number of entries (a scan of them).
-    fn load_awaited(&self, bits: u64) -> Result<(KnownIds, u64)> {
-        let mut parents = Vec::new();
+    /// A filter of the parents the `x/` entries wait for, with room for `room` of them (or,
+    /// when they are more, for twice as many: one more scan), and the number of entries.
+    fn load_awaited(&self, room: u64) -> Result<(KnownIds, u64)> {
+        let mut awaited = KnownIds::with_room_for(room);
+        let mut entries = 0u64;
         for key in self.tree.scan_prefix([P_MISSING]).keys() {
             let key = key?;
-            parents.push(id_from(key.get(1..33).unwrap_or(&[]), &key)?);
+            awaited.add_to_filter(&id_from(key.get(1..33).unwrap_or(&[]), &key)?);
+            entries += 1;
         }
-        let room = (parents.len() as u64).max(bits / known::BITS_PER_ID);
-        let mut awaited = KnownIds::with_room_for(room);
-        for parent in &parents {
-            awaited.add_to_filter(parent);
+        if awaited.is_full() {
+            return self.load_awaited(entries);
         }
-        Ok((awaited, parents.len() as u64))
+        Ok((awaited, entries))
     }
 
     /// A filter of the ids stored (a scan of the object index), sized for `count` objects or
