@@ -19,6 +19,10 @@
 //!
 //! Objects are never removed from a store, so neither goes stale.
 //!
+//! Measured after the change (10 nodes, paired runs): the reads fell from 9 to 11 % of a
+//! node's CPU samples to 2 to 3 %, but a round got only about 1 % cheaper, because sled's
+//! inserts then paid for walking the tree that the reads had brought into the CPU caches.
+//!
 //! The store keeps a second filter of this kind over the parents its `x/` entries wait for:
 //! a new object that no child waits for (a clear bit) skips the look for its `x/` entries,
 //! which a provider otherwise paid for every object (the other providers' offers a reject
@@ -30,7 +34,7 @@ use pvl_protocol::ObjectId;
 
 /// How many of the most recently stored ids are known exactly: the objects of about 70
 /// contract-net rounds at a requester (a parent is nearly always one of them), in about
-/// 60 KiB.
+/// 80 KiB.
 pub(crate) const RECENT: usize = 1024;
 /// Filter bits per id it is sized for: with [`PROBES`] probes, about 0.2 % false positives.
 pub(crate) const BITS_PER_ID: u64 = 16;
