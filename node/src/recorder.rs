@@ -153,6 +153,8 @@ fn writer(mut rx: mpsc::Receiver<Command>, sinks: &Sinks) {
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
+                // The common case, one command per wake-up, takes its list as it is.
+                Command::Write(entries) if pending.is_empty() => pending = entries,
                 Command::Write(entries) => pending.extend(entries),
                 Command::Barrier(done) => barriers.push(done),
                 Command::Stop => stop = true,
