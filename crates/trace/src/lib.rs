@@ -42,7 +42,7 @@
 //!
 //! | key | value | purpose |
 //! |---|---|---|
-//! | `v` `schema` | u32 | schema version ([`SCHEMA_VERSION`]); schema 1 is migrated at open, another refuses to open |
+//! | `v` `schema` | u32 | schema version ([`SCHEMA_VERSION`]); schemas 1 to 3 are migrated at open, another refuses to open |
 //! | `v` `count` | u64 | number of distinct objects stored, written when the store is closed (the open store keeps it in memory; a store that was not closed counts its `o` keys at open) |
 //! | `v` `call` | first chunk(8) trace(32)… | the chunks of the last insert call that wrote any: numbers `first`, `first + 1`, … with their traces (the next call starts after them; a crash repair completes them) |
 //! | `v` `open` | empty | present while a process has the store open (see "Crash safety") |
@@ -101,13 +101,13 @@
 //! id), and last `x` entries whose wait is over are removed. A reader between two writes finds
 //! nothing that points to a missing key. The object count is not written by an insert call
 //! (that was a sled write per call, 4.4 of the 90 keys a contract-net round wrote on 10
-//! nodes): the open store counts in memory and writes `v count` when it is closed. sled recovers a prefix
-//! of its log after a crash, so a crash can leave only the last insert call cut short, and its
-//! chunks are the ones `v call` names. The `v open` key tells that the last process did not
-//! close the store: [`TraceStore::open`] then completes that call (a chunk not written is
-//! skipped; a written one gets its index, `o` and `x` entries), removes stale `x` entries and
-//! counts the objects again (a scan of the `o` keys). [`TraceStore::check_integrity`] holds after
-//! every cut point (unit test `every_cut_of_an_insert_is_repaired_at_open`, and the SIGKILL
+//! nodes): the open store counts in memory and writes `v count` when it is closed. sled
+//! recovers a prefix of its log after a crash, so a crash can leave only the last insert call
+//! cut short, and its chunks are the ones `v call` names. The `v open` key tells that the last
+//! process did not close the store: [`TraceStore::open`] then completes that call (a chunk not
+//! written is skipped; a written one gets its index, `o` and `x` entries), removes stale `x`
+//! entries and counts the objects again (a scan of the `o` keys).
+//! [`TraceStore::check_integrity`] holds after every cut point (unit test `every_cut_of_an_insert_is_repaired_at_open`, and the SIGKILL
 //! test `tests/crash.rs`).
 //!
 //! One `sled::Batch` per call would make the call atomic instead, but sled seals and writes

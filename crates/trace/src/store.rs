@@ -50,8 +50,7 @@ impl StoreCounters {
 /// insert call's chunks in one `v/call` key, instead of one `c/` key per chunk and a `v/chunk`
 /// counter. Version 4 keeps signer index (`s/`) entries for receipts only, the one kind a
 /// query by signer asks for ([`TraceStore::receipts_by_signer`]). Older stores are migrated
-/// when they are opened (see [`TraceStore::migrate_v1`], [`TraceStore::migrate_v2`] and
-/// [`TraceStore::migrate_v3`]).
+/// when they are opened, one schema after the other.
 pub const SCHEMA_VERSION: u32 = 4;
 
 /// The schema before kinds moved into the time index; opened and migrated.
@@ -952,11 +951,8 @@ impl TraceStore {
             self.tree.insert(k, new)?;
             rewritten += 1;
         }
-        for key in self.tree.scan_prefix([P_KIND_V1]).keys() {
-            self.tree.remove(key?)?;
-        }
-        self.tree.insert(META_SCHEMA, &SCHEMA_V2.to_be_bytes())?;
-        self.db.flush()?;
+        self.remove_prefix(P_KIND_V1)?;
+        self.finish_migration(SCHEMA_V2)?;
         Ok(rewritten)
     }
 
@@ -1009,11 +1005,8 @@ impl TraceStore {
         }
         // The counter first: once it is gone, a repeated migration keeps the `v/call` above.
         self.tree.remove(META_CHUNK_V2)?;
-        for key in self.tree.scan_prefix([P_CHUNK_V2]).keys() {
-            self.tree.remove(key?)?;
-        }
-        self.tree.insert(META_SCHEMA, &SCHEMA_V3.to_be_bytes())?;
-        self.db.flush()?;
+        self.remove_prefix(P_CHUNK_V2)?;
+        self.finish_migration(SCHEMA_V3)?;
         Ok(rewritten)
     }
 
@@ -1064,10 +1057,23 @@ impl TraceStore {
                 }
             }
         }
-        self.tree
-            .insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
-        self.db.flush()?;
+        self.finish_migration(SCHEMA_VERSION)?;
         Ok(removed)
+    }
+
+    /// Removes every key under `prefix` (an index an older schema had).
+    fn remove_prefix(&self, prefix: u8) -> Result<()> {
+        for key in self.tree.scan_prefix([prefix]).keys() {
+            self.tree.remove(key?)?;
+        }
+        Ok(())
+    }
+
+    /// The last step of a migration: the store's schema version is `schema`, durably.
+    fn finish_migration(&self, schema: u32) -> Result<()> {
+        self.tree.insert(META_SCHEMA, &schema.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// A stored counter of `N` bytes (big-endian), all zeros when absent.
