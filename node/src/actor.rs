@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use pvl_api::Event;
 use pvl_net::{Ack, NetEvent, PeerId, Via};
-use pvl_patterns::{Action, Engine, EngineStats, Input, Outcome, Planned};
+use pvl_patterns::{Action, Engine, EngineStats, Input, Outcome, Planned, Refusal};
 use pvl_protocol::{ObjectId, PublicKey, SignedObject, TraceId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -823,22 +823,18 @@ impl Actor {
                             None => None,
                         };
                         let kind = object.kind();
-                        let (trace, task) = (object.trace_id(), object.id());
+                        let (trace, id) = (object.trace_id(), object.id());
                         let result = net.send_to_key(&to, object).await;
                         match result {
                             Ok(()) => None,
-                            // The provider refused the award by the admission rules (it does
-                            // not hold the offer any more, ...): the requester reassigns now.
+                            // The receiver's engine refused it (an award for an offer the
+                            // provider no longer holds, an offer after the window closed):
+                            // the requester reassigns now, the provider gives the offer up.
                             Err(pvl_net::NetError::Refused(reason))
-                                if kind == pvl_protocol::Kind::TaskStart
-                                    && admission_code(&reason).is_some() =>
+                                if Refusal::of_reason(&reason).is_some() =>
                             {
-                                warn!(to = %to.short(), %reason, "award refused");
-                                Some(Input::AwardRefused {
-                                    trace,
-                                    task,
-                                    reason,
-                                })
+                                info!(to = %to.short(), %kind, %reason, "sent object refused");
+                                Input::after_refusal(kind, trace, id, reason)
                             }
                             Err(e) => {
                                 warn!(to = %to.short(), %kind, "could not send: {e}");
@@ -986,11 +982,6 @@ impl Actor {
 }
 
 /// The admission refusal an acknowledgement's reason starts with (`<code>: <detail>`), if any.
-fn admission_code(reason: &str) -> Option<pvl_patterns::Refusal> {
-    let code = reason.split(':').next()?;
-    pvl_patterns::Refusal::from_code(code.trim())
-}
-
 /// Sleeps until `at`, or forever when there is nothing to wait for.
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     match at {

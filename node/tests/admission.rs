@@ -131,13 +131,16 @@ fn out_of_context_objects_are_refused_with_their_reason_and_the_round_completes(
         .unwrap();
 
     // While the task is live: done and receipt from someone other than the awarded provider,
-    // and an award to the provider for an offer it never made.
+    // an award to the provider for an offer it never made, and an offer.
     let (ack, done) = rogue.task_done_for(&intent, task);
     assert_refused(&ack, "not-the-awarded-provider");
     let (ack, receipt) = rogue.receipt_for(&intent, task);
     assert_refused(&ack, "not-the-awarded-provider");
     let (ack, award) = rogue.award_for_offer_never_made(&intent, &provider);
     assert_refused(&ack, "not-your-offer");
+    // An offer once the window has closed (the task is awarded): it can change nothing.
+    let (ack, offer_while_live) = rogue.offer_for(&intent);
+    assert_refused(&ack, "intent-closed");
 
     // The round completes with the honest provider, and its trace verifies `--complete`.
     let outcome = publisher.join().unwrap();
@@ -157,7 +160,14 @@ fn out_of_context_objects_are_refused_with_their_reason_and_the_round_completes(
     assert_stored_nowhere(
         &net,
         &trace,
-        &[&done, &receipt, &award, &late_offer, &late_done],
+        &[
+            &done,
+            &receipt,
+            &award,
+            &offer_while_live,
+            &late_offer,
+            &late_done,
+        ],
     );
     for forged in [&unknown, &direct_intent] {
         for node in &net.nodes {
@@ -173,7 +183,7 @@ fn out_of_context_objects_are_refused_with_their_reason_and_the_round_completes(
         // refusals, without asking the engine again.
         ("unknown-intent", 1),
         ("not-the-awarded-provider", 2),
-        ("intent-closed", 1),
+        ("intent-closed", 2),
         ("task-not-live", 1),
     ] {
         assert!(

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use pvl_protocol::{ObjectId, Payload, PublicKey, SignedObject, TraceId};
+use pvl_protocol::{Kind, ObjectId, Payload, PublicKey, SignedObject, TraceId};
 
 /// One thing the driver (the node's event loop, or a simulation) must do for a state machine.
 ///
@@ -342,6 +342,18 @@ pub enum Input {
         /// The reason the provider gave.
         reason: String,
     },
+    /// The requester of an offer refused it in its acknowledgement (an admission refusal:
+    /// `intent-closed` once the offer window has closed, `unknown-intent`): the offer can never
+    /// be awarded, so the provider gives it up at once instead of holding it until it expires
+    /// (provider side; SPEC.md §19.3).
+    OfferRefused {
+        /// The trace of the offer.
+        trace: TraceId,
+        /// The refused offer.
+        offer: ObjectId,
+        /// The reason the requester gave.
+        reason: String,
+    },
     /// A provider a directed intent was sent to (SPEC.md §4.3) refused it in its
     /// acknowledgement (`not-bidding: ...`), or could not be reached: it will not offer. When
     /// every provider asked has offered or declined, the requester closes the offer window at
@@ -372,4 +384,31 @@ pub enum Input {
         /// Bid (on these terms) or decline (with a reason).
         decision: crate::BidDecision,
     },
+}
+
+impl Input {
+    /// What the sender's engine is told when the receiver's engine refused an object it sent
+    /// directly ([`Action::Send`]; `reason` is the acknowledgement's `<code>: <detail>`,
+    /// see [`crate::Refusal::of_reason`]): a refused award ([`Input::AwardRefused`]) or
+    /// a refused offer ([`Input::OfferRefused`]). Other kinds change nothing at their sender.
+    pub fn after_refusal(
+        kind: Kind,
+        trace: TraceId,
+        object: ObjectId,
+        reason: String,
+    ) -> Option<Input> {
+        match kind {
+            Kind::TaskStart => Some(Input::AwardRefused {
+                trace,
+                task: object,
+                reason,
+            }),
+            Kind::Offer => Some(Input::OfferRefused {
+                trace,
+                offer: object,
+                reason,
+            }),
+            _ => None,
+        }
+    }
 }

@@ -7,7 +7,7 @@
 //!
 //! | object | admitted when | otherwise |
 //! |---|---|---|
-//! | offer | it answers an intent of a run this node coordinates, still open | [`Refusal::UnknownIntent`], [`Refusal::IntentClosed`] |
+//! | offer | it answers an intent of a run this node coordinates, whose offer window is still open | [`Refusal::UnknownIntent`], [`Refusal::IntentClosed`] |
 //! | task_start (award) | it names this provider and an offer this provider made and still holds, signed by that offer's requester, in the offer's trace | [`Refusal::NotYourOffer`] |
 //! | task_progress, task_done, provider receipt, `award-refused` event | signed by the provider awarded that task, while the task is live | [`Refusal::NotTheAwardedProvider`], [`Refusal::TaskNotLive`] |
 //! | countersigned receipt (to the provider) | it is this provider's own receipt, countersigned | [`Refusal::NotTheAwardedProvider`], [`Refusal::Unexpected`] |
@@ -33,7 +33,8 @@ pub enum Refusal {
     UnknownTrace,
     /// An offer for an intent this node never published.
     UnknownIntent,
-    /// An offer for an intent of this node's whose round is over.
+    /// An offer for an intent of this node's whose offer window has closed (it selected
+    /// already) or whose round is over.
     IntentClosed,
     /// An award or reject for an offer this provider never made (or no longer holds), or not
     /// signed by the requester the offer answered, or naming another provider.
@@ -101,6 +102,14 @@ impl Refusal {
     /// The refusal whose [`Refusal::code`] is `code`.
     pub fn from_code(code: &str) -> Option<Refusal> {
         Refusal::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// The refusal a refused acknowledgement's reason (`<code>: <detail>`) names, when the
+    /// receiver's engine refused the object; `None` for the network layer's refusals
+    /// (decoding, signature, `busy`, `rate-limited`, ...), which carry no code.
+    pub fn of_reason(reason: &str) -> Option<Refusal> {
+        let code = reason.split(':').next()?;
+        Refusal::from_code(code.trim())
     }
 
     /// Whether no honest peer sends such an object: it names a conversation the sender has

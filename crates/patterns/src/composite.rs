@@ -230,6 +230,12 @@ impl Composite {
                     intent.short()
                 )));
             }
+            Input::OfferRefused { offer, .. } => {
+                return Err(PatternError::Invalid(format!(
+                    "a composite makes no offers (refusal of offer {})",
+                    offer.short()
+                )));
+            }
             // Only single contract-net runs direct their intents; a composite's parts gossip.
             Input::IntentDeclined { intent, .. } => {
                 return Err(PatternError::Invalid(format!(

@@ -381,15 +381,15 @@ impl Engine {
                 }),
                 None => Vec::new(),
             },
-            Input::OfferDecided { intent, decision } => match self.provider.as_mut() {
-                Some(p) => p
-                    .handle(Input::OfferDecided { intent, decision }, now_ms)
-                    .unwrap_or_else(|e| {
-                        debug!("bid answer ignored: {e}");
+            Input::OfferDecided { .. } | Input::OfferRefused { .. } => {
+                match self.provider.as_mut() {
+                    Some(p) => p.handle(input, now_ms).unwrap_or_else(|e| {
+                        debug!("bid answer or offer refusal ignored: {e}");
                         Vec::new()
                     }),
-                None => Vec::new(),
-            },
+                    None => Vec::new(),
+                }
+            }
             // Reports on a run's own sends (from the acknowledgements): to that run.
             Input::AwardRefused { trace, .. } | Input::IntentDeclined { trace, .. } => {
                 match self.runs.get_mut(&trace) {

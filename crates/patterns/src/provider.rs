@@ -250,6 +250,10 @@ impl Provider {
             Input::OfferDecided { intent, decision } => {
                 self.on_offer_decided(intent, decision, now_ms)
             }
+            Input::OfferRefused { offer, reason, .. } => {
+                self.on_offer_refused(&offer, &reason);
+                Ok(Vec::new())
+            }
             Input::Timer(token) => Err(PatternError::Invalid(format!(
                 "a provider sets no timers, got {}",
                 token.kind
@@ -729,6 +733,15 @@ impl Provider {
             }
         }
         Ok(vec![Action::Record(reject)])
+    }
+
+    /// The requester refused `offer` in its acknowledgement (SPEC.md §19.3): it can never be
+    /// awarded, so it is given up now rather than held, counted against the open-offer limit,
+    /// until it expires. An offer already given up or awarded is no longer held: nothing to do.
+    fn on_offer_refused(&mut self, offer: &ObjectId, reason: &str) {
+        if self.remove_offer(offer).is_some() {
+            info!(offer = %offer.short(), %reason, "offer refused by its requester: given up");
+        }
     }
 
     fn on_countersigned(&mut self, receipt: SignedObject) -> Result<Vec<Action>> {

@@ -239,10 +239,6 @@ pub struct Requester {
     /// Providers who offered in the current round.
     bidders: HashSet<PublicKey>,
     received_this_round: usize,
-    /// Offers that arrived after the window closed, not yet told: they are rejected together,
-    /// by one signed reject, at the end of the next input that is not an offer (or once
-    /// [`pvl_protocol::MAX_REJECT_OFFERS`] wait).
-    late: Vec<(SignedObject, RejectCode, String)>,
     /// Ranked runners-up of the last selection, best first.
     standby: VecDeque<(Scored, Held)>,
     /// Providers who failed a task of this intent.
@@ -299,7 +295,6 @@ impl Requester {
             seen: HashSet::new(),
             bidders: HashSet::new(),
             received_this_round: 0,
-            late: Vec::new(),
             standby: VecDeque::new(),
             excluded: HashSet::new(),
             republished: 0,
@@ -505,6 +500,10 @@ impl Requester {
                 "a requester does not bid (terms for intent {})",
                 intent.short()
             ))),
+            Input::OfferRefused { offer, .. } => Err(PatternError::Invalid(format!(
+                "a requester makes no offers (refusal of offer {})",
+                offer.short()
+            ))),
         }
     }
 
@@ -522,7 +521,6 @@ impl Requester {
             });
         }
         let mut actions = Vec::new();
-        let is_offer = object.kind() == Kind::Offer;
         match object.kind() {
             Kind::Offer => self.on_offer(object, now_ms, &mut actions)?,
             Kind::TaskProgress | Kind::TaskDone | Kind::Receipt => {
@@ -531,9 +529,6 @@ impl Requester {
             Kind::Event => self.on_refusal(object, now_ms, &mut actions)?,
             Kind::Vote => self.on_vote(object, now_ms, &mut actions)?,
             _ => return Err(self.unexpected(&object)),
-        }
-        if !is_offer || self.late.len() >= pvl_protocol::MAX_REJECT_OFFERS {
-            self.reject_late(now_ms, &mut actions)?;
         }
         Ok(actions)
     }
@@ -574,7 +569,6 @@ impl Requester {
             (TimerKind::VoteRound { .. }, _) => self.on_vote_timer(token, now_ms, &mut actions)?,
             _ => debug!(timer = %token.kind, "stale timer ignored"),
         }
-        self.reject_late(now_ms, &mut actions)?;
         Ok(actions)
     }
 
@@ -590,14 +584,13 @@ impl Requester {
         if let Phase::Voting(voting) = &self.phase {
             held.push(voting.held.clone());
         }
-        let mut refused: Vec<(SignedObject, RejectCode, String)> = held
+        let refused: Vec<(SignedObject, RejectCode, String)> = held
             .into_iter()
             .map(|held| {
                 let detail = format!("the intent was cancelled: {reason}");
                 (held.object, RejectCode::Cancelled, detail)
             })
             .collect();
-        refused.append(&mut self.late);
         self.reject_together(refused, now_ms, &mut actions)?;
         self.fail(
             FailureReason::Cancelled,
@@ -722,11 +715,18 @@ impl Requester {
                 ),
             ));
         }
-        if matches!(self.phase, Phase::Finished(_)) {
+        // Once the window has closed (the offers were selected from), an offer can change
+        // nothing: it is refused unrecorded, and its provider gives it up (SPEC.md §19.1).
+        let closed = match self.phase {
+            Phase::Collecting { .. } => None,
+            Phase::Finished(_) => Some("whose round is over"),
+            _ => Some("whose offer window has closed: the task was already awarded"),
+        };
+        if let Some(why) = closed {
             return Err(PatternError::refused(
                 Refusal::IntentClosed,
                 format!(
-                    "offer {} answers intent {}, whose round is over",
+                    "offer {} answers intent {}, {why}",
                     object.id().short(),
                     offer.intent.short()
                 ),
@@ -753,15 +753,6 @@ impl Requester {
         actions.push(Action::Record(object.clone()));
 
         let current = self.intent.as_ref().map(SignedObject::id);
-        if !matches!(self.phase, Phase::Collecting { .. }) {
-            // Told later, together with the other late offers (see `late`).
-            self.late.push((
-                object,
-                RejectCode::Other,
-                "the offer window is closed: the task was already awarded".into(),
-            ));
-            return Ok(());
-        }
         if Some(offer.intent) != current {
             return self.reject(
                 &object,
@@ -1848,15 +1839,6 @@ impl Requester {
             }
         }
         Ok(())
-    }
-
-    /// Rejects every late offer waiting (see `late`) with one signed reject.
-    fn reject_late(&mut self, now_ms: u64, actions: &mut Vec<Action>) -> Result<()> {
-        if self.late.is_empty() {
-            return Ok(());
-        }
-        let late = std::mem::take(&mut self.late);
-        self.reject_together(late, now_ms, actions)
     }
 
     /// Signs a `Reject` for `offer`, sends it to its provider and records it.

@@ -356,9 +356,9 @@ enum NetEvent {
         direct: bool,
         from: usize,
     },
-    /// The acknowledgement of a directed intent that node `to` sent comes back refused, as a
-    /// node's publish call reports it to its engine.
-    Declined { to: usize, input: Box<Input> },
+    /// The acknowledgement of an object that node `to` sent directly comes back refused (a
+    /// directed intent, an award, an offer), and what that tells its engine.
+    Refused { to: usize, input: Box<Input> },
     /// An executor of node `node` reports progress on `task`.
     Progress { node: usize, task: ObjectId },
     /// An executor of node `node` finished `task`.
@@ -542,16 +542,22 @@ impl Network {
                     let (trace, id, kind) = (object.trace_id(), object.id(), object.kind());
                     let (verdict, actions) = self.engines[to].admit(object, now);
                     if let Err(refused) = verdict {
-                        if kind == pvl_protocol::Kind::Intent {
-                            let input = Input::IntentDeclined {
+                        // What the sender learns from the refused acknowledgement, as a node's
+                        // actor (awards, offers) or API (directed intents) tells its engine.
+                        let input = if kind == pvl_protocol::Kind::Intent {
+                            Some(Input::IntentDeclined {
                                 trace,
                                 intent: id,
                                 provider: self.engines[to].public(),
                                 reason: refused.to_string(),
-                            };
+                            })
+                        } else {
+                            Input::after_refusal(kind, trace, id, refused.to_string())
+                        };
+                        if let Some(input) = input {
                             self.schedule(
                                 now + self.latency_ms,
-                                NetEvent::Declined {
+                                NetEvent::Refused {
                                     to: from,
                                     input: Box::new(input),
                                 },
@@ -577,7 +583,7 @@ impl Network {
                 },
             ),
             NetEvent::Executed { node, task, result } => (node, Input::Executed { task, result }),
-            NetEvent::Declined { to, input } => (to, *input),
+            NetEvent::Refused { to, input } => (to, *input),
         };
         if self.down[node] {
             return;

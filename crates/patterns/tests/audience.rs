@@ -54,6 +54,15 @@ fn distinct(objects: &[SignedObject], kind: Kind) -> Vec<SignedObject> {
         .collect()
 }
 
+/// The only inputs refused are offers that came after the window closed (the sample brings
+/// more offers than the requester waits for): refused `intent-closed`, never recorded.
+fn assert_only_late_offers_refused(errors: &[String]) {
+    assert!(
+        errors.iter().all(|e| e.starts_with("intent-closed: ")),
+        "{errors:?}"
+    );
+}
+
 fn audience_of(intent: &SignedObject) -> Option<Audience> {
     match intent.body() {
         Body::Intent(i) => i.audience,
@@ -69,7 +78,7 @@ fn a_sampled_intent_is_answered_by_its_audience_only() {
     let requester = Requester::new(key(1), spec).with_history(Arc::new(Known(n.into())));
     let mut s = Sim::new(requester, key(1).public(), providers(n), 10, hashing());
     let outcome = s.run(T0, T0 + 120_000).cloned().unwrap();
-    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_only_late_offers_refused(&s.errors);
     assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
 
     let intents = distinct(&s.recorded, Kind::Intent);
@@ -137,7 +146,7 @@ fn a_sample_that_brings_nothing_is_widened_to_everyone() {
     let requester = Requester::new(key(1), spec).with_history(Arc::new(Known(1000)));
     let mut s = Sim::new(requester, key(1).public(), providers(4), 10, hashing());
     let outcome = s.run(T0, T0 + 120_000).cloned().unwrap();
-    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_only_late_offers_refused(&s.errors);
     let intents = distinct(&s.recorded, Kind::Intent);
     let first = intents.iter().find(|i| i.is_root()).unwrap();
     let audience = audience_of(first).unwrap();

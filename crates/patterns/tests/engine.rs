@@ -567,8 +567,20 @@ fn a_directed_intent_goes_to_a_few_known_providers_and_the_round_completes() {
     let c = completed(&net, &trace);
     assert!(countersigned(&c));
     assert!(net.errors.is_empty(), "{:?}", net.errors);
-    assert!(net.refusals.is_empty(), "{:?}", net.refusals);
+    // The fourth offer came after the third had closed the window: refused `intent-closed`
+    // in its acknowledgement, recorded nowhere by the requester, and given up by its provider.
+    assert_eq!(net.refusals.len(), 1, "{:?}", net.refusals);
+    assert!(
+        net.refusals[0].starts_with("intent-closed: "),
+        "{:?}",
+        net.refusals
+    );
     assert_recorded_once(&net);
+    for i in 1..=8 {
+        let open = net.engine(i).provider().map_or(0, |p| p.open_offers());
+        let standby = of_kind(&net.recorded[i], Kind::Reject).len();
+        assert_eq!(open, standby, "node {i}: only standby offers stay open");
+    }
 
     let intent = of_kind(&net.recorded[0], Kind::Intent)[0].clone();
     let Body::Intent(body) = intent.body() else {
@@ -590,11 +602,11 @@ fn a_directed_intent_goes_to_a_few_known_providers_and_the_round_completes() {
     saw.sort();
     asked.sort();
     assert_eq!(saw, asked);
-    assert_eq!(of_kind(&net.recorded[0], Kind::Offer).len(), 4);
+    assert_eq!(of_kind(&net.recorded[0], Kind::Offer).len(), 3);
     assert!(asked.contains(&c.provider));
-    // The messages of the round: 4 intents, 4 offers, 1 award, 1 reject to each of the 3
-    // losers, done, receipt, countersigned receipt. Gossip would have been 8 intents.
-    assert_eq!(net.messages, 4 + 4 + 1 + 3 + 2 + 1);
+    // The messages of the round: 4 intents, 4 offers, 1 award, the one reject to each of the
+    // 2 losers, done, receipt, countersigned receipt. Gossip would have been 8 intents.
+    assert_eq!(net.messages, 4 + 4 + 1 + 2 + 2 + 1);
 }
 
 /// Node 0 knows the ads of nodes 1 to 4, which no longer serve `echo` (their ads are out of
@@ -634,15 +646,17 @@ fn a_directed_intent_that_brings_nothing_is_widened_to_everyone() {
     );
     // min_offers 1: 2 of the 4 advertised providers were asked, and refused.
     assert_eq!(run_spec_of(&net).asked.len(), 2);
-    assert_eq!(net.refusals.len(), 2, "{:?}", net.refusals);
+    // Both refused; then of the two offers on the gossiped intent, the second came after the
+    // first had closed the window.
+    assert_eq!(net.refusals.len(), 3, "{:?}", net.refusals);
     assert!(
-        net.refusals.iter().all(
-            |r| r.starts_with("not-bidding: capability `echo` not served")
-                || r.starts_with("not-bidding: this node serves no capability")
-        ),
+        net.refusals[..2].iter().all(|r| r
+            .starts_with("not-bidding: capability `echo` not served")
+            || r.starts_with("not-bidding: this node serves no capability")),
         "{:?}",
         net.refusals
     );
+    assert!(net.refusals[2].starts_with("intent-closed: "));
     // The second round went to everyone, by gossip, after an `audience-widened` event, as
     // soon as both refusals were back (+2 there, +2 back), not when the 500 ms window closed.
     let intents = of_kind(&net.recorded[0], Kind::Intent);

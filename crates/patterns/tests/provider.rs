@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use pvl_patterns::{Action, BidDecision, OfferPolicy, Provider, Refusal, Requester};
+use pvl_patterns::{Action, BidDecision, Input, OfferPolicy, Provider, Refusal, Requester};
 use pvl_protocol::{
     Body, Envelope, Keypair, Payload, PriceModel, SignedObject, Strategy, TaskStart,
 };
@@ -169,6 +169,34 @@ fn refuses_awards_it_never_offered_on() {
     );
     assert_eq!(p.active_tasks(), 1);
     assert_eq!(p.open_offers(), 0, "an offer is awarded once");
+}
+
+#[test]
+fn an_offer_its_requester_refused_is_given_up() {
+    let (_, i) = intent(1);
+    let mut p = provider(4);
+    let bid = sends(&p.on_object(i.clone(), T0 + 10).unwrap())[0]
+        .1
+        .clone();
+    assert_eq!(p.open_offers(), 1);
+    // The requester's acknowledgement refused the offer: the window had closed.
+    let refused = Input::after_refusal(
+        bid.kind(),
+        bid.trace_id(),
+        bid.id(),
+        "intent-closed: the offer window has closed".into(),
+    )
+    .unwrap();
+    assert!(p.handle(refused.clone(), T0 + 20).unwrap().is_empty());
+    assert_eq!(p.open_offers(), 0, "given up at once, not when it expires");
+    // Told twice, nothing more happens; an award of it is now refused.
+    assert!(p.handle(refused, T0 + 21).unwrap().is_empty());
+    let a = award(&i, bid.id(), &key(11), &key(1));
+    match p.on_object(a, T0 + 200).unwrap_err() {
+        pvl_patterns::PatternError::Refused(r) => assert_eq!(r.refusal, Refusal::NotYourOffer),
+        other => panic!("not an admission refusal: {other}"),
+    }
+    assert_eq!(p.active_tasks(), 0);
 }
 
 #[test]
