@@ -981,7 +981,6 @@ impl Actor {
     }
 }
 
-/// The admission refusal an acknowledgement's reason starts with (`<code>: <detail>`), if any.
 /// Sleeps until `at`, or forever when there is nothing to wait for.
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     match at {

@@ -720,7 +720,7 @@ impl Requester {
         let closed = match self.phase {
             Phase::Collecting { .. } => None,
             Phase::Finished(_) => Some("whose round is over"),
-            _ => Some("whose offer window has closed: the task was already awarded"),
+            _ => Some("whose offer window has closed: an offer was selected already"),
         };
         if let Some(why) = closed {
             return Err(PatternError::refused(
