@@ -89,8 +89,12 @@ enum Command {
         reply: oneshot::Sender<(EngineStats, usize)>,
     },
     /// An input for the engine from outside the network: an agent program's progress, a
-    /// directed intent's decline reported by the publish call.
-    Input(Box<Input>),
+    /// directed intent's decline reported by the publish call. `handled`, when given, is
+    /// answered once the engine has handled it and its sends are queued.
+    Input {
+        input: Box<Input>,
+        handled: Option<oneshot::Sender<()>>,
+    },
     Cancel {
         trace: TraceId,
         reason: String,
@@ -148,17 +152,22 @@ impl Handle {
     }
 
     /// An agent program's progress on `task`: the engine signs it and sends it to the
-    /// requester.
+    /// requester. Returns once the engine has handled it, so that the program's answer, which
+    /// comes back by another path (the executor job), cannot overtake it: the done report would
+    /// end the task and the progress would be dropped.
     pub async fn progress(
         &self,
         task: ObjectId,
         fraction_bps: Option<u16>,
         message: String,
     ) -> Result<(), Stopped> {
-        self.input(Input::Progress {
-            task,
-            fraction_bps,
-            message,
+        self.ask(|reply| Command::Input {
+            input: Box::new(Input::Progress {
+                task,
+                fraction_bps,
+                message,
+            }),
+            handled: Some(reply),
         })
         .await
     }
@@ -185,7 +194,10 @@ impl Handle {
     /// Hands `input` to the engine, without waiting for what it does with it.
     async fn input(&self, input: Input) -> Result<(), Stopped> {
         self.commands
-            .send(Command::Input(Box::new(input)))
+            .send(Command::Input {
+                input: Box::new(input),
+                handled: None,
+            })
             .await
             .map_err(|_| Stopped)
     }
@@ -568,9 +580,12 @@ impl Actor {
             Command::Stats { reply } => {
                 let _ = reply.send((self.engine.stats(), self.jobs.len()));
             }
-            Command::Input(input) => {
+            Command::Input { input, handled } => {
                 let actions = self.engine.handle(*input, pvl_net::now_ms());
                 self.perform(actions, &HashMap::new()).await;
+                if let Some(handled) = handled {
+                    let _ = handled.send(());
+                }
             }
             Command::Directory { reply } => {
                 let now = pvl_net::now_ms();
