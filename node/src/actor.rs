@@ -849,7 +849,7 @@ impl Actor {
                                 if Refusal::of_reason(&reason).is_some() =>
                             {
                                 info!(to = %to.short(), %kind, %reason, "sent object refused");
-                                Input::after_refusal(kind, trace, id, reason)
+                                Input::after_refusal(kind, trace, id, to, reason)
                             }
                             Err(e) => {
                                 warn!(to = %to.short(), %kind, "could not send: {e}");

@@ -387,17 +387,25 @@ pub enum Input {
 }
 
 impl Input {
-    /// What the sender's engine is told when the receiver's engine refused an object it sent
-    /// directly ([`Action::Send`]; `reason` is the acknowledgement's `<code>: <detail>`,
-    /// see [`crate::Refusal::of_reason`]): a refused award ([`Input::AwardRefused`]) or
-    /// a refused offer ([`Input::OfferRefused`]). Other kinds change nothing at their sender.
+    /// What the sender's engine is told when the engine of `receiver` refused an object it
+    /// sent directly (`reason` is the acknowledgement's `<code>: <detail>`, see
+    /// [`crate::Refusal::of_reason`]): a refused award ([`Input::AwardRefused`]), offer
+    /// ([`Input::OfferRefused`]) or directed intent ([`Input::IntentDeclined`]). Other kinds
+    /// change nothing at their sender.
     pub fn after_refusal(
         kind: Kind,
         trace: TraceId,
         object: ObjectId,
+        receiver: PublicKey,
         reason: String,
     ) -> Option<Input> {
         match kind {
+            Kind::Intent => Some(Input::IntentDeclined {
+                trace,
+                intent: object,
+                provider: receiver,
+                reason,
+            }),
             Kind::TaskStart => Some(Input::AwardRefused {
                 trace,
                 task: object,

@@ -544,17 +544,10 @@ impl Network {
                     if let Err(refused) = verdict {
                         // What the sender learns from the refused acknowledgement, as a node's
                         // actor (awards, offers) or API (directed intents) tells its engine.
-                        let input = if kind == pvl_protocol::Kind::Intent {
-                            Some(Input::IntentDeclined {
-                                trace,
-                                intent: id,
-                                provider: self.engines[to].public(),
-                                reason: refused.to_string(),
-                            })
-                        } else {
-                            Input::after_refusal(kind, trace, id, refused.to_string())
-                        };
-                        if let Some(input) = input {
+                        let receiver = self.engines[to].public();
+                        let told =
+                            Input::after_refusal(kind, trace, id, receiver, refused.to_string());
+                        if let Some(input) = told {
                             self.schedule(
                                 now + self.latency_ms,
                                 NetEvent::Refused {

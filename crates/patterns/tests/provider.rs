@@ -184,6 +184,7 @@ fn an_offer_its_requester_refused_is_given_up() {
         bid.kind(),
         bid.trace_id(),
         bid.id(),
+        key(1).public(),
         "intent-closed: the offer window has closed".into(),
     )
     .unwrap();

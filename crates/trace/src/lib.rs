@@ -107,8 +107,8 @@
 //! process did not close the store: [`TraceStore::open`] then completes that call (a chunk not
 //! written is skipped; a written one gets its index, `o` and `x` entries), removes stale `x`
 //! entries and counts the objects again (a scan of the `o` keys).
-//! [`TraceStore::check_integrity`] holds after every cut point (unit test `every_cut_of_an_insert_is_repaired_at_open`, and the SIGKILL
-//! test `tests/crash.rs`).
+//! [`TraceStore::check_integrity`] holds after every cut point (unit test
+//! `every_cut_of_an_insert_is_repaired_at_open`, and the SIGKILL test `tests/crash.rs`).
 //!
 //! One `sled::Batch` per call would make the call atomic instead, but sled seals and writes
 //! its log buffer before and after every batch (with a `sync_file_range` each and a wake-up of
