@@ -2,8 +2,8 @@
 //!
 //! A node touches about 6 MB of the binary's 19 MB of machine code, but those functions lie
 //! scattered across `.text`, and the kernel maps code in 64 KiB blocks around each page fault
-//! (fault-around). Before this script, each node of a 100-node testnet had about 17 MiB of
-//! the binary resident, most of it code it never ran. `symbol-order.txt` lists the functions a
+//! (fault-around). Before this script, each node of a 100-node testnet had about 16 MiB of
+//! the binary resident, much of it code it never ran. `symbol-order.txt` lists the functions a
 //! node ran in a profiled testnet (hottest first); the linker places them together at the
 //! start of `.text`, so a node's code pages are the functions it runs. Functions missing from
 //! the list (a path the profile did not take, a symbol renamed since) are laid out as before:
