@@ -14,7 +14,7 @@
 //! `PVL_SYMBOL_ORDER=0` to leave it out.
 
 use std::env;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
@@ -32,7 +32,7 @@ fn main() {
 }
 
 /// The ordering file, when this build links with rust-lld and wants it.
-fn ordering_file() -> Option<std::path::PathBuf> {
+fn ordering_file() -> Option<PathBuf> {
     let var = |name: &str| env::var(name).unwrap_or_default();
     if var("PVL_SYMBOL_ORDER") == "0"
         || var("PROFILE") != "release"

@@ -8,7 +8,8 @@
 # where `perf` is installed, it samples every node of a 100-node bench (a node under
 # callgrind is too slow to start among 100) and adds the functions seen there: the paths of a
 # large network (connection limits, lookups that fail) that 10 nodes do not take.
-# Needs valgrind and python3; takes about 20 minutes on 2 cores (most of it the release build).
+# Needs valgrind and python3. Its steps, timed apart on 2 cores: the release build 9 to 12
+# minutes, the 10-node bench under callgrind under a minute, the 100-node bench about 3 minutes.
 # Rerun it after upgrading the toolchain or libp2p: symbol names change, and functions no
 # longer on the list are laid out as if there were no list.
 set -euo pipefail
@@ -40,7 +41,7 @@ PVL_BIN="$work/wrap.sh" target/release/pvl-testnet bench --nodes 10 --intents 20
   --load-rounds 20 --dir "$work/testnet" >"$work/bench.log" 2>&1 || {
   tail -30 "$work/bench.log"; exit 1; }
 
-python3 - "$work/pvl" "$work"/callgrind.* >node/symbol-order.txt <<'EOF'
+python3 - "$work/pvl" "$work"/callgrind.* >"$work/profiled.txt" <<'EOF'
 """Functions of one object that ran, from callgrind files, hottest (own cost) first."""
 import collections
 import re
@@ -78,10 +79,12 @@ if command -v perf >/dev/null 2>&1; then
     --dir "$work/testnet" >"$work/bench100.log" 2>&1 || { tail -30 "$work/bench100.log"; exit 1; }
   perf report -i "$work/perf.data" --no-demangle --dsos pvl --sort sym --stdio -F sym 2>/dev/null |
     sed -nE 's/^ +\[\.\] +([^ ]+) *$/\1/p' >"$work/sampled.txt"
-  # Appended after the callgrind list, each function once.
-  cat node/symbol-order.txt "$work/sampled.txt" | awk '!seen[$0]++' >"$work/order.txt"
-  mv "$work/order.txt" node/symbol-order.txt
 else
   echo "perf not found: the list has the 10-node profile only"
+  : >"$work/sampled.txt"
 fi
+# The callgrind list, then the sampled functions it lacks, each once; the file in the tree
+# is replaced only once the whole list is made.
+cat "$work/profiled.txt" "$work/sampled.txt" | awk '!seen[$0]++' >"$work/order.txt"
+mv "$work/order.txt" node/symbol-order.txt
 echo "node/symbol-order.txt: $(wc -l <node/symbol-order.txt) functions"
